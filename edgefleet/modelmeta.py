@@ -1,0 +1,110 @@
+"""Metadata that travels with every model variant, from the build pipeline to the agent.
+
+The agent derives preprocessing and confidence calibration from this, never from code: a
+variant directory holds the model file plus ``variant.json`` (``VariantMetadata.to_json``).
+The same fields ride in the TUF target's custom metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from edgefleet.errors import InvalidInput
+
+METADATA_FILE = "variant.json"
+LAYOUTS = frozenset({"NCHW", "NHWC"})
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a raw frame becomes the model's input tensor.
+
+    A frame (H x W [x C], uint8 or float) is resized to ``size`` (height, width), scaled by
+    ``scale`` (1/255 for uint8 images), normalized per channel ``(x - mean) / std``, laid out
+    as ``layout`` and given a batch axis.
+    """
+
+    size: tuple[int, int]
+    channels: int = 3
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    layout: str = "NCHW"
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise InvalidInput(f"layout must be one of {sorted(LAYOUTS)}, not {self.layout!r}")
+
+
+@dataclass(frozen=True)
+class InputQuantization:
+    """Affine quantization of an integer-only model's input: real = scale * (q - zero_point)."""
+
+    scale: float
+    zero_point: int
+    dtype: str = "int8"
+
+
+@dataclass(frozen=True)
+class VariantMetadata:
+    model: str                                  # model name, e.g. "digits-edge"
+    version: int                                # model version
+    variant: str                                # variant kind, e.g. "onnx-int8-static"
+    variant_id: str                             # "{model}:{version}:{variant}"
+    runtime: str                                # onnxruntime | litert
+    precision: str                              # fp32 | fp16 | int8 | mixed
+    file: str                                   # model file name inside the variant directory
+    input_name: str
+    input_shape: tuple[int, ...]                # with -1 for the dynamic batch axis
+    input_dtype: str                            # float32 | int8 | uint8
+    output_name: str
+    preprocessing: Preprocessing
+    labels: tuple[str, ...] = ()
+    temperature: float = 1.0                    # softmax temperature fitted on validation data
+    input_quantization: InputQuantization | None = None
+    output_quantization: InputQuantization | None = None
+    outputs_are_logits: bool = True             # False when the model ends in a softmax
+    sha256: str = ""
+    size_bytes: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VariantMetadata:
+        try:
+            fields = dict(data)
+            pre = dict(fields.pop("preprocessing"))
+            pre["size"] = tuple(pre["size"])
+            pre["mean"] = tuple(pre.get("mean", (0.0,)))
+            pre["std"] = tuple(pre.get("std", (1.0,)))
+            iq = fields.pop("input_quantization", None)
+            oq = fields.pop("output_quantization", None)
+            return cls(
+                **{
+                    **fields,
+                    "input_shape": tuple(fields["input_shape"]),
+                    "labels": tuple(fields.get("labels", ())),
+                },
+                preprocessing=Preprocessing(**pre),
+                input_quantization=InputQuantization(**iq) if iq else None,
+                output_quantization=InputQuantization(**oq) if oq else None,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"malformed variant metadata: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> VariantMetadata:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"variant metadata is not JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise InvalidInput("variant metadata must be a JSON object")
+        return cls.from_dict(data)
