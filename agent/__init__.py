@@ -1,0 +1,1 @@
+"""EdgeFleet agent: the device side (enrollment, local inference, offload, OTA, telemetry)."""

@@ -1,0 +1,1 @@
+"""EdgeFleet controller: the cloud side (registry, PKI, build pipeline, rollouts, serving)."""

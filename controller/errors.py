@@ -1,0 +1,15 @@
+"""Controller errors, rooted in the shared hierarchy."""
+
+from edgefleet.errors import EdgeFleetError
+
+
+class ControllerError(EdgeFleetError):
+    """Root of errors raised by the controller."""
+
+
+class StoreError(ControllerError):
+    """The registry database failed or holds something it should not."""
+
+
+class ConfigError(ControllerError):
+    """The controller's configuration is invalid."""
