@@ -1,0 +1,1 @@
+"""Device-side MQTT: the agent's broker connection (status, heartbeat, desired state)."""

@@ -1,0 +1,1 @@
+"""Controller-side MQTT: broker credentials and ACLs, an embedded broker, telemetry ingest."""
