@@ -1,0 +1,247 @@
+"""Controller-side MQTT ingest: device status and heartbeats in, desired state out.
+
+Every payload is validated (topic shape, protobuf decoding, device id in the payload equal to
+the one in the topic) before the sink sees it; anything else is counted in :class:`IngestStats`,
+logged, and dropped. Nothing a device sends can stop the ingest.
+
+Threading: sink methods are called on paho's network thread, one message at a time. They must
+be quick (hand the value to a bounded queue or do one small DB write); a slow sink delays all
+other messages and, past the keepalive, the connection itself. Sink exceptions are counted and
+logged, never propagated.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from google.protobuf.message import DecodeError
+
+from controller.errors import ControllerError
+from controller.mqtt.acl import CONTROLLER_USERNAME
+from edgefleet import topics
+from edgefleet.errors import InvalidInput, Unavailable
+from edgefleet.v1 import telemetry_pb2
+
+log = logging.getLogger(__name__)
+
+
+class MqttIngestError(ControllerError):
+    """The ingest's broker connection could not be set up or a message could not be queued."""
+
+
+class TelemetrySink(Protocol):
+    """Where validated device messages go. Called on paho's thread: return quickly."""
+
+    def device_status(self, device_id: str, online: bool, unix_ms: int, agent_version: str) -> None:
+        """``unix_ms`` is the device's clock, or the receive time for a last will (sent as 0)."""
+
+    def device_heartbeat(self, device_id: str, heartbeat: telemetry_pb2.Heartbeat) -> None: ...
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    url: str  # mqtt://host:1883 or mqtts://host:8883
+    username: str = CONTROLLER_USERNAME
+    password: str = ""
+    client_id: str = "edgefleet-controller-ingest"
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    keepalive_s: int = 30
+    connect_timeout_s: float = 10.0
+    max_queued_messages: int = 10_000
+    reconnect_min_delay_s: int = 1
+    reconnect_max_delay_s: int = 30
+
+    def __repr__(self) -> str:  # never show the password
+        return f"IngestConfig(url={self.url!r}, username={self.username!r})"
+
+
+@dataclass
+class IngestStats:
+    status_received: int = 0
+    heartbeats_received: int = 0
+    dropped_malformed: int = 0  # payload is not the expected protobuf
+    dropped_bad_topic: int = 0  # topic is not edgefleet/v1/devices/{valid id}/{kind}
+    dropped_device_mismatch: int = 0  # payload device_id differs from the topic's
+    sink_errors: int = 0
+
+
+_STATUS = topics.subscription(topics.STATUS)
+_HEARTBEAT = topics.subscription(topics.HEARTBEAT)
+
+
+class ControllerMqttIngest:
+    def __init__(self, config: IngestConfig, sink: TelemetrySink) -> None:
+        self._config = config
+        self._sink = sink
+        self.stats = IngestStats()
+        self._connected = threading.Event()
+        self._stopping = False
+        parts = urlsplit(config.url)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise MqttIngestError(f"broker url must be mqtt:// or mqtts://, got {config.url!r}")
+        tls = parts.scheme == "mqtts"
+        self._host = parts.hostname
+        self._port = parts.port or (8883 if tls else 1883)
+
+        client = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=config.client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=True,
+        )
+        client.username_pw_set(config.username, config.password)
+        if tls:
+            client.tls_set(
+                ca_certs=config.ca_file,
+                certfile=config.cert_file,
+                keyfile=config.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        client.reconnect_delay_set(config.reconnect_min_delay_s, config.reconnect_max_delay_s)
+        client.max_queued_messages_set(config.max_queued_messages)
+        client.connect_timeout = config.connect_timeout_s
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.message_callback_add(_STATUS, self._on_status)
+        client.message_callback_add(_HEARTBEAT, self._on_heartbeat)
+        self._client = client
+
+    def start(self) -> None:
+        """Connect in the background; (re)subscribes on every connect."""
+        log.info("mqtt ingest connecting to %s as %s", self._config.url, self._config.username)
+        try:
+            self._client.connect_async(self._host, self._port, self._config.keepalive_s)
+        except (OSError, ValueError) as e:
+            raise MqttIngestError(f"cannot start mqtt connection to {self._config.url}") from e
+        self._client.loop_start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Disconnect and stop paho's thread (``timeout`` bounds nothing paho lets us bound)."""
+        del timeout
+        self._stopping = True
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        """True once connected and subscribed; False after ``timeout`` seconds."""
+        return self._connected.wait(timeout)
+
+    def publish_desired(self, device_id: str, payload: bytes, timeout: float | None = None) -> None:
+        """Publish retained, QoS 1 desired state for one device.
+
+        With ``timeout``, wait until the broker acknowledged it, raising ``Unavailable`` if it
+        did not in time; without, just queue it (bounded; MqttIngestError when full).
+        """
+        topic = topics.device_topic(device_id, topics.DESIRED)
+        info = self._client.publish(topic, payload, qos=1, retain=True)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            raise MqttIngestError(f"mqtt outgoing queue full ({self._config.max_queued_messages})")
+        if timeout is not None:
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as e:
+                raise Unavailable(f"desired state for {device_id} not published: {e}") from e
+            if not info.is_published():
+                raise Unavailable(f"broker did not acknowledge desired state for {device_id}")
+
+    # -- paho callbacks (paho's thread) -------------------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.warning("mqtt ingest connect refused: %s", reason)
+            return
+        client.subscribe([(_STATUS, 1), (_HEARTBEAT, 1)])
+
+    def _on_subscribe(
+        self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
+    ) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("mqtt ingest subscription refused: %s", reasons)
+            return
+        log.info("mqtt ingest connected and subscribed")
+        self._connected.set()
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        self._connected.clear()
+        if not self._stopping:
+            log.warning("mqtt ingest disconnected: %s (reconnecting)", reason)
+
+    def _on_status(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        device_id = self._device_of(msg.topic)
+        if device_id is None:
+            return
+        status = telemetry_pb2.DeviceStatus()
+        if not self._decode(status, msg, device_id):
+            return
+        self.stats.status_received += 1
+        unix_ms = status.unix_ms or time.time_ns() // 1_000_000
+        self._call_sink(
+            self._sink.device_status, device_id, status.online, unix_ms, status.agent_version
+        )
+
+    def _on_heartbeat(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        device_id = self._device_of(msg.topic)
+        if device_id is None:
+            return
+        beat = telemetry_pb2.Heartbeat()
+        if not self._decode(beat, msg, device_id):
+            return
+        self.stats.heartbeats_received += 1
+        self._call_sink(self._sink.device_heartbeat, device_id, beat)
+
+    # -- validation -----------------------------------------------------------------------------
+
+    def _device_of(self, topic: str) -> str | None:
+        try:
+            device_id, _kind = topics.parse_device_topic(topic)
+        except InvalidInput:
+            self.stats.dropped_bad_topic += 1
+            log.warning("mqtt ingest dropped message on unparseable topic %r", topic[:200])
+            return None
+        return device_id
+
+    def _decode(self, message: Any, msg: mqtt.MQTTMessage, device_id: str) -> bool:
+        if not msg.payload:  # an empty retained message only clears the topic
+            return False
+        try:
+            message.ParseFromString(msg.payload)
+        except DecodeError:
+            self.stats.dropped_malformed += 1
+            log.warning("mqtt ingest dropped malformed payload on %s", msg.topic)
+            return False
+        if message.device_id != device_id:
+            self.stats.dropped_device_mismatch += 1
+            log.warning(
+                "mqtt ingest dropped payload for device=%r on topic of device=%s",
+                message.device_id[:200],
+                device_id,
+            )
+            return False
+        return True
+
+    def _call_sink(self, method: Any, *args: Any) -> None:
+        try:
+            method(*args)
+        except Exception:  # the sink's failure must not kill paho's thread
+            self.stats.sink_errors += 1
+            log.exception("telemetry sink failed device=%s", args[0])
