@@ -1,0 +1,399 @@
+"""The rollout engine: ``step(spec, state, observation) -> StepResult``, a pure function.
+
+The caller (the rollout service) gathers an ``Observation`` — the clock, the devices the
+selector matches now, the variant chosen per profile, device reports, cohort metrics and
+operator commands — calls ``step``, persists the new state, then carries out the actions
+(assign a variant, revert a device, record an event). Restarting the controller only needs
+the persisted spec and state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import replace
+
+from controller.rollout.errors import CommandRejected
+from controller.rollout.gates import FAIL, INSUFFICIENT, CohortMetrics, GateInputs, evaluate_gates
+from controller.rollout.model import (
+    IN_FLIGHT,
+    TERMINAL_PHASES,
+    Action,
+    AssignVariant,
+    Command,
+    Decision,
+    DeviceReport,
+    DeviceRollout,
+    Observation,
+    RecordEvent,
+    RevertDevice,
+    RolloutSpec,
+    RolloutState,
+    StepResult,
+)
+
+ACTIVE_PHASES = frozenset({"rolling", "soaking", "promoting"})
+SETTLED = frozenset({"installed", "healthy", "failed", "rolled_back"})
+UPDATED = frozenset({"assigned", "downloading", "installed", "healthy"})
+# Which report may move a device from which state.
+_REPORT_FROM = {
+    "downloading": frozenset({"assigned"}),
+    "installed": frozenset({"assigned", "downloading"}),
+    "healthy": frozenset({"assigned", "downloading", "installed"}),
+    "failed": frozenset({"assigned", "downloading", "installed", "healthy"}),
+    "rolled_back": frozenset({"assigned", "downloading", "installed", "healthy", "failed"}),
+}
+_COMMAND_FROM = {
+    "pause": ACTIVE_PHASES,
+    "resume": frozenset({"paused"}),
+    "promote": frozenset({"rolling", "soaking", "paused"}),
+    "abort": frozenset({"pending", "rolling", "soaking", "paused", "promoting", "halted"}),
+    "rollback": frozenset(
+        {"rolling", "soaking", "paused", "promoting", "completed", "halted", "aborted"}
+    ),
+}
+
+
+def initial_state() -> RolloutState:
+    return RolloutState()
+
+
+def check_command(state: RolloutState, command: Command) -> None:
+    """Raise ``CommandRejected`` if the command does not apply in the current phase."""
+    if state.phase not in _COMMAND_FROM[command.kind]:
+        raise CommandRejected(f"cannot {command.kind} a rollout that is {state.phase}")
+
+
+def stage_size(spec: RolloutSpec, stage_index: int, eligible: int) -> int:
+    """Devices a stage covers: ceil(fraction * eligible), at least min_devices."""
+    wanted = math.ceil(spec.stages[stage_index] * eligible - 1e-9)
+    return min(eligible, max(wanted, spec.min_devices))
+
+
+def step(spec: RolloutSpec, state: RolloutState, obs: Observation) -> StepResult:
+    run = _Step(spec, state, obs)
+    run.sync_devices()
+    run.apply_reports()
+    run.apply_commands()
+    run.advance()
+    return run.result()
+
+
+class _Step:
+    """Working copy for one step; ``step`` stays pure because nothing here outlives it."""
+
+    def __init__(self, spec: RolloutSpec, state: RolloutState, obs: Observation) -> None:
+        self.spec, self.obs, self.now = spec, obs, obs.now
+        self.state = state
+        self.devices = {d.device_id: d for d in state.devices}
+        self.unsupported = dict(state.unsupported)
+        self.history = list(state.history)
+        self.actions: list[Action] = []
+        self.last_gates = state.last_gates
+
+    # -- bookkeeping --------------------------------------------------------------------
+    def decide(self, reason: str, phase: str | None = None) -> None:
+        if phase is not None:
+            self.state = replace(self.state, phase=phase)
+        last = self.history[-1] if self.history else None
+        if last and (last.reason, last.phase) == (reason, self.state.phase):
+            return  # the same decision again (e.g. still waiting for data)
+        self.history.append(Decision(self.now, self.state.phase, self.state.stage_index, reason))
+        self.actions.append(RecordEvent(reason))
+
+    def set_device(self, d: DeviceRollout, state: str, reason: str, **kw: object) -> None:
+        self.devices[d.device_id] = replace(
+            d,
+            state=state,
+            reason=reason,
+            updated_at=self.now,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    def members(self) -> list[DeviceRollout]:
+        return [d for d in self.devices.values() if d.stage >= 0]
+
+    def stage_label(self) -> str:
+        picked, eligible = len(self.members()), len(self.devices)
+        n = len(self.spec.stages)
+        return f"stage {self.state.stage_index + 1}/{n}: {picked} of {eligible} devices"
+
+    def result(self) -> StepResult:
+        state = replace(
+            self.state,
+            devices=tuple(self.devices[k] for k in sorted(self.devices)),
+            unsupported=self.unsupported,
+            history=tuple(self.history),
+            last_gates=self.last_gates,
+        )
+        return StepResult(state, tuple(self.actions))
+
+    # -- inputs ---------------------------------------------------------------------------
+    def sync_devices(self) -> None:
+        seen = set()
+        for t in self.obs.targeted:
+            seen.add(t.device_id)
+            variant = self.obs.variants.get(t.profile)
+            known = self.devices.get(t.device_id)
+            if not variant:
+                if self.unsupported.get(t.device_id) != t.profile:
+                    msg = f"device {t.device_id}: no variant for profile {t.profile}"
+                    self.actions.append(RecordEvent(msg, "warning"))
+                self.unsupported[t.device_id] = t.profile
+                if known and known.state == "pending":
+                    del self.devices[t.device_id]
+                continue
+            self.unsupported.pop(t.device_id, None)
+            if known is None:
+                self.devices[t.device_id] = DeviceRollout(
+                    t.device_id, t.profile, "pending", t.current_variant, variant,
+                    updated_at=self.now,
+                )  # fmt: skip
+                if self.state.phase != "pending":
+                    self.actions.append(
+                        RecordEvent(
+                            f"device {t.device_id} joined at stage {self.state.stage_index + 1}"
+                        )
+                    )
+            elif known.state == "pending" and known.stage < 0:
+                self.devices[t.device_id] = replace(
+                    known, profile=t.profile, previous_variant=t.current_variant,
+                    target_variant=variant,
+                )  # fmt: skip
+        for device_id in list(self.devices):
+            d = self.devices[device_id]
+            if device_id not in seen and d.state == "pending":
+                del self.devices[device_id]  # no longer targeted and never touched
+        for device_id in list(self.unsupported):
+            if device_id not in seen:
+                del self.unsupported[device_id]
+
+    def apply_reports(self) -> None:
+        for r in self.obs.reports:
+            d = self.devices.get(r.device_id)
+            if d is None or d.state not in _REPORT_FROM[r.status]:
+                continue
+            if r.status != "rolled_back" and r.variant_id not in (None, d.target_variant):
+                continue  # stale report about another version
+            self._report(d, r)
+
+    def _report(self, d: DeviceRollout, r: DeviceReport) -> None:
+        reason = r.reason or r.status
+        self.set_device(
+            d,
+            r.status,
+            reason,
+            revert_requested=False if r.status == "rolled_back" else d.revert_requested,
+        )
+        if r.status in ("failed", "rolled_back"):
+            msg = (
+                f"device {d.device_id} {r.status.replace('_', ' ')} on {d.target_variant}: {reason}"
+            )
+            self.actions.append(RecordEvent(msg, "warning"))
+
+    def apply_commands(self) -> None:
+        for c in self.obs.commands:
+            try:
+                check_command(self.state, c)
+            except CommandRejected as exc:
+                self.actions.append(RecordEvent(f"{c.actor}: {exc}", "warning"))
+                continue
+            why = f"{c.actor} {c.kind}" + (f": {c.reason}" if c.reason else "")
+            if c.kind == "pause":
+                self.state = replace(self.state, paused_at=self.now, paused_from=self.state.phase)
+                self.decide(why, "paused")
+            elif c.kind == "resume":
+                self._resume(why)
+            elif c.kind == "promote":
+                if self.state.phase == "paused":
+                    self._resume(why)
+                self.promote(f"{self.stage_label()}; {why} (gates skipped)")
+            elif c.kind == "abort":
+                self.decide(why, "aborted")
+            else:
+                self.start_rollback(why)
+
+    def _resume(self, why: str) -> None:
+        back_to = self.state.paused_from or "rolling"
+        paused = self.now - (self.state.paused_at or self.now)
+        soak = self.state.soak_started_at
+        self.state = replace(
+            self.state,
+            soak_started_at=None if soak is None else soak + paused,
+            paused_at=None,
+            paused_from=None,
+        )
+        self.decide(why, back_to)
+
+    # -- transitions ----------------------------------------------------------------------
+    def promote(self, reason: str) -> None:
+        last = self.state.stage_index + 1 >= len(self.spec.stages)
+        if last:
+            self.decide(f"{reason}; promoting to completion", "promoting")
+            return
+        self.state = replace(
+            self.state,
+            stage_index=self.state.stage_index + 1,
+            stage_started_at=self.now,
+            soak_started_at=None,
+        )
+        self.decide(f"{reason}; entering stage {self.state.stage_index + 1}", "rolling")
+
+    def start_rollback(self, reason: str) -> None:
+        reverted = 0
+        for d in list(self.devices.values()):
+            if d.state == "pending" and d.stage >= 0:
+                self.set_device(d, "pending", "stage cancelled", stage=-1)
+            elif d.state == "failed":
+                self.set_device(d, "rolled_back", "install had failed; still on previous")
+            elif d.state in UPDATED:
+                self.set_device(d, d.state, "revert requested", revert_requested=True)
+                self.actions.append(RevertDevice(d.device_id, d.previous_variant, reason))
+                reverted += 1
+        self.decide(f"{reason}; rolling back {reverted} devices", "rolling_back")
+
+    def check_failures(self) -> bool:
+        failed = sum(1 for d in self.devices.values() if d.state == "failed")
+        attempted = failed + sum(
+            1 for d in self.devices.values() if d.state in ("installed", "healthy")
+        )
+        if attempted < self.spec.min_devices or attempted == 0:
+            return False
+        rate = failed / attempted
+        if rate <= self.spec.install_failure_threshold:
+            return False
+        why = (
+            f"{self.stage_label()}; install failure rate {failed}/{attempted} = {rate:.0%} "
+            f"> {self.spec.install_failure_threshold:.0%}: aborted"
+        )
+        if self.spec.auto_rollback:
+            self.start_rollback(why)
+        else:
+            self.decide(why, "aborted")
+        return True
+
+    def fill_stage(self) -> None:
+        target = stage_size(self.spec, self.state.stage_index, len(self.devices))
+        members = self.members()
+        if len(members) < target:
+            key = self.spec.rollout_id.encode()
+            queue = sorted(
+                (d for d in self.devices.values() if d.stage < 0 and d.state == "pending"),
+                key=lambda d: hashlib.sha256(key + b"\0" + d.device_id.encode()).digest(),
+            )
+            for d in queue[: target - len(members)]:
+                if d.previous_variant == d.target_variant:
+                    self.set_device(d, "healthy", "already on target", stage=self.state.stage_index)
+                else:
+                    self.set_device(
+                        d,
+                        "pending",
+                        "picked, waiting for a download slot",
+                        stage=self.state.stage_index,
+                    )
+        in_flight = sum(1 for d in self.devices.values() if d.state in IN_FLIGHT)
+        free = self.spec.max_concurrent_downloads - in_flight
+        waiting = sorted(
+            (d for d in self.devices.values() if d.stage >= 0 and d.state == "pending"),
+            key=lambda d: (d.stage, d.updated_at, d.device_id),
+        )
+        for d in waiting[: max(free, 0)]:
+            self.set_device(d, "assigned", f"assigned {d.target_variant}")
+            self.actions.append(AssignVariant(d.device_id, d.target_variant, d.previous_variant))
+
+    def advance(self) -> None:
+        phase = self.state.phase
+        if phase == "pending":
+            self.state = replace(self.state, stage_index=0, stage_started_at=self.now)
+            self.decide(f"started: {len(self.devices)} targeted devices have a variant", "rolling")
+            phase = "rolling"
+        if phase == "rolling_back":
+            if not any(d.revert_requested for d in self.devices.values()):
+                self.decide(
+                    "every device in the rollout is back on its previous variant", "rolled_back"
+                )
+            return
+        if phase not in ACTIVE_PHASES or self.check_failures():
+            return
+        self.fill_stage()
+        settled = all(d.state in SETTLED for d in self.members())
+        if phase == "rolling" and settled:
+            self.state = replace(self.state, soak_started_at=self.now)
+            self.decide(
+                f"{self.stage_label()} installed; soaking {self.spec.soak_seconds:g} s", "soaking"
+            )
+            phase = "soaking"
+        if phase == "promoting" and settled:
+            self.decide(f"{self.stage_label()}; all stages passed", "completed")
+        if (
+            phase == "soaking"
+            and self.now - (self.state.soak_started_at or self.now) >= self.spec.soak_seconds
+        ):
+            self.evaluate()
+
+    def evaluate(self) -> None:
+        metrics = self.obs.metrics
+        if metrics is None:
+            self.decide(f"{self.stage_label()}; waiting for data (no cohort metrics yet)")
+            return
+        failed = sum(1 for d in self.members() if d.state == "failed")
+        attempted = sum(1 for d in self.members() if d.state in ("failed", "installed", "healthy"))
+        canary = metrics.canary
+        if "install_failure_rate" not in canary.values and attempted:
+            values = {**canary.values, "install_failure_rate": failed / attempted}
+            canary = CohortMetrics(values, canary.samples, canary.devices)
+        inputs = GateInputs(canary, metrics.control, metrics.pre_rollout)
+        min_devices = min(self.spec.min_devices, max(len(self.members()), 1))
+        results = evaluate_gates(
+            self.spec.parsed_gates(),
+            inputs,
+            min_samples=self.spec.min_samples,
+            min_devices=min_devices,
+        )
+        self.last_gates = tuple(results)
+        failing = [r for r in results if r.status == FAIL]
+        if failing:
+            why = f"{self.stage_label()}; " + "; ".join(r.reason for r in failing)
+            self.decide(f"{why}: halted", "halted")
+            if self.spec.auto_rollback:
+                self.start_rollback(why)
+            return
+        waiting = [r for r in results if r.status == INSUFFICIENT]
+        if waiting:
+            self.decide(f"{self.stage_label()}; " + "; ".join(r.reason for r in waiting))
+            return
+        self.promote(f"{self.stage_label()}; " + "; ".join(r.reason for r in results))
+        if self.state.phase == "promoting":
+            self.advance_promoting()
+        elif self.state.phase == "rolling":
+            self.fill_stage()
+
+    def advance_promoting(self) -> None:
+        if all(d.state in SETTLED for d in self.members()):
+            self.decide(f"{self.stage_label()}; all stages passed", "completed")
+
+
+def describe(state: RolloutState, spec: RolloutSpec | None = None) -> str:
+    """Explain in a few lines why the rollout is where it is."""
+    lines = []
+    head = f"rollout {spec.rollout_id} ({spec.model} v{spec.version}): " if spec else "rollout: "
+    stage = f"stage {state.stage_index + 1}" + (f"/{len(spec.stages)}" if spec else "")
+    if spec:
+        stage += f" ({spec.stages[state.stage_index]:.0%})"
+    lines.append(f"{head}{state.phase}, {stage}")
+    counts: dict[str, int] = {}
+    for d in state.devices:
+        counts[d.state] = counts.get(d.state, 0) + 1
+    lines.append("devices: " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
+    if state.unsupported:
+        lines.append(
+            "no variant: "
+            + ", ".join(f"{d} (profile {p})" for d, p in sorted(state.unsupported.items()))
+        )
+    for g in state.last_gates:
+        lines.append(f"  [{g.status}] {g.reason}")
+    if state.history:
+        lines.append(f"last decision: {state.history[-1].reason}")
+    if state.phase in TERMINAL_PHASES:
+        lines.append("finished")
+    return "\n".join(lines)
