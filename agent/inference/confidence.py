@@ -1,0 +1,58 @@
+"""Calibrated confidence from a model's output row, using the variant's softmax temperature."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+METRICS = ("max_softmax", "margin", "entropy")
+
+
+def calibrated_probabilities(
+    output: np.ndarray, temperature: float = 1.0, outputs_are_logits: bool = True
+) -> np.ndarray:
+    """softmax(logits / T). Probability outputs are re-tempered through their logs."""
+    if temperature <= 0:
+        raise ValueError("temperature must be > 0")
+    x = np.asarray(output, dtype=np.float64).reshape(-1)
+    if not outputs_are_logits:
+        x = np.log(np.clip(x, 1e-12, None))
+    x = x / temperature
+    x = x - x.max()
+    e = np.exp(x)
+    return np.asarray(e / e.sum())
+
+
+def max_softmax(probabilities: np.ndarray) -> float:
+    return float(np.max(probabilities))
+
+
+def margin(probabilities: np.ndarray) -> float:
+    """Top-1 minus top-2 probability."""
+    if probabilities.size < 2:
+        return 1.0
+    top2 = np.partition(probabilities, -2)[-2:]
+    return float(top2[1] - top2[0])
+
+
+def entropy_confidence(probabilities: np.ndarray) -> float:
+    """1 - entropy / log(K): 1 for a one-hot answer, 0 for a uniform one."""
+    k = probabilities.size
+    if k < 2:
+        return 1.0
+    p = np.clip(probabilities, 1e-12, 1.0)
+    entropy = float(-(p * np.log(p)).sum())
+    return float(min(1.0, max(0.0, 1.0 - entropy / np.log(k))))
+
+
+def confidence_function(metric: str) -> Callable[[np.ndarray], float]:
+    functions: dict[str, Callable[[np.ndarray], float]] = {
+        "max_softmax": max_softmax,
+        "margin": margin,
+        "entropy": entropy_confidence,
+    }
+    try:
+        return functions[metric]
+    except KeyError:
+        raise ValueError(f"confidence metric must be one of {METRICS}, not {metric!r}") from None

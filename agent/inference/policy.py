@@ -1,0 +1,128 @@
+"""Offload policies (which frames go to the cloud) and the audit sampler."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+
+class OffloadPolicy(Protocol):
+    def should_offload(self, confidence: float) -> bool: ...
+
+    def record_offload_bytes(self, n: int) -> None: ...
+
+    @property
+    def threshold(self) -> float: ...
+
+
+class FixedThreshold:
+    """Offload every frame whose confidence is below `t`."""
+
+    def __init__(self, t: float) -> None:
+        self._t = float(t)
+
+    @property
+    def threshold(self) -> float:
+        return self._t
+
+    def should_offload(self, confidence: float) -> bool:
+        return confidence < self._t
+
+    def record_offload_bytes(self, n: int) -> None:
+        del n
+
+
+class BudgetPolicy:
+    """Adapts its threshold online to offload a budgeted share of frames.
+
+    The budget is one of: a fraction of frames, offloaded frames per second, or offloaded
+    bytes per second (both rates are turned into a fraction with the measured frame rate and
+    mean request size). The threshold is the target quantile of a sliding window of recent
+    confidences, nudged by an integral term on the realized offload fraction so that ties
+    and drifting streams still land on budget.
+    """
+
+    def __init__(
+        self,
+        target_fraction: float | None = None,
+        frames_per_s: float | None = None,
+        bytes_per_s: float | None = None,
+        window: int = 500,
+        warmup: int = 20,
+        initial_threshold: float = 0.5,
+        gain: float = 0.02,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        given = [v for v in (target_fraction, frames_per_s, bytes_per_s) if v is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of target_fraction, frames_per_s, bytes_per_s")
+        if target_fraction is not None and not 0.0 <= target_fraction <= 1.0:
+            raise ValueError("target_fraction must be in [0, 1]")
+        self.target_fraction = target_fraction
+        self.frames_per_s = frames_per_s
+        self.bytes_per_s = bytes_per_s
+        self._window: deque[float] = deque(maxlen=window)
+        self._times: deque[float] = deque(maxlen=window)
+        self._warmup = warmup
+        self._threshold = initial_threshold
+        self._gain = gain
+        self._bias = 0.0
+        self._clock = clock
+        self._mean_bytes: float | None = None
+        self.decisions = 0
+        self.offloads = 0
+
+    @property
+    def threshold(self) -> float:
+        return self._threshold
+
+    def current_target(self) -> float:
+        """The budget as a fraction of frames, given the measured frame rate."""
+        if self.target_fraction is not None:
+            return self.target_fraction
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        fps = (len(self._times) - 1) / span if span > 0 else float("inf")
+        if self.frames_per_s is not None:
+            allowed = self.frames_per_s
+        else:
+            allowed = (self.bytes_per_s or 0.0) / (self._mean_bytes or 1.0)
+        return float(min(1.0, allowed / fps)) if fps > 0 else 1.0
+
+    def should_offload(self, confidence: float) -> bool:
+        self._times.append(self._clock())
+        self._window.append(confidence)
+        target = self.current_target()
+        if len(self._window) >= self._warmup:
+            level = min(1.0, max(0.0, target + self._bias))
+            self._threshold = float(np.quantile(np.fromiter(self._window, float), level))
+        offload = confidence < self._threshold or (target >= 1.0)
+        self.decisions += 1
+        self.offloads += offload
+        # integral correction toward the target realized fraction
+        self._bias += self._gain * (target - float(offload))
+        self._bias = min(0.5, max(-0.5, self._bias))
+        return offload
+
+    def record_offload_bytes(self, n: int) -> None:
+        """Feed the size of each sent request (for the bytes_per_s budget)."""
+        self._mean_bytes = n if self._mean_bytes is None else 0.9 * self._mean_bytes + 0.1 * n
+
+
+class AuditSampler:
+    """Picks a random share (default 2%) of confident frames to check against the cloud."""
+
+    def __init__(self, fraction: float = 0.02, seed: int = 0) -> None:
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError("audit fraction must be in [0, 1]")
+        self.fraction = fraction
+        self._rng = random.Random(seed)
+
+    def should_audit(self) -> bool:
+        return self.fraction > 0 and self._rng.random() < self.fraction

@@ -1,0 +1,126 @@
+"""Inference backends: ONNX Runtime and LiteRT (ai-edge-litert, falling back to tflite_runtime)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from agent.runtime.errors import RuntimeFailure
+
+log = logging.getLogger(__name__)
+
+# Most to least preferred; the first available and allowed providers are used, in this order.
+PROVIDER_PREFERENCE = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "CPUExecutionProvider",
+)
+
+
+class Backend(Protocol):
+    """Runs one input tensor through a model and returns its first output."""
+
+    name: str
+
+    def run(self, tensor: np.ndarray) -> np.ndarray: ...
+
+
+def choose_providers(available: Sequence[str], allowed: Sequence[str] | None = None) -> list[str]:
+    """Available providers in preference order, restricted to `allowed` (None: all known)."""
+    allowed_set = set(PROVIDER_PREFERENCE if allowed is None else allowed)
+    chosen = [p for p in PROVIDER_PREFERENCE if p in available and p in allowed_set]
+    if not chosen:
+        raise RuntimeFailure(f"no allowed execution provider among available {list(available)}")
+    return chosen
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        path: Path,
+        input_name: str,
+        output_name: str,
+        threads: int | None = None,
+        allowed_providers: Sequence[str] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.providers = choose_providers(ort.get_available_providers(), allowed_providers)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(
+                str(path), sess_options=options, providers=self.providers
+            )
+        except Exception as exc:  # ORT raises its own untyped errors
+            raise RuntimeFailure(f"cannot load ONNX model {path}: {exc}") from exc
+        self.input_name = input_name
+        self.output_name = output_name
+        names = {i.name for i in self.session.get_inputs()}
+        if input_name not in names:
+            raise RuntimeFailure(f"model {path} has no input {input_name!r} (has {sorted(names)})")
+        log.info("loaded %s with providers %s", path, self.providers)
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        try:
+            out = self.session.run([self.output_name], {self.input_name: tensor})
+        except Exception as exc:
+            raise RuntimeFailure(f"onnxruntime run failed: {exc}") from exc
+        return np.asarray(out[0])
+
+
+def _litert_interpreter_class() -> Any:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter
+    except ImportError as exc:
+        raise RuntimeFailure(
+            "LiteRT is not installed: install ai-edge-litert (or tflite-runtime)"
+        ) from exc
+
+
+class LiteRtBackend:
+    """A TFLite model. Input quantization happens in the Preprocessor; outputs are returned raw
+    (the caller dequantizes with the variant's output_quantization)."""
+
+    name = "litert"
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        interpreter_class = _litert_interpreter_class()
+        try:
+            self.interpreter = interpreter_class(model_path=str(path), num_threads=threads or None)
+            self.interpreter.allocate_tensors()
+        except Exception as exc:
+            raise RuntimeFailure(f"cannot load LiteRT model {path}: {exc}") from exc
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self._batch_shape = tuple(int(d) for d in self._input["shape"])
+
+    def run(self, tensor: np.ndarray) -> np.ndarray:
+        if tuple(tensor.shape) != self._batch_shape:
+            self.interpreter.resize_tensor_input(self._input["index"], list(tensor.shape))
+            self.interpreter.allocate_tensors()
+            self._batch_shape = tuple(tensor.shape)
+        try:
+            self.interpreter.set_tensor(self._input["index"], tensor)
+            self.interpreter.invoke()
+            return np.array(self.interpreter.get_tensor(self._output["index"]))
+        except Exception as exc:
+            raise RuntimeFailure(f"LiteRT invoke failed: {exc}") from exc

@@ -1,0 +1,105 @@
+"""Frame -> model input tensor, driven by the variant's Preprocessing metadata."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agent.runtime.errors import BadFrame
+from edgefleet.modelmeta import InputQuantization, Preprocessing
+
+_FLOAT_DTYPES = {"float32": np.float32, "float16": np.float16}
+_INT_DTYPES = {"int8": np.int8, "uint8": np.uint8}
+
+
+class Preprocessor:
+    """Turns one H x W or H x W x C frame (uint8 or float) into a batch-1 input tensor.
+
+    Resizes with Pillow only when the frame size differs, scales, normalizes per channel,
+    lays out NCHW or NHWC and, for integer-only models, quantizes with the input's
+    (scale, zero_point).
+    """
+
+    def __init__(
+        self,
+        preprocessing: Preprocessing,
+        input_dtype: str = "float32",
+        input_quantization: InputQuantization | None = None,
+    ) -> None:
+        if input_dtype not in _FLOAT_DTYPES and input_dtype not in _INT_DTYPES:
+            raise BadFrame(f"unsupported model input dtype {input_dtype!r}")
+        if input_dtype in _INT_DTYPES and input_quantization is None:
+            raise BadFrame(f"an {input_dtype} input needs input_quantization metadata")
+        self.preprocessing = preprocessing
+        self.input_dtype = input_dtype
+        self.input_quantization = input_quantization
+        channels = preprocessing.channels
+        self._mean = _per_channel(preprocessing.mean, channels, "mean")
+        self._std = _per_channel(preprocessing.std, channels, "std")
+
+    def frame_hwc(self, frame: np.ndarray) -> np.ndarray:
+        """Validate and resize a frame to float32 H x W x C (before scaling)."""
+        if not isinstance(frame, np.ndarray):
+            raise BadFrame(f"a frame must be a numpy array, not {type(frame).__name__}")
+        if frame.dtype != np.uint8 and not np.issubdtype(frame.dtype, np.floating):
+            raise BadFrame(f"frame dtype must be uint8 or float, not {frame.dtype}")
+        if frame.ndim == 2:
+            frame = frame[:, :, None]
+        if frame.ndim != 3 or frame.shape[0] == 0 or frame.shape[1] == 0:
+            raise BadFrame(f"frame must be H x W or H x W x C, got shape {frame.shape}")
+        want = self.preprocessing.channels
+        have = frame.shape[2]
+        if have != want:
+            if have == 1 and want == 3:
+                frame = np.repeat(frame, 3, axis=2)
+            elif have in (3, 4) and want == 1:
+                frame = frame[:, :, :3].astype(np.float32).mean(axis=2, keepdims=True)
+            elif have == 4 and want == 3:
+                frame = frame[:, :, :3]
+            else:
+                raise BadFrame(f"frame has {have} channels, the model wants {want}")
+        height, width = self.preprocessing.size
+        if frame.shape[:2] != (height, width):
+            frame = _resize(frame, height, width)
+        return frame.astype(np.float32, copy=False)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        pre = self.preprocessing
+        x = self.frame_hwc(frame) * np.float32(pre.scale)
+        x = (x - self._mean) / self._std
+        if pre.layout == "NCHW":
+            x = x.transpose(2, 0, 1)
+        x = x[None, ...]
+        if self.input_dtype in _FLOAT_DTYPES:
+            return np.ascontiguousarray(x, dtype=_FLOAT_DTYPES[self.input_dtype])
+        return quantize(x, self.input_quantization)  # type: ignore[arg-type]
+
+
+def quantize(x: np.ndarray, q: InputQuantization) -> np.ndarray:
+    dtype = _INT_DTYPES.get(q.dtype)
+    if dtype is None:
+        raise BadFrame(f"unsupported quantized dtype {q.dtype!r}")
+    info = np.iinfo(dtype)
+    scaled = np.rint(x / np.float32(q.scale)) + q.zero_point
+    return np.ascontiguousarray(np.clip(scaled, info.min, info.max).astype(dtype))
+
+
+def dequantize(x: np.ndarray, q: InputQuantization) -> np.ndarray:
+    return (x.astype(np.float32) - np.float32(q.zero_point)) * np.float32(q.scale)
+
+
+def _per_channel(values: tuple[float, ...], channels: int, name: str) -> np.ndarray:
+    if len(values) not in (1, channels):
+        raise BadFrame(f"preprocessing {name} has {len(values)} values for {channels} channels")
+    arr = np.asarray(values, dtype=np.float32)
+    return np.broadcast_to(arr, (channels,)).astype(np.float32).reshape(1, 1, channels)
+
+
+def _resize(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    from PIL import Image  # imported only when a resize is needed
+
+    channels = frame.shape[2]
+    planes = []
+    for c in range(channels):
+        plane = Image.fromarray(frame[:, :, c].astype(np.float32), mode="F")
+        planes.append(np.asarray(plane.resize((width, height), Image.Resampling.BILINEAR)))
+    return np.stack(planes, axis=2)

@@ -1,0 +1,190 @@
+"""Per-interval telemetry: counts, fixed-bucket histograms, agreement, process RSS/CPU."""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from edgefleet.v1 import report_pb2
+
+LATENCY_BOUNDS_MS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200, 500, 1000, 2000, 5000)
+CONFIDENCE_BOUNDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
+
+
+class Histogram:
+    """counts[i] counts values <= bounds[i]; the extra last bucket counts the rest."""
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(float(b) for b in bounds)
+        if list(self.bounds) != sorted(set(self.bounds)):
+            raise ValueError("histogram bounds must be strictly increasing")
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+        self.count += 1
+
+    def to_proto(self) -> report_pb2.Histogram:
+        return report_pb2.Histogram(
+            bounds=self.bounds, counts=self.counts, sum=self.sum, count=self.count
+        )
+
+
+@dataclass
+class _Interval:
+    start_ms: int
+    frames: int = 0
+    offloaded: int = 0
+    offload_failures: int = 0
+    audited: int = 0
+    skipped: int = 0
+    bad_frames: int = 0
+    local: Histogram = field(default_factory=lambda: Histogram(LATENCY_BOUNDS_MS))
+    end_to_end: Histogram = field(default_factory=lambda: Histogram(LATENCY_BOUNDS_MS))
+    rtt: Histogram = field(default_factory=lambda: Histogram(LATENCY_BOUNDS_MS))
+    confidence: Histogram = field(default_factory=lambda: Histogram(CONFIDENCE_BOUNDS))
+    offload_pairs: int = 0
+    offload_agreed: int = 0
+    audit_pairs: int = 0
+    audit_agreed: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+def _process_stats() -> Callable[[], tuple[int, float]]:
+    """(RSS bytes, CPU percent since the previous call) of this process, via psutil."""
+    try:
+        import psutil
+    except ImportError:
+        return lambda: (0, 0.0)
+    process = psutil.Process()
+    process.cpu_percent(None)  # starts the measurement interval
+
+    def stats() -> tuple[int, float]:
+        return int(process.memory_info().rss), float(process.cpu_percent(None))
+
+    return stats
+
+
+class TelemetryAggregator:
+    """Thread-safe counters for the current interval; `report()` closes it and starts the next."""
+
+    def __init__(
+        self,
+        device_id: str,
+        model: str = "",
+        variant_id: str = "",
+        clock: Callable[[], float] = time.time,
+        process_stats: Callable[[], tuple[int, float]] | None = None,
+    ) -> None:
+        self.device_id = device_id
+        self._model = model
+        self._variant_id = variant_id
+        self._clock = clock
+        self._stats = process_stats or _process_stats()
+        self._lock = threading.Lock()
+        self._sequence = 0
+        self._interval = _Interval(self._now_ms())
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def set_model(self, model: str, variant_id: str) -> None:
+        with self._lock:
+            self._model, self._variant_id = model, variant_id
+
+    def record_frame(
+        self,
+        local_ms: float,
+        end_to_end_ms: float,
+        confidence: float,
+        offloaded: bool = False,
+        offload_failed: bool = False,
+        offload_rtt_ms: float | None = None,
+        audited: bool = False,
+    ) -> None:
+        with self._lock:
+            i = self._interval
+            i.frames += 1
+            i.offloaded += offloaded
+            i.offload_failures += offload_failed
+            i.audited += audited
+            i.local.observe(local_ms)
+            i.end_to_end.observe(end_to_end_ms)
+            i.confidence.observe(confidence)
+            if offload_rtt_ms is not None:
+                i.rtt.observe(offload_rtt_ms)
+
+    def record_offload_failure(self, kind: str) -> None:
+        """A failure found after the frame was recorded (asynchronous offloads)."""
+        with self._lock:
+            self._interval.offload_failures += 1
+            self._interval.errors[f"offload_{kind}"] += 1
+
+    def record_offload_rtt(self, rtt_ms: float) -> None:
+        with self._lock:
+            self._interval.rtt.observe(rtt_ms)
+
+    def record_pair(self, edge_label: int, cloud_label: int, audit: bool) -> None:
+        agreed = int(edge_label == cloud_label)
+        with self._lock:
+            i = self._interval
+            if audit:
+                i.audit_pairs += 1
+                i.audit_agreed += agreed
+            else:
+                i.offload_pairs += 1
+                i.offload_agreed += agreed
+
+    def record_skipped(self, n: int = 1) -> None:
+        with self._lock:
+            self._interval.skipped += n
+
+    def record_bad_frame(self, reason: str = "bad_frame") -> None:
+        with self._lock:
+            self._interval.bad_frames += 1
+            self._interval.errors[reason] += 1
+
+    def record_error(self, kind: str, n: int = 1) -> None:
+        with self._lock:
+            self._interval.errors[kind] += n
+
+    def report(self, reports_dropped: int = 0) -> report_pb2.TelemetryReport:
+        """Close the current interval and return its report (sequence numbers count up)."""
+        rss, cpu = self._stats()
+        with self._lock:
+            i, now = self._interval, self._now_ms()
+            self._interval = _Interval(now)
+            self._sequence += 1
+            return report_pb2.TelemetryReport(
+                device_id=self.device_id,
+                interval_start_unix_ms=i.start_ms,
+                interval_end_unix_ms=now,
+                model=self._model,
+                variant_id=self._variant_id,
+                frames=i.frames,
+                offloaded=i.offloaded,
+                offload_failures=i.offload_failures,
+                audited=i.audited,
+                skipped_frames=i.skipped,
+                dropped_bad_frames=i.bad_frames,
+                local_latency_ms=i.local.to_proto(),
+                end_to_end_latency_ms=i.end_to_end.to_proto(),
+                offload_rtt_ms=i.rtt.to_proto(),
+                confidence=i.confidence.to_proto(),
+                offload_agreement=report_pb2.Agreement(
+                    pairs=i.offload_pairs, agreed=i.offload_agreed
+                ),
+                audit_agreement=report_pb2.Agreement(pairs=i.audit_pairs, agreed=i.audit_agreed),
+                rss_bytes=rss,
+                cpu_percent=cpu,
+                errors=dict(i.errors),
+                reports_dropped=reports_dropped,
+                sequence=self._sequence,
+            )
