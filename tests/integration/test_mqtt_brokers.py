@@ -295,22 +295,33 @@ def test_device_cannot_publish_or_read_under_another_prefix(broker: Any, ingest:
         rogue.loop_stop()
 
 
-def test_desired_state_reaches_only_its_device(broker: Any, ingest: Any) -> None:
+def test_retained_desired_state_reaches_only_its_device(broker: Any, ingest: Any) -> None:
     ing, _ = ingest
+    ing.publish_desired("dev-a", b"variant=v2", timeout=TIMEOUT)  # before dev-a is even online
     got: dict[str, list[bytes]] = {"dev-a": [], "dev-b": []}
-    arrived = threading.Event()
+    cond = threading.Condition()
+
+    def recorder(dev: str) -> Callable[[bytes], None]:
+        def on_desired(payload: bytes) -> None:
+            with cond:
+                got[dev].append(payload)
+                cond.notify_all()
+
+        return on_desired
+
     agents = []
     for dev in ("dev-a", "dev-b"):
         agent = AgentMqttClient(agent_config(broker.url, dev, heartbeat_interval_s=60))
-        agent.on_desired(lambda payload, dev=dev: (got[dev].append(payload), arrived.set()))
+        agent.on_desired(recorder(dev))
         agent.start()
         agents.append(agent)
     try:
-        assert all(a.wait_connected(TIMEOUT) for a in agents)
-        time.sleep(0.2)  # let the SUBSCRIBEs sent on connect be acknowledged
-        ing.publish_desired("dev-a", b"variant=v2", timeout=TIMEOUT)
-        assert arrived.wait(TIMEOUT)
-        assert got == {"dev-a": [b"variant=v2"], "dev-b": []}
+        with cond:
+            assert cond.wait_for(lambda: got["dev-a"] == [b"variant=v2"], TIMEOUT)
+        ing.publish_desired("dev-b", b"variant=v3", timeout=TIMEOUT)
+        with cond:
+            assert cond.wait_for(lambda: got["dev-b"] == [b"variant=v3"], TIMEOUT)
+        assert got == {"dev-a": [b"variant=v2"], "dev-b": [b"variant=v3"]}
     finally:
         for agent in agents:
             agent.stop(TIMEOUT)
