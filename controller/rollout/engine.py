@@ -320,7 +320,7 @@ class _Step:
         if phase == "rolling" and settled:
             self.state = replace(self.state, soak_started_at=self.now)
             self.decide(
-                f"{self.stage_label()} installed; soaking {self.spec.soak_seconds:g} s", "soaking"
+                f"{self.stage_label()} settled; soaking {self.spec.soak_seconds:g} s", "soaking"
             )
             phase = "soaking"
         if phase == "promoting" and settled:

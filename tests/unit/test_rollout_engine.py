@@ -1,0 +1,329 @@
+"""The pure rollout engine, driven step by step with a simulated fleet."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from controller.rollout import (
+    AssignVariant,
+    CohortMetrics,
+    Command,
+    DeviceReport,
+    GateInputs,
+    InvalidGate,
+    InvalidRollout,
+    Observation,
+    RevertDevice,
+    RolloutSpec,
+    RolloutState,
+    StepResult,
+    TargetDevice,
+    action_from_dict,
+    action_to_dict,
+    describe,
+    initial_state,
+    stage_size,
+    step,
+)
+
+NEW = "cam:2:onnx-int8"
+
+
+def healthy_metrics() -> GateInputs:
+    values = {"p95_latency": 14.1, "agreement": 0.96, "error_rate": 0.0, "offload_rate": 0.1}
+    base = {"p95_latency": 14.0, "agreement": 0.96, "error_rate": 0.0, "offload_rate": 0.1}
+    return GateInputs(CohortMetrics(values, 5000, 20), CohortMetrics(base, 5000, 20))
+
+
+def bad_latency_metrics() -> GateInputs:
+    m = healthy_metrics()
+    return GateInputs(CohortMetrics({**m.canary.values, "p95_latency": 30.0}, 5000, 20), m.control)
+
+
+def spec(**kw: object) -> RolloutSpec:
+    base: dict[str, object] = {
+        "rollout_id": "r1",
+        "model": "cam",
+        "version": 2,
+        "stages": (0.05, 0.25, 1.0),
+        "min_devices": 1,
+        "soak_seconds": 60.0,
+        "max_concurrent_downloads": 100,
+        "min_samples": 100,
+    }
+    base.update(kw)
+    return RolloutSpec(**base)  # type: ignore[arg-type]
+
+
+@dataclass
+class Fleet:
+    """Simulated devices: they answer assignments and reverts on the next step."""
+
+    spec: RolloutSpec
+    n: int = 20
+    profiles: dict[str, str] = field(default_factory=dict)
+    variants: dict[str, str | None] = field(default_factory=lambda: {"cpu": NEW})
+    fail: set[str] = field(default_factory=set)
+    auto_report: bool = True
+    state: RolloutState = field(default_factory=initial_state)
+    now: float = 0.0
+    inbox: list[DeviceReport] = field(default_factory=list)
+    log: list[StepResult] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for i in range(self.n):
+            self.profiles.setdefault(f"d{i:02d}", "cpu")
+
+    def tick(
+        self, dt: float = 1.0, metrics: GateInputs | None = None, commands: tuple[Command, ...] = ()
+    ) -> StepResult:
+        self.now += dt
+        obs = Observation(
+            now=self.now,
+            targeted=tuple(TargetDevice(d, p, "cam:1:onnx-fp32") for d, p in self.profiles.items()),
+            variants=self.variants,
+            reports=tuple(self.inbox),
+            metrics=metrics,
+            commands=commands,
+        )
+        self.inbox = []
+        result = step(self.spec, self.state, obs)
+        # Every transition survives a JSON round trip, as the database will store it.
+        self.state = RolloutState.from_dict(json.loads(json.dumps(result.state.to_dict())))
+        assert self.state == result.state
+        self.log.append(result)
+        if self.auto_report:
+            for a in result.actions:
+                if isinstance(a, AssignVariant):
+                    status = "failed" if a.device_id in self.fail else "healthy"
+                    self.inbox.append(DeviceReport(a.device_id, status, a.variant_id, "simulated"))
+                elif isinstance(a, RevertDevice):
+                    self.inbox.append(DeviceReport(a.device_id, "rolled_back", a.variant_id))
+        return result
+
+    def run_until(self, phase: str, metrics: GateInputs | None, limit: int = 200) -> None:
+        for _ in range(limit):
+            if self.state.phase == phase:
+                return
+            self.tick(10.0, metrics)
+        raise AssertionError(f"never reached {phase}: {describe(self.state, self.spec)}")
+
+    def assigned(self) -> list[str]:
+        return [a.device_id for r in self.log for a in r.actions if isinstance(a, AssignVariant)]
+
+
+def test_stage_size_is_ceil_with_minimum() -> None:
+    s = spec(min_devices=2)
+    assert [stage_size(s, i, 20) for i in range(3)] == [2, 5, 20]
+    assert stage_size(spec(), 0, 21) == 2  # ceil(1.05)
+    assert stage_size(spec(min_devices=50), 0, 20) == 20
+
+
+def test_three_stage_rollout_completes_with_healthy_metrics() -> None:
+    fleet = Fleet(spec())
+    fleet.run_until("completed", healthy_metrics())
+    assert sorted(fleet.assigned()) == sorted(fleet.profiles)  # each device exactly once
+    assert fleet.state.count("healthy") == 20
+    reasons = [h.reason for h in fleet.state.history]
+    assert any("stage 1/3: 1 of 20 devices" in r for r in reasons)
+    assert any(
+        "stage 2/3: 5 of 20 devices" in r and "p95_latency 14.1 ms <= 16.8 ms passed" in r
+        for r in reasons
+    )
+    assert "completed" in describe(fleet.state, fleet.spec)
+    # Stage sizes grew 1 -> 5 -> 20 in assignment order.
+    stages = [fleet.state.device(d).stage for d in fleet.assigned()]
+    assert stages == sorted(stages) and stages.count(0) == 1 and stages.count(1) == 4
+
+
+def test_soak_must_elapse_before_gates() -> None:
+    fleet = Fleet(spec(soak_seconds=100.0))
+    fleet.tick(1.0, healthy_metrics())
+    fleet.tick(1.0, healthy_metrics())
+    assert fleet.state.phase == "soaking"
+    fleet.tick(50.0, healthy_metrics())
+    assert fleet.state.phase == "soaking" and fleet.state.stage_index == 0
+    fleet.tick(60.0, healthy_metrics())
+    assert fleet.state.stage_index == 1
+
+
+def test_failing_gate_halts_and_rolls_back_every_device() -> None:
+    fleet = Fleet(spec(stages=(0.25, 1.0)))
+    fleet.run_until("rolling_back", bad_latency_metrics())
+    phases = [h.phase for h in fleet.state.history]
+    assert "halted" in phases
+    halted = next(h for h in fleet.state.history if h.phase == "halted")
+    assert "p95_latency 30 ms <= 16.8 ms failed" in halted.reason
+    reverts = [a for a in fleet.log[-1].actions if isinstance(a, RevertDevice)]
+    assert len(reverts) == 5 and all(a.variant_id == "cam:1:onnx-fp32" for a in reverts)
+    fleet.tick()
+    assert fleet.state.phase == "rolled_back"
+    assert fleet.state.count("rolled_back") == 5 and fleet.state.count("healthy") == 0
+
+
+def test_failing_gate_without_auto_rollback_only_halts() -> None:
+    fleet = Fleet(spec(auto_rollback=False))
+    fleet.run_until("halted", bad_latency_metrics())
+    fleet.tick(10.0, bad_latency_metrics())
+    assert fleet.state.phase == "halted"
+    assert not any(isinstance(a, RevertDevice) for r in fleet.log for a in r.actions)
+
+
+def test_insufficient_data_waits_and_records_once() -> None:
+    fleet = Fleet(spec())
+    thin = GateInputs(
+        CohortMetrics(healthy_metrics().canary.values, 10, 1), healthy_metrics().control
+    )
+    for _ in range(20):
+        fleet.tick(10.0, thin)
+    assert fleet.state.phase == "soaking" and fleet.state.stage_index == 0
+    waiting = [h for h in fleet.state.history if "waiting for data" in h.reason]
+    assert len(waiting) == 1 and "10 of 100 frames" in waiting[0].reason
+    assert all(g.status == "insufficient" for g in fleet.state.last_gates)
+    fleet.tick(10.0, None)
+    assert "no cohort metrics" in fleet.state.history[-1].reason
+    fleet.tick(10.0, healthy_metrics())
+    assert fleet.state.stage_index == 1
+
+
+def test_pause_resume_promote_abort_rollback() -> None:
+    fleet = Fleet(spec(soak_seconds=100.0))
+    fleet.tick()
+    fleet.tick()
+    assert fleet.state.phase == "soaking"
+    fleet.tick(10.0, commands=(Command("pause", "investigating"),))
+    assert fleet.state.phase == "paused"
+    fleet.tick(500.0, healthy_metrics())  # soak time does not run while paused
+    assert fleet.state.phase == "paused" and fleet.state.stage_index == 0
+    fleet.tick(1.0, commands=(Command("resume"),))
+    assert fleet.state.phase == "soaking"
+    fleet.tick(50.0, healthy_metrics())
+    assert fleet.state.stage_index == 0  # 10 + 50 s soaked of 100
+    fleet.tick(1.0, commands=(Command("promote", "looks fine"),))
+    assert fleet.state.stage_index == 1
+    assert "gates skipped" in fleet.state.history[-1].reason
+    rejected = fleet.tick(1.0, commands=(Command("resume"),))
+    assert any("cannot resume" in getattr(a, "message", "") for a in rejected.actions)
+    fleet.tick(1.0, commands=(Command("rollback", "customer complaint"),))
+    assert fleet.state.phase == "rolling_back"
+    fleet.tick()
+    assert fleet.state.phase == "rolled_back"
+    assert fleet.state.count("healthy", "installed", "assigned", "downloading") == 0
+
+    other = Fleet(spec())
+    other.tick()
+    other.tick(1.0, commands=(Command("abort", "wrong model"),))
+    assert other.state.phase == "aborted"
+    before = len(other.assigned())
+    other.tick(100.0, healthy_metrics())
+    assert len(other.assigned()) == before and other.state.phase == "aborted"
+
+
+def test_devices_joining_mid_rollout_join_current_stage() -> None:
+    fleet = Fleet(spec(stages=(0.5, 1.0)), n=4)
+    fleet.tick()
+    assert len(fleet.assigned()) == 2
+    fleet.profiles["late"] = "cpu"
+    fleet.profiles["late2"] = "cpu"
+    result = fleet.tick()
+    assert any("late joined at stage 1" in getattr(a, "message", "") for a in result.actions)
+    # 6 eligible devices now: stage 1 covers ceil(3) = one more device.
+    assert len(fleet.assigned()) == 3
+    fleet.run_until("completed", healthy_metrics())
+    assert fleet.state.device("late").state == "healthy"
+    assert fleet.state.device("late2").state == "healthy"
+
+
+def test_profile_without_variant_is_reported_not_skipped() -> None:
+    fleet = Fleet(spec(), n=4)
+    fleet.profiles["jetson-1"] = "jetson"
+    result = fleet.tick()
+    msgs = [getattr(a, "message", "") for a in result.actions]
+    assert "device jetson-1: no variant for profile jetson" in msgs
+    assert fleet.state.unsupported == {"jetson-1": "jetson"}
+    assert "jetson-1 (profile jetson)" in describe(fleet.state)
+    again = fleet.tick()  # reported once, kept in state
+    assert not any("no variant" in getattr(a, "message", "") for a in again.actions)
+    fleet.run_until("completed", healthy_metrics())
+    assert "jetson-1" not in fleet.assigned()
+
+
+def test_install_failure_rate_aborts() -> None:
+    fleet = Fleet(spec(stages=(0.5, 1.0), min_devices=4, install_failure_threshold=0.2))
+    fleet.fail = {"d00", "d01", "d02", "d03", "d04", "d05"}
+    fleet.run_until("rolling_back", healthy_metrics())
+    abort = next(h for h in fleet.state.history if "install failure rate" in h.reason)
+    assert "aborted" in abort.reason
+    fleet.tick()
+    assert fleet.state.phase == "rolled_back"
+
+    no_rb = Fleet(spec(min_devices=4, install_failure_threshold=0.2, auto_rollback=False))
+    no_rb.fail = set(no_rb.profiles)
+    no_rb.run_until("aborted", healthy_metrics())
+
+
+def test_max_concurrent_downloads() -> None:
+    fleet = Fleet(spec(stages=(1.0,), max_concurrent_downloads=3), n=10)
+    fleet.auto_report = False
+    first = fleet.tick()
+    assigned = [a.device_id for a in first.actions if isinstance(a, AssignVariant)]
+    assert len(assigned) == 3
+    idle = fleet.tick()  # no reports: every slot still busy, nobody else assigned
+    assert not any(isinstance(a, AssignVariant) for a in idle.actions)
+    fleet.inbox = [DeviceReport(assigned[0], "downloading", NEW)]
+    fleet.tick()
+    assert fleet.state.count("assigned", "downloading") == 3
+    fleet.inbox = [
+        DeviceReport(assigned[0], "installed", NEW),
+        DeviceReport(assigned[1], "healthy", NEW),
+    ]
+    nxt = fleet.tick()
+    assert sum(isinstance(a, AssignVariant) for a in nxt.actions) == 2
+    assert fleet.state.count("assigned", "downloading") == 3
+
+
+def test_stale_reports_are_ignored() -> None:
+    fleet = Fleet(spec(stages=(1.0,)), n=2)
+    fleet.auto_report = False
+    fleet.tick()
+    fleet.inbox = [
+        DeviceReport("d00", "failed", "cam:0:old"),
+        DeviceReport("nobody", "healthy", NEW),
+    ]
+    fleet.tick()
+    assert fleet.state.device("d00").state == "assigned"
+
+
+def test_state_spec_and_actions_json_round_trip() -> None:
+    fleet = Fleet(spec())
+    fleet.run_until("soaking", healthy_metrics())
+    fleet.tick(100.0, healthy_metrics())
+    text = json.dumps(fleet.state.to_dict())
+    assert RolloutState.from_dict(json.loads(text)) == fleet.state
+    s = spec(gates=("error_rate <= 0.02",), selector={"site": "a"})
+    assert RolloutSpec.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    for r in fleet.log:
+        for a in r.actions:
+            assert action_from_dict(json.loads(json.dumps(action_to_dict(a)))) == a
+    # A restarted controller continues from the decoded state exactly as before.
+    obs = Observation(now=fleet.now + 1, targeted=(), variants={})
+    decoded = RolloutState.from_dict(json.loads(text))
+    assert step(fleet.spec, decoded, obs) == step(fleet.spec, fleet.state, obs)
+
+
+def test_invalid_specs_and_dicts() -> None:
+    with pytest.raises(InvalidGate):
+        spec(gates=("latency <= eval(1)",))
+    with pytest.raises(InvalidRollout):
+        spec(stages=(0.5, 0.25, 1.0))
+    with pytest.raises(InvalidRollout):
+        spec(stages=(0.5,))
+    with pytest.raises(InvalidRollout):
+        RolloutState.from_dict({"phase": "exploded"})
+    with pytest.raises(InvalidRollout):
+        action_from_dict({"kind": "format_disk"})
+    with pytest.raises(InvalidRollout):
+        Command("reboot")
