@@ -1,0 +1,183 @@
+"""The cloud model: an ONNX Runtime session answering preprocessed frames, alone or batched."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from controller.serving.batcher import DynamicBatcher
+from controller.serving.errors import MalformedFrame, ServingFailure
+from edgefleet.modelmeta import Preprocessing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: int
+    label_name: str
+    confidence: float
+    probabilities: tuple[float, ...]
+    model_id: str
+    queue_ms: float = 0.0
+    infer_ms: float = 0.0
+
+
+class Predictor(Protocol):
+    """What the offload servicer calls: one raw frame in, one prediction out."""
+
+    model_id: str
+
+    def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction: ...
+
+
+def preprocess(frame: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """H x W [x C] uint8/float frame -> float32 batch-1 tensor per `pre`."""
+    if frame.ndim == 2:
+        frame = frame[:, :, None]
+    if frame.ndim != 3:
+        raise MalformedFrame(f"frame must be H x W or H x W x C, got shape {frame.shape}")
+    x = frame.astype(np.float32)
+    have, want = x.shape[2], pre.channels
+    if have != want:
+        if have == 1 and want == 3:
+            x = np.repeat(x, 3, axis=2)
+        elif have in (3, 4) and want == 1:
+            x = x[:, :, :3].mean(axis=2, keepdims=True)
+        elif have == 4 and want == 3:
+            x = x[:, :, :3]
+        else:
+            raise MalformedFrame(f"frame has {have} channels, the model wants {want}")
+    height, width = pre.size
+    if x.shape[:2] != (height, width):
+        from PIL import Image
+
+        x = np.stack(
+            [
+                np.asarray(
+                    Image.fromarray(x[:, :, c], mode="F").resize(
+                        (width, height), Image.Resampling.BILINEAR
+                    )
+                )
+                for c in range(x.shape[2])
+            ],
+            axis=2,
+        )
+    mean = np.broadcast_to(np.asarray(pre.mean, np.float32), (want,))
+    std = np.broadcast_to(np.asarray(pre.std, np.float32), (want,))
+    x = (x * np.float32(pre.scale) - mean) / std
+    if pre.layout == "NCHW":
+        x = x.transpose(2, 0, 1)
+    return np.ascontiguousarray(x[None, ...], dtype=np.float32)
+
+
+class CloudModel:
+    """An ONNX classifier with fixed preprocessing. `run_batch` takes batch-1 tensors."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        preprocessing: Preprocessing,
+        model_id: str,
+        labels: Sequence[str] = (),
+        temperature: float = 1.0,
+        outputs_are_logits: bool = True,
+        threads: int | None = None,
+        providers: Sequence[str] = ("CPUExecutionProvider",),
+    ) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(
+                str(path), sess_options=options, providers=list(providers)
+            )
+        except Exception as exc:
+            raise ServingFailure(f"cannot load cloud model {path}: {exc}") from exc
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        self.preprocessing = preprocessing
+        self.model_id = model_id
+        self.labels = tuple(labels)
+        self.temperature = temperature
+        self.outputs_are_logits = outputs_are_logits
+
+    def preprocess(self, frame: np.ndarray) -> np.ndarray:
+        return preprocess(frame, self.preprocessing)
+
+    def run_batch(self, tensors: Sequence[np.ndarray]) -> list[Prediction]:
+        start = time.perf_counter()
+        batch = np.concatenate(list(tensors), axis=0)
+        try:
+            out = np.asarray(self.session.run([self.output_name], {self.input_name: batch})[0])
+        except Exception as exc:
+            raise ServingFailure(f"cloud model {self.model_id} failed: {exc}") from exc
+        x = out.astype(np.float64)
+        if not self.outputs_are_logits:
+            x = np.log(np.clip(x, 1e-12, None))
+        x = x / self.temperature
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        probs = e / e.sum(axis=1, keepdims=True)
+        infer_ms = (time.perf_counter() - start) * 1000.0
+        predictions = []
+        for row in probs:
+            label = int(np.argmax(row))
+            name = self.labels[label] if label < len(self.labels) else str(label)
+            predictions.append(
+                Prediction(
+                    label=label,
+                    label_name=name,
+                    confidence=float(row[label]),
+                    probabilities=tuple(float(p) for p in row),
+                    model_id=self.model_id,
+                    infer_ms=infer_ms,
+                )
+            )
+        return predictions
+
+    def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
+        del timeout_s  # runs inline in the caller's thread
+        return self.run_batch([self.preprocess(frame)])[0]
+
+
+class BatchedModel:
+    """A CloudModel behind a DynamicBatcher: preprocessing in the caller's thread, inference
+    batched. Overloaded propagates when the queue is full; TimeoutError past `timeout_s`."""
+
+    def __init__(
+        self,
+        model: CloudModel,
+        batcher: DynamicBatcher[np.ndarray, Prediction] | None = None,
+        max_batch_size: int = 16,
+        max_queue_delay_ms: float = 2.0,
+        max_queue_size: int = 256,
+    ) -> None:
+        self.model = model
+        self.model_id = model.model_id
+        self.batcher = batcher or DynamicBatcher(
+            model.run_batch, max_batch_size, max_queue_delay_ms, max_queue_size
+        )
+
+    def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
+        tensor = self.model.preprocess(frame)
+        start = time.perf_counter()
+        future = self.batcher.submit(tensor)
+        try:
+            prediction = future.result(timeout=timeout_s)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"no answer from {self.model_id} within {timeout_s}s") from None
+        waited_ms = (time.perf_counter() - start) * 1000.0
+        return replace(prediction, queue_ms=max(0.0, waited_ms - prediction.infer_ms))
+
+    def close(self) -> None:
+        self.batcher.close()

@@ -1,0 +1,193 @@
+"""Thin gRPC OffloadService: decode the frame, call the cloud model, encode the answer."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Mapping
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+
+from controller.serving.cloud_model import Prediction, Predictor
+from controller.serving.errors import MalformedFrame, Overloaded, ServingFailure, UnknownModel
+from edgefleet.errors import EdgeFleetError, PermissionDenied, Unauthenticated
+from edgefleet.v1 import inference_pb2, inference_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_SIDE = 8192
+_DTYPES: dict[int, np.dtype] = {
+    inference_pb2.TENSOR_DTYPE_UINT8: np.dtype(np.uint8),
+    inference_pb2.TENSOR_DTYPE_INT8: np.dtype(np.int8),
+    inference_pb2.TENSOR_DTYPE_FLOAT16: np.dtype("<f2"),
+    inference_pb2.TENSOR_DTYPE_FLOAT32: np.dtype("<f4"),
+}
+
+
+@dataclass(frozen=True)
+class LabelledPair:
+    """The edge model's answer and the cloud's, for one offloaded or audited frame."""
+
+    device_id: str
+    model: str
+    edge_variant_id: str
+    frame_id: str
+    edge_label: int
+    edge_confidence: float
+    cloud_label: int
+    cloud_confidence: float
+    cloud_model_id: str
+    audit: bool
+
+
+def decode_tensor(tensor: inference_pb2.Tensor) -> np.ndarray:
+    dtype = _DTYPES.get(tensor.dtype)
+    if dtype is None:
+        raise MalformedFrame(f"unsupported tensor dtype {tensor.dtype}")
+    shape = tuple(int(d) for d in tensor.shape)
+    if len(shape) not in (2, 3) or any(d <= 0 or d > MAX_SIDE for d in shape[:2]):
+        raise MalformedFrame(f"frame shape must be H x W [x C] with sides <= {MAX_SIDE}: {shape}")
+    if len(shape) == 3 and shape[2] not in (1, 3, 4):
+        raise MalformedFrame(f"frame must have 1, 3 or 4 channels, got {shape[2]}")
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(tensor.data) != expected:
+        raise MalformedFrame(f"{len(tensor.data)} data bytes for shape {shape}, want {expected}")
+    frame = np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+    if dtype.kind == "f" and not np.all(np.isfinite(frame)):
+        raise MalformedFrame("frame holds NaN or infinite values")
+    return frame
+
+
+def decode_image(image: inference_pb2.EncodedImage) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(image.data)) as opened:
+            opened.load()
+            decoded = opened if opened.mode in ("L", "RGB") else opened.convert("RGB")
+            return np.asarray(decoded)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise MalformedFrame(f"cannot decode {image.format or 'image'}: {exc}") from exc
+
+
+def decode_request(request: inference_pb2.OffloadRequest) -> np.ndarray:
+    kind = request.WhichOneof("payload")
+    if kind == "frame":
+        return decode_tensor(request.frame)
+    if kind == "image":
+        return decode_image(request.image)
+    raise MalformedFrame("request carries neither a frame nor an image")
+
+
+def encode_prediction(p: Prediction, with_probabilities: bool) -> inference_pb2.OffloadResponse:
+    return inference_pb2.OffloadResponse(
+        label=p.label,
+        label_name=p.label_name,
+        confidence=p.confidence,
+        probabilities=p.probabilities if with_probabilities else (),
+        model_id=p.model_id,
+        queue_ms=p.queue_ms,
+        infer_ms=p.infer_ms,
+    )
+
+
+_STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
+    (MalformedFrame, grpc.StatusCode.INVALID_ARGUMENT),
+    (UnknownModel, grpc.StatusCode.NOT_FOUND),
+    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (ServingFailure, grpc.StatusCode.INTERNAL),
+)
+
+
+class OffloadServicer(inference_pb2_grpc.OffloadServiceServicer):
+    """`models` maps an edge task name to its cloud predictor (CloudModel or BatchedModel);
+    `identify` returns the caller's device id (from the mTLS certificate); `on_pair` receives
+    each labelled pair (it must be quick and must not raise)."""
+
+    def __init__(
+        self,
+        models: Mapping[str, Predictor],
+        identify: Callable[[grpc.ServicerContext], str],
+        on_pair: Callable[[LabelledPair], None] | None = None,
+        with_probabilities: bool = False,
+    ) -> None:
+        self.models = models
+        self.identify = identify
+        self.on_pair = on_pair
+        self.with_probabilities = with_probabilities
+
+    def Offload(
+        self, request: inference_pb2.OffloadRequest, context: grpc.ServicerContext
+    ) -> inference_pb2.OffloadResponse:
+        try:
+            device_id = self.identify(context)
+            model = self.models.get(request.model)
+            if model is None:
+                raise UnknownModel(f"no cloud model serves {request.model!r}")
+            frame = decode_request(request)
+            prediction = model.predict(frame, timeout_s=context.time_remaining())
+        except (EdgeFleetError, TimeoutError) as exc:
+            code = next((c for t, c in _STATUS if isinstance(exc, t)), grpc.StatusCode.INTERNAL)
+            if code is grpc.StatusCode.INTERNAL:
+                log.error("offload of %s failed: %s", request.frame_id, exc)
+            context.abort(code, str(exc))
+            raise AssertionError("unreachable") from None  # abort raises
+        if self.on_pair is not None:
+            self._emit_pair(device_id, request, prediction)
+        return encode_prediction(prediction, self.with_probabilities)
+
+    def _emit_pair(
+        self, device_id: str, request: inference_pb2.OffloadRequest, p: Prediction
+    ) -> None:
+        assert self.on_pair is not None
+        pair = LabelledPair(
+            device_id=device_id,
+            model=request.model,
+            edge_variant_id=request.edge_variant_id,
+            frame_id=request.frame_id,
+            edge_label=request.edge_label,
+            edge_confidence=request.edge_confidence,
+            cloud_label=p.label,
+            cloud_confidence=p.confidence,
+            cloud_model_id=p.model_id,
+            audit=request.audit,
+        )
+        try:
+            self.on_pair(pair)
+        except Exception:
+            log.exception("on_pair callback failed for device %s", device_id)
+
+
+def server_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
+    ]
+
+
+def add_to_server(servicer: OffloadServicer, server: grpc.Server) -> None:
+    inference_pb2_grpc.add_OffloadServiceServicer_to_server(servicer, server)
+
+
+def start_insecure_server(
+    servicer: OffloadServicer,
+    address: str = "127.0.0.1:0",
+    max_workers: int = 32,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> tuple[grpc.Server, int]:
+    """A plain-text server for tests and benchmarks (production adds mTLS credentials)."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="offload-rpc"),
+        options=server_options(max_message_bytes),
+    )
+    add_to_server(servicer, server)
+    port = server.add_insecure_port(address)
+    server.start()
+    return server, port
