@@ -55,7 +55,7 @@ class BudgetPolicy:
         window: int = 500,
         warmup: int = 20,
         initial_threshold: float = 0.5,
-        gain: float = 0.02,
+        gain: float = 0.002,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         given = [v for v in (target_fraction, frames_per_s, bytes_per_s) if v is not None]
