@@ -42,7 +42,9 @@ class VariantSpec:
     build: Builder
 
 
-def onnx_metadata(source: SourceModel, variant: str, precision: str, **extra: Any) -> VariantMetadata:
+def onnx_metadata(
+    source: SourceModel, variant: str, precision: str, **extra: Any
+) -> VariantMetadata:
     sig = source.signature
     return VariantMetadata(
         model=source.name,
@@ -104,15 +106,20 @@ def build_fp16(source: SourceModel, out_dir: Path) -> VariantMetadata:
     return _finish(out_dir, onnx_metadata(source, "onnx-fp16", "fp16"))
 
 
-def build_int8_dynamic(source: SourceModel, out_dir: Path, *, reduce_range: bool = True
-                       ) -> VariantMetadata:
+def build_int8_dynamic(
+    source: SourceModel, out_dir: Path, *, reduce_range: bool = True
+) -> VariantMetadata:
     """Weights int8, activations quantized at run time (ConvInteger/MatMulInteger)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out_dir.mkdir(parents=True, exist_ok=True)
     # ORT's CPU ConvInteger only has a uint8 x uint8 kernel.
-    quantize_dynamic(source.onnx_path, out_dir / MODEL_FILE, reduce_range=reduce_range,
-                     weight_type=QuantType.QUInt8)
+    quantize_dynamic(
+        source.onnx_path,
+        out_dir / MODEL_FILE,
+        reduce_range=reduce_range,
+        weight_type=QuantType.QUInt8,
+    )
     meta = onnx_metadata(source, "onnx-int8-dynamic", "int8", reduce_range=reduce_range)
     return _finish(out_dir, meta)
 
@@ -139,26 +146,46 @@ def _named_copy(source: SourceModel, work: Path) -> tuple[Path, list[str]]:
     return path, [n.name for n in model.graph.node if n.op_type in QUANTIZABLE_OPS]
 
 
-def _quantize_static(source: SourceModel, model_in: Path, model_out: Path, *, reduce_range: bool,
-                     calibration_limit: int, exclude: Sequence[str] = ()) -> None:
+def _quantize_static(
+    source: SourceModel,
+    model_in: Path,
+    model_out: Path,
+    *,
+    reduce_range: bool,
+    calibration_limit: int,
+    exclude: Sequence[str] = (),
+) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    reader = _CalibrationReader(source.signature.input_name,
-                                source.calibration_inputs(calibration_limit))
+    reader = _CalibrationReader(
+        source.signature.input_name, source.calibration_inputs(calibration_limit)
+    )
     quantize_static(
-        model_in, model_out, reader,  # type: ignore[arg-type]
-        quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
-        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-        nodes_to_exclude=list(exclude) or None, calibrate_method=CalibrationMethod.MinMax,
+        model_in,
+        model_out,
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        reduce_range=reduce_range,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=list(exclude) or None,
+        calibrate_method=CalibrationMethod.MinMax,
     )
 
 
-def build_int8_static(source: SourceModel, out_dir: Path, *, reduce_range: bool = False,
-                      calibration_limit: int = 128) -> VariantMetadata:
+def build_int8_static(
+    source: SourceModel, out_dir: Path, *, reduce_range: bool = False, calibration_limit: int = 128
+) -> VariantMetadata:
     """QDQ int8 (u8 activations, s8 per-channel weights) calibrated with MinMax."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    _quantize_static(source, source.onnx_path, out_dir / MODEL_FILE, reduce_range=reduce_range,
-                     calibration_limit=calibration_limit)
+    _quantize_static(
+        source,
+        source.onnx_path,
+        out_dir / MODEL_FILE,
+        reduce_range=reduce_range,
+        calibration_limit=calibration_limit,
+    )
     name = "onnx-int8-static-rr" if reduce_range else "onnx-int8-static"
     return _finish(out_dir, onnx_metadata(source, name, "int8", reduce_range=reduce_range))
 
@@ -170,9 +197,17 @@ def _top1_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> tuple[float, np.
     return float((logits.argmax(axis=1) == y).mean()), logits
 
 
-def build_int8_mixed(source: SourceModel, out_dir: Path, *, reduce_range: bool = False,
-                     budget_pp: float = 1.0, max_probes: int = 6, max_excluded: int = 3,
-                     eval_limit: int = 256, calibration_limit: int = 64) -> VariantMetadata:
+def build_int8_mixed(
+    source: SourceModel,
+    out_dir: Path,
+    *,
+    reduce_range: bool = False,
+    budget_pp: float = 1.0,
+    max_probes: int = 6,
+    max_excluded: int = 3,
+    eval_limit: int = 256,
+    calibration_limit: int = 64,
+) -> VariantMetadata:
     """Int8 QDQ with the layers most sensitive to quantization kept in float.
 
     Sensitivity is measured, cheaply: each of at most ``max_probes`` candidate layers (all of
@@ -192,11 +227,17 @@ def build_int8_mixed(source: SourceModel, out_dir: Path, *, reduce_range: bool =
         candidates = layers
     else:
         head = (max_probes + 1) // 2
-        candidates = layers[:head] + layers[len(layers) - (max_probes - head):]
+        candidates = layers[:head] + layers[len(layers) - (max_probes - head) :]
 
     def quantize(exclude: Sequence[str], path: Path) -> tuple[float, float]:
-        _quantize_static(source, named, path, reduce_range=reduce_range,
-                         calibration_limit=calibration_limit, exclude=exclude)
+        _quantize_static(
+            source,
+            named,
+            path,
+            reduce_range=reduce_range,
+            calibration_limit=calibration_limit,
+            exclude=exclude,
+        )
         acc, logits = _top1_accuracy(path, x, y)
         return acc, float(np.mean((logits - ref_logits) ** 2))
 
@@ -212,10 +253,21 @@ def build_int8_mixed(source: SourceModel, out_dir: Path, *, reduce_range: bool =
     for leftover in work.iterdir():
         leftover.unlink()
     work.rmdir()
-    log.info("mixed int8 for %s keeps %s in float (accuracy %.4f vs %.4f)",
-             source.name, excluded, acc, ref_acc)
-    meta = onnx_metadata(source, "onnx-int8-mixed", "mixed", reduce_range=reduce_range,
-                         float_nodes=excluded, probe_errors=errors)
+    log.info(
+        "mixed int8 for %s keeps %s in float (accuracy %.4f vs %.4f)",
+        source.name,
+        excluded,
+        acc,
+        ref_acc,
+    )
+    meta = onnx_metadata(
+        source,
+        "onnx-int8-mixed",
+        "mixed",
+        reduce_range=reduce_range,
+        float_nodes=excluded,
+        probe_errors=errors,
+    )
     return _finish(out_dir, meta)
 
 
@@ -229,8 +281,9 @@ def _weight_initializers(model: onnx.ModelProto) -> list[onnx.TensorProto]:
     return list(found.values())
 
 
-def _rewrite_weights(source: SourceModel, out_dir: Path,
-                     transform: Callable[[np.ndarray], np.ndarray]) -> None:
+def _rewrite_weights(
+    source: SourceModel, out_dir: Path, transform: Callable[[np.ndarray], np.ndarray]
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load_onnx(source.onnx_path)
     for init in _weight_initializers(model):
@@ -281,10 +334,13 @@ def build_clustered(source: SourceModel, out_dir: Path, *, clusters: int) -> Var
     return _finish(out_dir, meta)
 
 
-def onnx_variant_specs(*, static_reduce_range: Sequence[bool] = (False, True),
-                       prune_percents: Sequence[int] = (50, 75, 90),
-                       cluster_counts: Sequence[int] = (16, 32, 64),
-                       calibration_limit: int = 128) -> list[VariantSpec]:
+def onnx_variant_specs(
+    *,
+    static_reduce_range: Sequence[bool] = (False, True),
+    prune_percents: Sequence[int] = (50, 75, 90),
+    cluster_counts: Sequence[int] = (16, 32, 64),
+    calibration_limit: int = 128,
+) -> list[VariantSpec]:
     """Every ONNX variant except mixed int8, which the pipeline builds only when needed."""
     specs = [
         VariantSpec("onnx-fp32", "onnxruntime", "fp32", build_fp32),
@@ -293,10 +349,22 @@ def onnx_variant_specs(*, static_reduce_range: Sequence[bool] = (False, True),
     ]
     for rr in static_reduce_range:
         name = "onnx-int8-static-rr" if rr else "onnx-int8-static"
-        specs.append(VariantSpec(name, "onnxruntime", "int8", partial(
-            build_int8_static, reduce_range=rr, calibration_limit=calibration_limit)))
-    specs += [VariantSpec(f"onnx-pruned-{p}", "onnxruntime", "fp32",
-                          partial(build_pruned, percent=p)) for p in prune_percents]
-    specs += [VariantSpec(f"onnx-clustered-{k}", "onnxruntime", "fp32",
-                          partial(build_clustered, clusters=k)) for k in cluster_counts]
+        specs.append(
+            VariantSpec(
+                name,
+                "onnxruntime",
+                "int8",
+                partial(build_int8_static, reduce_range=rr, calibration_limit=calibration_limit),
+            )
+        )
+    specs += [
+        VariantSpec(f"onnx-pruned-{p}", "onnxruntime", "fp32", partial(build_pruned, percent=p))
+        for p in prune_percents
+    ]
+    specs += [
+        VariantSpec(
+            f"onnx-clustered-{k}", "onnxruntime", "fp32", partial(build_clustered, clusters=k)
+        )
+        for k in cluster_counts
+    ]
     return specs

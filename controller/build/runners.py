@@ -54,8 +54,8 @@ def litert_interpreter_class() -> Callable[..., Any]:
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
-    return Interpreter  # type: ignore[no-any-return]
+        from tflite_runtime.interpreter import Interpreter
+    return Interpreter  # type: ignore[no-any-return,unused-ignore]
 
 
 class LiteRtRunner:

@@ -111,14 +111,16 @@ def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         squeeze = frame.ndim == 3 and frame.shape[2] == 1
         img = frame[:, :, 0] if squeeze else frame
         if img.dtype == np.uint8:
-            resized = np.asarray(Image.fromarray(img).resize((width, height), Image.BILINEAR))
+            resized = np.asarray(
+                Image.fromarray(img).resize((width, height), Image.Resampling.BILINEAR)
+            )
         else:  # float frames: resize each channel as a 32-bit float image
             chans = img[..., None] if img.ndim == 2 else img
             resized = np.stack(
                 [
                     np.asarray(
                         Image.fromarray(chans[..., c].astype(np.float32)).resize(
-                            (width, height), Image.BILINEAR
+                            (width, height), Image.Resampling.BILINEAR
                         )
                     )
                     for c in range(chans.shape[-1])
@@ -186,27 +188,53 @@ class SourceModel:
         self._check()
 
     @classmethod
-    def create(cls, onnx_path: Path, name: str, version: int, preprocessing: Preprocessing,
-               validation_x: np.ndarray, validation_y: np.ndarray,
-               calibration_x: np.ndarray | None = None,
-               labels: tuple[str, ...] = ()) -> SourceModel:
+    def create(
+        cls,
+        onnx_path: Path,
+        name: str,
+        version: int,
+        preprocessing: Preprocessing,
+        validation_x: np.ndarray,
+        validation_y: np.ndarray,
+        calibration_x: np.ndarray | None = None,
+        labels: tuple[str, ...] = (),
+    ) -> SourceModel:
         """Calibration defaults to the validation frames when none are given."""
         return cls(
-            onnx_path=Path(onnx_path), name=name, version=version, preprocessing=preprocessing,
-            validation_x=np.asarray(validation_x), validation_y=np.asarray(validation_y),
+            onnx_path=Path(onnx_path),
+            name=name,
+            version=version,
+            preprocessing=preprocessing,
+            validation_x=np.asarray(validation_x),
+            validation_y=np.asarray(validation_y),
             calibration_x=np.asarray(validation_x if calibration_x is None else calibration_x),
             labels=tuple(labels),
         )
 
     @classmethod
-    def from_files(cls, onnx_path: Path, name: str, version: int, preprocessing: Preprocessing,
-                   validation_npz: Path, calibration_npz: Path | None = None,
-                   labels: tuple[str, ...] = ()) -> SourceModel:
+    def from_files(
+        cls,
+        onnx_path: Path,
+        name: str,
+        version: int,
+        preprocessing: Preprocessing,
+        validation_npz: Path,
+        calibration_npz: Path | None = None,
+        labels: tuple[str, ...] = (),
+    ) -> SourceModel:
         """Load ``x`` (frames) and ``y`` (labels) arrays from ``.npz`` files."""
         val = _load_npz(validation_npz, ("x", "y"))
         cal = _load_npz(calibration_npz, ("x",)) if calibration_npz else None
-        return cls.create(onnx_path, name, version, preprocessing, val["x"], val["y"],
-                          cal["x"] if cal is not None else None, labels)
+        return cls.create(
+            onnx_path,
+            name,
+            version,
+            preprocessing,
+            val["x"],
+            val["y"],
+            cal["x"] if cal is not None else None,
+            labels,
+        )
 
     def _check(self) -> None:
         sig, pre = self.signature, self.preprocessing
@@ -216,8 +244,9 @@ class SourceModel:
         if len(x) == 0 or len(self.calibration_x) == 0:
             raise DataMismatch("validation and calibration data must not be empty")
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-            raise DataMismatch(f"validation labels must be a 1-D integer array, got "
-                               f"{y.dtype} {list(y.shape)}")
+            raise DataMismatch(
+                f"validation labels must be a 1-D integer array, got {y.dtype} {list(y.shape)}"
+            )
         if len(y) != len(x):
             raise DataMismatch(f"{len(x)} validation frames but {len(y)} labels")
         for what, frames in (("validation", x), ("calibration", self.calibration_x)):
@@ -226,17 +255,22 @@ class SourceModel:
             tensor = preprocess(frames[:1], pre)
             want = tuple(d for d in sig.input_shape[1:])
             got = tuple(tensor.shape[1:])
-            if any(w not in (-1, g) for w, g in zip(want, got, strict=False)) or len(want) != len(got):
+            if any(w not in (-1, g) for w, g in zip(want, got, strict=False)) or len(want) != len(
+                got
+            ):
                 raise DataMismatch(
                     f"{what} frames {list(frames.shape[1:])} preprocess to {list(got)}, "
                     f"model input {sig.input_name!r} wants {list(want)}"
                 )
         if int(y.min()) < 0 or int(y.max()) >= sig.num_classes:
-            raise DataMismatch(f"validation labels span {int(y.min())}..{int(y.max())}, "
-                               f"model has {sig.num_classes} classes")
+            raise DataMismatch(
+                f"validation labels span {int(y.min())}..{int(y.max())}, "
+                f"model has {sig.num_classes} classes"
+            )
         if self.labels and len(self.labels) != sig.num_classes:
-            raise DataMismatch(f"{len(self.labels)} label names for a model with "
-                               f"{sig.num_classes} classes")
+            raise DataMismatch(
+                f"{len(self.labels)} label names for a model with {sig.num_classes} classes"
+            )
 
     def validation_inputs(self) -> np.ndarray:
         """Preprocessed validation tensor (cached)."""

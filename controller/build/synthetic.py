@@ -15,8 +15,15 @@ from onnx import TensorProto, helper, numpy_helper
 from edgefleet.modelmeta import Preprocessing
 
 
-def make_tiny_cnn(path: Path, *, size: int = 32, channels: int = 1, width: int = 16,
-                  classes: int = 10, seed: int = 0) -> Path:
+def make_tiny_cnn(
+    path: Path,
+    *,
+    size: int = 32,
+    channels: int = 1,
+    width: int = 16,
+    classes: int = 10,
+    seed: int = 0,
+) -> Path:
     """Conv-Relu-Conv-Relu-GlobalAveragePool-Gemm, input ``input`` [N, C, size, size]."""
     rng = np.random.default_rng(seed)
 
@@ -38,8 +45,9 @@ def make_tiny_cnn(path: Path, *, size: int = 32, channels: int = 1, width: int =
     nodes = [
         helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
         helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1],
-                         strides=[2, 2], name="conv2"),
+        helper.make_node(
+            "Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2], name="conv2"
+        ),
         helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
         helper.make_node("Conv", ["r2", "w3", "b3"], ["c3"], pads=[1, 1, 1, 1], name="conv3"),
         helper.make_node("Relu", ["c3"], ["r3"], name="relu3"),
@@ -48,7 +56,8 @@ def make_tiny_cnn(path: Path, *, size: int = 32, channels: int = 1, width: int =
         helper.make_node("Gemm", ["flat", "wf", "bf"], ["logits"], transB=1, name="fc"),
     ]
     graph = helper.make_graph(
-        nodes, "tiny_cnn",
+        nodes,
+        "tiny_cnn",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", channels, size, size])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
         inits,

@@ -1,0 +1,281 @@
+"""Measure a built variant: size, compressed size, latency against the fp32 baseline, accuracy,
+agreement with the source, and calibration (temperature + expected calibration error).
+
+Latency runs are interleaved with the source model (fp32, ONNX Runtime) in the same loop:
+on a noisy shared machine the ratio of the two is what means something.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from controller.build.runners import OrtRunner, Runner, open_runner
+from controller.build.source import SourceModel
+from edgefleet.modelmeta import VariantMetadata
+
+log = logging.getLogger(__name__)
+
+RUNTIME_OVERHEAD_BYTES = {"onnxruntime": 40 * 1024 * 1024, "litert": 8 * 1024 * 1024}
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """How hard to measure. Defaults keep a small-model build well under a minute."""
+
+    warmup: int = 5
+    runs: int = 25  # timed runs of variant and baseline each, interleaved
+    thread_counts: tuple[int, ...] = (1, 2)
+    max_threads: int | None = None  # cap (default: this machine's cores)
+    eval_limit: int | None = None  # validation frames for accuracy; None = all
+    ece_bins: int = 15
+    zstd_level: int = 19
+
+    def threads_to_measure(self, wanted: tuple[int, ...]) -> tuple[int, ...]:
+        cap = self.max_threads or os.cpu_count() or 1
+        return tuple(sorted({max(1, min(t, cap)) for t in wanted}))
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Batch-1 latency at ``threads``; the baseline was timed in the same interleaved loop."""
+
+    threads: int
+    median_ms: float
+    p95_ms: float
+    baseline_median_ms: float
+    baseline_p95_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.median_ms / self.baseline_median_ms
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    variant: str
+    runtime: str
+    precision: str
+    size_bytes: int
+    zstd_bytes: int
+    accuracy: float  # top-1 on validation, 0..1
+    accuracy_drop_pp: float  # source accuracy minus this, percentage points
+    agreement: float  # share of frames with the source's top-1
+    temperature: float
+    ece: float  # after temperature scaling
+    estimated_memory_bytes: int
+    latency: dict[int, Latency] = field(default_factory=dict)
+    full_integer: bool = False
+    reduce_range: bool = False
+
+    def latency_at(self, threads: int) -> Latency | None:
+        """The measurement with the most threads not above ``threads`` (else the fewest)."""
+        if not self.latency:
+            return None
+        below = [t for t in self.latency if t <= threads]
+        return self.latency[max(below) if below else min(self.latency)]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["latency"] = {
+            str(t): {**asdict(lat), "ratio": lat.ratio} for t, lat in self.latency.items()
+        }
+        return data
+
+
+@dataclass
+class Reference:
+    """What the source model answers on validation: the yardstick for every variant."""
+
+    accuracy: float
+    predictions: np.ndarray
+    activation_bytes: int
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def as_logits(outputs: np.ndarray) -> np.ndarray:
+    """Outputs that are already probabilities (a final softmax) become log-probabilities."""
+    rows = outputs.sum(axis=1)
+    if outputs.min() >= 0.0 and np.allclose(rows, 1.0, atol=1e-3):
+        return np.log(np.clip(outputs, 1e-12, 1.0))
+    return outputs
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    z = logits / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(z).sum(axis=1))
+    return float(np.mean(log_norm - z[np.arange(len(labels)), labels]))
+
+
+def fit_temperature(
+    logits: np.ndarray, labels: np.ndarray, lo: float = 0.05, hi: float = 20.0, iterations: int = 50
+) -> float:
+    """The softmax temperature minimizing NLL, by golden-section search over log T."""
+    a, b = np.log(lo), np.log(hi)
+    golden = (np.sqrt(5.0) - 1.0) / 2.0
+    c, d = b - golden * (b - a), a + golden * (b - a)
+    fc, fd = nll(logits, labels, np.exp(c)), nll(logits, labels, np.exp(d))
+    for _ in range(iterations):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - golden * (b - a)
+            fc = nll(logits, labels, np.exp(c))
+        else:
+            a, c, fc = c, d, fd
+            d = a + golden * (b - a)
+            fd = nll(logits, labels, np.exp(d))
+    return float(np.exp((a + b) / 2.0))
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            ece += abs(correct[in_bin].mean() - conf[in_bin].mean()) * in_bin.mean()
+    return float(ece)
+
+
+def zstd_size(path: Path, level: int = 19) -> int:
+    import zstandard
+
+    return len(zstandard.ZstdCompressor(level=level).compress(path.read_bytes()))
+
+
+def activation_bytes(source: SourceModel) -> int:
+    """Rough peak activation memory at batch 1: the two largest float tensors side by side."""
+    import onnx
+
+    from controller.build.source import load_onnx
+
+    model = load_onnx(source.onnx_path)
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shape inference is best effort; fall back to the input size
+        return int(np.prod([abs(d) for d in source.signature.input_shape])) * 4
+    sizes = []
+    for info in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]:
+        dims = [d.dim_value for d in info.type.tensor_type.shape.dim]
+        if dims and all(d > 0 for d in dims):
+            sizes.append(int(np.prod(dims)) * 4)
+    return sum(sorted(sizes)[-2:]) if sizes else 0
+
+
+def in_layout(x: np.ndarray, source_layout: str, layout: str) -> np.ndarray:
+    if source_layout == layout:
+        return x
+    axes = (0, 2, 3, 1) if layout == "NHWC" else (0, 3, 1, 2)
+    return np.ascontiguousarray(x.transpose(axes))
+
+
+def reference(source: SourceModel, config: MeasureConfig) -> Reference:
+    x = source.validation_inputs()[: config.eval_limit]
+    y = source.validation_y[: config.eval_limit]
+    predictions = OrtRunner(source.onnx_path).run(x).argmax(axis=1)
+    return Reference(
+        accuracy=float((predictions == y).mean()),
+        predictions=predictions,
+        activation_bytes=activation_bytes(source),
+    )
+
+
+def _time_once(runner: Runner, x: np.ndarray) -> float:
+    start = time.perf_counter_ns()
+    runner.run(x)
+    return (time.perf_counter_ns() - start) / 1e6
+
+
+def measure_latency(
+    variant: Runner,
+    baseline: Runner,
+    x_variant: np.ndarray,
+    x_baseline: np.ndarray,
+    threads: int,
+    config: MeasureConfig,
+) -> Latency:
+    """Alternate single runs of variant and baseline after warm-up; medians and p95 of each."""
+    for _ in range(config.warmup):
+        variant.run(x_variant)
+        baseline.run(x_baseline)
+    ours, theirs = [], []
+    for i in range(config.runs):
+        if i % 2:  # alternate who goes first, so neither always runs on a warm cache
+            theirs.append(_time_once(baseline, x_baseline))
+            ours.append(_time_once(variant, x_variant))
+        else:
+            ours.append(_time_once(variant, x_variant))
+            theirs.append(_time_once(baseline, x_baseline))
+    return Latency(
+        threads=threads,
+        median_ms=float(np.median(ours)),
+        p95_ms=float(np.percentile(ours, 95)),
+        baseline_median_ms=float(np.median(theirs)),
+        baseline_p95_ms=float(np.percentile(theirs, 95)),
+    )
+
+
+def evaluate_variant(
+    meta: VariantMetadata,
+    variant_dir: Path,
+    source: SourceModel,
+    ref: Reference,
+    config: MeasureConfig,
+    thread_counts: tuple[int, ...] = (1,),
+) -> Evaluation:
+    """Measure one built variant. ``thread_counts`` are the profiles' wanted counts."""
+    path = variant_dir / meta.file
+    src_layout = source.signature.layout
+    x = in_layout(
+        source.validation_inputs()[: config.eval_limit], src_layout, meta.preprocessing.layout
+    )
+    y = source.validation_y[: config.eval_limit]
+    logits = as_logits(open_runner(path, meta.runtime, 1).run(x))
+    predictions = logits.argmax(axis=1)
+    accuracy = float((predictions == y).mean())
+    temperature = fit_temperature(logits, y)
+    ece = expected_calibration_error(softmax(logits / temperature), y, config.ece_bins)
+
+    latency: dict[int, Latency] = {}
+    one_src = source.validation_inputs()[:1]
+    one = in_layout(one_src, src_layout, meta.preprocessing.layout)
+    for threads in config.threads_to_measure(thread_counts):
+        runner = open_runner(path, meta.runtime, threads)
+        baseline = OrtRunner(source.onnx_path, threads)
+        latency[threads] = measure_latency(runner, baseline, one, one_src, threads, config)
+
+    weights_bytes = meta.size_bytes or path.stat().st_size
+    act = ref.activation_bytes // (4 if meta.extra.get("full_integer") else 1)
+    memory = RUNTIME_OVERHEAD_BYTES.get(meta.runtime, 0) + 2 * weights_bytes + act
+    return Evaluation(
+        variant=meta.variant,
+        runtime=meta.runtime,
+        precision=meta.precision,
+        size_bytes=weights_bytes,
+        zstd_bytes=zstd_size(path, config.zstd_level),
+        accuracy=accuracy,
+        accuracy_drop_pp=(ref.accuracy - accuracy) * 100.0,
+        agreement=float((predictions == ref.predictions).mean()),
+        temperature=temperature,
+        ece=ece,
+        estimated_memory_bytes=int(memory),
+        latency=latency,
+        full_integer=bool(meta.extra.get("full_integer", False)),
+        reduce_range=bool(meta.extra.get("reduce_range", False)),
+    )
