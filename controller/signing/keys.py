@@ -54,7 +54,12 @@ def load_signer(path: str | Path, passphrase: bytes | None = None) -> CryptoSign
         private = load_pem_private_key(data, passphrase)
     except (TypeError, ValueError) as exc:
         # cryptography's message never contains key material, but keep ours generic anyway
-        hint = "missing or wrong passphrase" if b"ENCRYPTED" in data else "malformed key"
+        if b"ENCRYPTED" in data:
+            hint = "missing or wrong passphrase"
+        elif passphrase is not None:
+            hint = "a passphrase was given but the key is not encrypted"
+        else:
+            hint = "malformed key"
         raise KeyLoadError(f"cannot load key file {path}: {hint}") from exc
     if not isinstance(private, Ed25519PrivateKey):
         raise KeyLoadError(f"key file {path} does not hold an Ed25519 private key")

@@ -15,7 +15,8 @@ else ever loads a root key.
 Targets are content-addressed: ``consistent_snapshot`` is on, so clients fetch
 ``targets/{dir}/{sha256}.{file}`` and the controller serves it straight from the artifact
 store. Each target carries ``custom`` fields (model, version, variant, variant_id, profile,
-runtime, preprocessing, labels, temperature, ...) that clients check against themselves.
+runtime, preprocessing, labels, temperature, ...) that clients check against themselves;
+floats in them are tagged (``edgefleet.updates.custom``) since canonical JSON has none.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from controller.signing.errors import (
     ThresholdNotMet,
 )
 from controller.signing.keys import TOP_LEVEL_ROLES, KeyStore
+from edgefleet.errors import InvalidInput
+from edgefleet.updates.custom import encode_custom
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +69,11 @@ _SERIALIZER = JSONSerializer(compact=False)
 class ArtifactLike(Protocol):
     """Anything with a sha256 and a size (``controller.artifacts.ArtifactRef`` fits)."""
 
-    sha256: str
-    size: int
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -216,11 +222,15 @@ class Repository:
             raise InvalidTarget(f"target {path} custom fields lack {missing}")
         if not path.startswith("models/") or ".." in path.split("/"):
             raise InvalidTarget(f"target path {path!r} is outside models/")
+        try:
+            encoded = encode_custom(dict(custom))
+        except InvalidInput as exc:
+            raise InvalidTarget(f"target {path}: {exc}") from exc
         target = TargetFile(
             length=artifact.size,
             hashes={"sha256": artifact.sha256},
             path=path,
-            unrecognized_fields={"custom": dict(custom)},
+            unrecognized_fields={"custom": encoded},
         )
         self._staged_targets()[path] = target
         return target
@@ -311,6 +321,13 @@ class Repository:
         if role not in TOP_LEVEL_ROLES:
             raise SigningError(f"unknown role {role!r}")
         root = self.root()
+        trusted_root = root.roles["root"]
+        usable = {s.public_key.keyid for s in root_signers} & set(trusted_root.keyids)
+        if len(usable) < trusted_root.threshold:
+            raise ThresholdNotMet(
+                f"changing root needs {trusted_root.threshold} current root keys (previous "
+                f"root threshold), got {len(usable)}"
+            )
         new = list(new_signers or [self.keystore.generate(role, passphrase)])
         for keyid in list(root.roles[role].keyids if revoke is None else revoke):
             root.revoke_key(keyid, role)

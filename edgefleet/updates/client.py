@@ -30,6 +30,7 @@ from tuf.api.metadata import TargetFile
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from edgefleet.errors import EdgeFleetError, NotFound
+from edgefleet.updates.custom import decode_custom
 from edgefleet.updates.errors import (
     BadSignature,
     MetadataError,
@@ -242,4 +243,5 @@ def _custom_of(info: TargetFile) -> dict[str, Any]:
     custom = info.custom
     if not isinstance(custom, dict):
         raise MetadataError(f"target {info.path} has no custom fields")
-    return dict(custom)
+    decoded: dict[str, Any] = decode_custom(custom)
+    return decoded
