@@ -104,7 +104,7 @@ def test_refusals_fail_and_discard(events: list[m.Event], reason: str) -> None:
     assert m.DiscardDownload(t) in acts
     assert s.current_variant == "old"
     assert run(s, m.DesiredState(t, 1.0)) == (s, [])  # a refused target is not retried in a loop
-    s2, acts2 = run(s, m.DesiredState(target(b"y" * 10), 2.0))
+    s2, _ = run(s, m.DesiredState(target(b"y" * 10), 2.0))
     assert s2.phase == "downloading"  # a different target is tried
 
 
