@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from controller.build.errors import BuildError, DataMismatch, NotAnOnnxModel
-from controller.build.source import SourceModel, inspect_onnx, preprocess
+from controller.build.source import SourceModel, inspect_onnx, load_preprocessing, preprocess
 from controller.build.synthetic import make_tiny_cnn, self_labels, synthetic_frames
 from controller.errors import ControllerError
 from edgefleet.modelmeta import Preprocessing
@@ -83,7 +83,7 @@ def test_mismatched_data_raises_clear_error(
     if "label_value" in change:
         labels[0] = change["label_value"]
     if change.get("float_labels"):
-        labels = labels.astype(np.float32)  # type: ignore[assignment]
+        labels = labels.astype(np.float32)
     with pytest.raises(DataMismatch) as info:
         SourceModel.create(
             model, "tiny", 1, pre, frames, labels, calibration, labels=change.get("names", ())
@@ -116,3 +116,15 @@ def test_preprocess_resizes_only_when_needed_and_expands_channels() -> None:
     np.testing.assert_array_equal(out[..., 0], out[..., 2])
     same = Preprocessing(size=(16, 16), channels=1, scale=1.0)
     np.testing.assert_array_equal(preprocess(frames, same)[:, 0], frames.astype(np.float32))
+
+
+def test_load_preprocessing_reads_json(tmp_path: Path) -> None:
+    (tmp_path / "pre.json").write_text(
+        '{"size": [32, 32], "channels": 1, "scale": 0.00392156862745098,'
+        ' "mean": [0.5], "std": [0.5], "layout": "NCHW"}'
+    )
+    pre = load_preprocessing(tmp_path / "pre.json")
+    assert pre == Preprocessing(size=(32, 32), channels=1, mean=(0.5,), std=(0.5,))
+    (tmp_path / "bad.json").write_text('{"channels": 1}')
+    with pytest.raises(DataMismatch, match="not a valid preprocessing file"):
+        load_preprocessing(tmp_path / "bad.json")
