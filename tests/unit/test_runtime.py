@@ -212,3 +212,19 @@ def test_model_holder_swaps_without_dropping_frames(tmp_path: Path) -> None:
     assert set(answers) == {1, 2}
     first_two = answers.index(2)
     assert all(v == 1 for v in answers[:first_two]) and all(v == 2 for v in answers[first_two:])
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_uint8_fast_path_matches_the_float_path(layout: str) -> None:
+    pre = Preprocessor(
+        Preprocessing(
+            size=(5, 7), channels=3, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.4), layout=layout
+        )
+    )
+    frame = np.random.default_rng(2).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    fast, generic = pre(frame), pre(frame.astype(np.float32))
+    assert fast.shape == generic.shape and fast.dtype == np.float32
+    np.testing.assert_allclose(fast, generic, rtol=1e-5, atol=1e-5)
+    gray = Preprocessor(PREPROCESSING)
+    plane = frames(1)[0]
+    np.testing.assert_allclose(gray(plane), gray(plane.astype(np.float32)), atol=1e-5)
