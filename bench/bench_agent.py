@@ -165,7 +165,8 @@ def bench_overhead(tmp: Path, seconds: float) -> None:
 
 def digits_preprocessing() -> Preprocessing:
     raw: dict[str, Any] = json.loads((DIGITS / "preprocess.json").read_text())
-    return Preprocessing(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    return Preprocessing(**fields)
 
 
 def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
@@ -206,13 +207,14 @@ def bench_cascade(tmp: Path) -> None:
     conf = (
         np.exp(z - z.max(1, keepdims=True))
         / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)
-    ).max(1)  # noqa: E501
+    ).max(1)
     edge_acc, cloud_acc = float((edge_pred == ty).mean()), float((cloud_pred == ty).mean())
     oracle_wrong = edge_pred != ty
     oracle_acc = float(np.where(oracle_wrong, cloud_pred == ty, True).mean())
 
     print(
-        f"\n[2] cascade on test_corrupted.npz ({len(ty)} frames), edge temperature {temperature:.2f}"
+        f"\n[2] cascade on test_corrupted.npz ({len(ty)} frames), "
+        f"edge temperature {temperature:.2f}"
     )
     print("    offload  accuracy  (offline sweep: least-confident first)")
     order = np.argsort(conf, kind="stable")
@@ -227,8 +229,9 @@ def bench_cascade(tmp: Path) -> None:
     server, port = start_insecure_server(OffloadServicer({"bench": batched}, lambda _c: "bench"))
     client = GrpcOffloadClient.insecure(f"127.0.0.1:{port}")
     telemetry = TelemetryAggregator("bench")
-    agent = Agent(ModelHolder(edge), BudgetPolicy(target_fraction=DEFAULT_OFFLOAD_FRACTION),
-                  client, telemetry, AgentConfig(offload_deadline_s=2.0, audit_fraction=0.0))  # fmt: skip
+    policy = BudgetPolicy(target_fraction=DEFAULT_OFFLOAD_FRACTION)
+    config = AgentConfig(offload_deadline_s=2.0, audit_fraction=0.0)
+    agent = Agent(ModelHolder(edge), policy, client, telemetry, config)
     results = [agent.infer(f, str(i)) for i, f in enumerate(tx)]
     agent.close()
     client.close()
@@ -241,12 +244,15 @@ def bench_cascade(tmp: Path) -> None:
     ratio = cascade_acc / cloud_acc
     print(f"    edge only   {edge_acc:7.2%}")
     print(f"    cloud only  {cloud_acc:7.2%}")
-    print(f"    cascade     {cascade_acc:7.2%} at {offloaded:.1%} offload "
-          f"(BudgetPolicy target {DEFAULT_OFFLOAD_FRACTION:.0%}, live gRPC, {failures} failures)")  # fmt: skip
+    print(
+        f"    cascade     {cascade_acc:7.2%} at {offloaded:.1%} offload (BudgetPolicy "
+        f"target {DEFAULT_OFFLOAD_FRACTION:.0%}, live gRPC, {failures} failures)"
+    )
     print(f"    oracle      {oracle_acc:7.2%} at {float(oracle_wrong.mean()):.1%} offload")
     ok = ratio >= 0.99 and offloaded <= 0.25
     print(
-        f"    cascade/cloud {ratio:.3f}   goal >= 0.99 at <= 25% offload   {'OK' if ok else 'MISSED'}"
+        f"    cascade/cloud {ratio:.3f}   goal >= 0.99 at <= 25% offload   "
+        f"{'OK' if ok else 'MISSED'}"
     )
 
 
@@ -255,7 +261,7 @@ def bench_cascade(tmp: Path) -> None:
 
 def load_clients(
     target: str, n_clients: int, seconds: float, frame: np.ndarray
-) -> tuple[int, list[float], int]:  # noqa: E501
+) -> tuple[int, list[float], int]:
     latencies: list[float] = []
     failures = [0]
     lock = threading.Lock()
@@ -320,8 +326,10 @@ def bench_batching(tmp: Path, seconds: float) -> None:
               f"failures {failed}{extra}")  # fmt: skip
     speedup = rows[1][1] / max(1, rows[0][1])
     ok = speedup >= 3.0 and rows[1][3] <= rows[0][3]
-    print(f"    batched/unbatched {speedup:.2f}x frames/s, p95 {rows[1][3]:.1f} vs {rows[0][3]:.1f} ms"
-          f"   goal >= 3x at no worse p95   {'OK' if ok else 'MISSED'}")  # fmt: skip
+    print(
+        f"    batched/unbatched {speedup:.2f}x frames/s, p95 {rows[1][3]:.1f} vs "
+        f"{rows[0][3]:.1f} ms   goal >= 3x at no worse p95   {'OK' if ok else 'MISSED'}"
+    )
 
 
 def main() -> int:
