@@ -17,6 +17,7 @@ A small built-in catalogue covers common edge targets; operators add their own i
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -145,7 +146,8 @@ class ProfileCatalogue:
     @classmethod
     def load(cls, user_file: Path | None = None) -> ProfileCatalogue:
         extra = load_profiles_file(user_file) if user_file else []
-        return cls([*BUILTIN_PROFILES, *extra])
+        builtin = [dataclasses.replace(p, builtin=True) for p in BUILTIN_PROFILES]
+        return cls([*builtin, *extra])
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._profiles.values())

@@ -26,8 +26,9 @@ if _version_not_supported:
 
 
 class DeviceServiceStub:
-    """Device-facing API. Enroll is the only call accepted without a client certificate;
-    every other call needs the device's certificate (mutual TLS) and identifies the device from it.
+    """Device-facing API. Enroll is served on the controller's TLS port (the device has no
+    certificate yet); every other call goes to the mutual-TLS device port, and the controller
+    identifies the device from its certificate.
     """
 
     def __init__(self, channel):
@@ -49,8 +50,9 @@ class DeviceServiceStub:
 
 
 class DeviceServiceServicer:
-    """Device-facing API. Enroll is the only call accepted without a client certificate;
-    every other call needs the device's certificate (mutual TLS) and identifies the device from it.
+    """Device-facing API. Enroll is served on the controller's TLS port (the device has no
+    certificate yet); every other call goes to the mutual-TLS device port, and the controller
+    identifies the device from its certificate.
     """
 
     def Enroll(self, request, context):
@@ -87,8 +89,9 @@ def add_DeviceServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class DeviceService:
-    """Device-facing API. Enroll is the only call accepted without a client certificate;
-    every other call needs the device's certificate (mutual TLS) and identifies the device from it.
+    """Device-facing API. Enroll is served on the controller's TLS port (the device has no
+    certificate yet); every other call goes to the mutual-TLS device port, and the controller
+    identifies the device from its certificate.
     """
 
     @staticmethod

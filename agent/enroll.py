@@ -1,0 +1,101 @@
+"""Enrollment: trust the pinned controller CA, send a CSR and facts, keep the certificate."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import time
+from pathlib import Path
+
+import grpc
+
+from agent.controller_client import enrollment_channel, with_retries
+from agent.errors import AgentError, ControllerUnreachable
+from agent.identity import (
+    CA_FILE,
+    CERT_FILE,
+    IDENTITY_FILE,
+    KEY_FILE,
+    Identity,
+    create_key_and_csr,
+    fetch_pinned_ca,
+    write_file,
+)
+from edgefleet import __version__
+from edgefleet.enrollment import EnrollmentToken
+from edgefleet.hardware import HardwareFacts
+from edgefleet.v1 import common_pb2, device_pb2, device_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class EnrollmentRefused(AgentError):
+    """The controller said no (unknown, used or expired token; bad request)."""
+
+
+def _fetch_ca(address: str, pin: str, attempts: int, timeout_s: float) -> bytes:
+    for attempt in range(1, attempts + 1):
+        try:
+            return fetch_pinned_ca(address, pin, timeout_s)
+        except ConnectionError as exc:
+            if attempt == attempts:
+                raise ControllerUnreachable(
+                    f"controller unreachable at {address} after {attempts} attempts: {exc}"
+                ) from exc
+            delay = min(15.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
+            log.warning("controller unreachable at %s, retrying in %.1f s (attempt %d/%d)",
+                        address, delay, attempt, attempts)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def enroll(
+    data_dir: Path,
+    controller: str,
+    token_text: str,
+    facts: HardwareFacts,
+    *,
+    attempts: int = 5,
+    timeout_s: float = 10.0,
+    max_message_bytes: int = 8 * 1024 * 1024,
+) -> Identity:
+    token = EnrollmentToken.parse(token_text)
+    if (data_dir / IDENTITY_FILE).exists():
+        raise AgentError(f"{data_dir} is already enrolled; use another --data-dir to enroll again")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    ca_pem = _fetch_ca(controller, token.ca_pin, attempts, timeout_s)
+    key_pem, csr_pem = create_key_and_csr()
+    request = device_pb2.EnrollRequest(
+        token=token.credential,
+        csr_pem=csr_pem,
+        facts=common_pb2.HardwareFacts(**dataclasses.asdict(facts)),
+        agent_version=__version__,
+    )
+    channel = enrollment_channel(controller, ca_pem, max_message_bytes)
+    try:
+        stub = device_pb2_grpc.DeviceServiceStub(channel)
+        response: device_pb2.EnrollResponse = with_retries(
+            lambda: stub.Enroll(request, timeout=timeout_s), what="enroll", attempts=attempts
+        )
+    except grpc.RpcError as exc:
+        raise EnrollmentRefused(f"enrollment refused: {exc.details()}") from exc  # type: ignore[attr-defined]
+    finally:
+        channel.close()
+    # The key is written only now, so a refused enrollment leaves the directory as it was.
+    write_file(data_dir / KEY_FILE, key_pem, 0o600)
+    write_file(data_dir / CERT_FILE, response.certificate_pem.encode())
+    write_file(data_dir / CA_FILE, response.ca_certificate_pem.encode())
+    identity = Identity(
+        device_id=response.device_id,
+        controller=response.device_endpoint or controller,
+        profile=response.profile,
+        mqtt_url=response.mqtt.url,
+        mqtt_username=response.mqtt.username,
+        mqtt_password=response.mqtt.password,
+        mqtt_topic_prefix=response.mqtt.topic_prefix,
+    )
+    identity.save(data_dir)
+    log.info("enrolled as %s (profile %s)", identity.device_id, identity.profile)
+    return identity

@@ -1,0 +1,1 @@
+"""The controller's gRPC transport: thin servicers, auth and error-mapping interceptor, server."""

@@ -1,0 +1,177 @@
+"""Who is calling: devices by client certificate (mutual TLS), operators by bearer token.
+
+One interceptor guards every method. ``DeviceService/Enroll`` is the only call accepted from
+an unknown peer; other device-facing calls need a certificate the registry still trusts
+(revocation takes effect at the next call); ``*AdminService`` calls need the operator token.
+Methods of services not listed here are refused. The interceptor also maps domain errors to
+status codes and logs each call, so servicers stay thin.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hmac
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from controller.services.devices import Device, DeviceRegistry
+from edgefleet.enrollment import certificate_fingerprint
+from edgefleet.errors import (
+    AlreadyExists,
+    EdgeFleetError,
+    FailedPrecondition,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+    VerificationError,
+)
+
+log = logging.getLogger(__name__)
+
+PUBLIC_METHODS = frozenset({"/edgefleet.v1.DeviceService/Enroll"})
+DEVICE_SERVICES = ("edgefleet.v1.DeviceService", "edgefleet.v1.OffloadService",
+                   "edgefleet.v1.UpdateService")
+ADMIN_SERVICE_SUFFIX = "AdminService"
+
+_current_device: contextvars.ContextVar[Device] = contextvars.ContextVar("edgefleet_device")
+
+STATUS_OF: tuple[tuple[type[EdgeFleetError], grpc.StatusCode], ...] = (
+    (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
+    (VerificationError, grpc.StatusCode.FAILED_PRECONDITION),
+)
+
+
+def status_for(error: EdgeFleetError) -> grpc.StatusCode:
+    for kind, code in STATUS_OF:
+        if isinstance(error, kind):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def current_device() -> Device:
+    """The authenticated device of the call being served (device-facing methods only)."""
+    try:
+        return _current_device.get()
+    except LookupError:
+        raise Unauthenticated("no device identity on this call") from None
+
+
+def peer_certificate_fingerprint(context: grpc.ServicerContext) -> str | None:
+    pems = context.auth_context().get("x509_pem_cert")
+    if not pems:
+        return None
+    cert = x509.load_pem_x509_certificate(pems[0])
+    return certificate_fingerprint(cert.public_bytes(serialization.Encoding.DER))
+
+
+class AuthInterceptor(grpc.ServerInterceptor):
+    def __init__(self, registry: DeviceRegistry, operator_token: str) -> None:
+        self._registry = registry
+        self._operator_token = operator_token.encode()
+
+    def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method: str = handler_call_details.method
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        check = self._checker(method, metadata)
+        return _wrap(handler, method, check)
+
+    def _checker(
+        self, method: str, metadata: dict[str, Any]
+    ) -> Callable[[grpc.ServicerContext], Device | None]:
+        service = method.split("/")[1] if method.count("/") >= 2 else ""
+        if method in PUBLIC_METHODS:
+            return lambda _ctx: None
+        if service.endswith(ADMIN_SERVICE_SUFFIX):
+            supplied = str(metadata.get("authorization", ""))
+
+            def check_operator(_ctx: grpc.ServicerContext) -> None:
+                scheme, _, token = supplied.partition(" ")
+                if scheme.lower() != "bearer" or not hmac.compare_digest(
+                    token.encode(), self._operator_token
+                ):
+                    raise Unauthenticated("missing or wrong operator token")
+                return None
+
+            return check_operator
+        if service in DEVICE_SERVICES:
+
+            def check_device(ctx: grpc.ServicerContext) -> Device:
+                fingerprint = peer_certificate_fingerprint(ctx)
+                if fingerprint is None:
+                    raise Unauthenticated("this call needs a device certificate (mutual TLS)")
+                return self._registry.authenticate(fingerprint)
+
+            return check_device
+
+        def refuse(_ctx: grpc.ServicerContext) -> None:
+            raise PermissionDenied(f"method {method} is not exposed")
+
+        return refuse
+
+
+def _abort(context: grpc.ServicerContext, method: str, error: EdgeFleetError) -> None:
+    code = status_for(error)
+    log.info("%s -> %s: %s", method, code.name, error)
+    context.abort(code, str(error))
+
+
+def _wrap(handler: grpc.RpcMethodHandler, method: str, check: Callable[..., Device | None]):  # type: ignore[no-untyped-def]
+    def enter(context: grpc.ServicerContext) -> contextvars.Token[Device] | None:
+        device = check(context)
+        return _current_device.set(device) if device is not None else None
+
+    def leave(token: contextvars.Token[Device] | None, started: float) -> None:
+        if token is not None:
+            _current_device.reset(token)
+        log.debug("%s served in %.1f ms", method, (time.perf_counter() - started) * 1000)
+
+    def unary(behavior):  # type: ignore[no-untyped-def]
+        def call(request, context):  # type: ignore[no-untyped-def]
+            started, token = time.perf_counter(), None
+            try:
+                token = enter(context)
+                return behavior(request, context)
+            except EdgeFleetError as exc:
+                _abort(context, method, exc)
+            finally:
+                leave(token, started)
+
+        return call
+
+    def streaming(behavior):  # type: ignore[no-untyped-def]
+        def call(request, context) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+            started, token = time.perf_counter(), None
+            try:
+                token = enter(context)
+                yield from behavior(request, context)
+            except EdgeFleetError as exc:
+                _abort(context, method, exc)
+            finally:
+                leave(token, started)
+
+        return call
+
+    if handler.unary_unary:
+        return handler._replace(unary_unary=unary(handler.unary_unary))  # type: ignore[attr-defined]
+    if handler.stream_unary:
+        return handler._replace(stream_unary=unary(handler.stream_unary))  # type: ignore[attr-defined]
+    if handler.unary_stream:
+        return handler._replace(unary_stream=streaming(handler.unary_stream))  # type: ignore[attr-defined]
+    return handler._replace(stream_stream=streaming(handler.stream_stream))  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""Domain services: the controller's behaviour, free of gRPC and protobuf."""

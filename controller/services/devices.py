@@ -1,0 +1,327 @@
+"""Device registry: registration, enrollment, identity checks, labels, revocation, presence."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from controller.pki import CertificateAuthority
+from controller.store.db import Database
+from controller.store.models import DeviceRow, EnrollmentTokenRow
+from edgefleet import topics
+from edgefleet.enrollment import EnrollmentToken, hash_secret, split_credential
+from edgefleet.errors import AlreadyExists, InvalidInput, NotFound, Unauthenticated
+from edgefleet.hardware import HardwareFacts
+from edgefleet.profiles import AUTO, ProfileCatalogue
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOKEN_TTL_S = 24 * 3600
+MAX_TOKEN_TTL_S = 30 * 24 * 3600
+MAX_LABELS = 64
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Device:
+    device_id: str
+    name: str
+    requested_profile: str
+    profile: str
+    labels: Mapping[str, str]
+    state: str
+    facts: HardwareFacts
+    online: bool
+    last_seen_ms: int
+    created_ms: int
+    enrolled_ms: int
+    cert_fingerprint: str
+    agent_version: str
+
+    def matches(self, selector: Mapping[str, str]) -> bool:
+        return all(self.labels.get(k) == v for k, v in selector.items())
+
+
+@dataclass(frozen=True)
+class Registration:
+    device: Device
+    token: str
+    expires_ms: int
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    device: Device
+    certificate_pem: str
+    ca_certificate_pem: str
+    mqtt_password: str = field(repr=False)
+
+
+def _facts_from_json(data: Mapping[str, Any]) -> HardwareFacts:
+    names = {f.name for f in dataclasses.fields(HardwareFacts)}
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+    return HardwareFacts(**values)
+
+
+def _to_device(row: DeviceRow) -> Device:
+    return Device(
+        device_id=row.device_id,
+        name=row.name,
+        requested_profile=row.requested_profile,
+        profile=row.profile,
+        labels=dict(row.labels or {}),
+        state=row.state,
+        facts=_facts_from_json(row.facts or {}),
+        online=row.online,
+        last_seen_ms=row.last_seen_ms,
+        created_ms=row.created_ms,
+        enrolled_ms=row.enrolled_ms,
+        cert_fingerprint=row.cert_fingerprint or "",
+        agent_version=row.agent_version,
+    )
+
+
+def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    if len(labels) > MAX_LABELS:
+        raise InvalidInput(f"at most {MAX_LABELS} labels per device")
+    for key, value in labels.items():
+        if not key or len(key) > 63 or not all(c.isalnum() or c in "-_./" for c in key):
+            raise InvalidInput(f"invalid label key {key!r}: use letters, digits and -_./")
+        if len(value) > 253 or "," in value or "=" in value:
+            raise InvalidInput(f"invalid label value {value!r} for {key!r}")
+    return dict(labels)
+
+
+class DeviceRegistry:
+    def __init__(
+        self,
+        db: Database,
+        ca: CertificateAuthority,
+        profiles: ProfileCatalogue,
+        *,
+        hash_mqtt_password: Callable[[str], str],
+        on_credentials_changed: Callable[[], None] | None = None,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self._db = db
+        self._ca = ca
+        self._profiles = profiles
+        self._hash_mqtt_password = hash_mqtt_password
+        self._on_credentials_changed = on_credentials_changed or (lambda: None)
+        self._clock_ms = clock_ms
+
+    # -- operator actions -------------------------------------------------------------------
+    def register(
+        self, name: str, profile: str, labels: Mapping[str, str], token_ttl_s: int = 0
+    ) -> Registration:
+        name = name.strip()
+        if not name or len(name) > 128 or any(c.isspace() for c in name):
+            raise InvalidInput("device name must be 1-128 characters without spaces")
+        try:
+            self._profiles.check_requested(profile)
+        except NotFound as exc:
+            raise InvalidInput(str(exc)) from None
+        ttl = token_ttl_s or DEFAULT_TOKEN_TTL_S
+        if not 0 < ttl <= MAX_TOKEN_TTL_S:
+            raise InvalidInput(f"token lifetime must be between 1 s and {MAX_TOKEN_TTL_S} s")
+        labels = check_labels(labels)
+        now = self._clock_ms()
+        token = EnrollmentToken.new(self._ca.pin)
+        row = DeviceRow(
+            device_id=f"dev-{secrets.token_hex(6)}",
+            name=name,
+            requested_profile=profile,
+            profile="" if profile == AUTO else profile,
+            labels=labels,
+            state="registered",
+            facts={},
+            online=False,
+            last_seen_ms=0,
+            agent_version="",
+            created_ms=now,
+            enrolled_ms=0,
+            revoked_ms=0,
+        )
+        expires = now + ttl * 1000
+        try:
+            with self._db.session() as s:
+                if s.scalar(select(DeviceRow.device_id).where(DeviceRow.name == name)):
+                    raise AlreadyExists(f"a device named {name!r} exists already")
+                s.add(row)
+                s.flush()
+                s.add(
+                    EnrollmentTokenRow(
+                        token_id=token.token_id,
+                        device_id=row.device_id,
+                        secret_hash=hash_secret(token.secret),
+                        created_ms=now,
+                        expires_ms=expires,
+                        used_ms=None,
+                    )
+                )
+        except IntegrityError as exc:  # a concurrent register of the same name
+            raise AlreadyExists(f"a device named {name!r} exists already") from exc
+        log.info("registered device %s (%s), profile %s", row.device_id, name, profile)
+        return Registration(_to_device(row), str(token), expires)
+
+    def list(self, selector: Mapping[str, str] | None = None) -> list[Device]:
+        with self._db.session() as s:
+            rows = s.scalars(select(DeviceRow).order_by(DeviceRow.name)).all()
+            devices = [_to_device(r) for r in rows]
+        return [d for d in devices if d.matches(selector or {})]
+
+    def get(self, name_or_id: str) -> Device:
+        with self._db.session() as s:
+            return _to_device(self._find(s, name_or_id))
+
+    def revoke(self, name_or_id: str) -> Device:
+        with self._db.session() as s:
+            row = self._find(s, name_or_id)
+            row.state = "revoked"
+            row.online = False
+            row.revoked_ms = self._clock_ms()
+            row.mqtt_password_hash = None
+            s.execute(
+                update(EnrollmentTokenRow)
+                .where(EnrollmentTokenRow.device_id == row.device_id)
+                .where(EnrollmentTokenRow.used_ms.is_(None))
+                .values(used_ms=row.revoked_ms)
+            )
+            device = _to_device(row)
+        log.info("revoked device %s (%s)", device.device_id, device.name)
+        self._on_credentials_changed()
+        return device
+
+    def label(self, name_or_id: str, set_: Mapping[str, str], remove: list[str]) -> Device:
+        with self._db.session() as s:
+            row = self._find(s, name_or_id)
+            labels = dict(row.labels or {})
+            labels.update(set_)
+            for key in remove:
+                labels.pop(key, None)
+            row.labels = check_labels(labels)
+            return _to_device(row)
+
+    # -- device actions ---------------------------------------------------------------------
+    def enroll(
+        self, credential: str, csr_pem: str, facts: HardwareFacts, agent_version: str
+    ) -> Enrollment:
+        try:
+            token_id, secret = split_credential(credential)
+        except InvalidInput:
+            raise Unauthenticated("unknown enrollment token") from None
+        now = self._clock_ms()
+        with self._db.session() as s:
+            token = s.get(EnrollmentTokenRow, token_id)
+            if token is None or not secrets.compare_digest(token.secret_hash, hash_secret(secret)):
+                raise Unauthenticated("unknown enrollment token")
+            if token.used_ms is not None:
+                raise Unauthenticated("enrollment token was already used")
+            if token.expires_ms <= now:
+                raise Unauthenticated("enrollment token has expired")
+            row = s.get(DeviceRow, token.device_id)
+            if row is None or row.state == "revoked":
+                raise Unauthenticated("device was revoked")
+            profile = row.requested_profile
+            if profile == AUTO:
+                profile = self._profiles.resolve(facts).name
+            issued = self._ca.sign_device_csr(csr_pem, row.device_id)
+            password = secrets.token_urlsafe(24)
+            # Single use even under concurrent enrollments: only one UPDATE can match.
+            claimed = s.execute(
+                update(EnrollmentTokenRow)
+                .where(EnrollmentTokenRow.token_id == token_id)
+                .where(EnrollmentTokenRow.used_ms.is_(None))
+                .values(used_ms=now)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                raise Unauthenticated("enrollment token was already used")
+            row.profile = profile
+            row.facts = dataclasses.asdict(facts)
+            row.state = "enrolled"
+            row.cert_fingerprint = issued.fingerprint
+            row.mqtt_password_hash = self._hash_mqtt_password(password)
+            row.enrolled_ms = now
+            row.agent_version = agent_version[:64]
+            device = _to_device(row)
+        log.info("enrolled device %s as profile %s", device.device_id, profile)
+        self._on_credentials_changed()
+        return Enrollment(device, issued.pem, self._ca.certificate_pem, password)
+
+    def authenticate(self, cert_fingerprint: str) -> Device:
+        """The enrolled, unrevoked device holding this certificate."""
+        with self._db.session() as s:
+            row = s.scalar(select(DeviceRow).where(DeviceRow.cert_fingerprint == cert_fingerprint))
+            if row is None:
+                raise Unauthenticated("unknown device certificate")
+            if row.state == "revoked":
+                raise Unauthenticated(f"device {row.device_id} has been revoked")
+            return _to_device(row)
+
+    def record_presence(
+        self, device_id: str, *, online: bool, unix_ms: int | None = None, agent_version: str = ""
+    ) -> None:
+        """A sign of life (or a last will). Revoked devices stay offline."""
+        seen = unix_ms or self._clock_ms()
+        with self._db.session() as s:
+            row = s.get(DeviceRow, device_id)
+            if row is None or row.state != "enrolled":
+                return
+            row.online = online
+            row.last_seen_ms = max(row.last_seen_ms, seen)
+            if agent_version:
+                row.agent_version = agent_version[:64]
+
+    def mqtt_password_hash(self, username: str) -> str | None:
+        """For broker authentication: the password hash of an enrolled device, else None."""
+        with self._db.session() as s:
+            row = s.get(DeviceRow, username)
+            if row is None or row.state != "enrolled":
+                return None
+            return row.mqtt_password_hash
+
+    def mqtt_credentials(self) -> list[tuple[str, str]]:
+        """(device_id, password hash) of every device allowed on the broker."""
+        with self._db.session() as s:
+            rows = s.execute(
+                select(DeviceRow.device_id, DeviceRow.mqtt_password_hash).where(
+                    DeviceRow.state == "enrolled", DeviceRow.mqtt_password_hash.is_not(None)
+                )
+            ).all()
+        return [(device_id, str(pw)) for device_id, pw in rows]
+
+    @staticmethod
+    def _find(s: Session, name_or_id: str) -> DeviceRow:
+        row = s.get(DeviceRow, name_or_id) or s.scalar(
+            select(DeviceRow).where(DeviceRow.name == name_or_id)
+        )
+        if row is None:
+            raise NotFound(f"no device named {name_or_id!r}")
+        return row
+
+
+def mqtt_topic_prefix(device_id: str) -> str:
+    return topics.device_prefix(device_id)
+
+
+def mark_stale_offline(db: Database, older_than_ms: int) -> int:
+    """Devices silent since before ``older_than_ms`` are offline, last will or not."""
+    with db.session() as s:
+        result = s.execute(
+            update(DeviceRow)
+            .where(DeviceRow.online.is_(True), DeviceRow.last_seen_ms < older_than_ms)
+            .values(online=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
