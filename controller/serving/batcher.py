@@ -21,7 +21,8 @@ R = TypeVar("R")
 class DynamicBatcher(Generic[T, R]):
     """`submit(item)` returns a Future; the worker runs `run_batch(items) -> results` on up to
     `max_batch_size` items, waiting at most `max_queue_delay_ms` after the first one for more.
-    A full queue raises Overloaded at once (never blocks the caller).
+    A full queue raises Overloaded at once (never blocks the caller). `workers` threads drain
+    the queue, each forming its own batches (for backends that run batches in parallel).
     """
 
     def __init__(
@@ -30,9 +31,10 @@ class DynamicBatcher(Generic[T, R]):
         max_batch_size: int = 16,
         max_queue_delay_ms: float = 2.0,
         max_queue_size: int = 256,
+        workers: int = 1,
     ) -> None:
-        if max_batch_size < 1 or max_queue_size < 1:
-            raise ValueError("max_batch_size and max_queue_size must be >= 1")
+        if max_batch_size < 1 or max_queue_size < 1 or workers < 1:
+            raise ValueError("max_batch_size, max_queue_size and workers must be >= 1")
         self._run_batch = run_batch
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_ms / 1000.0
@@ -40,8 +42,13 @@ class DynamicBatcher(Generic[T, R]):
         self._closed = threading.Event()
         self.batches = 0
         self.items = 0
-        self._worker = threading.Thread(target=self._loop, name="dynamic-batcher", daemon=True)
-        self._worker.start()
+        self._stats_lock = threading.Lock()
+        self._workers = [
+            threading.Thread(target=self._loop, name=f"dynamic-batcher-{i}", daemon=True)
+            for i in range(workers)
+        ]
+        for worker in self._workers:
+            worker.start()
 
     def submit(self, item: T) -> Future[R]:
         if self._closed.is_set():
@@ -59,11 +66,13 @@ class DynamicBatcher(Generic[T, R]):
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop taking work; queued items are still answered."""
         self._closed.set()
-        try:
-            self._queue.put(None, timeout=timeout_s)
-        except queue.Full:
-            log.warning("batcher queue stayed full while closing")
-        self._worker.join(timeout_s)
+        for _ in self._workers:  # one stop marker per worker
+            try:
+                self._queue.put(None, timeout=timeout_s)
+            except queue.Full:
+                log.warning("batcher queue stayed full while closing")
+        for worker in self._workers:
+            worker.join(timeout_s)
 
     def _loop(self) -> None:
         while True:
@@ -96,8 +105,9 @@ class DynamicBatcher(Generic[T, R]):
         live = [(item, f) for item, f in batch if f.set_running_or_notify_cancel()]
         if not live:
             return
-        self.batches += 1
-        self.items += len(live)
+        with self._stats_lock:
+            self.batches += 1
+            self.items += len(live)
         try:
             results = self._run_batch([item for item, _ in live])
             if len(results) != len(live):

@@ -160,11 +160,12 @@ class BatchedModel:
         max_batch_size: int = 16,
         max_queue_delay_ms: float = 2.0,
         max_queue_size: int = 256,
+        workers: int = 1,
     ) -> None:
         self.model = model
         self.model_id = model.model_id
         self.batcher = batcher or DynamicBatcher(
-            model.run_batch, max_batch_size, max_queue_delay_ms, max_queue_size
+            model.run_batch, max_batch_size, max_queue_delay_ms, max_queue_size, workers
         )
 
     def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
