@@ -360,10 +360,13 @@ def bench_batching(tmp: Path, seconds: float) -> None:
 
 
 def main() -> int:
+    global DIGITS
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--only", default="overhead,cascade,batching")
+    parser.add_argument("--digits", type=Path, default=DIGITS, help="digits models and data")
     args = parser.parse_args()
+    DIGITS = args.digits
     only = set(args.only.split(","))
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
