@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test suite: bootstrap (idempotent), then pytest. PostgreSQL tests run when a server
+# answers on 127.0.0.1:5432; the system's PostgreSQL is started when it is installed but down.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+if command -v pg_ctlcluster >/dev/null 2>&1 && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+fi
+exec .venv/bin/pytest -q "$@"
