@@ -18,8 +18,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRYABLE = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-     grpc.StatusCode.RESOURCE_EXHAUSTED}
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
 )
 
 
@@ -50,8 +53,14 @@ def with_retries(
                     f"({code.name}: {exc.details()})"  # type: ignore[attr-defined]
                 ) from exc
             delay = min(max_delay_s, base_delay_s * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
-            log.warning("%s: controller unreachable (%s), retrying in %.1f s (attempt %d/%d)",
-                        what, code.name, delay, attempt, attempts)
+            log.warning(
+                "%s: controller unreachable (%s), retrying in %.1f s (attempt %d/%d)",
+                what,
+                code.name,
+                delay,
+                attempt,
+                attempts,
+            )
             sleep(delay)
     raise AssertionError("unreachable")
 
@@ -87,7 +96,9 @@ class ControllerClient:
         self._stub = device_pb2_grpc.DeviceServiceStub(channel)
         self._timeout_s = timeout_s
 
-    def heartbeat(self, agent_version: str, active_variant_id: str = "") -> device_pb2.HeartbeatResponse:
+    def heartbeat(
+        self, agent_version: str, active_variant_id: str = ""
+    ) -> device_pb2.HeartbeatResponse:
         try:
             response: device_pb2.HeartbeatResponse = self._stub.Heartbeat(
                 device_pb2.HeartbeatRequest(

@@ -41,8 +41,12 @@ class AgentDaemon:
     def run(self) -> int:
         """Serve until ``stopping`` is set or the controller refuses us; returns an exit code."""
         ident = self.identity
-        log.info("agent %s (profile %s) connecting to %s", ident.device_id, ident.profile,
-                 ident.controller)
+        log.info(
+            "agent %s (profile %s) connecting to %s",
+            ident.device_id,
+            ident.profile,
+            ident.controller,
+        )
         client = ControllerClient(
             device_channel(ident.controller, self.credentials, self.config.max_message_bytes),
             timeout_s=self.config.rpc_timeout_s,

@@ -44,8 +44,13 @@ def _fetch_ca(address: str, pin: str, attempts: int, timeout_s: float) -> bytes:
                     f"controller unreachable at {address} after {attempts} attempts: {exc}"
                 ) from exc
             delay = min(15.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
-            log.warning("controller unreachable at %s, retrying in %.1f s (attempt %d/%d)",
-                        address, delay, attempt, attempts)
+            log.warning(
+                "controller unreachable at %s, retrying in %.1f s (attempt %d/%d)",
+                address,
+                delay,
+                attempt,
+                attempts,
+            )
             time.sleep(delay)
     raise AssertionError("unreachable")
 

@@ -43,7 +43,7 @@ def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
 @dataclass(frozen=True)
 class Identity:
     device_id: str
-    controller: str                       # HOST:PORT of the controller's mutual-TLS device port
+    controller: str  # HOST:PORT of the controller's mutual-TLS device port
     profile: str
     mqtt_url: str
     mqtt_username: str

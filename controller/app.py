@@ -118,12 +118,20 @@ class Controller:
         self.server.start()
         write_client_file(
             cfg.data_dir,
-            ClientInfo(f"{cfg.advertise_host}:{self.grpc_port}", cfg.data_dir / "pki" / "ca.pem",
-                       token_file),
+            ClientInfo(
+                f"{cfg.advertise_host}:{self.grpc_port}",
+                cfg.data_dir / "pki" / "ca.pem",
+                token_file,
+            ),
         )
         self._spawn("presence-sweeper", self._sweep_presence)
-        log.info("controller listening on %s: gRPC %d (TLS), %d (devices, mutual TLS), MQTT %s",
-                 cfg.grpc_host, self.grpc_port, self.device_port, self.mqtt_url)
+        log.info(
+            "controller listening on %s: gRPC %d (TLS), %d (devices, mutual TLS), MQTT %s",
+            cfg.grpc_host,
+            self.grpc_port,
+            self.device_port,
+            self.mqtt_url,
+        )
 
     # -- MQTT -------------------------------------------------------------------------------
     def _start_mqtt(self) -> None:

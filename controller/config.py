@@ -21,18 +21,18 @@ EMBEDDED = "embedded"
 @dataclass(frozen=True)
 class ControllerConfig:
     data_dir: Path = DEFAULT_DATA_DIR
-    db: str = ""                          # SQLAlchemy URL; "" = SQLite file in data_dir
-    mqtt: str = EMBEDDED                  # "embedded" or mqtt://host:port of an external broker
-    mqtt_port: int = 18830                # the embedded broker's port (0 = any free port)
+    db: str = ""  # SQLAlchemy URL; "" = SQLite file in data_dir
+    mqtt: str = EMBEDDED  # "embedded" or mqtt://host:port of an external broker
+    mqtt_port: int = 18830  # the embedded broker's port (0 = any free port)
     mqtt_username: str = "edgefleet-controller"
-    mqtt_password: str = ""               # for an external broker that requires one
+    mqtt_password: str = ""  # for an external broker that requires one
     grpc_host: str = "0.0.0.0"
-    grpc_port: int = 50051                # TLS: enrollment and the admin API; 0 = any free port
-    device_port: int = 50052              # mutual TLS: every call of an enrolled device
-    advertise_host: str = "127.0.0.1"     # how devices reach this controller
+    grpc_port: int = 50051  # TLS: enrollment and the admin API; 0 = any free port
+    device_port: int = 50052  # mutual TLS: every call of an enrolled device
+    advertise_host: str = "127.0.0.1"  # how devices reach this controller
     profiles_file: Path | None = None
-    store: str = ""                       # artifact store URL; "" = directory in data_dir
-    store_endpoint_url: str = ""          # S3-compatible endpoint for s3:// stores
+    store: str = ""  # artifact store URL; "" = directory in data_dir
+    store_endpoint_url: str = ""  # S3-compatible endpoint for s3:// stores
     grpc_workers: int = 32
     max_message_bytes: int = 8 * 1024 * 1024
     shutdown_grace_s: float = 10.0

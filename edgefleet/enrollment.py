@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 from edgefleet.errors import InvalidInput
 
-_TOKEN = re.compile(r"^(?P<id>[a-z0-9]{8})\.(?P<secret>[A-Za-z0-9_-]{32,64})\.(?P<pin>[0-9a-f]{64})$")
+_TOKEN = re.compile(
+    r"^(?P<id>[a-z0-9]{8})\.(?P<secret>[A-Za-z0-9_-]{32,64})\.(?P<pin>[0-9a-f]{64})$"
+)
 
 
 @dataclass(frozen=True)

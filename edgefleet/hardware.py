@@ -7,9 +7,28 @@ from dataclasses import dataclass, field
 # CPU flags worth reporting: they decide which int8 kernels are fast.
 RELEVANT_CPU_FLAGS = frozenset(
     {
-        "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-        "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "amx_bf16",
-        "neon", "asimd", "asimddp", "asimdhp", "i8mm", "bf16", "sve", "sve2",
+        "sse4_1",
+        "sse4_2",
+        "avx",
+        "avx2",
+        "fma",
+        "f16c",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "avx512_vnni",
+        "avx_vnni",
+        "avx512_bf16",
+        "amx_int8",
+        "amx_bf16",
+        "neon",
+        "asimd",
+        "asimddp",
+        "asimdhp",
+        "i8mm",
+        "bf16",
+        "sve",
+        "sve2",
     }
 )
 

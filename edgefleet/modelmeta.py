@@ -49,23 +49,23 @@ class InputQuantization:
 
 @dataclass(frozen=True)
 class VariantMetadata:
-    model: str                                  # model name, e.g. "digits-edge"
-    version: int                                # model version
-    variant: str                                # variant kind, e.g. "onnx-int8-static"
-    variant_id: str                             # "{model}:{version}:{variant}"
-    runtime: str                                # onnxruntime | litert
-    precision: str                              # fp32 | fp16 | int8 | mixed
-    file: str                                   # model file name inside the variant directory
+    model: str  # model name, e.g. "digits-edge"
+    version: int  # model version
+    variant: str  # variant kind, e.g. "onnx-int8-static"
+    variant_id: str  # "{model}:{version}:{variant}"
+    runtime: str  # onnxruntime | litert
+    precision: str  # fp32 | fp16 | int8 | mixed
+    file: str  # model file name inside the variant directory
     input_name: str
-    input_shape: tuple[int, ...]                # with -1 for the dynamic batch axis
-    input_dtype: str                            # float32 | int8 | uint8
+    input_shape: tuple[int, ...]  # with -1 for the dynamic batch axis
+    input_dtype: str  # float32 | int8 | uint8
     output_name: str
     preprocessing: Preprocessing
     labels: tuple[str, ...] = ()
-    temperature: float = 1.0                    # softmax temperature fitted on validation data
+    temperature: float = 1.0  # softmax temperature fitted on validation data
     input_quantization: InputQuantization | None = None
     output_quantization: InputQuantization | None = None
-    outputs_are_logits: bool = True             # False when the model ends in a softmax
+    outputs_are_logits: bool = True  # False when the model ends in a softmax
     sha256: str = ""
     size_bytes: int = 0
     extra: dict[str, Any] = field(default_factory=dict)

@@ -42,14 +42,14 @@ class HardwareProfile:
     memory_budget_bytes: int
     model_size_budget_bytes: int
     threads: int
-    arch: str = ""                                  # "" matches any architecture
-    requires_flags: tuple[str, ...] = ()            # every one of these
-    requires_any_flag: tuple[str, ...] = ()         # at least one of these
+    arch: str = ""  # "" matches any architecture
+    requires_flags: tuple[str, ...] = ()  # every one of these
+    requires_any_flag: tuple[str, ...] = ()  # at least one of these
     requires_accelerators: tuple[str, ...] = ()
-    integer_only: bool = False                      # an NPU that runs only full-int8 models
-    int8_reduce_range: bool = False                 # CPUs without VNNI: 7-bit weights avoid overflow
+    integer_only: bool = False  # an NPU that runs only full-int8 models
+    int8_reduce_range: bool = False  # CPUs without VNNI: 7-bit weights avoid overflow
     execution_providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    accuracy_budget_pp: float = 1.0                 # largest accepted top-1 drop, percentage points
+    accuracy_budget_pp: float = 1.0  # largest accepted top-1 drop, percentage points
     builtin: bool = field(default=False, compare=False)
 
     def matches(self, facts: HardwareFacts) -> bool:
@@ -78,56 +78,84 @@ BUILTIN_PROFILES: tuple[HardwareProfile, ...] = (
     HardwareProfile(
         name="x86-64-vnni",
         description="x86-64 with AVX-512 VNNI or AVX-VNNI: fast int8 dot products",
-        arch="x86_64", requires_flags=("avx2",), requires_any_flag=("avx512_vnni", "avx_vnni"),
-        runtimes=("onnxruntime", "litert"), precisions=("fp32", "fp16", "int8"),
-        memory_budget_bytes=2048 * MB, model_size_budget_bytes=200 * MB, threads=2,
+        arch="x86_64",
+        requires_flags=("avx2",),
+        requires_any_flag=("avx512_vnni", "avx_vnni"),
+        runtimes=("onnxruntime", "litert"),
+        precisions=("fp32", "fp16", "int8"),
+        memory_budget_bytes=2048 * MB,
+        model_size_budget_bytes=200 * MB,
+        threads=2,
     ),
     HardwareProfile(
         name="x86-64-avx2",
         description="x86-64 with AVX2 but no VNNI: int8 weights use reduce_range",
-        arch="x86_64", requires_flags=("avx2",),
-        runtimes=("onnxruntime", "litert"), precisions=("fp32", "fp16", "int8"),
-        memory_budget_bytes=2048 * MB, model_size_budget_bytes=200 * MB, threads=2,
+        arch="x86_64",
+        requires_flags=("avx2",),
+        runtimes=("onnxruntime", "litert"),
+        precisions=("fp32", "fp16", "int8"),
+        memory_budget_bytes=2048 * MB,
+        model_size_budget_bytes=200 * MB,
+        threads=2,
         int8_reduce_range=True,
     ),
     HardwareProfile(
         name="arm64-dotprod",
         description="ARMv8.2+ cores with the dot-product extension (Cortex-A55/A76, Graviton)",
-        arch="aarch64", requires_flags=("asimddp",),
-        runtimes=("litert", "onnxruntime"), precisions=("fp32", "fp16", "int8"),
-        memory_budget_bytes=1024 * MB, model_size_budget_bytes=100 * MB, threads=4,
+        arch="aarch64",
+        requires_flags=("asimddp",),
+        runtimes=("litert", "onnxruntime"),
+        precisions=("fp32", "fp16", "int8"),
+        memory_budget_bytes=1024 * MB,
+        model_size_budget_bytes=100 * MB,
+        threads=4,
     ),
     HardwareProfile(
         name="arm64-a72",
         description="Cortex-A72 class (Raspberry Pi 4): NEON, no dot product",
         arch="aarch64",
-        runtimes=("litert", "onnxruntime"), precisions=("fp32", "int8"),
-        memory_budget_bytes=512 * MB, model_size_budget_bytes=50 * MB, threads=4,
+        runtimes=("litert", "onnxruntime"),
+        precisions=("fp32", "int8"),
+        memory_budget_bytes=512 * MB,
+        model_size_budget_bytes=50 * MB,
+        threads=4,
         int8_reduce_range=True,
     ),
     HardwareProfile(
         name="nvidia-jetson",
         description="NVIDIA Jetson: CUDA/TensorRT execution providers, fp16 on the GPU",
-        arch="aarch64", requires_accelerators=("nvidia-gpu",),
-        runtimes=("onnxruntime",), precisions=("fp32", "fp16", "int8"),
-        memory_budget_bytes=2048 * MB, model_size_budget_bytes=500 * MB, threads=4,
+        arch="aarch64",
+        requires_accelerators=("nvidia-gpu",),
+        runtimes=("onnxruntime",),
+        precisions=("fp32", "fp16", "int8"),
+        memory_budget_bytes=2048 * MB,
+        model_size_budget_bytes=500 * MB,
+        threads=4,
         execution_providers=(
-            "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider",
+            "TensorrtExecutionProvider",
+            "CUDAExecutionProvider",
+            "CPUExecutionProvider",
         ),
     ),
     HardwareProfile(
         name="int8-npu",
         description="Integer-only NPU (Edge TPU, Ethos-U class): full-int8 LiteRT models only",
         requires_accelerators=("npu",),
-        runtimes=("litert",), precisions=("int8",),
-        memory_budget_bytes=256 * MB, model_size_budget_bytes=8 * MB, threads=1,
+        runtimes=("litert",),
+        precisions=("int8",),
+        memory_budget_bytes=256 * MB,
+        model_size_budget_bytes=8 * MB,
+        threads=1,
         integer_only=True,
     ),
     HardwareProfile(
         name="generic-cpu",
         description="Any CPU: the fallback when nothing more specific matches",
-        runtimes=("onnxruntime", "litert"), precisions=("fp32", "int8"),
-        memory_budget_bytes=512 * MB, model_size_budget_bytes=100 * MB, threads=1,
+        runtimes=("onnxruntime", "litert"),
+        precisions=("fp32", "int8"),
+        memory_budget_bytes=512 * MB,
+        model_size_budget_bytes=100 * MB,
+        threads=1,
         int8_reduce_range=True,
     ),
 )

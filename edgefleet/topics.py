@@ -1,9 +1,9 @@
 """MQTT topic layout. Every device owns exactly one prefix and may publish only below it.
 
-    edgefleet/v1/devices/{device_id}/status      retained DeviceStatus; the last will sets online=false
-    edgefleet/v1/devices/{device_id}/heartbeat   Heartbeat, QoS 1
-    edgefleet/v1/devices/{device_id}/telemetry   TelemetryReport, QoS 1
-    edgefleet/v1/devices/{device_id}/desired     retained desired state, written by the controller only
+edgefleet/v1/devices/{device_id}/status      retained DeviceStatus; the last will sets online=false
+edgefleet/v1/devices/{device_id}/heartbeat   Heartbeat, QoS 1
+edgefleet/v1/devices/{device_id}/telemetry   TelemetryReport, QoS 1
+edgefleet/v1/devices/{device_id}/desired     retained desired state, written by the controller only
 """
 
 from __future__ import annotations

@@ -44,8 +44,14 @@ def postgres_database() -> Iterator[str]:
 
 def start_controller(data_dir: Path, db: str = "", **overrides: object) -> Controller:
     config = ControllerConfig(
-        data_dir=data_dir, db=db, grpc_host="127.0.0.1", grpc_port=0, device_port=0,
-        mqtt_port=0, shutdown_grace_s=2.0, **overrides,  # type: ignore[arg-type]
+        data_dir=data_dir,
+        db=db,
+        grpc_host="127.0.0.1",
+        grpc_port=0,
+        device_port=0,
+        mqtt_port=0,
+        shutdown_grace_s=2.0,
+        **overrides,  # type: ignore[arg-type]
     )
     controller = Controller(config)
     controller.start()

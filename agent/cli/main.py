@@ -31,7 +31,9 @@ app = typer.Typer(
 )
 
 DataDir = typer.Option(
-    DEFAULT_DATA_DIR, "--data-dir", envvar="EDGEFLEET_AGENT_DATA_DIR",
+    DEFAULT_DATA_DIR,
+    "--data-dir",
+    envvar="EDGEFLEET_AGENT_DATA_DIR",
     help="Where the agent keeps its key, certificate and state.",
 )
 
@@ -72,7 +74,9 @@ def run(
     with errors_as_exit_codes():
         from agent.daemon import AgentConfig, AgentDaemon
 
-        daemon = AgentDaemon(AgentConfig(data_dir=data_dir, heartbeat_interval_s=heartbeat_interval))
+        daemon = AgentDaemon(
+            AgentConfig(data_dir=data_dir, heartbeat_interval_s=heartbeat_interval)
+        )
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: daemon.stopping.set())
         code = daemon.run()

@@ -10,8 +10,9 @@ import typer
 from controller.cli.context import cli_context, parse_labels
 from edgefleet.cli import OutputFormat, errors_as_exit_codes, print_json, print_table
 
-app = typer.Typer(help="Register devices and manage their identity and labels.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Register devices and manage their identity and labels.", no_args_is_help=True
+)
 
 FormatOption = typer.Option(OutputFormat.table, "--format", help="table or json")
 
@@ -33,8 +34,9 @@ def _when(unix_ms: int) -> str:
 def device_dict(device: Any) -> dict[str, Any]:
     from google.protobuf.json_format import MessageToDict
 
-    return MessageToDict(device, preserving_proto_field_name=True,
-                         always_print_fields_with_no_presence=True)
+    return MessageToDict(
+        device, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
 
 
 @app.command()
@@ -52,18 +54,31 @@ def register(
         from edgefleet.v1 import admin_pb2
 
         conn, stub = _stub(ctx)
-        response = call(conn, stub.RegisterDevice, admin_pb2.RegisterDeviceRequest(
-            name=name, profile=profile, labels=parse_labels(label), token_ttl_seconds=ttl))
+        response = call(
+            conn,
+            stub.RegisterDevice,
+            admin_pb2.RegisterDeviceRequest(
+                name=name, profile=profile, labels=parse_labels(label), token_ttl_seconds=ttl
+            ),
+        )
         if output is OutputFormat.json:
-            print_json({"device": device_dict(response.device),
-                        "enrollment_token": response.enrollment_token,
-                        "token_expires": _when(response.token_expires_unix_ms)})
+            print_json(
+                {
+                    "device": device_dict(response.device),
+                    "enrollment_token": response.enrollment_token,
+                    "token_expires": _when(response.token_expires_unix_ms),
+                }
+            )
             return
         typer.echo(f"registered {response.device.name} as {response.device.device_id}")
-        typer.echo(f"enrollment token (single use, expires {_when(response.token_expires_unix_ms)}):")
+        typer.echo(
+            f"enrollment token (single use, expires {_when(response.token_expires_unix_ms)}):"
+        )
         typer.echo(response.enrollment_token)
-        typer.echo(f"on the device: edgefleet-agent enroll --controller {conn.address} "
-                   f"--token {response.enrollment_token}")
+        typer.echo(
+            f"on the device: edgefleet-agent enroll --controller {conn.address} "
+            f"--token {response.enrollment_token}"
+        )
 
 
 @app.command("list")
@@ -78,23 +93,37 @@ def list_devices(
         from edgefleet.v1 import admin_pb2
 
         conn, stub = _stub(ctx)
-        response = call(conn, stub.ListDevices,
-                        admin_pb2.ListDevicesRequest(label_selector=parse_labels(selector)))
+        response = call(
+            conn,
+            stub.ListDevices,
+            admin_pb2.ListDevicesRequest(label_selector=parse_labels(selector)),
+        )
         if output is OutputFormat.json:
             print_json([device_dict(d) for d in response.devices])
             return
         print_table(
             ["NAME", "ID", "STATE", "ONLINE", "PROFILE", "LABELS", "LAST SEEN"],
-            [[d.name, d.device_id, d.state, "yes" if d.online else "no",
-              d.profile or f"({d.requested_profile})",
-              ",".join(f"{k}={v}" for k, v in sorted(d.labels.items())), _when(d.last_seen_unix_ms)]
-             for d in response.devices],
+            [
+                [
+                    d.name,
+                    d.device_id,
+                    d.state,
+                    "yes" if d.online else "no",
+                    d.profile or f"({d.requested_profile})",
+                    ",".join(f"{k}={v}" for k, v in sorted(d.labels.items())),
+                    _when(d.last_seen_unix_ms),
+                ]
+                for d in response.devices
+            ],
         )
 
 
 @app.command()
-def show(ctx: typer.Context, name: str = typer.Argument(..., help="Device name or id."),
-         output: OutputFormat = FormatOption) -> None:
+def show(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Device name or id."),
+    output: OutputFormat = FormatOption,
+) -> None:
     """Everything the controller knows about one device, hardware facts included."""
     with errors_as_exit_codes():
         from controller.cli.client import call
@@ -108,8 +137,9 @@ def show(ctx: typer.Context, name: str = typer.Argument(..., help="Device name o
             return
         facts = data.pop("facts", {})
         rows = [[k, v] for k, v in data.items()]
-        rows += [[f"facts.{k}", ", ".join(v) if isinstance(v, list) else v]
-                 for k, v in facts.items()]
+        rows += [
+            [f"facts.{k}", ", ".join(v) if isinstance(v, list) else v] for k, v in facts.items()
+        ]
         print_table(["FIELD", "VALUE"], rows)
 
 
@@ -141,13 +171,17 @@ def label(
         remove = [p[:-1] for p in pairs if p.endswith("-") and "=" not in p]
         to_set = parse_labels([p for p in pairs if not (p.endswith("-") and "=" not in p)])
         conn, stub = _stub(ctx)
-        device = call(conn, stub.LabelDevice, admin_pb2.LabelDeviceRequest(
-            name_or_id=name, set=to_set, remove=remove)).device
+        device = call(
+            conn,
+            stub.LabelDevice,
+            admin_pb2.LabelDeviceRequest(name_or_id=name, set=to_set, remove=remove),
+        ).device
         if output is OutputFormat.json:
             print_json(device_dict(device))
         else:
-            typer.echo(f"{device.name}: " + ",".join(f"{k}={v}" for k, v in
-                                                      sorted(device.labels.items())))
+            typer.echo(
+                f"{device.name}: " + ",".join(f"{k}={v}" for k, v in sorted(device.labels.items()))
+            )
 
 
 @app.command("profiles")
@@ -162,6 +196,10 @@ def profiles(ctx: typer.Context, output: OutputFormat = FormatOption) -> None:
         if output is OutputFormat.json:
             print_json([device_dict(p) for p in response.profiles])
             return
-        print_table(["NAME", "RUNTIMES", "PRECISIONS", "THREADS", "DESCRIPTION"],
-                    [[p.name, ",".join(p.runtimes), ",".join(p.precisions), p.threads,
-                      p.description] for p in response.profiles])
+        print_table(
+            ["NAME", "RUNTIMES", "PRECISIONS", "THREADS", "DESCRIPTION"],
+            [
+                [p.name, ",".join(p.runtimes), ",".join(p.precisions), p.threads, p.description]
+                for p in response.profiles
+            ],
+        )

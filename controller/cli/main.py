@@ -32,7 +32,9 @@ class _RootContext(CliContext):
 def _root(
     ctx: typer.Context,
     data_dir: Path | None = typer.Option(
-        None, "--data-dir", envvar="EDGEFLEET_DATA_DIR",
+        None,
+        "--data-dir",
+        envvar="EDGEFLEET_DATA_DIR",
         help="Controller data directory (holds client.toml) [~/.edgefleet].",
     ),
     controller: str | None = typer.Option(
@@ -58,7 +60,7 @@ def demo(
     keep: bool = typer.Option(False, help="Keep the demo's data directory."),
 ) -> None:
     """Show every finished capability end to end on this machine."""
-    from controller.cli.demo import run_demo
+    from controller.demo.run import run_demo
 
     raise typer.Exit(run_demo(agents=agents, keep=keep))
 

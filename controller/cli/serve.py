@@ -16,7 +16,9 @@ app = typer.Typer(help="Run the controller.", no_args_is_help=True)
 @app.command()
 def serve(
     ctx: typer.Context,
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="State directory [~/.edgefleet]."),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="State directory [~/.edgefleet]."
+    ),
     db: str | None = typer.Option(None, "--db", help="Database URL [SQLite in the data dir]."),
     mqtt: str | None = typer.Option(None, "--mqtt", help="mqtt://HOST:PORT or embedded."),
     mqtt_port: int | None = typer.Option(None, "--mqtt-port", help="Embedded broker port."),
@@ -42,15 +44,24 @@ def serve(
         if data_dir is None and root is not None and root.data_dir_given:
             data_dir = root.data_dir
         flags = {
-            "data_dir": data_dir, "db": db, "mqtt": mqtt, "mqtt_port": mqtt_port,
-            "grpc_port": grpc_port, "device_port": device_port, "grpc_host": grpc_host, "advertise_host": advertise_host,
+            "data_dir": data_dir,
+            "db": db,
+            "mqtt": mqtt,
+            "mqtt_port": mqtt_port,
+            "grpc_port": grpc_port,
+            "device_port": device_port,
+            "grpc_host": grpc_host,
+            "advertise_host": advertise_host,
             "profiles_file": profiles_file,
         }
         config = build_config(flags, os.environ, config_file)
         controller = Controller(config)
         controller.start()
-        typer.echo(f"controller ready: gRPC {config.advertise_host}:{controller.grpc_port}, "
-                   f"MQTT {controller.mqtt_url}, data {config.data_dir}", err=True)
+        typer.echo(
+            f"controller ready: gRPC {config.advertise_host}:{controller.grpc_port}, "
+            f"MQTT {controller.mqtt_url}, data {config.data_dir}",
+            err=True,
+        )
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: controller.stop())
         controller.wait()

@@ -20,8 +20,13 @@ BIN = Path(sys.executable).parent
 
 
 def _cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(BIN / "edgefleet"), "--data-dir", str(data_dir), *args],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [str(BIN / "edgefleet"), "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"edgefleet {args} failed: {result.stderr}")
     return result
@@ -40,14 +45,28 @@ def _wait(predicate, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
 def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path, int]]:
     data_dir = tmp_path / "controller"
     grpc_port, device_port, mqtt_port = free_port(), free_port(), free_port()
-    args = [str(BIN / "edgefleet"), "controller", "serve", "--data-dir", str(data_dir),
-            "--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port),
-            "--device-port", str(device_port), "--mqtt-port", str(mqtt_port)]
+    args = [
+        str(BIN / "edgefleet"),
+        "controller",
+        "serve",
+        "--data-dir",
+        str(data_dir),
+        "--grpc-host",
+        "127.0.0.1",
+        "--grpc-port",
+        str(grpc_port),
+        "--device-port",
+        str(device_port),
+        "--mqtt-port",
+        str(mqtt_port),
+    ]
 
     def run(extra: list[str]) -> Iterator[tuple[Path, int]]:
         proc = subprocess.Popen([*args, *extra], stderr=subprocess.PIPE, text=True)
         try:
-            assert _wait(lambda: (data_dir / "client.toml").exists(), 30), "controller did not start"
+            assert _wait(lambda: (data_dir / "client.toml").exists(), 30), (
+                "controller did not start"
+            )
             yield data_dir, grpc_port
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -64,17 +83,50 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Pat
 
 def test_register_enroll_run_list_revoke(served: tuple[Path, int], tmp_path: Path) -> None:
     data_dir, port = served
-    out = _cli(data_dir, "device", "register", "cam-1", "--profile", "auto", "--label",
-               "site=lab", "--format", "json")
+    out = _cli(
+        data_dir,
+        "device",
+        "register",
+        "cam-1",
+        "--profile",
+        "auto",
+        "--label",
+        "site=lab",
+        "--format",
+        "json",
+    )
     token = json.loads(out.stdout)["enrollment_token"]
     agent_dir = tmp_path / "agent"
     enrolled = subprocess.run(
-        [str(BIN / "edgefleet-agent"), "enroll", "--controller", f"127.0.0.1:{port}", "--token",
-         token, "--data-dir", str(agent_dir)], capture_output=True, text=True, timeout=60)
+        [
+            str(BIN / "edgefleet-agent"),
+            "enroll",
+            "--controller",
+            f"127.0.0.1:{port}",
+            "--token",
+            token,
+            "--data-dir",
+            str(agent_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert enrolled.returncode == 0, enrolled.stderr
-    agent = subprocess.Popen([str(BIN / "edgefleet-agent"), "run", "--data-dir", str(agent_dir),
-                              "--heartbeat-interval", "0.5"], stderr=subprocess.PIPE, text=True)
+    agent = subprocess.Popen(
+        [
+            str(BIN / "edgefleet-agent"),
+            "run",
+            "--data-dir",
+            str(agent_dir),
+            "--heartbeat-interval",
+            "0.5",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
+
         def online() -> dict | None:  # type: ignore[type-arg]
             devices = json.loads(_cli(data_dir, "device", "list", "--format", "json").stdout)
             return devices[0] if devices and devices[0]["online"] else None
@@ -126,14 +178,36 @@ def test_cli_duplicate_and_wrong_token(served: tuple[Path, int]) -> None:
 
 
 def test_cli_without_controller_says_so(tmp_path: Path) -> None:
-    result = _cli(tmp_path, "--controller", f"127.0.0.1:{free_port()}", "--token", "t",
-                  "--ca-file", str(tmp_path / "missing.pem"), "device", "list", check=False)
+    result = _cli(
+        tmp_path,
+        "--controller",
+        f"127.0.0.1:{free_port()}",
+        "--token",
+        "t",
+        "--ca-file",
+        str(tmp_path / "missing.pem"),
+        "device",
+        "list",
+        check=False,
+    )
     assert result.returncode != 0 and result.stderr.startswith("error:")
 
 
 def test_agent_enroll_bad_token_is_one_line(tmp_path: Path) -> None:
-    result = subprocess.run([str(BIN / "edgefleet-agent"), "enroll", "--controller",
-                             "127.0.0.1:1", "--token", "garbage", "--data-dir", str(tmp_path)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [
+            str(BIN / "edgefleet-agent"),
+            "enroll",
+            "--controller",
+            "127.0.0.1:1",
+            "--token",
+            "garbage",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2 and "malformed enrollment token" in result.stderr
     assert "Traceback" not in result.stderr

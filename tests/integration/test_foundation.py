@@ -23,8 +23,9 @@ from edgefleet.v1 import admin_pb2, device_pb2, device_pb2_grpc
 from tests.conftest import free_port
 from tests.fleet import Admin, postgres_available, postgres_database, start_controller, status_code
 
-ARM_A76 = HardwareFacts(arch="aarch64", cpu_flags=("asimd", "asimddp", "neon"), cores=4,
-                        runtimes=("litert",))
+ARM_A76 = HardwareFacts(
+    arch="aarch64", cpu_flags=("asimd", "asimddp", "neon"), cores=4, runtimes=("litert",)
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -49,22 +50,34 @@ def admin(controller: Controller) -> Iterator[Admin]:
     a.close()
 
 
-def _enroll(controller: Controller, admin: Admin, tmp_path: Path, name: str,
-            facts: HardwareFacts | None = None, **labels: str) -> Identity:
+def _enroll(
+    controller: Controller,
+    admin: Admin,
+    tmp_path: Path,
+    name: str,
+    facts: HardwareFacts | None = None,
+    **labels: str,
+) -> Identity:
     token = admin.register(name, **labels)
     return enroll(tmp_path / name, admin.address, token, facts or detect(), attempts=1)
 
 
 def _client(data_dir: Path) -> ControllerClient:
     identity = Identity.load(data_dir)
-    return ControllerClient(device_channel(identity.controller, Credentials.load(data_dir),
-                                           1 << 20))
+    return ControllerClient(
+        device_channel(identity.controller, Credentials.load(data_dir), 1 << 20)
+    )
 
 
 def test_enroll_heartbeat_and_revoke(controller: Controller, admin: Admin, tmp_path: Path) -> None:
     identity = _enroll(controller, admin, tmp_path, "cam-1", site="lab")
-    assert identity.profile in {"x86-64-vnni", "x86-64-avx2", "generic-cpu", "arm64-dotprod",
-                                "arm64-a72"}
+    assert identity.profile in {
+        "x86-64-vnni",
+        "x86-64-avx2",
+        "generic-cpu",
+        "arm64-dotprod",
+        "arm64-a72",
+    }
     assert oct(os.stat(tmp_path / "cam-1" / "device.key").st_mode & 0o777) == "0o600"
     client = _client(tmp_path / "cam-1")
     reply = client.heartbeat("test")
@@ -80,13 +93,16 @@ def test_enroll_heartbeat_and_revoke(controller: Controller, admin: Admin, tmp_p
     client.close()
 
 
-def test_auto_profile_resolves_from_facts(controller: Controller, admin: Admin,
-                                          tmp_path: Path) -> None:
+def test_auto_profile_resolves_from_facts(
+    controller: Controller, admin: Admin, tmp_path: Path
+) -> None:
     identity = _enroll(controller, admin, tmp_path, "pi-5", facts=ARM_A76)
     assert identity.profile == "arm64-dotprod"
     fixed_token = admin.register("npu-1", profile="int8-npu")
-    assert enroll(tmp_path / "npu-1", admin.address, fixed_token, ARM_A76,
-                  attempts=1).profile == "int8-npu"
+    assert (
+        enroll(tmp_path / "npu-1", admin.address, fixed_token, ARM_A76, attempts=1).profile
+        == "int8-npu"
+    )
 
 
 def test_device_calls_need_a_certificate(controller: Controller, admin: Admin) -> None:
@@ -97,8 +113,10 @@ def test_device_calls_need_a_certificate(controller: Controller, admin: Admin) -
         with pytest.raises(grpc.RpcError) as err:
             stub.Heartbeat(device_pb2.HeartbeatRequest(), timeout=5)
         # The TLS port answers UNAUTHENTICATED; the mTLS port refuses the handshake.
-        assert status_code(err.value) in {grpc.StatusCode.UNAUTHENTICATED,
-                                           grpc.StatusCode.UNAVAILABLE}
+        assert status_code(err.value) in {
+            grpc.StatusCode.UNAUTHENTICATED,
+            grpc.StatusCode.UNAVAILABLE,
+        }
         channel.close()
 
 
@@ -106,8 +124,9 @@ def _snapshot(admin: Admin) -> list[tuple[str, str, bool, str]]:
     return [(d.name, d.state, d.online, d.cert_fingerprint) for d in admin.devices()]
 
 
-def test_bad_tokens_are_refused_and_change_nothing(controller: Controller, admin: Admin,
-                                                   tmp_path: Path) -> None:
+def test_bad_tokens_are_refused_and_change_nothing(
+    controller: Controller, admin: Admin, tmp_path: Path
+) -> None:
     token = admin.register("cam-1")
     parsed = EnrollmentToken.parse(token)
     before = _snapshot(admin)
@@ -144,8 +163,9 @@ def test_malformed_csr_is_invalid_argument(controller: Controller, admin: Admin)
     stub = device_pb2_grpc.DeviceServiceStub(channel)
     before = _snapshot(admin)
     with pytest.raises(grpc.RpcError) as err:
-        stub.Enroll(device_pb2.EnrollRequest(token=token.credential, csr_pem="not a csr"),
-                    timeout=5)
+        stub.Enroll(
+            device_pb2.EnrollRequest(token=token.credential, csr_pem="not a csr"), timeout=5
+        )
     assert status_code(err.value) == grpc.StatusCode.INVALID_ARGUMENT
     assert _snapshot(admin) == before
     channel.close()
@@ -154,16 +174,23 @@ def test_malformed_csr_is_invalid_argument(controller: Controller, admin: Admin)
 @pytest.mark.parametrize(
     ("request_", "code"),
     [
-        (admin_pb2.RegisterDeviceRequest(name="cam-1", profile="no-such-profile"),
-         grpc.StatusCode.INVALID_ARGUMENT),
-        (admin_pb2.RegisterDeviceRequest(name="cam 1", profile="auto"),
-         grpc.StatusCode.INVALID_ARGUMENT),
-        (admin_pb2.RegisterDeviceRequest(name="cam-0", profile="auto", labels={"bad key": "v"}),
-         grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            admin_pb2.RegisterDeviceRequest(name="cam-1", profile="no-such-profile"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            admin_pb2.RegisterDeviceRequest(name="cam 1", profile="auto"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (
+            admin_pb2.RegisterDeviceRequest(name="cam-0", profile="auto", labels={"bad key": "v"}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
     ],
 )
-def test_register_rejects_bad_input(admin: Admin, request_: admin_pb2.RegisterDeviceRequest,
-                                    code: grpc.StatusCode) -> None:
+def test_register_rejects_bad_input(
+    admin: Admin, request_: admin_pb2.RegisterDeviceRequest, code: grpc.StatusCode
+) -> None:
     with pytest.raises(grpc.RpcError) as err:
         admin.stub.RegisterDevice(request_, timeout=10)
     assert status_code(err.value) == code
@@ -194,10 +221,13 @@ def test_wrong_operator_token(controller: Controller) -> None:
 def test_labels_and_selector(controller: Controller, admin: Admin) -> None:
     admin.register("cam-1", site="lab")
     admin.register("cam-2", site="depot")
-    admin.stub.LabelDevice(admin_pb2.LabelDeviceRequest(name_or_id="cam-2", set={"tier": "prod"},
-                                                        remove=["site"]), timeout=10)
-    found = admin.stub.ListDevices(admin_pb2.ListDevicesRequest(label_selector={"tier": "prod"}),
-                                   timeout=10).devices
+    admin.stub.LabelDevice(
+        admin_pb2.LabelDeviceRequest(name_or_id="cam-2", set={"tier": "prod"}, remove=["site"]),
+        timeout=10,
+    )
+    found = admin.stub.ListDevices(
+        admin_pb2.ListDevicesRequest(label_selector={"tier": "prod"}), timeout=10
+    ).devices
     assert [d.name for d in found] == ["cam-2"] and "site" not in found[0].labels
 
 
@@ -212,9 +242,15 @@ def test_mqtt_presence_and_last_will(controller: Controller, admin: Admin, tmp_p
     from agent.mqtt.client import AgentMqttClient, AgentMqttConfig
 
     identity = _enroll(controller, admin, tmp_path, "cam-1")
-    mqtt = AgentMqttClient(AgentMqttConfig(
-        url=identity.mqtt_url, device_id=identity.device_id, username=identity.mqtt_username,
-        password=identity.mqtt_password, heartbeat_interval_s=0.5))
+    mqtt = AgentMqttClient(
+        AgentMqttConfig(
+            url=identity.mqtt_url,
+            device_id=identity.device_id,
+            username=identity.mqtt_username,
+            password=identity.mqtt_password,
+            heartbeat_interval_s=0.5,
+        )
+    )
     mqtt.start()
     try:
         assert mqtt.wait_connected(10)

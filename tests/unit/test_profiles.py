@@ -26,8 +26,10 @@ def test_resolve(facts: HardwareFacts, expected: str) -> None:
 
 def test_user_profiles_from_toml(tmp_path: Path) -> None:
     path = tmp_path / "p.toml"
-    path.write_text('[profiles.my-cam]\narch = "aarch64"\nrequires_flags = ["asimddp", "i8mm"]\n'
-                    'runtimes = ["litert"]\nprecisions = ["int8"]\nthreads = 4\n')
+    path.write_text(
+        '[profiles.my-cam]\narch = "aarch64"\nrequires_flags = ["asimddp", "i8mm"]\n'
+        'runtimes = ["litert"]\nprecisions = ["int8"]\nthreads = 4\n'
+    )
     catalogue = ProfileCatalogue.load(path)
     profile = catalogue.get("my-cam")
     assert profile.threads == 4 and not profile.builtin and catalogue.get("int8-npu").builtin

@@ -1,0 +1,133 @@
+"""Story 1: devices register, enroll with single-use tokens, run with mutual TLS, get revoked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from controller.demo.context import DemoFailed, DemoRun, wait_for
+
+# Simulated hardware, so one machine shows how profiles resolve for different devices.
+DEMO_DEVICES = [
+    ("cam-1", {"site": "lab"}, None),
+    (
+        "cam-2",
+        {"site": "lab"},
+        {
+            "arch": "aarch64",
+            "cpu_flags": ["asimd", "asimddp", "neon"],
+            "cpu_model": "Cortex-A76 (simulated)",
+        },
+    ),
+    (
+        "cam-3",
+        {"site": "depot"},
+        {"arch": "aarch64", "cpu_flags": ["asimd", "neon"], "cpu_model": "Cortex-A72 (simulated)"},
+    ),
+]
+
+
+def enroll_device(
+    demo: DemoRun, name: str, labels: dict[str, str], facts: dict[str, object] | None = None
+) -> None:
+    label_args = [a for k, v in labels.items() for a in ("--label", f"{k}={v}")]
+    reg = demo.edgefleet_json("device", "register", name, "--profile", "auto", *label_args)
+    demo.say(f"token for {name}: {reg['enrollment_token'][:20]}... (single use)")
+    agent_dir = demo.root / "agents" / name
+    extra: list[str] = []
+    if facts:
+        facts_file = demo.root / "agents" / f"{name}.facts.json"
+        facts_file.parent.mkdir(parents=True, exist_ok=True)
+        facts_file.write_text(json.dumps(facts))
+        extra = ["--facts", str(facts_file)]
+    result = subprocess.run(
+        demo.agent_cmd(
+            "enroll",
+            "--controller",
+            demo.address,
+            "--token",
+            reg["enrollment_token"],
+            "--data-dir",
+            str(agent_dir),
+            *extra,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise DemoFailed(f"enrolling {name} failed: {result.stderr.strip()}")
+    demo.say(result.stdout.strip())
+    demo.agent_dirs[name] = agent_dir
+
+
+def story(demo: DemoRun, agents: int = 3) -> None:
+    names = []
+    for i in range(agents):
+        name, labels, facts = DEMO_DEVICES[i % len(DEMO_DEVICES)]
+        name = name if i < len(DEMO_DEVICES) else f"cam-{i + 1}"
+        demo.step(f"register {name} and enroll its agent")
+        enroll_device(demo, name, labels, facts)
+        demo.start_agent(name)
+        names.append(name)
+
+    demo.step("the agents run with mutual TLS and report presence over MQTT")
+
+    def all_online() -> bool:
+        listed = demo.edgefleet_json("device", "list")
+        return sum(d["online"] for d in listed) == len(names)
+
+    online = wait_for(all_online, 20)
+    demo.say(demo.edgefleet("device", "list"))
+    if not online:
+        raise DemoFailed("not every agent came online in 20 s")
+
+    demo.step("a used token cannot enroll a second device")
+    token = demo.edgefleet_json("device", "register", "intruder")["enrollment_token"]
+    first = subprocess.run(
+        demo.agent_cmd(
+            "enroll",
+            "--controller",
+            demo.address,
+            "--token",
+            token,
+            "--data-dir",
+            str(demo.root / "agents" / "spare"),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    again = subprocess.run(
+        demo.agent_cmd(
+            "enroll",
+            "--controller",
+            demo.address,
+            "--token",
+            token,
+            "--data-dir",
+            str(demo.root / "agents" / "intruder"),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    demo.say(
+        f"first use: exit {first.returncode}; second use: exit {again.returncode}: "
+        f"{again.stderr.strip()}"
+    )
+    if first.returncode != 0 or again.returncode == 0:
+        raise DemoFailed("a token must work once and only once")
+    demo.edgefleet("device", "revoke", "intruder")
+
+    victim = names[-1]
+    demo.step(f"revoke {victim}: its next call is refused and it goes offline")
+    demo.say(demo.edgefleet("device", "revoke", victim).strip())
+    proc = demo.agents[victim]
+    if not wait_for(lambda: proc.poll() is not None, 10):
+        raise DemoFailed(f"the agent of {victim} kept running after revocation")
+    demo.say(f"agent of {victim} exited with code {proc.returncode} (refused)")
+    demo.say(demo.edgefleet("device", "list"))
