@@ -1,10 +1,10 @@
 """Who is calling: devices by client certificate (mutual TLS), operators by bearer token.
 
 One interceptor guards every method. ``DeviceService/Enroll`` is the only call accepted from
-an unknown peer; other device-facing calls need a certificate the registry still trusts
-(revocation takes effect at the next call); ``*AdminService`` calls need the operator token.
-Methods of services not listed here are refused. The interceptor also maps domain errors to
-status codes and logs each call, so servicers stay thin.
+an unknown peer; ``*AdminService`` calls need the operator token; every other edgefleet.v1
+service is device-facing and needs a certificate the registry still trusts (revocation takes
+effect at the next call). Anything outside edgefleet.v1 is refused. The interceptor also maps
+domain errors to status codes and logs each call, so servicers stay thin.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 return None
 
             return check_operator
-        if service in DEVICE_SERVICES:
+        if service.startswith(PACKAGE_PREFIX):
 
             def check_device(ctx: grpc.ServicerContext) -> Device:
                 fingerprint = peer_certificate_fingerprint(ctx)
