@@ -37,11 +37,7 @@ from edgefleet.errors import (
 log = logging.getLogger(__name__)
 
 PUBLIC_METHODS = frozenset({"/edgefleet.v1.DeviceService/Enroll"})
-DEVICE_SERVICES = (
-    "edgefleet.v1.DeviceService",
-    "edgefleet.v1.OffloadService",
-    "edgefleet.v1.UpdateService",
-)
+PACKAGE_PREFIX = "edgefleet.v1."
 ADMIN_SERVICE_SUFFIX = "AdminService"
 
 _current_device: contextvars.ContextVar[Device] = contextvars.ContextVar("edgefleet_device")
