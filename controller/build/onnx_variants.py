@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.onnx"
 WEIGHT_OPS = {"Conv": 1, "Gemm": 1, "MatMul": 1}  # op -> index of its weight input
 QUANTIZABLE_OPS = ("Conv", "Gemm", "MatMul")
+PRUNE_MIN_FAN_IN = 32
 
 Builder = Callable[[SourceModel, Path], VariantMetadata]
 
@@ -282,16 +283,24 @@ def _weight_initializers(model: onnx.ModelProto) -> list[onnx.TensorProto]:
 
 
 def _rewrite_weights(
-    source: SourceModel, out_dir: Path, transform: Callable[[np.ndarray], np.ndarray]
-) -> None:
+    source: SourceModel,
+    out_dir: Path,
+    transform: Callable[[np.ndarray], np.ndarray],
+    min_fan_in: int = 1,
+) -> int:
+    """Apply ``transform`` to every float weight tensor with at least ``min_fan_in`` weights
+    per output channel; return how many tensors were changed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load_onnx(source.onnx_path)
+    changed = 0
     for init in _weight_initializers(model):
         weights = numpy_helper.to_array(init)
-        if weights.dtype != np.float32:
+        if weights.dtype != np.float32 or int(np.prod(weights.shape[1:])) < min_fan_in:
             continue
         init.CopyFrom(numpy_helper.from_array(transform(weights).astype(np.float32), init.name))
+        changed += 1
     onnx.save(model, str(out_dir / MODEL_FILE))
+    return changed
 
 
 def prune_magnitude(weights: np.ndarray, sparsity: float) -> np.ndarray:
@@ -321,9 +330,17 @@ def cluster_kmeans(weights: np.ndarray, clusters: int, iterations: int = 8) -> n
 
 
 def build_pruned(source: SourceModel, out_dir: Path, *, percent: int) -> VariantMetadata:
-    """Unstructured magnitude pruning of Conv/Gemm/MatMul weights, stored fp32."""
-    _rewrite_weights(source, out_dir, partial(prune_magnitude, sparsity=percent / 100.0))
-    meta = onnx_metadata(source, f"onnx-pruned-{percent}", "fp32", sparsity=percent / 100.0)
+    """Unstructured magnitude pruning of Conv/Gemm/MatMul weights, stored fp32.
+
+    Tensors with fewer than ``PRUNE_MIN_FAN_IN`` weights per output (depthwise kernels, an
+    image's first conv) are left dense: a 3x3 kernel with half its taps gone is no kernel.
+    """
+    pruned = _rewrite_weights(
+        source, out_dir, partial(prune_magnitude, sparsity=percent / 100.0), PRUNE_MIN_FAN_IN
+    )
+    meta = onnx_metadata(
+        source, f"onnx-pruned-{percent}", "fp32", sparsity=percent / 100.0, pruned_tensors=pruned
+    )
     return _finish(out_dir, meta)
 
 

@@ -90,3 +90,88 @@ def self_labels(model_path: Path, frames: np.ndarray, pre: Preprocessing) -> np.
     name = session.get_inputs()[0].name
     logits = session.run(None, {name: preprocess(frames, pre)})[0]
     return np.asarray(logits.argmax(axis=1), dtype=np.int64)
+
+
+# (expansion t, channels c, repeats n, stride s) of MobileNetV2's inverted residual blocks
+_MOBILENETV2_BLOCKS = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+
+
+def make_mobilenetv2_like(
+    path: Path, *, size: int = 224, classes: int = 1000, seed: int = 0
+) -> Path:
+    """A MobileNetV2-shaped network (3.5 M weights, BN folded, ReLU6) with random weights.
+
+    A stand-in for size and latency measurements when no trained model is at hand; its
+    answers mean nothing.
+    """
+    rng = np.random.default_rng(seed)
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+    inits.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
+    inits.append(numpy_helper.from_array(np.array(6.0, np.float32), "six"))
+
+    def conv(x: str, cin: int, cout: int, k: int, stride: int, group: int, act: bool) -> str:
+        i = len(nodes)
+        w = rng.normal(0, np.sqrt(2.0 / (cin // group * k * k)), (cout, cin // group, k, k))
+        inits.append(numpy_helper.from_array(w.astype(np.float32), f"w{i}"))
+        inits.append(numpy_helper.from_array(np.zeros(cout, np.float32), f"b{i}"))
+        pad = k // 2
+        nodes.append(
+            helper.make_node(
+                "Conv",
+                [x, f"w{i}", f"b{i}"],
+                [f"c{i}"],
+                group=group,
+                strides=[stride, stride],
+                pads=[pad] * 4,
+                name=f"conv{i}",
+            )
+        )
+        if not act:
+            return f"c{i}"
+        nodes.append(
+            helper.make_node("Clip", [f"c{i}", "zero", "six"], [f"a{i}"], name=f"relu6_{i}")
+        )
+        return f"a{i}"
+
+    x = conv("input", 3, 32, 3, 2, 1, True)
+    cin = 32
+    for t, c, n, s in _MOBILENETV2_BLOCKS:
+        for r in range(n):
+            stride = s if r == 0 else 1
+            hidden = cin * t
+            y = conv(x, cin, hidden, 1, 1, 1, True) if t != 1 else x
+            y = conv(y, hidden, hidden, 3, stride, hidden, True)
+            y = conv(y, hidden, c, 1, 1, 1, False)
+            if stride == 1 and cin == c:
+                nodes.append(helper.make_node("Add", [x, y], [f"add{len(nodes)}"]))
+                y = f"add{len(nodes) - 1}"
+            x, cin = y, c
+    x = conv(x, cin, 1280, 1, 1, 1, True)
+    nodes.append(helper.make_node("GlobalAveragePool", [x], ["pool"], name="pool"))
+    nodes.append(helper.make_node("Flatten", ["pool"], ["flat"], name="flatten"))
+    fc = rng.normal(0, np.sqrt(1.0 / 1280), (classes, 1280)).astype(np.float32)
+    inits.append(numpy_helper.from_array(fc, "wf"))
+    inits.append(numpy_helper.from_array(np.zeros(classes, np.float32), "bf"))
+    nodes.append(helper.make_node("Gemm", ["flat", "wf", "bf"], ["logits"], transB=1, name="fc"))
+    graph = helper.make_graph(
+        nodes,
+        "mobilenetv2_like",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path

@@ -84,6 +84,7 @@ def test_pruned_and_clustered_weights(built: dict[str, tuple[Path, VariantMetada
     clustered = onnx.load(str(built["onnx-clustered-16"][0] / "model.onnx"))
     weights = {i.name: onnx.numpy_helper.to_array(i) for i in pruned.graph.initializer}
     assert abs(float((weights["w2"] == 0).mean()) - 0.5) < 0.01
+    assert not (weights["w1"] == 0).any()  # 9 weights per output: too few to prune
     cw = {i.name: onnx.numpy_helper.to_array(i) for i in clustered.graph.initializer}
     assert len(np.unique(cw["w2"])) <= 16
     assert len(np.unique(cw["b2"])) > 16  # biases are left alone
