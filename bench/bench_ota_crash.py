@@ -49,8 +49,11 @@ def main() -> int:
             killed, _ = run_child(spec, rng.uniform(0.0, duration))
             kills += killed
             # What recovery had to do (peek before the checked recovery consumes it).
-            for e in SlotStore(Path(spec["root"])).recover().events:
+            peek = SlotStore(Path(spec["root"])).recover()
+            for e in peek.events:
                 events[e.split(":")[0].split(" slot")[0]] += 1
+            if peek.state.probation is not None:
+                events["restarted in probation (boot counter +1)"] += 1
             try:
                 versions[check_recovered(Path(spec["root"]))] += 1
                 ok += 1

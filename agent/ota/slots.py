@@ -333,8 +333,12 @@ class SlotStore:
             fallback = previous or next((s for s in SLOTS if s in verified), None)
             events.append(self._fallback_event(fallback, reason))
             active, previous, probation = fallback, None, None
-        if active is None and verified and state.active is None:
-            active = next(iter(verified))  # state lost (never written or unreadable)
+        if active is None and verified and state.last_event.startswith("state file unreadable"):
+            # Disk damage ate the state: run what verifies, preferring the last good variant.
+            good = [s for s in SLOTS if s in verified and verified[s].variant_id == state.last_good]
+            active = (good or list(verified))[0]
+            events.append(f"adopted slot {active} after losing the state file")
+        # A complete install that was never activated stays inactive: it had no smoke test.
         new = replace(state, active=active, previous=previous, probation=probation,
                       last_event="; ".join(events) or state.last_event)  # fmt: skip
         if new != state:

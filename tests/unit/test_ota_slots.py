@@ -148,3 +148,10 @@ def test_unreadable_state_file_rebuilt_from_slots(tmp_path: Path) -> None:
     rec = SlotStore(tmp_path).recover()
     assert rec.slot is not None and rec.slot.model_path.read_bytes() == b"good"
     assert any("unreadable" in e for e in rec.events)
+
+
+def test_installed_but_never_activated_is_not_adopted(tmp_path: Path) -> None:
+    store = SlotStore(tmp_path)
+    install(store, b"never smoke-tested")  # crashed right after the manifest landed
+    rec = SlotStore(tmp_path).recover()
+    assert rec.slot is None and rec.state.active is None
