@@ -44,13 +44,13 @@ def with_retries(
         try:
             return call()
         except grpc.RpcError as exc:
-            code = exc.code()  # type: ignore[attr-defined]
+            code = exc.code()
             if code not in RETRYABLE:
                 raise
             if attempt == attempts:
                 raise ControllerUnreachable(
                     f"{what}: controller unreachable after {attempts} attempts "
-                    f"({code.name}: {exc.details()})"  # type: ignore[attr-defined]
+                    f"({code.name}: {exc.details()})"
                 ) from exc
             delay = min(max_delay_s, base_delay_s * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
             log.warning(
@@ -108,9 +108,9 @@ class ControllerClient:
             )
             return response
         except grpc.RpcError as exc:
-            code = exc.code()  # type: ignore[attr-defined]
+            code = exc.code()
             if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-                raise DeviceRefused(f"the controller refused this device: {exc.details()}") from exc  # type: ignore[attr-defined]
+                raise DeviceRefused(f"the controller refused this device: {exc.details()}") from exc
             raise
 
     def close(self) -> None:

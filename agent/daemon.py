@@ -62,7 +62,7 @@ class AgentDaemon:
                     return EXIT_REFUSED
                 except grpc.RpcError as exc:
                     self.heartbeats_failed += 1
-                    log.warning("heartbeat failed (%s); will retry", exc.code().name)  # type: ignore[attr-defined]
+                    log.warning("heartbeat failed (%s); will retry", exc.code().name)
                 self.stopping.wait(self.config.heartbeat_interval_s)
             return EXIT_OK
         finally:

@@ -85,7 +85,7 @@ def enroll(
             lambda: stub.Enroll(request, timeout=timeout_s), what="enroll", attempts=attempts
         )
     except grpc.RpcError as exc:
-        raise EnrollmentRefused(f"enrollment refused: {exc.details()}") from exc  # type: ignore[attr-defined]
+        raise EnrollmentRefused(f"enrollment refused: {exc.details()}") from exc
     finally:
         channel.close()
     # The key is written only now, so a refused enrollment leaves the directory as it was.

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def _cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, set[str]]:
-    model, flags = "", set()
+    model, flags = "", set[str]()
     try:
         text = path.read_text()
     except OSError:
@@ -99,4 +99,4 @@ def apply_overrides(facts: HardwareFacts, overrides_file: Path) -> HardwareFacts
     if not isinstance(data, dict) or (unknown := set(data) - names):
         raise AgentError(f"hardware facts file {overrides_file}: unknown fields {sorted(unknown)}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    return dataclasses.replace(facts, **values)
+    return dataclasses.replace(facts, **values)  # type: ignore[arg-type]

@@ -124,7 +124,7 @@ def fetch_pinned_ca(address: str, pin: str, timeout_s: float = 10.0) -> bytes:
             socket.create_connection((host, port), timeout=timeout_s) as raw,
             context.wrap_socket(raw, server_hostname=host) as tls,
         ):
-            chain = [c.public_bytes(_ssl.ENCODING_DER) for c in tls._sslobj.get_unverified_chain()]  # type: ignore[union-attr]
+            chain = [c.public_bytes(_ssl.ENCODING_DER) for c in tls._sslobj.get_unverified_chain()]  # type: ignore[attr-defined]
     except OSError as exc:
         raise ConnectionError(f"cannot reach the controller at {address}: {exc}") from exc
     certs = [x509.load_der_x509_certificate(der) for der in chain]

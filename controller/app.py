@@ -44,9 +44,12 @@ class ClientInfo:
 
 
 def write_client_file(data_dir: Path, info: ClientInfo) -> None:
-    (data_dir / CLIENT_FILE).write_text(
-        f'address = "{info.address}"\nca_file = "{info.ca_file}"\ntoken_file = "{info.token_file}"\n'
-    )
+    lines = [
+        f'address = "{info.address}"',
+        f'ca_file = "{info.ca_file}"',
+        f'token_file = "{info.token_file}"',
+    ]
+    (data_dir / CLIENT_FILE).write_text("\n".join(lines) + "\n")
 
 
 class _PresenceSink:
@@ -183,7 +186,7 @@ class Controller:
         )
 
     # -- background -------------------------------------------------------------------------
-    def _spawn(self, name: str, target) -> None:  # type: ignore[no-untyped-def]
+    def _spawn(self, name: str, target) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)

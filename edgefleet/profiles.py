@@ -177,7 +177,7 @@ class ProfileCatalogue:
         builtin = [dataclasses.replace(p, builtin=True) for p in BUILTIN_PROFILES]
         return cls([*builtin, *extra])
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         return iter(self._profiles.values())
 
     def __contains__(self, name: object) -> bool:

@@ -82,8 +82,8 @@ def call(conn: Connection, rpc: Callable[..., T], request: object) -> T:
     try:
         return rpc(request, timeout=conn.timeout_s)
     except grpc.RpcError as exc:
-        code = exc.code()  # type: ignore[attr-defined]
-        details = exc.details()  # type: ignore[attr-defined]
+        code = exc.code()
+        details = exc.details()
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             details = f"controller unreachable at {conn.address} ({details})"
         raise ERROR_OF_STATUS.get(code, EdgeFleetError)(details) from None

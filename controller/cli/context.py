@@ -17,7 +17,7 @@ class CliContext:
     token: str | None = None
     ca_file: Path | None = None
 
-    def connection(self):  # type: ignore[no-untyped-def]
+    def connection(self):
         from controller.cli.client import resolve_connection
 
         return resolve_connection(self.data_dir, self.controller, self.token, self.ca_file)

@@ -17,7 +17,7 @@ app = typer.Typer(
 FormatOption = typer.Option(OutputFormat.table, "--format", help="table or json")
 
 
-def _stub(ctx: typer.Context):  # type: ignore[no-untyped-def]
+def _stub(ctx: typer.Context):
     from controller.cli.client import open_channel
     from edgefleet.v1 import admin_pb2_grpc
 

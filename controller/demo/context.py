@@ -100,7 +100,7 @@ class DemoRun:
             self.stop_agent(name)
 
 
-def wait_for(predicate, timeout_s: float, interval_s: float = 0.25) -> bool:  # type: ignore[no-untyped-def]
+def wait_for(predicate, timeout_s: float, interval_s: float = 0.25) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():

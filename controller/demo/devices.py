@@ -8,7 +8,7 @@ import subprocess
 from controller.demo.context import DemoFailed, DemoRun, wait_for
 
 # Simulated hardware, so one machine shows how profiles resolve for different devices.
-DEMO_DEVICES = [
+DEMO_DEVICES: list[tuple[str, dict[str, str], dict[str, object] | None]] = [
     ("cam-1", {"site": "lab"}, None),
     (
         "cam-2",

@@ -15,7 +15,7 @@ class DeviceAdminServicer(admin_pb2_grpc.DeviceAdminServiceServicer):
         self._registry = registry
         self._profiles = profiles
 
-    def RegisterDevice(  # noqa: N802 (gRPC method names)
+    def RegisterDevice(
         self, request: admin_pb2.RegisterDeviceRequest, context: grpc.ServicerContext
     ) -> admin_pb2.RegisterDeviceResponse:
         registration = self._registry.register(
@@ -27,33 +27,33 @@ class DeviceAdminServicer(admin_pb2_grpc.DeviceAdminServiceServicer):
             token_expires_unix_ms=registration.expires_ms,
         )
 
-    def ListDevices(  # noqa: N802
+    def ListDevices(
         self, request: admin_pb2.ListDevicesRequest, context: grpc.ServicerContext
     ) -> admin_pb2.ListDevicesResponse:
-        devices = self._registry.list(dict(request.label_selector))
+        devices = self._registry.list_devices(dict(request.label_selector))
         return admin_pb2.ListDevicesResponse(devices=[device_to_proto(d) for d in devices])
 
-    def GetDevice(  # noqa: N802
+    def GetDevice(
         self, request: admin_pb2.GetDeviceRequest, context: grpc.ServicerContext
     ) -> admin_pb2.GetDeviceResponse:
         return admin_pb2.GetDeviceResponse(
             device=device_to_proto(self._registry.get(request.name_or_id))
         )
 
-    def RevokeDevice(  # noqa: N802
+    def RevokeDevice(
         self, request: admin_pb2.RevokeDeviceRequest, context: grpc.ServicerContext
     ) -> admin_pb2.RevokeDeviceResponse:
         return admin_pb2.RevokeDeviceResponse(
             device=device_to_proto(self._registry.revoke(request.name_or_id))
         )
 
-    def LabelDevice(  # noqa: N802
+    def LabelDevice(
         self, request: admin_pb2.LabelDeviceRequest, context: grpc.ServicerContext
     ) -> admin_pb2.LabelDeviceResponse:
         device = self._registry.label(request.name_or_id, dict(request.set), list(request.remove))
         return admin_pb2.LabelDeviceResponse(device=device_to_proto(device))
 
-    def ListProfiles(  # noqa: N802
+    def ListProfiles(
         self, request: admin_pb2.ListProfilesRequest, context: grpc.ServicerContext
     ) -> admin_pb2.ListProfilesResponse:
         return admin_pb2.ListProfilesResponse(

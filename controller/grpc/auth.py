@@ -82,7 +82,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
         self._registry = registry
         self._operator_token = operator_token.encode()
 
-    def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+    def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
@@ -131,7 +131,7 @@ def _abort(context: grpc.ServicerContext, method: str, error: EdgeFleetError) ->
     context.abort(code, str(error))
 
 
-def _wrap(handler: grpc.RpcMethodHandler, method: str, check: Callable[..., Device | None]):  # type: ignore[no-untyped-def]
+def _wrap(handler: grpc.RpcMethodHandler, method: str, check: Callable[..., Device | None]):
     def enter(context: grpc.ServicerContext) -> contextvars.Token[Device] | None:
         device = check(context)
         return _current_device.set(device) if device is not None else None
@@ -141,8 +141,8 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, check: Callable[..., Devi
             _current_device.reset(token)
         log.debug("%s served in %.1f ms", method, (time.perf_counter() - started) * 1000)
 
-    def unary(behavior):  # type: ignore[no-untyped-def]
-        def call(request, context):  # type: ignore[no-untyped-def]
+    def unary(behavior):
+        def call(request, context):
             started, token = time.perf_counter(), None
             try:
                 token = enter(context)
@@ -154,8 +154,8 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, check: Callable[..., Devi
 
         return call
 
-    def streaming(behavior):  # type: ignore[no-untyped-def]
-        def call(request, context) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    def streaming(behavior):
+        def call(request, context) -> Iterator[Any]:
             started, token = time.perf_counter(), None
             try:
                 token = enter(context)
@@ -168,9 +168,9 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, check: Callable[..., Devi
         return call
 
     if handler.unary_unary:
-        return handler._replace(unary_unary=unary(handler.unary_unary))  # type: ignore[attr-defined]
+        return handler._replace(unary_unary=unary(handler.unary_unary))
     if handler.stream_unary:
-        return handler._replace(stream_unary=unary(handler.stream_unary))  # type: ignore[attr-defined]
+        return handler._replace(stream_unary=unary(handler.stream_unary))
     if handler.unary_stream:
-        return handler._replace(unary_stream=streaming(handler.unary_stream))  # type: ignore[attr-defined]
-    return handler._replace(stream_stream=streaming(handler.stream_stream))  # type: ignore[attr-defined]
+        return handler._replace(unary_stream=streaming(handler.unary_stream))
+    return handler._replace(stream_stream=streaming(handler.stream_stream))

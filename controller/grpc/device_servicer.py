@@ -22,7 +22,7 @@ class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
         self._mqtt_url = mqtt_url
         self._device_endpoint = device_endpoint
 
-    def Enroll(  # noqa: N802 (gRPC method names)
+    def Enroll(
         self, request: device_pb2.EnrollRequest, context: grpc.ServicerContext
     ) -> device_pb2.EnrollResponse:
         enrollment = self._registry.enroll(
@@ -43,7 +43,7 @@ class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
             device_endpoint=self._device_endpoint(),
         )
 
-    def Heartbeat(  # noqa: N802
+    def Heartbeat(
         self, request: device_pb2.HeartbeatRequest, context: grpc.ServicerContext
     ) -> device_pb2.HeartbeatResponse:
         device = current_device()

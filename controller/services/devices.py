@@ -72,7 +72,7 @@ class Enrollment:
 def _facts_from_json(data: Mapping[str, Any]) -> HardwareFacts:
     names = {f.name for f in dataclasses.fields(HardwareFacts)}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
-    return HardwareFacts(**values)
+    return HardwareFacts(**values)  # type: ignore[arg-type]
 
 
 def _to_device(row: DeviceRow) -> Device:
@@ -176,7 +176,7 @@ class DeviceRegistry:
         log.info("registered device %s (%s), profile %s", row.device_id, name, profile)
         return Registration(_to_device(row), str(token), expires)
 
-    def list(self, selector: Mapping[str, str] | None = None) -> list[Device]:
+    def list_devices(self, selector: Mapping[str, str] | None = None) -> list[Device]:
         with self._db.session() as s:
             rows = s.scalars(select(DeviceRow).order_by(DeviceRow.name)).all()
             devices = [_to_device(r) for r in rows]
