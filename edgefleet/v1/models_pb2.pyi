@@ -1,0 +1,210 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class UploadArtifactChunk(_message.Message):
+    __slots__ = ("data", "expected_sha256")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_SHA256_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    expected_sha256: str
+    def __init__(self, data: _Optional[bytes] = ..., expected_sha256: _Optional[str] = ...) -> None: ...
+
+class UploadArtifactResponse(_message.Message):
+    __slots__ = ("sha256", "size")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    size: int
+    def __init__(self, sha256: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class AddModelRequest(_message.Message):
+    __slots__ = ("name", "onnx_sha256", "validation_sha256", "calibration_sha256", "labels", "preprocess_json", "cloud_for")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ONNX_SHA256_FIELD_NUMBER: _ClassVar[int]
+    VALIDATION_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CALIBRATION_SHA256_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESS_JSON_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_FOR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    onnx_sha256: str
+    validation_sha256: str
+    calibration_sha256: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    preprocess_json: str
+    cloud_for: str
+    def __init__(self, name: _Optional[str] = ..., onnx_sha256: _Optional[str] = ..., validation_sha256: _Optional[str] = ..., calibration_sha256: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., preprocess_json: _Optional[str] = ..., cloud_for: _Optional[str] = ...) -> None: ...
+
+class ModelVersion(_message.Message):
+    __slots__ = ("name", "version", "role", "cloud_for", "source_sha256", "source_size", "input_name", "input_shape", "input_dtype", "layout", "num_classes", "preprocess_json", "labels", "build_status", "variants_built", "created_unix_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_FOR_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_NAME_FIELD_NUMBER: _ClassVar[int]
+    INPUT_SHAPE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_DTYPE_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESS_JSON_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    BUILD_STATUS_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_BUILT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    role: str
+    cloud_for: str
+    source_sha256: str
+    source_size: int
+    input_name: str
+    input_shape: _containers.RepeatedScalarFieldContainer[int]
+    input_dtype: str
+    layout: str
+    num_classes: int
+    preprocess_json: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    build_status: str
+    variants_built: int
+    created_unix_ms: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., role: _Optional[str] = ..., cloud_for: _Optional[str] = ..., source_sha256: _Optional[str] = ..., source_size: _Optional[int] = ..., input_name: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[str] = ..., layout: _Optional[str] = ..., num_classes: _Optional[int] = ..., preprocess_json: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., build_status: _Optional[str] = ..., variants_built: _Optional[int] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+
+class AddModelResponse(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: ModelVersion
+    def __init__(self, model: _Optional[_Union[ModelVersion, _Mapping]] = ...) -> None: ...
+
+class BuildModelRequest(_message.Message):
+    __slots__ = ("name", "version", "profiles", "no_tflite", "only_variants", "measure_runs")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROFILES_FIELD_NUMBER: _ClassVar[int]
+    NO_TFLITE_FIELD_NUMBER: _ClassVar[int]
+    ONLY_VARIANTS_FIELD_NUMBER: _ClassVar[int]
+    MEASURE_RUNS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    profiles: _containers.RepeatedScalarFieldContainer[str]
+    no_tflite: bool
+    only_variants: _containers.RepeatedScalarFieldContainer[str]
+    measure_runs: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., profiles: _Optional[_Iterable[str]] = ..., no_tflite: _Optional[bool] = ..., only_variants: _Optional[_Iterable[str]] = ..., measure_runs: _Optional[int] = ...) -> None: ...
+
+class BuildProgress(_message.Message):
+    __slots__ = ("variant", "phase", "index")
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    variant: str
+    phase: str
+    index: int
+    def __init__(self, variant: _Optional[str] = ..., phase: _Optional[str] = ..., index: _Optional[int] = ...) -> None: ...
+
+class BuildModelEvent(_message.Message):
+    __slots__ = ("progress", "report_json")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    progress: BuildProgress
+    report_json: str
+    def __init__(self, progress: _Optional[_Union[BuildProgress, _Mapping]] = ..., report_json: _Optional[str] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelVersion]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ...) -> None: ...
+
+class ListVariantsRequest(_message.Message):
+    __slots__ = ("name", "version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class VariantInfo(_message.Message):
+    __slots__ = ("variant_id", "variant", "runtime", "precision", "status", "reason", "sha256", "size_bytes", "zstd_bytes", "latency_median_ms", "latency_p95_ms", "accuracy", "accuracy_drop_pp", "agreement", "ece", "temperature", "metrics_json")
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ZSTD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MEDIAN_MS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P95_MS_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_DROP_PP_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    ECE_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    METRICS_JSON_FIELD_NUMBER: _ClassVar[int]
+    variant_id: str
+    variant: str
+    runtime: str
+    precision: str
+    status: str
+    reason: str
+    sha256: str
+    size_bytes: int
+    zstd_bytes: int
+    latency_median_ms: float
+    latency_p95_ms: float
+    accuracy: float
+    accuracy_drop_pp: float
+    agreement: float
+    ece: float
+    temperature: float
+    metrics_json: str
+    def __init__(self, variant_id: _Optional[str] = ..., variant: _Optional[str] = ..., runtime: _Optional[str] = ..., precision: _Optional[str] = ..., status: _Optional[str] = ..., reason: _Optional[str] = ..., sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., zstd_bytes: _Optional[int] = ..., latency_median_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ..., accuracy: _Optional[float] = ..., accuracy_drop_pp: _Optional[float] = ..., agreement: _Optional[float] = ..., ece: _Optional[float] = ..., temperature: _Optional[float] = ..., metrics_json: _Optional[str] = ...) -> None: ...
+
+class ProfileSelection(_message.Message):
+    __slots__ = ("profile", "variant", "variant_id", "latency_ms", "latency_source", "rejected", "target_path")
+    class RejectedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PATH_FIELD_NUMBER: _ClassVar[int]
+    profile: str
+    variant: str
+    variant_id: str
+    latency_ms: float
+    latency_source: str
+    rejected: _containers.ScalarMap[str, str]
+    target_path: str
+    def __init__(self, profile: _Optional[str] = ..., variant: _Optional[str] = ..., variant_id: _Optional[str] = ..., latency_ms: _Optional[float] = ..., latency_source: _Optional[str] = ..., rejected: _Optional[_Mapping[str, str]] = ..., target_path: _Optional[str] = ...) -> None: ...
+
+class ListVariantsResponse(_message.Message):
+    __slots__ = ("model", "source_accuracy", "variants", "selections")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    VARIANTS_FIELD_NUMBER: _ClassVar[int]
+    SELECTIONS_FIELD_NUMBER: _ClassVar[int]
+    model: ModelVersion
+    source_accuracy: float
+    variants: _containers.RepeatedCompositeFieldContainer[VariantInfo]
+    selections: _containers.RepeatedCompositeFieldContainer[ProfileSelection]
+    def __init__(self, model: _Optional[_Union[ModelVersion, _Mapping]] = ..., source_accuracy: _Optional[float] = ..., variants: _Optional[_Iterable[_Union[VariantInfo, _Mapping]]] = ..., selections: _Optional[_Iterable[_Union[ProfileSelection, _Mapping]]] = ...) -> None: ...
