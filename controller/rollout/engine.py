@@ -183,7 +183,8 @@ class _Step:
             d,
             r.status,
             reason,
-            revert_requested=False if r.status == "rolled_back" else d.revert_requested,
+            # A failed device never switched (the agent kept or restored its old model).
+            revert_requested=d.revert_requested and r.status not in ("failed", "rolled_back"),
         )
         if r.status in ("failed", "rolled_back"):
             msg = (

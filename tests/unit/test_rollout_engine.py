@@ -327,3 +327,21 @@ def test_invalid_specs_and_dicts() -> None:
         action_from_dict({"kind": "format_disk"})
     with pytest.raises(InvalidRollout):
         Command("reboot")
+
+
+def test_rollback_with_downloads_in_flight_finishes_when_devices_answer() -> None:
+    fleet = Fleet(spec(stages=(1.0,)), n=3)
+    fleet.auto_report = False
+    fleet.tick()
+    assert fleet.state.count("assigned") == 3
+    result = fleet.tick(1.0, commands=(Command("rollback"),))
+    assert sum(isinstance(a, RevertDevice) for a in result.actions) == 3
+    fleet.inbox = [
+        DeviceReport("d00", "rolled_back", None),
+        DeviceReport("d01", "failed", NEW, "download cancelled"),
+    ]
+    fleet.tick()
+    assert fleet.state.phase == "rolling_back"  # d02 has not answered yet
+    fleet.inbox = [DeviceReport("d02", "rolled_back", None)]
+    fleet.tick()
+    assert fleet.state.phase == "rolled_back"
