@@ -101,6 +101,10 @@ class Controller:
             on_credentials_changed=self._credentials_changed,
         )
         self._start_mqtt()
+        from controller.grpc.rollouts_servicer import add_rollout_services
+        from controller.services.rollouts import create_rollouts
+
+        self.rollouts = create_rollouts(self)
         self.server, self.grpc_port, self.device_port = build_server(
             self.ca,
             AuthInterceptor(self.registry, self.operator_token),
@@ -108,6 +112,7 @@ class Controller:
                 lambda s: device_pb2_grpc.add_DeviceServiceServicer_to_server(
                     DeviceServicer(self.registry, self.mqtt_url, self._device_endpoint), s
                 ),
+                lambda s: add_rollout_services(s, self.rollouts),
                 lambda s: admin_pb2_grpc.add_DeviceAdminServiceServicer_to_server(
                     DeviceAdminServicer(self.registry, self.profiles), s
                 ),
@@ -119,6 +124,7 @@ class Controller:
             max_message_bytes=cfg.max_message_bytes,
         )
         self.server.start()
+        self.rollouts.start()
         write_client_file(
             cfg.data_dir,
             ClientInfo(
@@ -207,6 +213,8 @@ class Controller:
         grace = self.config.shutdown_grace_s
         log.info("stopping: finishing in-flight calls (up to %.0f s)", grace)
         # Whatever start() got to, in reverse order.
+        if rollouts := getattr(self, "rollouts", None):
+            rollouts.stop()
         if server := getattr(self, "server", None):
             server.stop(grace).wait(grace + 1)
         if ingest := getattr(self, "ingest", None):

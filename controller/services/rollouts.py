@@ -1,0 +1,387 @@
+"""The rollout service: the thin shell around the pure rollout engine.
+
+Every tick (a background thread) and every operator command, for each active rollout it
+gathers an ``Observation`` — targeted devices (label selector over the registry), the variant
+selected per hardware profile, device update reports, canary vs control cohort metrics — calls
+``engine.step``, persists the new state with its events and desired states in one transaction,
+then publishes each changed desired state as a retained MQTT message (devices also pull it
+over gRPC). A controller restarted mid-rollout just carries on from the stored state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from controller.rollout import (
+    AssignVariant,
+    Command,
+    CommandRejected,
+    DeviceReport,
+    GateInputs,
+    Observation,
+    RecordEvent,
+    RevertDevice,
+    RolloutSpec,
+    RolloutState,
+    TargetDevice,
+    check_command,
+    describe,
+    initial_state,
+    step,
+)
+from controller.rollout.model import TERMINAL_PHASES
+from controller.services.rollout_metrics import MetricsSource, gate_inputs
+from controller.services.rollout_store import Desired, RolloutStore, StoredRollout
+from controller.store.db import Database
+from edgefleet.errors import EdgeFleetError, FailedPrecondition, NotFound
+
+log = logging.getLogger(__name__)
+
+# Agent update-machine phases -> the engine's device report statuses.
+_REPORT_MAP = {
+    "downloading": "downloading", "verifying": "downloading",
+    "installing": "installed", "smoke_testing": "installed", "activating": "installed",
+    "installed": "installed", "probation": "installed",
+    "committed": "healthy", "healthy": "healthy",
+    "failed": "failed", "rolled_back": "rolled_back",
+}  # fmt: skip
+
+
+class VariantSource(Protocol):
+    """``ModelService.selected_variant``: the variant chosen for a profile, or None."""
+
+    def selected_variant(self, model: str, version: int, profile: str) -> Any: ...
+
+
+class DesiredPublisher(Protocol):
+    def publish_desired(
+        self, device_id: str, payload: bytes, timeout: float | None = None
+    ) -> None: ...  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    tick_interval_s: float = 2.0
+    publish_timeout_s: float = 2.0
+
+
+def desired_payload(d: Desired) -> bytes:
+    import json
+
+    return json.dumps(d.to_dict(), sort_keys=True).encode()
+
+
+def target_of(variant: Any) -> dict[str, Any]:
+    """TUF-style target info (path, length, sha256, variant metadata as custom)."""
+    meta = variant.metadata
+    custom = meta.to_dict() if hasattr(meta, "to_dict") else dict(meta)
+    return {
+        "path": variant.target_path,
+        "length": int(variant.size),
+        "hashes": {"sha256": variant.sha256},
+        "custom": custom,
+    }
+
+
+class RolloutService:
+    def __init__(
+        self,
+        db: Database,
+        list_devices: Callable[[Mapping[str, str]], Sequence[Any]],
+        variants: VariantSource,
+        *,
+        metrics: MetricsSource | None = None,
+        publisher: DesiredPublisher | None = None,
+        config: RolloutConfig | None = None,
+        device_variant: Callable[[str], str | None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = RolloutStore(db)
+        self._list_devices, self._variants = list_devices, variants
+        self._metrics, self._publisher = metrics, publisher
+        self._device_variant = device_variant  # telemetry's newest variant, when not reported
+        self.config = config or RolloutConfig()
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="rollouts", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # the loop must outlive a database or broker hiccup
+                log.exception("rollout tick failed")
+            self._wake.wait(self.config.tick_interval_s)
+            self._wake.clear()
+
+    def poke(self) -> None:
+        """Tick soon (a device reported something)."""
+        self._wake.set()
+
+    # -- operator API -----------------------------------------------------------------------
+    def start_rollout(self, spec_fields: Mapping[str, Any]) -> StoredRollout:
+        spec = RolloutSpec.from_dict({**spec_fields, "rollout_id": uuid.uuid4().hex[:12]})
+        with self._lock:
+            for other in self.store.rollouts(active_only=True):
+                if other.spec.model == spec.model:
+                    raise FailedPrecondition(
+                        f"rollout {other.rollout_id} of {spec.model} is still {other.state.phase}"
+                    )
+            self.store.create(spec, initial_state())
+            self._step(spec.rollout_id, ())
+            return self.store.get(spec.rollout_id)
+
+    def command(self, rollout_id: str, kind: str, reason: str = "") -> StoredRollout:
+        cmd = Command(kind, reason)
+        with self._lock:
+            check_command(self.store.get(rollout_id).state, cmd)
+            self._step(rollout_id, (cmd,))
+            return self.store.get(rollout_id)
+
+    def get(self, rollout_id: str) -> StoredRollout:
+        return self.store.get(rollout_id)
+
+    def rollouts(self) -> list[StoredRollout]:
+        return self.store.rollouts()
+
+    def explain(self, rollout: StoredRollout) -> str:
+        return describe(rollout.state, rollout.spec)
+
+    # -- device API -------------------------------------------------------------------------
+    def desired_for(self, device_id: str) -> Desired | None:
+        return self.store.desired(device_id)
+
+    def report(
+        self,
+        device_id: str,
+        state: str,
+        variant_id: str,
+        reason: str = "",
+        running_variant: str = "",
+        revision: int = 0,
+    ) -> None:
+        if self.store.record_report(device_id, state, variant_id, reason, running_variant,
+                                    revision):  # fmt: skip
+            log.info("device %s update %s %s %s", device_id, state, variant_id, reason)
+            self.poke()
+
+    # -- the step ---------------------------------------------------------------------------
+    def tick(self) -> None:
+        with self._lock:
+            for rollout in self.store.rollouts(active_only=True):
+                try:
+                    self._step(rollout.rollout_id, ())
+                except EdgeFleetError:
+                    log.exception("rollout %s step failed", rollout.rollout_id)
+
+    def _step(self, rollout_id: str, commands: Sequence[Command]) -> None:
+        stored = self.store.get(rollout_id)
+        spec, state = stored.spec, stored.state
+        if state.phase in TERMINAL_PHASES and not commands:
+            return
+        now = self._clock()
+        devices = [d for d in self._list_devices(spec.selector) if _enrolled(d)]
+        statuses = self.store.statuses(d.device_id for d in devices)
+        chosen = self._choose(spec, {d.profile for d in devices})
+        running = {k: st.running_variant or None for k, st in statuses.items()}
+        if self._device_variant is not None:
+            for d in devices:
+                running[d.device_id] = running.get(d.device_id) or self._device_variant(d.device_id)
+        targeted = tuple(
+            TargetDevice(d.device_id, d.profile, running.get(d.device_id)) for d in devices
+        )
+        reports = self._reports(spec, state, statuses)
+        metrics = self._gate_inputs(spec, state, stored, now)
+        result = step(
+            spec,
+            state,
+            Observation(
+                now=now,
+                targeted=targeted,
+                variants={p: (v.variant_id if v else None) for p, v in chosen.items()},
+                reports=reports,
+                metrics=metrics,
+                commands=tuple(commands),
+            ),
+        )
+        events: list[tuple[str, str]] = []
+        desired: list[Desired] = []
+        for action in result.actions:
+            if isinstance(action, RecordEvent):
+                events.append((action.level, action.message))
+            elif isinstance(action, AssignVariant):
+                profile = result.state.device(action.device_id).profile
+                desired.append(self._desired(spec, action.device_id, chosen[profile]))
+            elif isinstance(action, RevertDevice):
+                d = self._revert(spec, result.state, action)
+                if d is not None:
+                    desired.append(d)
+        if result.state == state and not events and not desired:
+            return
+        for level, message in events:
+            log.log(logging.WARNING if level == "warning" else logging.INFO,
+                    "rollout %s: %s", rollout_id, message)  # fmt: skip
+        written = self.store.save_step(rollout_id, result.state, events, desired)
+        self._publish(written)
+
+    def _choose(self, spec: RolloutSpec, profiles: set[str]) -> dict[str, Any]:
+        chosen: dict[str, Any] = {}
+        for profile in sorted(profiles):
+            try:
+                chosen[profile] = self._variants.selected_variant(spec.model, spec.version, profile)
+            except NotFound:
+                chosen[profile] = None
+        return chosen
+
+    def _reports(
+        self, spec: RolloutSpec, state: RolloutState, statuses: Mapping[str, Any]
+    ) -> tuple[DeviceReport, ...]:
+        out = []
+        members = {d.device_id: d for d in state.devices}
+        for device_id, st in statuses.items():
+            d = members.get(device_id)
+            status = _REPORT_MAP.get(st.reported_state)
+            if d is None or status is None or st.desired.rollout_id != spec.rollout_id:
+                continue
+            variant = st.reported_variant or None
+            if d.revert_requested:
+                back = d.previous_variant
+                cleared = not st.desired.variant_id  # nothing to go back to
+                if (
+                    cleared
+                    or (status == "healthy" and variant == back)
+                    or (back is not None and st.running_variant == back)
+                ):
+                    status, variant = "rolled_back", None
+                elif status != "rolled_back":
+                    continue
+            out.append(DeviceReport(device_id, status, variant, st.reported_reason))
+        return tuple(out)
+
+    def _gate_inputs(
+        self, spec: RolloutSpec, state: RolloutState, stored: StoredRollout, now: float
+    ) -> GateInputs | None:
+        if self._metrics is None or state.phase != "soaking" or state.soak_started_at is None:
+            return None
+        return gate_inputs(self._metrics, state, stored.created_ms, state.soak_started_at, now)
+
+    def _desired(self, spec: RolloutSpec, device_id: str, variant: Any) -> Desired:
+        return Desired(
+            device_id, spec.model, spec.version, variant.variant_id, variant.target_path,
+            variant.sha256, int(variant.size), target_of(variant), spec.rollout_id,
+        )  # fmt: skip
+
+    def _revert(self, spec: RolloutSpec, state: RolloutState, a: RevertDevice) -> Desired | None:
+        """Desired state for going back to ``a.variant_id`` (the device's previous variant)."""
+        empty = Desired(a.device_id, rollout_id=spec.rollout_id)
+        if a.variant_id is None:
+            return empty  # nothing to go back to: the device keeps what it runs
+        model, _, rest = a.variant_id.partition(":")
+        version_text = rest.partition(":")[0]
+        profile = state.device(a.device_id).profile
+        try:
+            variant = self._variants.selected_variant(model, int(version_text), profile)
+        except (NotFound, ValueError):
+            variant = None
+        if variant is None or variant.variant_id != a.variant_id:
+            log.warning("rollout %s: no target for %s to revert %s", spec.rollout_id,
+                        a.variant_id, a.device_id)  # fmt: skip
+            return empty
+        d = self._desired(spec, a.device_id, variant)
+        return replace(d, model=model, version=int(version_text))
+
+    def _publish(self, written: Sequence[Desired]) -> None:
+        if self._publisher is None:
+            return
+        for d in written:
+            try:
+                self._publisher.publish_desired(
+                    d.device_id, desired_payload(d), timeout=self.config.publish_timeout_s
+                )
+            except EdgeFleetError as exc:  # devices still pull it over gRPC
+                log.warning("desired state for %s not published over MQTT: %s", d.device_id, exc)
+
+
+def _enrolled(device: Any) -> bool:
+    return getattr(device, "state", "enrolled") == "enrolled" and bool(device.profile)
+
+
+__all__ = [
+    "CommandRejected",
+    "RolloutConfig",
+    "RolloutService",
+    "create_rollouts",
+    "desired_payload",
+    "target_of",
+]
+
+
+class _Lazy:
+    """Reaches the controller's model service and telemetry store at call time, so the
+    order in which ``Controller.start`` creates them does not matter. Without a model
+    service no profile has a variant (every device is reported as unsupported)."""
+
+    def __init__(self, controller: Any) -> None:
+        self._c = controller
+
+    def selected_variant(self, model: str, version: int, profile: str) -> Any:
+        models = getattr(self._c, "models", None)
+        return None if models is None else models.selected_variant(model, version, profile)
+
+    def cohort_metrics(
+        self, device_ids: Iterable[str], since_ms: int, until_ms: int | None = None
+    ) -> Any:
+        telemetry = getattr(self._c, "telemetry", None)
+        if telemetry is None:
+            return None
+        return telemetry.cohort_metrics(list(device_ids), since_ms, until_ms)
+
+    def device_variant(self, device_id: str) -> str | None:
+        telemetry = getattr(self._c, "telemetry", None)
+        return None if telemetry is None else telemetry.device_variant(device_id)
+
+
+def create_rollouts(controller: Any) -> RolloutService:
+    """Build the service from a ``Controller``'s parts."""
+    registry = controller.registry
+    lazy = _Lazy(controller)
+    return RolloutService(
+        controller.db,
+        getattr(registry, "list_devices", None) or registry.list,
+        lazy,
+        metrics=lazy,
+        publisher=getattr(controller, "ingest", None),
+        config=RolloutConfig(
+            tick_interval_s=float(getattr(controller.config, "rollout_tick_s", 2.0))
+        ),
+        device_variant=lazy.device_variant,
+    )
+
+
+__all__ = [
+    "CommandRejected",
+    "RolloutConfig",
+    "RolloutService",
+    "create_rollouts",
+    "desired_payload",
+    "target_of",
+]
