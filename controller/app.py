@@ -8,6 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from controller.config import ControllerConfig
 from controller.grpc.admin_servicer import DeviceAdminServicer
@@ -53,10 +54,12 @@ def write_client_file(data_dir: Path, info: ClientInfo) -> None:
 
 
 class _PresenceSink:
-    """MQTT presence into the registry (called on the MQTT client's thread)."""
+    """MQTT presence into the registry, telemetry into the store (on the MQTT client's thread)."""
 
-    def __init__(self, registry: DeviceRegistry) -> None:
+    def __init__(self, registry: DeviceRegistry, telemetry: Any = None) -> None:
         self._registry = registry
+        if telemetry is not None:
+            self.device_telemetry = telemetry.submit_from
 
     def device_status(self, device_id: str, online: bool, unix_ms: int, agent_version: str) -> None:
         self._registry.record_presence(
@@ -100,7 +103,15 @@ class Controller:
             hash_mqtt_password=hash_password,
             on_credentials_changed=self._credentials_changed,
         )
+        from controller.inference_app import register_inference, start_inference
+
+        start_inference(self)  # sets self.telemetry, self.cloud_models, self.offload_pairs
         self._start_mqtt()
+        from controller.grpc.models_servicer import add_model_services
+        from controller.services.models_setup import refresh_timestamps, start_models
+
+        self.model_parts = start_models(cfg, self.db, self.profiles)
+        self.models = self.model_parts.models
         from controller.grpc.rollouts_servicer import add_rollout_services
         from controller.services.rollouts import create_rollouts
 
@@ -113,9 +124,11 @@ class Controller:
                     DeviceServicer(self.registry, self.mqtt_url, self._device_endpoint), s
                 ),
                 lambda s: add_rollout_services(s, self.rollouts),
+                lambda s: add_model_services(s, self.model_parts, self.profiles),
                 lambda s: admin_pb2_grpc.add_DeviceAdminServiceServicer_to_server(
                     DeviceAdminServicer(self.registry, self.profiles), s
                 ),
+                lambda s: register_inference(self, s),
             ],
             host=cfg.grpc_host,
             port=cfg.grpc_port,
@@ -134,6 +147,9 @@ class Controller:
             ),
         )
         self._spawn("presence-sweeper", self._sweep_presence)
+        self._spawn(
+            "tuf-timestamp", lambda: refresh_timestamps(self.model_parts.releases, self._stopped)
+        )
         log.info(
             "controller listening on %s: gRPC %d (TLS), %d (devices, mutual TLS), MQTT %s",
             cfg.grpc_host,
@@ -167,7 +183,7 @@ class Controller:
             self._credentials_changed()
         self.ingest = ControllerMqttIngest(
             IngestConfig(url=ingest_url, username=cfg.mqtt_username, password=password),
-            sink=_PresenceSink(self.registry),
+            sink=_PresenceSink(self.registry, getattr(self, "telemetry", None)),
         )
         self.ingest.start()
 
@@ -223,6 +239,9 @@ class Controller:
             broker.stop()
         for thread in self._threads:
             thread.join(timeout=2)
+        from controller.inference_app import stop_inference
+
+        stop_inference(self)
         if db := getattr(self, "db", None):
             db.close()
         log.info("controller stopped")

@@ -1,0 +1,209 @@
+"""ModelAdminService (operator) — thin: decode, call ModelService, encode."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+
+from controller.artifacts import ArtifactStore
+from controller.services.model_views import BuildRequest, ModelInfo, VariantsReport
+from controller.services.models import ModelService
+from edgefleet.errors import EdgeFleetError, InvalidInput
+from edgefleet.v1 import models_pb2, models_pb2_grpc
+
+log = logging.getLogger(__name__)
+MAX_EVENTS = 4096  # progress events buffered per build call
+
+
+def model_to_proto(info: ModelInfo) -> models_pb2.ModelVersion:
+    return models_pb2.ModelVersion(
+        name=info.name,
+        version=info.version,
+        role=info.role,
+        cloud_for=info.cloud_for,
+        source_sha256=info.source_sha256,
+        source_size=info.source_size,
+        input_name=info.input_name,
+        input_shape=list(info.input_shape),
+        input_dtype=info.input_dtype,
+        layout=info.layout,
+        num_classes=info.num_classes,
+        preprocess_json=json.dumps(info.preprocessing, sort_keys=True),
+        labels=list(info.labels),
+        build_status=info.build_status,
+        variants_built=info.variants_built,
+        created_unix_ms=info.created_ms,
+    )
+
+
+def variants_to_proto(report: VariantsReport) -> models_pb2.ListVariantsResponse:
+    out = models_pb2.ListVariantsResponse(
+        model=model_to_proto(report.model), source_accuracy=report.source_accuracy
+    )
+    for v in report.variants:
+        median, p95 = v.latency()
+        m = v.metrics
+        out.variants.add(
+            variant_id=v.variant_id,
+            variant=v.variant,
+            runtime=v.runtime,
+            precision=v.precision,
+            status=v.status,
+            reason=v.reason,
+            sha256=v.sha256,
+            size_bytes=v.size_bytes,
+            zstd_bytes=v.zstd_bytes,
+            latency_median_ms=median,
+            latency_p95_ms=p95,
+            accuracy=float(m.get("accuracy", 0.0)),
+            accuracy_drop_pp=float(m.get("accuracy_drop_pp", 0.0)),
+            agreement=float(m.get("agreement", 0.0)),
+            ece=float(m.get("ece", 0.0)),
+            temperature=float(m.get("temperature", 0.0)),
+            metrics_json=json.dumps(m, sort_keys=True),
+        )
+    for s in report.selections:
+        out.selections.add(
+            profile=s.profile,
+            variant=s.variant,
+            variant_id=s.variant_id,
+            latency_ms=s.latency_ms or 0.0,
+            latency_source=s.latency_source,
+            rejected=s.rejected,
+            target_path=s.target_path,
+        )
+    return out
+
+
+class _Chunks:
+    """A binary reader over the request stream, for ``ArtifactStore.put_stream``."""
+
+    def __init__(self, chunks: Iterator[models_pb2.UploadArtifactChunk]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+        self.expected = ""
+        self._first = True
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buffer) < n:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            if self._first:
+                self.expected, self._first = chunk.expected_sha256, False
+            self._buffer += chunk.data
+        if n < 0:
+            data, self._buffer = self._buffer, b""
+        else:
+            data, self._buffer = self._buffer[:n], self._buffer[n:]
+        return data
+
+
+class ModelAdminServicer(models_pb2_grpc.ModelAdminServiceServicer):
+    def __init__(self, models: ModelService, store: ArtifactStore) -> None:
+        self._models = models
+        self._store = store
+
+    def UploadArtifact(
+        self,
+        request_iterator: Iterator[models_pb2.UploadArtifactChunk],
+        context: grpc.ServicerContext,
+    ) -> models_pb2.UploadArtifactResponse:
+        reader = _Chunks(request_iterator)
+        reader.read(0)  # pull the first chunk to learn the expected digest
+        ref = self._store.put_stream(reader, reader.expected or None)  # type: ignore[arg-type]
+        return models_pb2.UploadArtifactResponse(sha256=ref.sha256, size=ref.size)
+
+    def AddModel(
+        self, request: models_pb2.AddModelRequest, context: grpc.ServicerContext
+    ) -> models_pb2.AddModelResponse:
+        info = self._models.add_model(
+            request.name,
+            request.onnx_sha256,
+            request.validation_sha256,
+            request.calibration_sha256,
+            list(request.labels),
+            request.preprocess_json,
+            request.cloud_for,
+        )
+        return models_pb2.AddModelResponse(model=model_to_proto(info))
+
+    def BuildModel(
+        self, request: models_pb2.BuildModelRequest, context: grpc.ServicerContext
+    ) -> Iterator[models_pb2.BuildModelEvent]:
+        build = BuildRequest(
+            name=request.name,
+            version=request.version,
+            profiles=tuple(request.profiles),
+            include_tflite=not request.no_tflite,
+            only=tuple(request.only_variants),
+            measure_runs=request.measure_runs,
+        )
+        if request.measure_runs < 0:
+            raise InvalidInput("measure_runs must not be negative")
+        self._models.resolve_profiles(build.profiles)  # bad input fails before streaming
+        events: queue.Queue[tuple[str, Any]] = queue.Queue(MAX_EVENTS)
+        count = 0
+
+        def progress(variant: str, phase: str) -> None:
+            # a slow reader loses progress lines, never the result
+            with contextlib.suppress(queue.Full):
+                events.put_nowait(("progress", (variant, phase)))
+
+        def work() -> None:
+            try:
+                report = self._models.build(build, progress)
+                events.put(("report", report.to_json()))
+            except BaseException as exc:
+                events.put(("error", exc))
+
+        threading.Thread(target=work, name=f"build-{request.name}", daemon=True).start()
+        while True:
+            kind, value = events.get()
+            if kind == "progress":
+                count += 1
+                yield models_pb2.BuildModelEvent(
+                    progress=models_pb2.BuildProgress(variant=value[0], phase=value[1], index=count)
+                )
+            elif kind == "report":
+                yield models_pb2.BuildModelEvent(report_json=value)
+                return
+            else:
+                if isinstance(value, EdgeFleetError):
+                    raise value
+                log.error("build of %s failed", request.name, exc_info=value)
+                raise EdgeFleetError(f"build failed: {type(value).__name__}: {value}")
+
+    def ListModels(
+        self, request: models_pb2.ListModelsRequest, context: grpc.ServicerContext
+    ) -> models_pb2.ListModelsResponse:
+        return models_pb2.ListModelsResponse(
+            models=[model_to_proto(m) for m in self._models.list_models()]
+        )
+
+    def ListVariants(
+        self, request: models_pb2.ListVariantsRequest, context: grpc.ServicerContext
+    ) -> models_pb2.ListVariantsResponse:
+        return variants_to_proto(self._models.variants(request.name, request.version))
+
+
+def add_model_services(server: grpc.Server, parts: Any, profiles: Any) -> None:
+    """Register ModelAdminService and the device-facing UpdateService (``parts`` is
+    ``controller.services.models_setup.ModelComponents``)."""
+    from controller.grpc.updates_servicer import UpdateServicer
+    from edgefleet.v1 import updates_pb2_grpc
+
+    models_pb2_grpc.add_ModelAdminServiceServicer_to_server(
+        ModelAdminServicer(parts.models, parts.store), server
+    )
+    threads = {p.name: p.threads for p in profiles}
+    updates_pb2_grpc.add_UpdateServiceServicer_to_server(
+        UpdateServicer(parts.models, parts.releases, parts.store, threads), server
+    )

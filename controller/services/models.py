@@ -1,0 +1,531 @@
+"""The model registry: versions, builds, variants, per-profile selections and their release.
+
+    service = ModelService(db, store, releases, profiles, workdir)
+    info = service.add_model("digits", onnx_sha256, validation_sha256, ...)
+    report = service.build(BuildRequest("digits", profiles=("x86-64-vnni",)), progress=cb)
+    service.selected_variant("digits", 1, "x86-64-vnni")   # for rollouts
+    service.cloud_model_for("digits")                      # for cloud serving
+
+Source files live content-addressed in the artifact store (uploaded before ``add_model``,
+which deletes them again when validation fails and nothing else references them). A build
+stores every built variant in the store, records variants and selections in one
+transaction, then publishes one TUF target per (profile, variant the profile can run) with
+``selected`` telling which one won. On-device benchmarks recompute that profile's selection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from controller.artifacts import ArtifactNotFound, ArtifactStore
+from controller.build.errors import BuildError
+from controller.build.evaluate import MeasureConfig
+from controller.build.pipeline import BUILT, BuildOptions, BuildReport
+from controller.build.select import Selection, select_variants
+from controller.build.source import SourceModel, inspect_onnx
+from controller.services.model_views import (
+    CLOUD,
+    EDGE,
+    BenchCandidate,
+    BenchResult,
+    BuildRequest,
+    CloudModelInfo,
+    ModelInfo,
+    SelectedVariant,
+    VariantsReport,
+    evaluation_from_dict,
+    model_info,
+    selection_view,
+    variant_view,
+)
+from controller.services.releases import Releases, StagedTarget
+from controller.signing import target_path
+from controller.store.db import Database
+from controller.store.models_models import (
+    BenchmarkRow,
+    BuildRow,
+    ModelRow,
+    SelectionRow,
+    VariantRow,
+)
+from edgefleet.errors import FailedPrecondition, InvalidInput, NotFound
+from edgefleet.modelmeta import Preprocessing, VariantMetadata
+from edgefleet.profiles import HardwareProfile, ProfileCatalogue
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, str], None]
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def variant_target(model: str, version: int, variant: str, profile: str, file: str) -> str:
+    """One target per (profile, variant): ``models/{model}/{version}/{variant}+{profile}/{file}``
+    (a variant several profiles can run is listed once per profile)."""
+    return target_path(model, version, f"{variant}+{profile}", file)
+
+
+class ModelService:
+    def __init__(
+        self,
+        db: Database,
+        store: ArtifactStore,
+        releases: Releases,
+        profiles: ProfileCatalogue,
+        workdir: Path,
+        *,
+        measure: MeasureConfig | None = None,
+    ) -> None:
+        self.db, self.store, self.releases, self.profiles = db, store, releases, profiles
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.measure = measure or MeasureConfig()
+        self._building: set[tuple[str, int]] = set()
+        self._lock = threading.Lock()
+        self._build_slot = threading.Semaphore(1)  # builds are CPU-heavy: one at a time
+        with self.db.session() as s:  # builds interrupted by a restart
+            for row in s.scalars(select(ModelRow).where(ModelRow.build_status == "running")):
+                row.build_status = "failed"
+
+    # -- registering -------------------------------------------------------------------------
+    def add_model(
+        self,
+        name: str,
+        onnx_sha256: str,
+        validation_sha256: str,
+        calibration_sha256: str = "",
+        labels: Sequence[str] = (),
+        preprocess_json: str = "",
+        cloud_for: str = "",
+    ) -> ModelInfo:
+        """Validate everything, then register the next version; on failure the uploads that
+        nothing else references are deleted from the store."""
+        uploads = [d for d in (onnx_sha256, validation_sha256, calibration_sha256) if d]
+        try:
+            return self._add_model(
+                name,
+                onnx_sha256,
+                validation_sha256,
+                calibration_sha256,
+                tuple(labels),
+                preprocess_json,
+                cloud_for,
+            )
+        except Exception:
+            self._delete_unreferenced(uploads)
+            raise
+
+    def _add_model(
+        self,
+        name: str,
+        onnx_sha256: str,
+        validation_sha256: str,
+        calibration_sha256: str,
+        labels: tuple[str, ...],
+        preprocess_json: str,
+        cloud_for: str,
+    ) -> ModelInfo:
+        if not _NAME_RE.match(name):
+            raise InvalidInput(f"invalid model name {name!r} (letters, digits, . _ -)")
+        if not onnx_sha256 or not validation_sha256:
+            raise InvalidInput("a model needs an ONNX file and validation data")
+        if cloud_for and not self._exists(cloud_for):
+            raise NotFound(f"no edge model {cloud_for!r} for --cloud-for")
+        with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
+            files = self._materialise_sources(
+                Path(tmp), onnx_sha256, validation_sha256, calibration_sha256
+            )
+            try:
+                signature = inspect_onnx(files["onnx"])
+                pre = _preprocessing(preprocess_json, signature.input_shape, signature.layout)
+                SourceModel.from_files(
+                    files["onnx"],
+                    name,
+                    1,
+                    pre,
+                    files["validation"],
+                    files.get("calibration"),
+                    labels,
+                )
+            except BuildError as exc:
+                raise InvalidInput(str(exc)) from exc
+        size = self.store.size(onnx_sha256)
+        with self.db.session() as s:
+            version = (
+                s.scalar(select(func.max(ModelRow.version)).where(ModelRow.name == name)) or 0
+            ) + 1
+            row = ModelRow(
+                name=name,
+                version=version,
+                role=CLOUD if cloud_for else EDGE,
+                cloud_for=cloud_for,
+                source_sha256=onnx_sha256,
+                source_size=size,
+                input_name=signature.input_name,
+                input_shape=list(signature.input_shape),
+                input_dtype=signature.input_dtype,
+                layout=signature.layout,
+                output_name=signature.output_name,
+                num_classes=signature.num_classes,
+                preprocessing=_pre_dict(pre),
+                labels=list(labels),
+                validation_sha256=validation_sha256,
+                calibration_sha256=calibration_sha256,
+                build_status="",
+                created_ms=_now_ms(),
+            )
+            s.add(row)
+            s.flush()
+            info = model_info(row)
+        log.info("registered model %s:%d (%s)", name, version, info.role)
+        return info
+
+    def _exists(self, name: str) -> bool:
+        with self.db.session() as s:
+            return s.scalar(select(ModelRow.id).where(ModelRow.name == name).limit(1)) is not None
+
+    def _materialise_sources(
+        self, tmp: Path, onnx: str, validation: str, calibration: str
+    ) -> dict[str, Path]:
+        wanted = {"onnx": (onnx, "model.onnx"), "validation": (validation, "validation.npz")}
+        if calibration:
+            wanted["calibration"] = (calibration, "calibration.npz")
+        files = {}
+        for key, (digest, file) in wanted.items():
+            try:
+                files[key] = self.materialise(digest, tmp / file)
+            except ArtifactNotFound as exc:
+                raise NotFound(f"{key} artifact {digest} was not uploaded") from exc
+        return files
+
+    def materialise(self, sha256: str, dest: Path) -> Path:
+        """Copy an artifact out of the store into ``dest``."""
+        with self.store.open(sha256) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        return dest
+
+    def _delete_unreferenced(self, digests: Sequence[str]) -> None:
+        with self.db.session() as s:
+            used: set[str] = set()
+            for column in (
+                ModelRow.source_sha256,
+                ModelRow.validation_sha256,
+                ModelRow.calibration_sha256,
+            ):
+                used.update(s.scalars(select(column)).all())
+        for digest in set(digests) - used:
+            with contextlib.suppress(Exception):
+                self.store.delete(digest)
+
+    # -- reading -----------------------------------------------------------------------------
+    def _row(self, s: Any, name: str, version: int) -> ModelRow:
+        query = select(ModelRow).where(ModelRow.name == name)
+        if version:
+            query = query.where(ModelRow.version == version)
+        row = s.scalars(query.order_by(ModelRow.version.desc()).limit(1)).first()
+        if row is None:
+            raise NotFound(f"no model {name}" + (f":{version}" if version else ""))
+        return row
+
+    def list_models(self) -> list[ModelInfo]:
+        with self.db.session() as s:
+            counts = dict(
+                s.execute(
+                    select(VariantRow.model_id, func.count())
+                    .where(VariantRow.status == BUILT)
+                    .group_by(VariantRow.model_id)
+                ).all()
+            )
+            rows = s.scalars(select(ModelRow).order_by(ModelRow.name, ModelRow.version)).all()
+            return [model_info(r, counts.get(r.id, 0)) for r in rows]
+
+    def variants(self, name: str, version: int = 0) -> VariantsReport:
+        with self.db.session() as s:
+            row = self._row(s, name, version)
+            variants = [
+                variant_view(v)
+                for v in s.scalars(select(VariantRow).where(VariantRow.model_id == row.id))
+            ]
+            by_id = {v.variant_id: v for v in variants}
+            selections = []
+            for sel in s.scalars(
+                select(SelectionRow)
+                .where(SelectionRow.model_id == row.id)
+                .order_by(SelectionRow.profile)
+            ):
+                chosen = by_id.get(sel.variant_id)
+                path = (
+                    variant_target(row.name, row.version, chosen.variant, sel.profile, chosen.file)
+                    if chosen
+                    else ""
+                )
+                selections.append(selection_view(sel, path))
+            build = s.scalars(
+                select(BuildRow).where(BuildRow.model_id == row.id).order_by(BuildRow.id.desc())
+            ).first()
+            accuracy = float((build.report or {}).get("source_accuracy", 0.0)) if build else 0.0
+            built = sum(1 for v in variants if v.status == BUILT)
+            return VariantsReport(model_info(row, built), accuracy, variants, selections)
+
+    def selected_variant(self, model: str, version: int, profile: str) -> SelectedVariant | None:
+        report = self.variants(model, version)
+        sel = next((x for x in report.selections if x.profile == profile), None)
+        if sel is None or not sel.variant_id:
+            return None
+        v = next(v for v in report.variants if v.variant_id == sel.variant_id)
+        return SelectedVariant(
+            variant_id=v.variant_id,
+            target_path=sel.target_path,
+            sha256=v.sha256,
+            size=v.size_bytes,
+            metadata=VariantMetadata.from_dict(v.metadata),
+        )
+
+    def cloud_model_for(self, edge_model: str) -> CloudModelInfo | None:
+        with self.db.session() as s:
+            row = s.scalars(
+                select(ModelRow)
+                .where(ModelRow.cloud_for == edge_model, ModelRow.role == CLOUD)
+                .order_by(ModelRow.version.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                return None
+            info = model_info(row)
+        dest_dir = self.workdir / "cloud"
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / f"{info.source_sha256}.onnx"
+        if not dest.exists():
+            tmp = dest.with_suffix(".tmp")
+            self.materialise(info.source_sha256, tmp)
+            tmp.replace(dest)
+        return CloudModelInfo(
+            info.name, info.version, dest, _pre_from_dict(info.preprocessing), info.labels
+        )
+
+    def is_variant_artifact(self, sha256: str) -> bool:
+        with self.db.session() as s:
+            hit = s.scalar(
+                select(VariantRow.variant_id).where(VariantRow.artifact_sha256 == sha256).limit(1)
+            )
+            return hit is not None
+
+    # -- building ----------------------------------------------------------------------------
+    def resolve_profiles(self, names: Sequence[str]) -> list[HardwareProfile]:
+        if not names or list(names) == ["all"]:
+            return list(self.profiles)
+        unknown = [n for n in names if n not in self.profiles]
+        if unknown:
+            raise InvalidInput(
+                f"unknown profile {', '.join(unknown)} (known: {', '.join(self.profiles.names())})"
+            )
+        return [self.profiles.get(n) for n in names]
+
+    def build(self, request: BuildRequest, progress: Progress | None = None) -> BuildReport:
+        from controller.services.model_build import run_build
+
+        profiles = self.resolve_profiles(request.profiles)
+        with self.db.session() as s:
+            row = self._row(s, request.name, request.version)
+            if row.role == CLOUD:
+                raise FailedPrecondition(f"{row.name}:{row.version} is a cloud model")
+            key = (row.name, row.version)
+            info = model_info(row)
+        with self._lock:
+            if key in self._building:
+                raise FailedPrecondition(f"{key[0]}:{key[1]} is already being built")
+            self._building.add(key)
+        try:
+            self._set_status(info, "running")
+            with self._build_slot:
+                report = run_build(self, info, profiles, request, progress)
+        except BaseException:
+            self._set_status(info, "failed")
+            raise
+        finally:
+            with self._lock:
+                self._building.discard(key)
+        return report
+
+    def _set_status(self, info: ModelInfo, status: str) -> None:
+        with self.db.session() as s:
+            self._row(s, info.name, info.version).build_status = status
+
+    def options(self, request: BuildRequest) -> BuildOptions:
+        measure = self.measure
+        if request.measure_runs:
+            from dataclasses import replace
+
+            measure = replace(measure, runs=request.measure_runs, warmup=min(measure.warmup, 2))
+        return BuildOptions(measure=measure, only=tuple(request.only))
+
+    # -- on-device benchmarks ----------------------------------------------------------------
+    def bench_candidates(self, profile: str, model: str = "") -> list[BenchCandidate]:
+        out: list[BenchCandidate] = []
+        with self.db.session() as s:
+            query = (
+                select(SelectionRow, ModelRow).join(ModelRow).where(SelectionRow.profile == profile)
+            )
+            if model:
+                query = query.where(ModelRow.name == model)
+            for sel, mrow in s.execute(query).all():
+                for kind in sel.candidates:
+                    v = s.get(VariantRow, f"{mrow.name}:{mrow.version}:{kind}")
+                    if v is None or v.status != BUILT:
+                        continue
+                    out.append(
+                        BenchCandidate(
+                            v.variant_id,
+                            mrow.name,
+                            mrow.version,
+                            kind,
+                            v.runtime,
+                            v.precision,
+                            variant_target(mrow.name, mrow.version, kind, profile, v.file),
+                            v.artifact_sha256,
+                            v.size_bytes,
+                        )
+                    )
+        return out
+
+    def record_benchmarks(
+        self, device_id: str, profile: str, results: Sequence[BenchResult]
+    ) -> list[str]:
+        """Store a device's measurements and recompute that profile's selections."""
+        from controller.services.model_build import reselect_profile
+
+        allowed = {c.variant_id: c for c in self.bench_candidates(profile)}
+        unknown = [r.variant_id for r in results if r.variant_id not in allowed]
+        if unknown:
+            raise InvalidInput(f"not bench candidates of profile {profile}: {unknown}")
+        now = _now_ms()
+        with self.db.session() as s:
+            for r in results:
+                old = s.scalars(
+                    select(BenchmarkRow).where(
+                        BenchmarkRow.device_id == device_id, BenchmarkRow.variant_id == r.variant_id
+                    )
+                ).first()
+                if old is not None:
+                    s.delete(old)
+                    s.flush()
+                s.add(
+                    BenchmarkRow(
+                        device_id=device_id,
+                        profile=profile,
+                        variant_id=r.variant_id,
+                        ok=r.ok,
+                        median_ms=r.median_ms,
+                        p95_ms=r.p95_ms,
+                        error=r.error[:1000],
+                        reported_ms=now,
+                    )
+                )
+        models = sorted({(c.model, c.version) for c in allowed.values()})
+        touched = {(allowed[r.variant_id].model, allowed[r.variant_id].version) for r in results}
+        done = []
+        for name, version in models:
+            if (name, version) in touched:
+                reselect_profile(self, name, version, self.profiles.get(profile))
+                done.append(f"{name}:{version}")
+        return done
+
+    def device_latencies(self, s: Any, model: str, version: int, profile: str) -> dict[str, float]:
+        """variant kind -> median over devices of ``profile`` of their reported medians."""
+        import statistics
+
+        rows = s.scalars(
+            select(BenchmarkRow).where(
+                BenchmarkRow.profile == profile,
+                BenchmarkRow.variant_id.like(f"{model}:{version}:%"),
+                BenchmarkRow.ok.is_(True),
+            )
+        ).all()
+        by_kind: dict[str, list[float]] = {}
+        for r in rows:
+            by_kind.setdefault(r.variant_id.rsplit(":", 1)[-1], []).append(r.median_ms)
+        return {k: float(statistics.median(v)) for k, v in by_kind.items()}
+
+    def selections_for(
+        self, s: Any, model_id: int, model: str, version: int, profiles: Sequence[HardwareProfile]
+    ) -> dict[str, Selection]:
+        rows = s.scalars(
+            select(VariantRow).where(VariantRow.model_id == model_id, VariantRow.status == BUILT)
+        ).all()
+        evaluations = [evaluation_from_dict(r.metrics) for r in rows]
+        device = {p.name: self.device_latencies(s, model, version, p.name) for p in profiles}
+        return select_variants(evaluations, profiles, device_latencies=device)
+
+    def staged_targets(self, s: Any, row: ModelRow) -> list[StagedTarget]:
+        """Every (profile, candidate variant) target of a model version, from the database."""
+        targets = []
+        for sel in s.scalars(select(SelectionRow).where(SelectionRow.model_id == row.id)):
+            for kind in sel.candidates:
+                v = s.get(VariantRow, f"{row.name}:{row.version}:{kind}")
+                if v is None or v.status != BUILT:
+                    continue
+                meta = dict(v.variant_metadata)
+                custom = {
+                    **meta,
+                    "profile": sel.profile,
+                    "selected": v.variant_id == sel.variant_id,
+                }
+                targets.append(
+                    StagedTarget(
+                        variant_target(row.name, row.version, kind, sel.profile, v.file),
+                        v.artifact_sha256,
+                        v.size_bytes,
+                        custom,
+                    )
+                )
+        return targets
+
+
+def _preprocessing(text: str, input_shape: tuple[int, ...], layout: str) -> Preprocessing:
+    if text:
+        try:
+            return _pre_from_dict(json.loads(text))
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise InvalidInput(f"invalid preprocessing JSON: {exc}") from exc
+    if layout == "NCHW":
+        channels, size = input_shape[1], (input_shape[2], input_shape[3])
+    else:
+        size, channels = (input_shape[1], input_shape[2]), input_shape[3]
+    if min(size) <= 0 or channels <= 0:
+        raise InvalidInput("the model's input size is dynamic: pass --preprocess")
+    return Preprocessing(size=size, channels=channels, layout=layout)
+
+
+def _pre_from_dict(data: dict[str, Any]) -> Preprocessing:
+    fields = dict(data)
+    size = fields.pop("size")
+    return Preprocessing(
+        size=(int(size[0]), int(size[1])),
+        mean=tuple(float(m) for m in fields.pop("mean", (0.0,))),
+        std=tuple(float(x) for x in fields.pop("std", (1.0,))),
+        **fields,
+    )
+
+
+def _pre_dict(pre: Preprocessing) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    data = asdict(pre)
+    data["size"] = list(pre.size)
+    data["mean"], data["std"] = list(pre.mean), list(pre.std)
+    return data

@@ -1,0 +1,49 @@
+"""Wire the model registry into a controller: artifact store, TUF repository, ModelService."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from controller.artifacts import ArtifactStore, store_from_url
+from controller.config import ControllerConfig
+from controller.services.models import ModelService
+from controller.services.releases import Releases, TufPaths
+from controller.store.db import Database
+from edgefleet.profiles import ProfileCatalogue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelComponents:
+    store: ArtifactStore
+    releases: Releases
+    models: ModelService
+
+
+def open_store(config: ControllerConfig) -> ArtifactStore:
+    url = config.store or str(config.data_dir / "artifacts")
+    return store_from_url(url, endpoint_url=config.store_endpoint_url or None)
+
+
+def start_models(
+    config: ControllerConfig, db: Database, profiles: ProfileCatalogue
+) -> ModelComponents:
+    store = open_store(config)
+    releases = Releases(TufPaths.of(config.data_dir))
+    models = ModelService(db, store, releases, profiles, config.data_dir / "work")
+    return ModelComponents(store, releases, models)
+
+
+def refresh_timestamps(releases: Releases, stopped: threading.Event) -> None:
+    """Background loop: keep the signed timestamp (and snapshot/targets) from expiring."""
+    while True:
+        try:
+            if releases.refresh_if_due():
+                log.info("re-signed TUF timestamp")
+        except Exception:  # must outlive a disk hiccup; the next round retries
+            log.exception("refreshing the TUF timestamp failed")
+        if stopped.wait(releases.refresh_interval_s()):
+            return
