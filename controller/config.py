@@ -36,6 +36,14 @@ class ControllerConfig:
     grpc_workers: int = 32
     max_message_bytes: int = 8 * 1024 * 1024
     shutdown_grace_s: float = 10.0
+    # cloud models for offloaded frames: EDGE_MODEL=PATH.onnx[:preprocess.json][?batch=..]
+    cloud_models: tuple[str, ...] = ()
+    offload_max_batch_size: int = 16
+    offload_max_queue_delay_ms: float = 2.0
+    offload_max_queue_size: int = 256  # per model; beyond it offloads get RESOURCE_EXHAUSTED
+    hard_examples_max_bytes: int = 0  # keep offloaded frames for retraining; 0 = off
+    telemetry_raw_retention_s: float = 3600.0
+    telemetry_rollup_retention_s: float = 7 * 86400.0
 
     @property
     def db_url(self) -> str:
@@ -53,6 +61,9 @@ def _coerce(name: str, value: Any, target: Any) -> Any:
     try:
         if name in {"data_dir", "profiles_file"}:
             return Path(str(value)).expanduser() if value not in (None, "") else None
+        if isinstance(target, tuple):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(v).strip() for v in items if str(v).strip())
         if isinstance(target, bool):
             return str(value).lower() in {"1", "true", "yes", "on"}
         if isinstance(target, int):

@@ -1,4 +1,4 @@
-"""Controller-side MQTT ingest: device status and heartbeats in, desired state out.
+"""Controller-side MQTT ingest: device status, heartbeats and telemetry in, desired state out.
 
 Every payload is validated (topic shape, protobuf decoding, device id in the payload equal to
 the one in the topic) before the sink sees it; anything else is counted in :class:`IngestStats`,
@@ -27,7 +27,7 @@ from controller.errors import ControllerError
 from controller.mqtt.acl import CONTROLLER_USERNAME
 from edgefleet import topics
 from edgefleet.errors import InvalidInput, Unavailable
-from edgefleet.v1 import telemetry_pb2
+from edgefleet.v1 import report_pb2, telemetry_pb2
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,10 @@ class TelemetrySink(Protocol):
         """``unix_ms`` is the device's clock, or the receive time for a last will (sent as 0)."""
 
     def device_heartbeat(self, device_id: str, heartbeat: telemetry_pb2.Heartbeat) -> None: ...
+
+    # Optional: sinks that also take telemetry define
+    #   device_telemetry(device_id: str, sample: ReportSample) -> None
+    # (controller.services.telemetry_math.ReportSample); without it reports are not subscribed.
 
 
 @dataclass(frozen=True)
@@ -72,10 +76,13 @@ class IngestStats:
     dropped_bad_topic: int = 0  # topic is not edgefleet/v1/devices/{valid id}/{kind}
     dropped_device_mismatch: int = 0  # payload device_id differs from the topic's
     sink_errors: int = 0
+    telemetry_received: int = 0
+    dropped_invalid_report: int = 0  # decodes, but is inconsistent (histograms, counts, times)
 
 
 _STATUS = topics.subscription(topics.STATUS)
 _HEARTBEAT = topics.subscription(topics.HEARTBEAT)
+_TELEMETRY = topics.subscription(topics.TELEMETRY)
 
 
 class ControllerMqttIngest:
@@ -115,6 +122,9 @@ class ControllerMqttIngest:
         client.on_subscribe = self._on_subscribe
         client.message_callback_add(_STATUS, self._on_status)
         client.message_callback_add(_HEARTBEAT, self._on_heartbeat)
+        self._telemetry_sink = getattr(sink, "device_telemetry", None)
+        if self._telemetry_sink is not None:
+            client.message_callback_add(_TELEMETRY, self._on_telemetry)
         self._client = client
 
     def start(self) -> None:
@@ -168,7 +178,10 @@ class ControllerMqttIngest:
         if reason.is_failure:
             log.warning("mqtt ingest connect refused: %s", reason)
             return
-        client.subscribe([(_STATUS, 1), (_HEARTBEAT, 1)])
+        subscriptions = [(_STATUS, 1), (_HEARTBEAT, 1)]
+        if self._telemetry_sink is not None:
+            subscriptions.append((_TELEMETRY, 1))
+        client.subscribe(subscriptions)
 
     def _on_subscribe(
         self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
@@ -208,6 +221,24 @@ class ControllerMqttIngest:
             return
         self.stats.heartbeats_received += 1
         self._call_sink(self._sink.device_heartbeat, device_id, beat)
+
+    def _on_telemetry(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        from controller.mqtt.telemetry_decode import sample_from_report
+
+        device_id = self._device_of(msg.topic)
+        if device_id is None:
+            return
+        report = report_pb2.TelemetryReport()
+        if not self._decode(report, msg, device_id):
+            return
+        try:
+            sample = sample_from_report(report, device_id, time.time_ns() // 1_000_000)
+        except InvalidInput as exc:
+            self.stats.dropped_invalid_report += 1
+            log.warning("mqtt ingest dropped invalid telemetry of device=%s: %s", device_id, exc)
+            return
+        self.stats.telemetry_received += 1
+        self._call_sink(self._telemetry_sink, device_id, sample)
 
     # -- validation -----------------------------------------------------------------------------
 

@@ -1,0 +1,307 @@
+"""Cloud models for offloaded frames: where they come from, batching, labelled-pair counts.
+
+Cloud models come from two sources, looked up in order: the operator's static
+``--cloud-model EDGE_MODEL=PATH/cloud.onnx[:preprocess.json][?batch=16&delay_ms=2&queue=256]``
+specs, then the model registry (any object with ``cloud_model_for(edge_model)`` returning
+something with an ONNX path, a Preprocessing and labels, or None). Each model is loaded once,
+on first use, behind a DynamicBatcher.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qs
+
+import numpy as np
+
+from controller.errors import ConfigError
+from controller.serving.cloud_model import BatchedModel, CloudModel, Prediction, Predictor
+from controller.serving.servicer import LabelledPair
+from edgefleet.modelmeta import Preprocessing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    max_batch_size: int = 16
+    max_queue_delay_ms: float = 2.0
+    max_queue_size: int = 256  # beyond it: RESOURCE_EXHAUSTED
+    threads: int = 0  # ONNX Runtime intra-op threads; 0 = its default
+
+
+@dataclass(frozen=True)
+class CloudModelSpec:
+    edge_model: str
+    path: Path
+    preprocess_file: Path | None = None
+    batching: BatchingConfig | None = None  # None: the controller-wide defaults
+
+
+def parse_cloud_model_spec(text: str, defaults: BatchingConfig | None = None) -> CloudModelSpec:
+    """``NAME=PATH.onnx[:preprocess.json][?batch=N&delay_ms=MS&queue=N&threads=N]``."""
+    name, sep, rest = text.partition("=")
+    if not sep or not name.strip() or not rest:
+        raise ConfigError(f"cloud model must be EDGE_MODEL=PATH[:preprocess.json]: {text!r}")
+    rest, _, query = rest.partition("?")
+    path, pre = rest, None
+    head, colon, tail = rest.rpartition(":")
+    if colon and tail.endswith(".json"):
+        path, pre = head, Path(tail).expanduser()
+    batching = None
+    if query:
+        base = defaults or BatchingConfig()
+        try:
+            q = {k: v[-1] for k, v in parse_qs(query, strict_parsing=True).items()}
+            batching = BatchingConfig(
+                max_batch_size=int(q.pop("batch", base.max_batch_size)),
+                max_queue_delay_ms=float(q.pop("delay_ms", base.max_queue_delay_ms)),
+                max_queue_size=int(q.pop("queue", base.max_queue_size)),
+                threads=int(q.pop("threads", base.threads)),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"bad batching options in {text!r}: {exc}") from exc
+        if q:
+            raise ConfigError(f"unknown cloud model options {sorted(q)} in {text!r}")
+    return CloudModelSpec(name.strip(), Path(path).expanduser(), pre, batching)
+
+
+def load_cloud_model(
+    path: Path, model_id: str, preprocessing: Preprocessing | None, labels: Sequence[str] | None,
+    threads: int = 0, preprocess_file: Path | None = None,
+) -> CloudModel:  # fmt: skip
+    """An ONNX cloud model; preprocessing/labels default to files next to it."""
+    from controller.build.source import load_preprocessing
+
+    if not path.is_file():
+        raise ConfigError(f"cloud model file {path} does not exist")
+    if preprocessing is None:
+        pre_file = preprocess_file or path.parent / "preprocess.json"
+        try:
+            preprocessing = load_preprocessing(pre_file)
+        except Exception as exc:
+            raise ConfigError(f"cloud model {path}: {exc}") from exc
+    if labels is None:
+        labels_file = path.parent / "labels.txt"
+        labels = labels_file.read_text().split() if labels_file.is_file() else ()
+    return CloudModel(path, preprocessing, model_id, labels, threads=threads or None)
+
+
+class ModelRegistry(Protocol):
+    def cloud_model_for(self, edge_model: str) -> Any: ...
+
+
+class CloudModels(Mapping[str, Predictor]):
+    """Edge model name -> batched cloud predictor, loaded lazily (what OffloadServicer reads)."""
+
+    def __init__(
+        self,
+        specs: Sequence[CloudModelSpec],
+        defaults: BatchingConfig | None = None,
+        registry: Callable[[], ModelRegistry | None] = lambda: None,
+    ) -> None:
+        self.defaults = defaults or BatchingConfig()
+        self._specs = {s.edge_model: s for s in specs}
+        self._registry = registry
+        self._loaded: dict[str, BatchedModel] = {}
+        self._missing: dict[str, float] = {}  # registry misses, retried after a while
+        self._lock = threading.Lock()
+
+    def __getitem__(self, name: str) -> Predictor:
+        model = self._get(name)
+        if model is None:
+            raise KeyError(name)
+        return model
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(set(self._specs) | set(self._loaded)))
+
+    def __len__(self) -> int:
+        return len(set(self._specs) | set(self._loaded))
+
+    def preload(self) -> None:
+        """Load every statically configured model now (errors surface at start, not per RPC)."""
+        for name in self._specs:
+            with self._lock:
+                self._loaded[name] = self._load_or_raise(name)
+
+    def _load_or_raise(self, name: str) -> BatchedModel:
+        model = self._load(name)
+        if model is None:
+            raise ConfigError(f"no cloud model for {name}")
+        return model
+
+    def _get(self, name: str) -> BatchedModel | None:
+        with self._lock:
+            if (model := self._loaded.get(name)) is not None:
+                return model
+            if time.monotonic() - self._missing.get(name, -1e9) < 5.0:
+                return None
+            try:
+                model = self._load(name)
+            except Exception as exc:  # a bad model must not take the RPC thread down
+                log.error("cannot load cloud model for %s: %s", name, exc)
+                model = None
+            if model is None:
+                self._missing[name] = time.monotonic()
+                return None
+            self._loaded[name] = model
+            return model
+
+    def _load(self, name: str) -> BatchedModel | None:
+        spec = self._specs.get(name)
+        if spec is not None:
+            batching = spec.batching or self.defaults
+            model = load_cloud_model(
+                spec.path, f"{name}:cloud", None, None, batching.threads, spec.preprocess_file
+            )
+        else:
+            registry = self._registry()
+            info = registry.cloud_model_for(name) if registry is not None else None
+            if info is None:
+                return None
+            batching = self.defaults
+            path = Path(getattr(info, "onnx_path", None) or info.path)
+            model = load_cloud_model(
+                path,
+                str(getattr(info, "model_id", "") or f"{name}:cloud"),
+                getattr(info, "preprocessing", None),
+                getattr(info, "labels", None),
+                batching.threads,
+            )
+        log.info(
+            "cloud model for %s loaded (batch %d, delay %.1f ms, queue %d)",
+            name,
+            batching.max_batch_size,
+            batching.max_queue_delay_ms,
+            batching.max_queue_size,
+        )
+        return BatchedModel(
+            model, None, batching.max_batch_size, batching.max_queue_delay_ms,
+            batching.max_queue_size,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        with self._lock:
+            for model in self._loaded.values():
+                model.close()
+            self._loaded.clear()
+
+
+@dataclass
+class PairCounts:
+    offload_pairs: int = 0
+    offload_agreed: int = 0
+    audit_pairs: int = 0
+    audit_agreed: int = 0
+
+
+class OffloadPairs:
+    """Per-device counts of the labelled pairs the controller answered (a cross-check of the
+    agents' own agreement telemetry, which is the source of truth for accuracy)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, PairCounts] = {}
+        self._lock = threading.Lock()
+
+    def record(self, pair: LabelledPair) -> None:
+        agreed = int(pair.edge_label == pair.cloud_label)
+        with self._lock:
+            c = self._counts.setdefault(pair.device_id, PairCounts())
+            if pair.audit:
+                c.audit_pairs += 1
+                c.audit_agreed += agreed
+            else:
+                c.offload_pairs += 1
+                c.offload_agreed += agreed
+
+    def counts(self) -> dict[str, PairCounts]:
+        with self._lock:
+            return {k: PairCounts(**vars(v)) for k, v in self._counts.items()}
+
+
+class BlobStore(Protocol):
+    def put_bytes(self, data: bytes, expected_sha256: str | None = None) -> Any: ...
+
+    def delete(self, sha256: str) -> None: ...
+
+
+@dataclass
+class HardExampleStore:
+    """Keeps offloaded frames (npz: frame + cloud label) for retraining, oldest dropped past
+    `max_bytes`. Into the artifact store when given, else into `directory`."""
+
+    max_bytes: int
+    directory: Path | None = None
+    artifacts: BlobStore | None = None
+    _kept: deque[tuple[str, int]] = field(default_factory=deque)
+    _bytes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    stored: int = 0
+
+    def keep(self, device_id: str, model: str, frame: np.ndarray, p: Prediction) -> None:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, frame=frame, cloud_label=p.label, cloud_confidence=p.confidence)
+        data = buf.getvalue()
+        if len(data) > self.max_bytes:
+            return
+        with self._lock:
+            if self.artifacts is not None:
+                key = str(self.artifacts.put_bytes(data).sha256)
+            else:
+                assert self.directory is not None
+                self.directory.mkdir(parents=True, exist_ok=True)
+                key = f"{time.time_ns()}-{device_id}-{model}-{p.label}.npz".replace("/", "_")
+                (self.directory / key).write_bytes(data)
+            self._kept.append((key, len(data)))
+            self._bytes += len(data)
+            self.stored += 1
+            while self._bytes > self.max_bytes and self._kept:
+                old, size = self._kept.popleft()
+                self._bytes -= size
+                if self.artifacts is not None:
+                    self.artifacts.delete(old)
+                elif self.directory is not None:
+                    (self.directory / old).unlink(missing_ok=True)
+
+
+class RecordingPredictor:
+    """A predictor that also hands each (frame, prediction) to the hard-example store."""
+
+    def __init__(
+        self, inner: Predictor, name: str, store: HardExampleStore, who: Callable[[], str]
+    ) -> None:
+        self.inner, self.name, self.store, self.who = inner, name, store, who
+        self.model_id = inner.model_id
+
+    def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
+        prediction = self.inner.predict(frame, timeout_s)
+        try:
+            self.store.keep(self.who(), self.name, frame, prediction)
+        except Exception:
+            log.exception("hard-example store failed")
+        return prediction
+
+
+class RecordingModels(Mapping[str, Predictor]):
+    def __init__(
+        self, models: Mapping[str, Predictor], store: HardExampleStore, who: Callable[[], str]
+    ) -> None:
+        self.models, self.store, self.who = models, store, who
+
+    def __getitem__(self, name: str) -> Predictor:
+        return RecordingPredictor(self.models[name], name, self.store, self.who)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.models)
+
+    def __len__(self) -> int:
+        return len(self.models)

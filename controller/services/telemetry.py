@@ -1,0 +1,386 @@
+"""TelemetryStore: validated reports in, batched writes, latest state, metrics for gates and CLI.
+
+`submit()` is called on the MQTT thread: it updates the in-memory latest state and puts the
+sample on a bounded queue (full queue: the sample is counted in `stats.dropped_queue_full`);
+one writer thread inserts queued samples in batches. `prune()` (run periodically by the
+writer) folds raw reports older than `raw_retention_s` into one-minute rollups and deletes
+rollups older than `rollup_retention_s`.
+
+For the rollout engine: `cohort_metrics(device_ids, since_ms, until_ms)` and
+`device_variant(device_id)`. Accuracy figures take the agent's telemetry (its offload and
+audit agreement counts) as the single source of truth; the controller's own pair counts
+(OffloadPairs) are a cross-check only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, select
+
+from controller.services.telemetry_math import (
+    INF,
+    AccuracyEstimate,
+    ReportSample,
+    Totals,
+    agreement,
+    cascade_accuracy,
+    percentile,
+    ratio,
+)
+from controller.store.db import Database
+from controller.store.models_telemetry import TelemetryReportRow, TelemetryRollupRow
+
+log = logging.getLogger(__name__)
+
+MINUTE_MS = 60_000
+
+
+@dataclass(frozen=True)
+class TelemetryStoreConfig:
+    queue_size: int = 10_000
+    batch_size: int = 500
+    flush_interval_s: float = 0.25
+    raw_retention_s: float = 3600.0  # raw reports, then one-minute rollups
+    rollup_retention_s: float = 7 * 86400.0
+    prune_interval_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class CohortMetrics:
+    """Metrics over a set of devices and a time window (None where there is no data)."""
+
+    frames: int
+    devices_reporting: int
+    reports: int
+    frames_per_s: float | None
+    p50_latency_ms: float | None  # end to end, from merged histograms
+    p95_latency_ms: float | None
+    local_p50_ms: float | None
+    local_p95_ms: float | None
+    agreement: float | None  # edge vs cloud over offloaded + audit pairs
+    agreement_pairs: int
+    accuracy: AccuracyEstimate  # estimated cascade accuracy with its 95% interval
+    error_rate: float | None  # bad frames + errors per frame
+    offload_rate: float | None
+    offload_failure_rate: float | None  # failed offloads per offloaded frame
+    skipped: int
+    bad_frames: int
+    reports_dropped: int
+
+
+def metrics_of(totals: Totals, devices_reporting: int) -> CohortMetrics:
+    span_s = (totals.last_end_ms - totals.first_start_ms) / 1000.0
+    agree, pairs = agreement(totals)
+    error_count = totals.bad_frames + sum(
+        n for kind, n in totals.errors.items() if kind != "bad_frame"
+    )
+    return CohortMetrics(
+        frames=totals.frames,
+        devices_reporting=devices_reporting,
+        reports=totals.reports,
+        frames_per_s=(totals.frames / span_s / max(1, devices_reporting)) if span_s > 0 else None,
+        p50_latency_ms=percentile(totals.latency, 0.50),
+        p95_latency_ms=percentile(totals.latency, 0.95),
+        local_p50_ms=percentile(totals.local_latency, 0.50),
+        local_p95_ms=percentile(totals.local_latency, 0.95),
+        agreement=agree,
+        agreement_pairs=pairs,
+        accuracy=cascade_accuracy(totals),
+        error_rate=ratio(error_count, totals.frames + totals.bad_frames),
+        offload_rate=ratio(totals.offloaded, totals.frames),
+        offload_failure_rate=ratio(totals.offload_failures, totals.offloaded),
+        skipped=totals.skipped,
+        bad_frames=totals.bad_frames,
+        reports_dropped=totals.reports_dropped,
+    )
+
+
+@dataclass
+class StoreStats:
+    received: int = 0
+    written: int = 0
+    dropped_queue_full: int = 0
+    write_errors: int = 0
+
+
+@dataclass
+class DeviceLatest:
+    """The newest report of a device and when it arrived."""
+
+    sample: ReportSample
+    received_ms: int
+    sequences: list[int] = field(default_factory=list)  # recent sequence numbers, bounded
+
+
+def _hist_to_json(buckets: Mapping[float, int]) -> list[list[float | int | None]]:
+    return [[None if b == INF else b, int(n)] for b, n in sorted(buckets.items()) if n]
+
+
+def _hist_from_json(data: object) -> dict[float, int]:
+    out: dict[float, int] = {}
+    for bound, count in data or []:  # type: ignore[attr-defined]
+        key = INF if bound is None else float(bound)
+        out[key] = out.get(key, 0) + int(count)
+    return out
+
+
+_ROW_COUNTS = tuple(n for n in Totals.COUNTS if n != "reports")
+
+
+class TelemetryStore:
+    _SEQUENCES_KEPT = 10_000
+
+    def __init__(
+        self,
+        db: Database,
+        config: TelemetryStoreConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.config = config or TelemetryStoreConfig()
+        self._clock = clock
+        self.stats = StoreStats()
+        self._queue: queue.Queue[ReportSample] = queue.Queue(self.config.queue_size)
+        self._latest: dict[str, DeviceLatest] = {}
+        self._lock = threading.Lock()
+        self._written = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_prune = 0.0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._writer, name="telemetry-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # -- ingest ---------------------------------------------------------------------------------
+    def submit(self, sample: ReportSample) -> bool:
+        """Queue a validated sample (never blocks); False when the queue is full."""
+        now = self._now_ms()
+        with self._lock:
+            self.stats.received += 1
+            entry = self._latest.get(sample.device_id)
+            seqs = entry.sequences if entry is not None else []
+            seqs.append(sample.sequence)
+            del seqs[: max(0, len(seqs) - self._SEQUENCES_KEPT)]
+            if entry is None or sample.end_ms >= entry.sample.end_ms:
+                self._latest[sample.device_id] = DeviceLatest(sample, now, seqs)
+            else:
+                entry.sequences = seqs
+        try:
+            self._queue.put_nowait(sample)
+            return True
+        except queue.Full:
+            with self._lock:
+                self.stats.dropped_queue_full += 1
+            log.warning("telemetry queue full: dropped a report of device=%s", sample.device_id)
+            return False
+
+    def submit_from(self, device_id: str, sample: ReportSample) -> None:
+        """The MQTT ingest's sink method (the ingest checked the device id against the topic)."""
+        self.submit(sample)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything submitted so far is written (or dropped); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._written:
+            target = self.stats.received - self.stats.dropped_queue_full
+            while self.stats.written + self.stats.write_errors < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._written.wait(remaining):
+                    return False
+            return True
+
+    def _writer(self) -> None:
+        cfg = self.config
+        while not self._stop.is_set() or not self._queue.empty():
+            batch: list[ReportSample] = []
+            try:
+                batch.append(self._queue.get(timeout=cfg.flush_interval_s))
+                while len(batch) < cfg.batch_size:
+                    batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                pass
+            if batch:
+                self._write(batch)
+            if time.monotonic() - self._last_prune >= cfg.prune_interval_s:
+                self._last_prune = time.monotonic()
+                try:
+                    self.prune()
+                except Exception:
+                    log.exception("telemetry prune failed")
+
+    def _write(self, batch: Sequence[ReportSample]) -> None:
+        try:
+            with self.db.session() as s:
+                s.add_all([_row(sample) for sample in batch])
+            ok = True
+        except Exception:  # the writer must outlive a database hiccup
+            log.exception("telemetry write of %d reports failed", len(batch))
+            ok = False
+        with self._written:
+            if ok:
+                self.stats.written += len(batch)
+            else:
+                self.stats.write_errors += len(batch)
+            self._written.notify_all()
+
+    # -- retention ------------------------------------------------------------------------------
+    def prune(self, now_ms: int | None = None) -> tuple[int, int]:
+        """Fold old raw reports into minute rollups; drop expired rollups. Returns the counts."""
+        now_ms = self._now_ms() if now_ms is None else now_ms
+        raw_cutoff = now_ms - int(self.config.raw_retention_s * 1000)
+        rollup_cutoff = now_ms - int(self.config.rollup_retention_s * 1000)
+        with self.db.session() as s:
+            old = s.scalars(
+                select(TelemetryReportRow).where(TelemetryReportRow.end_ms < raw_cutoff)
+            ).all()
+            groups: dict[tuple[str, int, str], list[TelemetryReportRow]] = {}
+            for row in old:
+                minute = row.end_ms - row.end_ms % MINUTE_MS
+                groups.setdefault((row.device_id, minute, row.variant_id), []).append(row)
+            for (device_id, minute, variant_id), rows in groups.items():
+                rollup = s.get(TelemetryRollupRow, (device_id, minute, variant_id))
+                if rollup is None:
+                    rollup = TelemetryRollupRow(
+                        device_id=device_id, minute_ms=minute, variant_id=variant_id
+                    )
+                    _zero(rollup)
+                    s.add(rollup)
+                _fold(rollup, rows)
+            if old:
+                s.execute(delete(TelemetryReportRow).where(TelemetryReportRow.end_ms < raw_cutoff))
+            expired = s.execute(
+                delete(TelemetryRollupRow).where(TelemetryRollupRow.minute_ms < rollup_cutoff)
+            )
+            removed = int(getattr(expired, "rowcount", 0) or 0)
+        if old or removed:
+            log.info("telemetry prune: %d reports rolled up, %d rollups expired", len(old), removed)
+        return len(old), removed
+
+    # -- queries --------------------------------------------------------------------------------
+    def device_totals(
+        self, since_ms: int, until_ms: int | None = None, device_ids: Sequence[str] | None = None
+    ) -> dict[str, Totals]:
+        """Per-device sums of every report (raw or rolled up) that ended in (since, until]."""
+        until_ms = self._now_ms() + 1 if until_ms is None else until_ms
+        out: dict[str, Totals] = {}
+        with self.db.session() as s:
+            raw = select(TelemetryReportRow).where(
+                TelemetryReportRow.end_ms > since_ms, TelemetryReportRow.end_ms <= until_ms
+            )
+            roll = select(TelemetryRollupRow).where(
+                TelemetryRollupRow.minute_ms + MINUTE_MS > since_ms,
+                TelemetryRollupRow.minute_ms <= until_ms,
+            )
+            if device_ids is not None:
+                raw = raw.where(TelemetryReportRow.device_id.in_(list(device_ids)))
+                roll = roll.where(TelemetryRollupRow.device_id.in_(list(device_ids)))
+            for row in s.scalars(raw):
+                _add_row(out.setdefault(row.device_id, Totals()), row, 1)
+            for rollup in s.scalars(roll):
+                _add_row(out.setdefault(rollup.device_id, Totals()), rollup, rollup.reports)
+        return out
+
+    def cohort_metrics(
+        self, device_ids: Sequence[str], since_ms: int, until_ms: int | None = None
+    ) -> CohortMetrics:
+        """Merged metrics of `device_ids` over reports that ended in (since_ms, until_ms]."""
+        per_device = self.device_totals(since_ms, until_ms, device_ids)
+        total = Totals()
+        for t in per_device.values():
+            total.merge(t)
+        return metrics_of(total, sum(1 for t in per_device.values() if t.reports))
+
+    def device_variant(self, device_id: str) -> str | None:
+        """The variant id of the device's newest report (None: no report since start)."""
+        with self._lock:
+            entry = self._latest.get(device_id)
+            return entry.sample.variant_id if entry is not None else None
+
+    def latest(self) -> dict[str, DeviceLatest]:
+        with self._lock:
+            return dict(self._latest)
+
+    def sequences(self, device_id: str) -> list[int]:
+        """Sequence numbers received from a device since start, in arrival order."""
+        with self._lock:
+            entry = self._latest.get(device_id)
+            return list(entry.sequences) if entry is not None else []
+
+
+def _row(s: ReportSample) -> TelemetryReportRow:
+    return TelemetryReportRow(
+        device_id=s.device_id,
+        start_ms=s.start_ms,
+        end_ms=s.end_ms,
+        received_ms=s.received_ms,
+        model=s.model,
+        variant_id=s.variant_id,
+        sequence=s.sequence,
+        rss_bytes=s.rss_bytes,
+        cpu_percent=s.cpu_percent if math.isfinite(s.cpu_percent) else 0.0,
+        frames=s.frames,
+        offloaded=s.offloaded,
+        offload_failures=s.offload_failures,
+        audited=s.audited,
+        skipped=s.skipped,
+        bad_frames=s.bad_frames,
+        offload_pairs=s.offload_pairs,
+        offload_agreed=s.offload_agreed,
+        audit_pairs=s.audit_pairs,
+        audit_agreed=s.audit_agreed,
+        reports_dropped=s.reports_dropped,
+        latency=_hist_to_json(s.latency),
+        local_latency=_hist_to_json(s.local_latency),
+        errors=dict(s.errors),
+    )
+
+
+def _add_row(t: Totals, row: TelemetryReportRow | TelemetryRollupRow, reports: int) -> None:
+    counts = {n: getattr(row, n) for n in _ROW_COUNTS}
+    counts["reports"] = reports
+    t.add_counts(
+        counts,
+        row.start_ms,
+        row.end_ms,
+        _hist_from_json(row.latency),
+        _hist_from_json(row.local_latency),
+        dict(row.errors or {}),
+    )
+
+
+def _zero(rollup: TelemetryRollupRow) -> None:
+    for n in _ROW_COUNTS:
+        setattr(rollup, n, 0)
+    rollup.reports = rollup.start_ms = rollup.end_ms = 0
+    rollup.latency, rollup.local_latency, rollup.errors = [], [], {}
+
+
+def _fold(rollup: TelemetryRollupRow, rows: Sequence[TelemetryReportRow]) -> None:
+    t = Totals()
+    _add_row(t, rollup, rollup.reports)
+    for row in rows:
+        _add_row(t, row, 1)
+    for n in _ROW_COUNTS:
+        setattr(rollup, n, getattr(t, n))
+    rollup.reports = t.reports
+    rollup.start_ms, rollup.end_ms = t.first_start_ms, t.last_end_ms
+    rollup.latency = _hist_to_json(t.latency)
+    rollup.local_latency = _hist_to_json(t.local_latency)
+    rollup.errors = dict(t.errors)

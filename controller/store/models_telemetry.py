@@ -1,0 +1,58 @@
+"""SQLAlchemy models of the telemetry time series (schema owned by migration 0003_telemetry).
+
+Raw reports are kept for a short retention, then folded into one-minute rollups per device
+and variant, which are kept longer. Histograms are JSON lists of [upper bound, count] pairs
+(the overflow bucket's bound is null).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Float, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from controller.store.models import Base
+
+
+class _Counts:
+    frames: Mapped[int] = mapped_column(BigInteger, default=0)
+    offloaded: Mapped[int] = mapped_column(BigInteger, default=0)
+    offload_failures: Mapped[int] = mapped_column(BigInteger, default=0)
+    audited: Mapped[int] = mapped_column(BigInteger, default=0)
+    skipped: Mapped[int] = mapped_column(BigInteger, default=0)
+    bad_frames: Mapped[int] = mapped_column(BigInteger, default=0)
+    offload_pairs: Mapped[int] = mapped_column(BigInteger, default=0)
+    offload_agreed: Mapped[int] = mapped_column(BigInteger, default=0)
+    audit_pairs: Mapped[int] = mapped_column(BigInteger, default=0)
+    audit_agreed: Mapped[int] = mapped_column(BigInteger, default=0)
+    reports_dropped: Mapped[int] = mapped_column(BigInteger, default=0)
+    latency: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    local_latency: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    errors: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+
+
+class TelemetryReportRow(_Counts, Base):
+    __tablename__ = "telemetry_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(128), index=True)
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    received_ms: Mapped[int] = mapped_column(BigInteger)
+    model: Mapped[str] = mapped_column(String(128), default="")
+    variant_id: Mapped[str] = mapped_column(String(256), default="")
+    sequence: Mapped[int] = mapped_column(BigInteger, default=0)
+    rss_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    cpu_percent: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class TelemetryRollupRow(_Counts, Base):
+    __tablename__ = "telemetry_rollups"
+
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    minute_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    variant_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    reports: Mapped[int] = mapped_column(BigInteger, default=0)
+    start_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    end_ms: Mapped[int] = mapped_column(BigInteger, default=0)

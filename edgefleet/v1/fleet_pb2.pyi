@@ -1,0 +1,86 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FleetStatusRequest(_message.Message):
+    __slots__ = ("label_selector", "window_seconds")
+    class LabelSelectorEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    label_selector: _containers.ScalarMap[str, str]
+    window_seconds: int
+    def __init__(self, label_selector: _Optional[_Mapping[str, str]] = ..., window_seconds: _Optional[int] = ...) -> None: ...
+
+class DeviceInference(_message.Message):
+    __slots__ = ("device_id", "name", "online", "last_seen_unix_ms", "model", "variant_id", "frames", "frames_per_second", "p50_latency_ms", "p95_latency_ms", "offload_rate", "offload_failure_rate", "has_accuracy", "accuracy", "accuracy_low", "accuracy_high", "agreement_pairs", "agreement", "reports", "bad_frames", "reports_dropped", "cloud_pairs", "has_latency", "last_report_unix_ms", "skipped_frames")
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    P50_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    P95_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    OFFLOAD_RATE_FIELD_NUMBER: _ClassVar[int]
+    OFFLOAD_FAILURE_RATE_FIELD_NUMBER: _ClassVar[int]
+    HAS_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_LOW_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_HIGH_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    BAD_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    HAS_LATENCY_FIELD_NUMBER: _ClassVar[int]
+    LAST_REPORT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    name: str
+    online: bool
+    last_seen_unix_ms: int
+    model: str
+    variant_id: str
+    frames: int
+    frames_per_second: float
+    p50_latency_ms: float
+    p95_latency_ms: float
+    offload_rate: float
+    offload_failure_rate: float
+    has_accuracy: bool
+    accuracy: float
+    accuracy_low: float
+    accuracy_high: float
+    agreement_pairs: int
+    agreement: float
+    reports: int
+    bad_frames: int
+    reports_dropped: int
+    cloud_pairs: int
+    has_latency: bool
+    last_report_unix_ms: int
+    skipped_frames: int
+    def __init__(self, device_id: _Optional[str] = ..., name: _Optional[str] = ..., online: _Optional[bool] = ..., last_seen_unix_ms: _Optional[int] = ..., model: _Optional[str] = ..., variant_id: _Optional[str] = ..., frames: _Optional[int] = ..., frames_per_second: _Optional[float] = ..., p50_latency_ms: _Optional[float] = ..., p95_latency_ms: _Optional[float] = ..., offload_rate: _Optional[float] = ..., offload_failure_rate: _Optional[float] = ..., has_accuracy: _Optional[bool] = ..., accuracy: _Optional[float] = ..., accuracy_low: _Optional[float] = ..., accuracy_high: _Optional[float] = ..., agreement_pairs: _Optional[int] = ..., agreement: _Optional[float] = ..., reports: _Optional[int] = ..., bad_frames: _Optional[int] = ..., reports_dropped: _Optional[int] = ..., cloud_pairs: _Optional[int] = ..., has_latency: _Optional[bool] = ..., last_report_unix_ms: _Optional[int] = ..., skipped_frames: _Optional[int] = ...) -> None: ...
+
+class FleetStatusResponse(_message.Message):
+    __slots__ = ("devices", "window_seconds", "unix_ms")
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    devices: _containers.RepeatedCompositeFieldContainer[DeviceInference]
+    window_seconds: int
+    unix_ms: int
+    def __init__(self, devices: _Optional[_Iterable[_Union[DeviceInference, _Mapping]]] = ..., window_seconds: _Optional[int] = ..., unix_ms: _Optional[int] = ...) -> None: ...
