@@ -114,6 +114,54 @@ def status(
             print_table(["field", "value"], [[k, v] for k, v in identity.items()])
 
 
+@app.command()
+def bench(
+    data_dir: Path = DataDir,
+    model: str = typer.Option("", "--model", help="Only this model's candidates."),
+    runs: int = typer.Option(30, min=3, help="Timed runs per variant."),
+    warmup: int = typer.Option(5, min=0, help="Untimed runs first."),
+    output: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table or json"),
+) -> None:
+    """Measure the controller's candidate variants on this device and report the latencies."""
+    with errors_as_exit_codes():
+        from agent.bench import run_bench
+        from agent.controller_client import device_channel
+        from agent.identity import Credentials, Identity
+        from agent.updates_client import UpdateClient
+
+        identity = Identity.load(data_dir)
+        channel = device_channel(identity.controller, Credentials.load(data_dir), 4 << 20)
+        try:
+            outcomes, reselected = run_bench(
+                data_dir,
+                UpdateClient(channel),
+                identity.profile,
+                model=model,
+                warmup=warmup,
+                runs=runs,
+            )
+        finally:
+            channel.close()
+        rows = [dataclasses.asdict(o) for o in outcomes]
+        if output is OutputFormat.json:
+            print_json({"profile": identity.profile, "results": rows, "reselected": reselected})
+            return
+        print_table(
+            ["variant", "ok", "median ms", "p95 ms", "error"],
+            [
+                [
+                    r["variant_id"],
+                    r["ok"],
+                    f"{r['median_ms']:.3f}",
+                    f"{r['p95_ms']:.3f}",
+                    r["error"],
+                ]
+                for r in rows
+            ],
+        )
+        typer.echo(f"reselected: {', '.join(reselected) or '-'}")
+
+
 def main() -> None:
     os.umask(0o077)
     app()

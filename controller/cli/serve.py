@@ -33,6 +33,12 @@ def serve(
         None, "--advertise-host", help="Host name devices use to reach this controller."
     ),
     profiles_file: Path | None = typer.Option(None, "--profiles", help="TOML of extra profiles."),
+    store: str | None = typer.Option(
+        None, "--store", help="Artifact store: a directory or s3://bucket/prefix [data dir]."
+    ),
+    store_endpoint_url: str | None = typer.Option(
+        None, "--store-endpoint-url", help="S3-compatible endpoint URL for an s3:// store."
+    ),
     config_file: Path | None = typer.Option(None, "--config", help="TOML file ([controller])."),
 ) -> None:
     """Serve the device and admin APIs (gRPC) and MQTT; stop cleanly on SIGINT/SIGTERM."""
@@ -53,6 +59,8 @@ def serve(
             "grpc_host": grpc_host,
             "advertise_host": advertise_host,
             "profiles_file": profiles_file,
+            "store": store,
+            "store_endpoint_url": store_endpoint_url,
         }
         config = build_config(flags, os.environ, config_file)
         controller = Controller(config)

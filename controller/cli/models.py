@@ -1,0 +1,326 @@
+"""`edgefleet model ...`: add source models, build variants, list models and variants."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from controller.cli.context import cli_context
+from edgefleet.cli import OutputFormat, errors_as_exit_codes, print_json, print_table
+
+app = typer.Typer(help="Add models, build per-device variants, inspect them.", no_args_is_help=True)
+
+FormatOption = typer.Option(OutputFormat.table, "--format", help="table or json")
+UPLOAD_CHUNK = 256 * 1024
+
+
+def _stub(ctx: typer.Context) -> tuple[Any, Any]:
+    from controller.cli.client import open_channel
+    from edgefleet.v1 import models_pb2_grpc
+
+    conn = cli_context(ctx).connection()
+    return conn, models_pb2_grpc.ModelAdminServiceStub(open_channel(conn))
+
+
+def parse_ref(ref: str) -> tuple[str, int]:
+    """``NAME`` or ``NAME:VERSION`` (version 0 = latest)."""
+    from edgefleet.errors import InvalidInput
+
+    name, sep, version = ref.partition(":")
+    if not name or (sep and not version.isdigit()):
+        raise InvalidInput(f"expected NAME or NAME:VERSION, not {ref!r}")
+    return name, int(version) if sep else 0
+
+
+def _check_onnx(path: Path) -> None:
+    """Fail fast, before uploading anything, on a file that is not ONNX."""
+    from controller.build.errors import BuildError
+    from controller.build.source import load_onnx
+    from edgefleet.errors import InvalidInput
+
+    try:
+        load_onnx(path)
+    except BuildError as exc:
+        raise InvalidInput(str(exc)) from exc
+
+
+def _upload(conn: Any, stub: Any, path: Path) -> str:
+    from controller.cli.client import call
+    from edgefleet.errors import InvalidInput
+    from edgefleet.v1 import models_pb2
+
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from exc
+
+    def chunks() -> Iterator[Any]:
+        with handle:
+            while data := handle.read(UPLOAD_CHUNK):
+                yield models_pb2.UploadArtifactChunk(data=data)
+
+    return str(call(conn, stub.UploadArtifact, chunks()).sha256)
+
+
+@app.command()
+def add(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Model name, e.g. digits."),
+    onnx: Path = typer.Option(..., "--onnx", help="Source ONNX model."),
+    validation: Path = typer.Option(..., "--validation", help=".npz with x (frames), y (labels)."),
+    calibration: Path | None = typer.Option(None, "--calibration", help=".npz with x."),
+    labels: Path | None = typer.Option(None, "--labels", help="Class names, one per line."),
+    preprocess: Path | None = typer.Option(None, "--preprocess", help="Preprocessing JSON."),
+    cloud_for: str = typer.Option("", "--cloud-for", help="Register as the cloud model of EDGE."),
+) -> None:
+    """Register the next version of NAME (prints NAME:VERSION)."""
+    with errors_as_exit_codes():
+        from controller.cli.client import call
+        from edgefleet.errors import InvalidInput
+        from edgefleet.v1 import models_pb2
+
+        _check_onnx(onnx)
+        try:
+            names = labels.read_text().splitlines() if labels else []
+            pre = preprocess.read_text() if preprocess else ""
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {exc.filename}: {exc.strerror}") from exc
+        for path in (validation, calibration):
+            if path is not None and not path.is_file():
+                raise InvalidInput(f"{path}: no such file")
+        conn, stub = _stub(ctx)
+        request = models_pb2.AddModelRequest(
+            name=name,
+            onnx_sha256=_upload(conn, stub, onnx),
+            validation_sha256=_upload(conn, stub, validation),
+            calibration_sha256=_upload(conn, stub, calibration) if calibration else "",
+            labels=[n.strip() for n in names if n.strip()],
+            preprocess_json=pre,
+            cloud_for=cloud_for,
+        )
+        model = call(conn, stub.AddModel, request).model
+        typer.echo(f"{model.name}:{model.version}")
+
+
+@app.command()
+def build(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="NAME or NAME:VERSION (default: latest)."),
+    profiles: str = typer.Option("all", "--profiles", help="p1,p2 or all."),
+    no_tflite: bool = typer.Option(False, "--no-tflite", help="Skip the TFLite variants."),
+    variants: str = typer.Option("", "--variants", help="Build only these (v1,v2).", hidden=True),
+    runs: int = typer.Option(0, "--runs", min=0, help="Timed runs per variant (0: default)."),
+    timeout: float = typer.Option(3600.0, "--timeout", help="Give up after this many seconds."),
+) -> None:
+    """Build, measure, select per profile and sign; a progress bar per variant."""
+    with errors_as_exit_codes():
+        import grpc
+        from rich.progress import Progress
+
+        from controller.cli.client import ERROR_OF_STATUS
+        from edgefleet.errors import EdgeFleetError, Unavailable
+        from edgefleet.v1 import models_pb2
+
+        name, version = parse_ref(ref)
+        conn, stub = _stub(ctx)
+        wanted = [] if profiles == "all" else [p.strip() for p in profiles.split(",") if p]
+        request = models_pb2.BuildModelRequest(
+            name=name,
+            version=version,
+            profiles=wanted,
+            no_tflite=no_tflite,
+            only_variants=[v for v in variants.split(",") if v],
+            measure_runs=runs,
+        )
+        report: dict[str, Any] = {}
+        steps = {"build": 1, "evaluate": 2}
+        try:
+            with Progress(transient=False) as bars:
+                tasks: dict[str, Any] = {}
+                for event in stub.BuildModel(request, timeout=timeout):
+                    if event.HasField("report_json"):
+                        report = json.loads(event.report_json)
+                        continue
+                    v, phase = event.progress.variant, event.progress.phase
+                    if v not in tasks:
+                        tasks[v] = bars.add_task(v, total=3)
+                    done = steps.get(phase, 3)
+                    label = v if done < 3 else f"{v} [{phase}]"
+                    bars.update(tasks[v], completed=done, description=label)
+        except grpc.RpcError as exc:
+            code, details = exc.code(), exc.details()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise Unavailable(f"controller at {conn.address}: {details}") from None
+            raise ERROR_OF_STATUS.get(code, EdgeFleetError)(details) from None
+        selections = report.get("selections", {})
+        typer.echo(f"built {report.get('model')}:{report.get('version')}")
+        for profile, sel in sorted(selections.items()):
+            typer.echo(f"  {profile}: {sel.get('variant') or '(nothing fits)'}")
+
+
+@app.command("list")
+def list_models(ctx: typer.Context, output: OutputFormat = FormatOption) -> None:
+    """Every model version."""
+    with errors_as_exit_codes():
+        from controller.cli.client import call
+        from edgefleet.v1 import models_pb2
+
+        conn, stub = _stub(ctx)
+        models = call(conn, stub.ListModels, models_pb2.ListModelsRequest()).models
+        rows = [_model_dict(m) for m in models]
+        if output is OutputFormat.json:
+            print_json(rows)
+            return
+        print_table(
+            ["model", "role", "cloud for", "input", "classes", "build", "variants"],
+            [
+                [
+                    f"{r['name']}:{r['version']}",
+                    r["role"],
+                    r["cloud_for"] or "-",
+                    "x".join(str(d) for d in r["input_shape"]),
+                    r["num_classes"],
+                    r["build_status"] or "-",
+                    r["variants_built"],
+                ]
+                for r in rows
+            ],
+        )
+
+
+def _model_dict(m: Any) -> dict[str, Any]:
+    return {
+        "name": m.name,
+        "version": m.version,
+        "role": m.role,
+        "cloud_for": m.cloud_for,
+        "source_sha256": m.source_sha256,
+        "input_name": m.input_name,
+        "input_shape": list(m.input_shape),
+        "input_dtype": m.input_dtype,
+        "layout": m.layout,
+        "num_classes": m.num_classes,
+        "labels": list(m.labels),
+        "preprocessing": json.loads(m.preprocess_json or "{}"),
+        "build_status": m.build_status,
+        "variants_built": m.variants_built,
+    }
+
+
+def variants_dict(response: Any) -> dict[str, Any]:
+    variants = []
+    for v in response.variants:
+        variants.append(
+            {
+                "variant_id": v.variant_id,
+                "variant": v.variant,
+                "runtime": v.runtime,
+                "precision": v.precision,
+                "status": v.status,
+                "reason": v.reason,
+                "sha256": v.sha256,
+                "size_bytes": v.size_bytes,
+                "zstd_bytes": v.zstd_bytes,
+                "latency_median_ms": v.latency_median_ms,
+                "latency_p95_ms": v.latency_p95_ms,
+                "accuracy": v.accuracy,
+                "accuracy_drop_pp": v.accuracy_drop_pp,
+                "agreement": v.agreement,
+                "ece": v.ece,
+                "temperature": v.temperature,
+                "metrics": json.loads(v.metrics_json or "{}"),
+            }
+        )
+    selections = {
+        s.profile: {
+            "variant": s.variant or None,
+            "variant_id": s.variant_id or None,
+            "latency_ms": s.latency_ms if s.variant else None,
+            "latency_source": s.latency_source,
+            "target_path": s.target_path,
+            "rejected": dict(sorted(s.rejected.items())),
+        }
+        for s in response.selections
+    }
+    return {
+        "model": _model_dict(response.model),
+        "source_accuracy": response.source_accuracy,
+        "variants": variants,
+        "selections": selections,
+    }
+
+
+@app.command("variants")
+def list_variants(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="NAME:VERSION (or NAME for the latest)."),
+    output: OutputFormat = FormatOption,
+) -> None:
+    """Every variant's measurements, and per profile the selection and why others lost."""
+    with errors_as_exit_codes():
+        from controller.cli.client import call
+        from edgefleet.v1 import models_pb2
+
+        name, version = parse_ref(ref)
+        conn, stub = _stub(ctx)
+        data = variants_dict(
+            call(
+                conn, stub.ListVariants, models_pb2.ListVariantsRequest(name=name, version=version)
+            )
+        )
+        if output is OutputFormat.json:
+            print_json(data)
+            return
+        print_variants_table(data)
+
+
+def print_variants_table(data: dict[str, Any]) -> None:
+    model = data["model"]
+    typer.echo(f"{model['name']}:{model['version']}  source accuracy {data['source_accuracy']:.2%}")
+    rows = []
+    for v in data["variants"]:
+        if v["status"] != "built":
+            rows.append([v["variant"], v["status"], "", "", "", "", "", "", "", "", v["reason"]])
+            continue
+        rows.append(
+            [
+                v["variant"],
+                v["status"],
+                v["size_bytes"],
+                v["zstd_bytes"],
+                f"{v['latency_median_ms']:.3f}",
+                f"{v['latency_p95_ms']:.3f}",
+                f"{v['accuracy']:.2%}",
+                f"{v['accuracy_drop_pp']:+.2f}",
+                f"{v['agreement']:.2%}",
+                f"{v['ece']:.4f}",
+                "",
+            ]
+        )
+    print_table(
+        [
+            "variant",
+            "status",
+            "size",
+            "zstd",
+            "p50 ms",
+            "p95 ms",
+            "acc",
+            "drop pp",
+            "agree",
+            "ece",
+            "note",
+        ],
+        rows,
+    )
+    typer.echo("")
+    for profile, sel in data["selections"].items():
+        chosen = sel["variant"] or "(nothing fits)"
+        where = f" ({sel['latency_ms']:.3f} ms, {sel['latency_source']})" if sel["variant"] else ""
+        typer.echo(f"{profile}: {chosen}{where}")
+        for variant, why in sel["rejected"].items():
+            typer.echo(f"    - {variant}: {why}")
