@@ -78,9 +78,9 @@ class Models:
         )
         return self.stub.AddModel(request, timeout=30).model
 
-    def build(self, name: str, **kw: object) -> list[models_pb2.BuildModelEvent]:
+    def build(self, name: str, profiles: tuple[str, ...] = ()) -> list[models_pb2.BuildModelEvent]:
         request = models_pb2.BuildModelRequest(
-            name=name, no_tflite=True, only_variants=FEW, measure_runs=3, **kw
+            name=name, no_tflite=True, only_variants=FEW, measure_runs=3, profiles=profiles
         )
         return list(self.stub.BuildModel(request, timeout=120))
 
@@ -136,7 +136,7 @@ def test_bad_input_leaves_store_and_db_unchanged(tmp_path: Path, files: dict) ->
         assert ctl.models.list_models() == []
         models.add("tiny", files["onnx"], files["val"])
         with pytest.raises(grpc.RpcError) as err:
-            models.build("tiny", profiles=["no-such-profile"])
+            models.build("tiny", profiles=("no-such-profile",))
         assert status_code(err.value) == grpc.StatusCode.INVALID_ARGUMENT
         assert ctl.models.variants("tiny").variants == []
     finally:
@@ -178,7 +178,7 @@ def test_signed_download_verifies_resumes_and_detects_tampering(
         flipped[len(flipped) // 3] ^= 0x01
         with pytest.raises(ArtifactMismatch):
             verify_artifact_stream([bytes(flipped)], target.length, target.sha256)
-        with pytest.raises(Exception, match="no variant artifact|NOT_FOUND|not found"):
+        with pytest.raises(Exception, match=r"no variant artifact"):
             client.download(ctl.models.list_models()[0].source_sha256, tmp_path / "src")
     finally:
         ctl.stop()
