@@ -52,7 +52,9 @@ def onnx_smoke_test(
 class OtaComponent:
     name = "ota"
 
-    def __init__(self, service: OtaService, mqtt: Any = None, close: Callable[[], None] = list):
+    def __init__(
+        self, service: OtaService, mqtt: Any = None, close: Callable[[], object] | None = None
+    ):
         self.service, self._mqtt, self._close = service, mqtt, close
 
     def start(self) -> None:
@@ -62,7 +64,8 @@ class OtaComponent:
 
     def stop(self) -> None:
         self.service.stop()
-        self._close()
+        if self._close is not None:
+            self._close()
 
 
 def build_ota(
@@ -87,7 +90,7 @@ def build_ota(
         chunks=source.chunks,
         verifier=TufVerifier(Path(data_dir) / "tuf", source.transport, identity.profile),
         smoke_test=smoke_test or onnx_smoke_test(),
-        on_model_update=lambda p: on_model_update(p),
+        on_model_update=on_model_update,
         config=config,
     )
     return OtaComponent(service, mqtt, channel.close)

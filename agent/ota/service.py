@@ -61,7 +61,7 @@ class OtaService:
         chunks: Callable[[m.TargetInfo, int], Iterator[bytes]],
         verifier: Verifier,
         smoke_test: Callable[[Path], None],
-        on_model_update: Callable[[Path], None] = lambda _p: None,
+        on_model_update: Callable[[Path], object] = lambda _p: None,
         config: OtaConfig | None = None,
     ) -> None:
         self.store, self._desired, self._verifier = store, desired, verifier

@@ -103,8 +103,8 @@ class RolloutService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = RolloutStore(db)
-        self._list_devices, self._variants = list_devices, variants
-        self._metrics, self._publisher = metrics, publisher
+        self._list_devices, self.variants = list_devices, variants
+        self.metrics, self._publisher = metrics, publisher
         self._device_variant = device_variant  # telemetry's newest variant, when not reported
         self.config = config or RolloutConfig()
         self._clock = clock
@@ -247,7 +247,7 @@ class RolloutService:
         chosen: dict[str, Any] = {}
         for profile in sorted(profiles):
             try:
-                chosen[profile] = self._variants.selected_variant(spec.model, spec.version, profile)
+                chosen[profile] = self.variants.selected_variant(spec.model, spec.version, profile)
             except NotFound:
                 chosen[profile] = None
         return chosen
@@ -280,9 +280,9 @@ class RolloutService:
     def _gate_inputs(
         self, spec: RolloutSpec, state: RolloutState, stored: StoredRollout, now: float
     ) -> GateInputs | None:
-        if self._metrics is None or state.phase != "soaking" or state.soak_started_at is None:
+        if self.metrics is None or state.phase != "soaking" or state.soak_started_at is None:
             return None
-        return gate_inputs(self._metrics, state, stored.created_ms, state.soak_started_at, now)
+        return gate_inputs(self.metrics, state, stored.created_ms, state.soak_started_at, now)
 
     def _desired(self, spec: RolloutSpec, device_id: str, variant: Any) -> Desired:
         return Desired(
@@ -299,7 +299,7 @@ class RolloutService:
         version_text = rest.partition(":")[0]
         profile = state.device(a.device_id).profile
         try:
-            variant = self._variants.selected_variant(model, int(version_text), profile)
+            variant = self.variants.selected_variant(model, int(version_text), profile)
         except (NotFound, ValueError):
             variant = None
         if variant is None or variant.variant_id != a.variant_id:

@@ -1,0 +1,156 @@
+"""Test helpers for rollouts: a real controller with built model versions, and in-process
+agent OTA components that use the real network paths (mutual-TLS gRPC DesiredStateService
+and UpdateService, MQTT retained desired state)."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from agent.controller_client import device_channel
+from agent.enroll import enroll
+from agent.hardware import detect
+from agent.identity import Credentials, Identity
+from agent.mqtt.client import AgentMqttClient, AgentMqttConfig
+from agent.ota import machine as m
+from agent.ota.component import onnx_smoke_test
+from agent.ota.remote import DesiredStateClient, UpdateServiceSource
+from agent.ota.service import OtaConfig, OtaService
+from agent.ota.slots import SlotStore
+from agent.ota.verify import TufVerifier
+from controller.app import Controller
+from controller.build.synthetic import make_tiny_cnn, self_labels, synthetic_frames
+from controller.services.rollouts import RolloutConfig
+from edgefleet.modelmeta import Preprocessing
+from edgefleet.v1 import models_pb2, models_pb2_grpc
+from tests.fleet import Admin
+
+PRE = Preprocessing(size=(32, 32), channels=1)
+
+
+def add_and_build(admin: Admin, tmp: Path, name: str, seed_width: int) -> int:
+    """Add and build a tiny model version (fp32 variant only); returns its version."""
+    stub = models_pb2_grpc.ModelAdminServiceStub(admin.channel)
+    onnx = make_tiny_cnn(tmp / f"{name}-{seed_width}.onnx", width=seed_width)
+    x = synthetic_frames(32)
+    buf = io.BytesIO()
+    np.savez(buf, x=x, y=self_labels(onnx, x, PRE))
+
+    def upload(data: bytes) -> str:
+        chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+        reqs = iter(models_pb2.UploadArtifactChunk(data=c) for c in chunks)
+        return str(stub.UploadArtifact(reqs, timeout=30).sha256)
+
+    model = stub.AddModel(
+        models_pb2.AddModelRequest(
+            name=name,
+            onnx_sha256=upload(onnx.read_bytes()),
+            validation_sha256=upload(buf.getvalue()),
+        ),
+        timeout=30,
+    ).model
+    request = models_pb2.BuildModelRequest(
+        name=name, version=model.version, no_tflite=True, only_variants=["onnx-fp32"],
+        measure_runs=2,
+    )  # fmt: skip
+    list(stub.BuildModel(request, timeout=120))
+    return int(model.version)
+
+
+class VariantMetrics:
+    """Stands in for fleet telemetry: cohort metrics derived from what each device runs
+    (a variant in ``bad`` is slower and agrees less with the cloud)."""
+
+    def __init__(self, controller: Controller, bad: Callable[[str], bool]) -> None:
+        self._c, self._bad = controller, bad
+
+    def cohort_metrics(self, ids: Iterable[str], since_ms: int, until_ms: int | None = None) -> Any:
+        ids = list(ids)
+        statuses = self._c.rollouts.store.statuses(ids)
+        bad = sum(1 for i in ids if i in statuses and self._bad(statuses[i].running_variant))
+        share = bad / len(ids) if ids else 0.0
+        return SimpleNamespace(
+            frames=200 * len(ids), devices_reporting=len(ids), p95_latency_ms=10 + 40 * share,
+            p50_latency_ms=5.0, agreement=0.98 - 0.2 * share, error_rate=0.0, offload_rate=0.1,
+        )  # fmt: skip
+
+
+@dataclass
+class FleetAgent:
+    name: str
+    identity: Identity
+    service: OtaService
+    mqtt: AgentMqttClient
+    close: Callable[[], None]
+
+    @property
+    def variant(self) -> str | None:
+        return self.service.current_variant
+
+
+def speed_up(controller: Controller, tick_s: float = 0.2) -> None:
+    controller.rollouts.config = RolloutConfig(tick_interval_s=tick_s)
+    controller.rollouts.poke()
+
+
+def start_agents(
+    controller: Controller, admin: Admin, root: Path, n: int, **labels: str
+) -> list[FleetAgent]:
+    agents = []
+    address = f"127.0.0.1:{controller.grpc_port}"
+    facts = detect()
+    for i in range(n):
+        name = f"dev-{i:03d}"
+        token = admin.register(name, "auto", **labels)
+        data_dir = root / name
+        identity = enroll(data_dir, address, token, facts)
+        agents.append(start_agent(data_dir, identity))
+    return agents
+
+
+def start_agent(data_dir: Path, identity: Identity) -> FleetAgent:
+    creds = Credentials.load(data_dir)
+    channel = device_channel(identity.controller, creds, 8 * 1024 * 1024)
+    source = UpdateServiceSource(channel, timeout_s=30)
+    update = m.UpdateConfig(max_retries=3, backoff_base=0.1, probation_seconds=0.3)
+    service = OtaService(
+        SlotStore(data_dir / "ota"),
+        desired=DesiredStateClient(channel, 5.0),
+        chunks=source.chunks,
+        verifier=TufVerifier(data_dir / "tuf", source.transport, identity.profile),
+        smoke_test=onnx_smoke_test(frames=2),
+        config=OtaConfig(poll_interval_s=1.0, tick_interval_s=0.1, update=update),
+    )
+    service.recover()
+    mqtt = AgentMqttClient(
+        AgentMqttConfig(
+            url=identity.mqtt_url, device_id=identity.device_id, username=identity.mqtt_username,
+            password=identity.mqtt_password, heartbeat_interval_s=5.0,
+        )
+    )  # fmt: skip
+    mqtt.on_desired(service.submit)
+    mqtt.start()
+    service.start()
+
+    def close() -> None:
+        service.stop()
+        mqtt.stop()
+        channel.close()
+
+    return FleetAgent(identity.device_id, identity, service, mqtt, close)
+
+
+def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
