@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from controller.cli import devices, models, serve
+from controller.cli import devices, fleet, keys, models, serve
 from controller.cli.context import CliContext
 from controller.config import DEFAULT_DATA_DIR
 from edgefleet.cli import configure_logging
@@ -22,7 +22,9 @@ app = typer.Typer(
 )
 app.add_typer(serve.app, name="controller")
 app.add_typer(devices.app, name="device")
+app.add_typer(fleet.app, name="fleet")
 app.add_typer(models.app, name="model")
+app.add_typer(keys.app, name="keys")
 
 
 class _RootContext(CliContext):
