@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from controller.cli import devices, fleet, keys, models, serve
+from controller.cli import devices, fleet, keys, models, rollouts, serve
 from controller.cli.context import CliContext
 from controller.config import DEFAULT_DATA_DIR
 from edgefleet.cli import configure_logging
@@ -25,6 +25,7 @@ app.add_typer(devices.app, name="device")
 app.add_typer(fleet.app, name="fleet")
 app.add_typer(models.app, name="model")
 app.add_typer(keys.app, name="keys")
+app.add_typer(rollouts.app, name="rollout")
 
 
 class _RootContext(CliContext):

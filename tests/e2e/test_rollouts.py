@@ -6,6 +6,8 @@ whose gate fails at the first stage and every device is back on the old one auto
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,15 @@ from tests.fleet import Admin, start_controller
 from tests.rollout_fleet import VariantMetrics, add_and_build, speed_up, start_agents, wait_for
 
 N_AGENTS = 20
+EDGEFLEET = Path(sys.executable).parent / "edgefleet"
 Stub = rollouts_pb2_grpc.RolloutAdminServiceStub
+
+
+def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    cmd = [str(EDGEFLEET), "--data-dir", str(data_dir), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 def _start(stub: Stub, version: int) -> str:
@@ -72,6 +82,12 @@ def test_rollout_succeeds_then_bad_version_rolls_back(tmp_path: Path) -> None:
         assert {g["metric"] for g in failed} >= {"p95_latency"}
         assert state["stage_index"] == 0  # failed at the first stage
         assert "halted" in " ".join(e.message for e in status.events)
+
+        cli = _cli(ctl.config.data_dir, "rollout", "status", bad, "--format", "json")
+        shown = json.loads(cli.stdout)
+        assert shown["state"]["phase"] == "rolled_back" and "p95_latency" in cli.stdout
+        table = _cli(ctl.config.data_dir, "rollout", "list").stdout
+        assert good in table and "completed" in table and "rolled_back" in table
     finally:
         for a in agents:
             a.close()

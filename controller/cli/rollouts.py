@@ -1,0 +1,157 @@
+"""`edgefleet rollout ...`: start staged OTA rollouts, watch them, steer them."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import typer
+
+from controller.cli.context import cli_context, parse_labels
+from edgefleet.cli import OutputFormat, errors_as_exit_codes, print_json, print_table
+
+app = typer.Typer(help="Staged over-the-air model rollouts with health gates.",
+                  no_args_is_help=True)  # fmt: skip
+FormatOption = typer.Option(OutputFormat.table, "--format", help="table or json")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+
+
+def parse_duration(text: str) -> float:
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise typer.BadParameter(f"bad duration {text!r} (e.g. 30s, 10m, 1h)")
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def parse_stages(text: str) -> list[float]:
+    try:
+        return [float(s.strip().rstrip("%")) / 100 for s in text.split(",") if s.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"bad stages {text!r} (e.g. 5%,25%,100%)") from exc
+
+
+def _stub(ctx: typer.Context) -> Any:
+    from controller.cli.client import open_channel
+    from edgefleet.v1 import rollouts_pb2_grpc
+
+    conn = cli_context(ctx).connection()
+    return conn, rollouts_pb2_grpc.RolloutAdminServiceStub(open_channel(conn))
+
+
+def _table(rows: list[dict[str, Any]], cols: list[str]) -> None:
+    print_table(cols, [[r[c] for c in cols] for r in rows])
+
+
+def _summary(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.rollout_id,
+        "model": f"{r.model}:{r.version}",
+        "phase": r.phase,
+        "stage": f"{r.stage}/{r.stages}",
+        "devices": r.devices,
+        "healthy": r.healthy,
+    }
+
+
+@app.command()
+def start(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="MODEL:VERSION"),
+    target: str = typer.Option("", "--target", help="Label selector, e.g. 'site=lab,tier=prod'."),
+    stages: str = typer.Option("5%,25%,100%", "--stages", help="Cumulative stage sizes."),
+    min_devices: int = typer.Option(1, "--min-devices", min=1),
+    soak: str = typer.Option("10m", "--soak", help="Soak per stage before gates: 30s, 10m..."),
+    gate: list[str] = typer.Option([], "--gate", help="Gate expression (repeatable)."),
+    max_downloads: int = typer.Option(10, "--max-concurrent-downloads", min=1),
+    min_samples: int = typer.Option(0, "--min-samples", min=0, help="Frames per cohort."),
+    no_auto_rollback: bool = typer.Option(False, "--no-auto-rollback"),
+    output: OutputFormat = FormatOption,
+) -> None:
+    """Start a staged rollout of MODEL:VERSION to the devices matching --target."""
+    with errors_as_exit_codes():
+        from controller.cli.client import call
+        from edgefleet.v1 import rollouts_pb2
+
+        name, _, version = model.rpartition(":")
+        if not name or not version.isdigit():
+            raise typer.BadParameter("expected MODEL:VERSION, e.g. digits:2")
+        conn, stub = _stub(ctx)
+        selector = parse_labels([p for p in target.split(",") if p.strip()])
+        r = call(conn, stub.StartRollout, rollouts_pb2.StartRolloutRequest(
+            model=name, version=int(version), selector=selector, stages=parse_stages(stages),
+            min_devices=min_devices, soak_seconds=parse_duration(soak), gates=gate,
+            max_concurrent_downloads=max_downloads, no_auto_rollback=no_auto_rollback,
+            min_samples=min_samples,
+        )).rollout  # fmt: skip
+        if output is OutputFormat.json:
+            print_json(_summary(r))
+        else:
+            typer.echo(f"rollout {r.rollout_id} started: {r.model}:{r.version}, {r.phase}")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, output: OutputFormat = FormatOption) -> None:
+    """List rollouts."""
+    with errors_as_exit_codes():
+        from controller.cli.client import call
+        from edgefleet.v1 import rollouts_pb2
+
+        conn, stub = _stub(ctx)
+        rows = [_summary(r) for r in call(conn, stub.ListRollouts,
+                                          rollouts_pb2.ListRolloutsRequest()).rollouts]  # fmt: skip
+        if output is OutputFormat.json:
+            print_json(rows)
+        else:
+            _table(rows, ["id", "model", "phase", "stage", "devices", "healthy"])
+
+
+@app.command()
+def status(ctx: typer.Context, rollout_id: str, output: OutputFormat = FormatOption) -> None:
+    """Stages, each device's state, each gate against its threshold, and why."""
+    with errors_as_exit_codes():
+        from controller.cli.client import call
+        from edgefleet.v1 import rollouts_pb2
+
+        conn, stub = _stub(ctx)
+        r = call(conn, stub.GetRollout, rollouts_pb2.GetRolloutRequest(rollout_id=rollout_id))
+        spec, state = json.loads(r.spec_json), json.loads(r.state_json)
+        if output is OutputFormat.json:
+            print_json({"summary": _summary(r.rollout), "spec": spec, "state": state,
+                        "explanation": r.explanation,
+                        "events": [{"unix_ms": e.unix_ms, "level": e.level, "message": e.message}
+                                   for e in r.events]})  # fmt: skip
+            return
+        typer.echo(r.explanation)
+        stages = ", ".join(f"{s:.0%}" for s in spec["stages"])
+        now = state["stage_index"] + 1
+        typer.echo(f"stages: {stages} (now {now}); soak {spec['soak_seconds']} s")
+        gates = [{"gate": g["gate"], "status": g["status"], "value": g["value"],
+                  "threshold": g["threshold"]} for g in state["last_gates"]]  # fmt: skip
+        if gates:
+            _table(gates, ["gate", "status", "value", "threshold"])
+        devices = [{"device": d["device_id"], "stage": d["stage"] + 1 if d["stage"] >= 0 else "-",
+                    "state": d["state"], "target": d["target_variant"], "reason": d["reason"]}
+                   for d in state["devices"]]  # fmt: skip
+        _table(devices, ["device", "stage", "state", "target", "reason"])
+
+
+def _command(kind: str) -> Any:
+    def run(ctx: typer.Context, rollout_id: str,
+            reason: str = typer.Option("", "--reason")) -> None:  # fmt: skip
+        with errors_as_exit_codes():
+            from controller.cli.client import call
+            from edgefleet.v1 import rollouts_pb2
+
+            conn, stub = _stub(ctx)
+            r = call(conn, stub.RolloutCommand, rollouts_pb2.RolloutCommandRequest(
+                rollout_id=rollout_id, command=kind, reason=reason)).rollout  # fmt: skip
+            typer.echo(f"rollout {r.rollout_id}: {r.phase}")
+
+    run.__doc__ = f"{kind.capitalize()} a rollout."
+    return run
+
+
+for _kind in ("pause", "resume", "promote", "abort", "rollback"):
+    app.command(_kind)(_command(_kind))
