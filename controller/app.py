@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shlex
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -179,7 +181,7 @@ class Controller:
         else:
             self.broker = None
             self.mqtt_url = ingest_url = cfg.mqtt
-            password = cfg.mqtt_password
+            password = cfg.mqtt_password or self._mqtt_controller_password
             self._credentials_changed()
         self.ingest = ControllerMqttIngest(
             IngestConfig(url=ingest_url, username=cfg.mqtt_username, password=password),
@@ -206,6 +208,11 @@ class Controller:
             self._mqtt_controller_password,
             self.registry.mqtt_credentials(),
         )
+        if command := self.config.mqtt_reload_command:
+            try:
+                subprocess.run(shlex.split(command), check=True, timeout=10, capture_output=True)
+            except (OSError, subprocess.SubprocessError) as exc:
+                log.error("MQTT broker reload command failed: %s", exc)
 
     # -- background -------------------------------------------------------------------------
     def _spawn(self, name: str, target) -> None:

@@ -25,7 +25,8 @@ class ControllerConfig:
     mqtt: str = EMBEDDED  # "embedded" or mqtt://host:port of an external broker
     mqtt_port: int = 18830  # the embedded broker's port (0 = any free port)
     mqtt_username: str = "edgefleet-controller"
-    mqtt_password: str = ""  # for an external broker that requires one
+    mqtt_password: str = ""  # external broker; "" = the one in <data_dir>/mqtt.secret
+    mqtt_reload_command: str = ""  # run after rewriting Mosquitto's passwd/acl files
     grpc_host: str = "0.0.0.0"
     grpc_port: int = 50051  # TLS: enrollment and the admin API; 0 = any free port
     device_port: int = 50052  # mutual TLS: every call of an enrolled device

@@ -22,6 +22,12 @@ def serve(
     db: str | None = typer.Option(None, "--db", help="Database URL [SQLite in the data dir]."),
     mqtt: str | None = typer.Option(None, "--mqtt", help="mqtt://HOST:PORT or embedded."),
     mqtt_port: int | None = typer.Option(None, "--mqtt-port", help="Embedded broker port."),
+    mqtt_reload_command: str | None = typer.Option(
+        None,
+        "--mqtt-reload-command",
+        help="External broker: command run after the controller rewrites its passwd/acl files "
+        "(e.g. 'pkill -HUP mosquitto').",
+    ),
     grpc_port: int | None = typer.Option(
         None, "--grpc-port", help="TLS port for enrollment and operators [50051]."
     ),
@@ -40,6 +46,21 @@ def serve(
         None, "--store-endpoint-url", help="S3-compatible endpoint URL for an s3:// store."
     ),
     config_file: Path | None = typer.Option(None, "--config", help="TOML file ([controller])."),
+    cloud_model: list[str] = typer.Option(
+        [],
+        "--cloud-model",
+        help="EDGE_MODEL=PATH/cloud.onnx[:preprocess.json][?batch=16&delay_ms=2&queue=256] "
+        "(repeatable): the cloud model answering that edge model's offloaded frames.",
+    ),
+    offload_max_batch: int | None = typer.Option(
+        None, "--offload-max-batch", min=1, help="Cloud batch size [16]."
+    ),
+    offload_max_delay_ms: float | None = typer.Option(
+        None, "--offload-max-delay-ms", min=0.0, help="Wait for a fuller batch [2 ms]."
+    ),
+    offload_max_queue: int | None = typer.Option(
+        None, "--offload-max-queue", min=1, help="Queued frames per model before refusing [256]."
+    ),
 ) -> None:
     """Serve the device and admin APIs (gRPC) and MQTT; stop cleanly on SIGINT/SIGTERM."""
     with errors_as_exit_codes():
@@ -54,11 +75,16 @@ def serve(
             "db": db,
             "mqtt": mqtt,
             "mqtt_port": mqtt_port,
+            "mqtt_reload_command": mqtt_reload_command,
             "grpc_port": grpc_port,
             "device_port": device_port,
             "grpc_host": grpc_host,
             "advertise_host": advertise_host,
             "profiles_file": profiles_file,
+            "cloud_models": tuple(cloud_model) or None,
+            "offload_max_batch_size": offload_max_batch,
+            "offload_max_queue_delay_ms": offload_max_delay_ms,
+            "offload_max_queue_size": offload_max_queue,
             "store": store,
             "store_endpoint_url": store_endpoint_url,
         }
