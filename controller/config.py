@@ -45,6 +45,7 @@ class ControllerConfig:
     hard_examples_max_bytes: int = 0  # keep offloaded frames for retraining; 0 = off
     telemetry_raw_retention_s: float = 3600.0
     telemetry_rollup_retention_s: float = 7 * 86400.0
+    rollout_tick_s: float = 2.0  # seconds between rollout engine steps
 
     @property
     def db_url(self) -> str:
