@@ -1,4 +1,11 @@
-"""The agent's long-running loop: presence over MQTT, heartbeats over gRPC, clean exit."""
+"""The agent's long-running process: a list of components, each started and stopped in turn.
+
+Components: gRPC heartbeats, MQTT presence, and, when a model is given, the inference loop
+and the telemetry publisher. More components (the OTA updater) are added to
+``AgentDaemon.components`` before ``run()``; a component that installs a new model calls
+``AgentDaemon.on_model_update(variant_dir)``, which loads it fully and then swaps it in
+(frames in flight finish on the old model; none are dropped).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,17 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import grpc
-
-from agent.controller_client import ControllerClient, DeviceRefused, device_channel
+from agent.components import Component, HeartbeatComponent, InferenceComponent
+from agent.controller_client import ControllerClient, device_channel
 from agent.identity import Credentials, Identity
 from agent.mqtt.client import AgentMqttClient, AgentMqttConfig
 from edgefleet import __version__
+
+if TYPE_CHECKING:
+    from agent.runtime.model import ModelHolder
+    from agent.telemetry.aggregator import TelemetryAggregator
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +38,22 @@ class AgentConfig:
     rpc_timeout_s: float = 5.0
     max_message_bytes: int = 8 * 1024 * 1024
     mqtt_enabled: bool = True
+    mqtt_url: str = ""  # override the broker from enrollment ("" = as enrolled)
+    # inference (only when model_dir is set)
+    model_dir: Path | None = None
+    source: str = ""
+    offload_threshold: float | None = None  # fixed threshold ...
+    offload_budget: float | None = None  # ... or a target fraction of frames (default 0.2)
+    confidence: str = "max_softmax"
+    audit_rate: float = 0.02
+    offload_deadline_s: float = 0.5
+    max_in_flight: int = 8
+    telemetry_interval_s: float = 10.0
+    spool_max_reports: int = 1000
+    fps: float = 0.0
+    skip_threshold: float | None = None
+    loop: bool = False
+    threads: int | None = None
 
 
 class AgentDaemon:
@@ -35,9 +62,70 @@ class AgentDaemon:
         self.identity = Identity.load(config.data_dir)
         self.credentials = Credentials.load(config.data_dir)
         self.stopping = threading.Event()
-        self.heartbeats_ok = 0
-        self.heartbeats_failed = 0
+        self.components: list[Component] = []
+        self.refused: str | None = None
+        self.mqtt: AgentMqttClient | None = None
+        self.holder: ModelHolder | None = None  # once a model runs
+        self.telemetry: TelemetryAggregator | None = None
+        self.inference: InferenceComponent | None = None
 
+    # -- assembly -------------------------------------------------------------------------------
+    def build(self) -> None:
+        """Create the standard components (idempotent; `run()` calls it)."""
+        if self.components:
+            return
+        cfg, ident = self.config, self.identity
+        channel = device_channel(ident.controller, self.credentials, cfg.max_message_bytes)
+        self._channel = channel
+        self.components.append(
+            HeartbeatComponent(
+                ControllerClient(channel, timeout_s=cfg.rpc_timeout_s),
+                cfg.heartbeat_interval_s,
+                self._refused,
+            )
+        )
+        if cfg.mqtt_enabled:
+            self.mqtt = AgentMqttClient(
+                AgentMqttConfig(
+                    url=cfg.mqtt_url or ident.mqtt_url,
+                    device_id=ident.device_id,
+                    username=ident.mqtt_username,
+                    password=ident.mqtt_password,
+                    heartbeat_interval_s=cfg.heartbeat_interval_s,
+                    agent_version=__version__,
+                )
+            )
+            self.components.append(_MqttComponent(self.mqtt))
+        if cfg.model_dir is not None:
+            from agent.inference_setup import build_inference
+
+            parts = build_inference(cfg, ident.device_id, channel, self.mqtt)
+            self.holder, self.telemetry = parts.holder, parts.telemetry
+            self.inference = parts.inference
+            self.components.extend(parts.components)
+
+    def on_model_update(self, variant_dir: str | Path) -> str:
+        """Load a variant and make it the active model; returns its variant id."""
+        if self.holder is None:
+            raise RuntimeError("no model is running (start the agent with --model)")
+        from agent.runtime.model import load_variant
+
+        model = load_variant(variant_dir, self.config.threads)
+        self.holder.swap(model)
+        meta = model.metadata
+        if self.telemetry is not None:
+            self.telemetry.set_model(meta.model, meta.variant_id)
+        if self.mqtt is not None:
+            self.mqtt.set_active_variant(meta.variant_id)
+        log.info("model swapped to %s", meta.variant_id)
+        return meta.variant_id
+
+    def _refused(self, reason: str) -> None:
+        log.error("%s; stopping", reason)
+        self.refused = reason
+        self.stopping.set()
+
+    # -- running --------------------------------------------------------------------------------
     def run(self) -> int:
         """Serve until ``stopping`` is set or the controller refuses us; returns an exit code."""
         ident = self.identity
@@ -47,40 +135,31 @@ class AgentDaemon:
             ident.profile,
             ident.controller,
         )
-        client = ControllerClient(
-            device_channel(ident.controller, self.credentials, self.config.max_message_bytes),
-            timeout_s=self.config.rpc_timeout_s,
-        )
-        mqtt = self._start_mqtt() if self.config.mqtt_enabled else None
+        self.build()
+        started: list[Component] = []
         try:
-            while not self.stopping.is_set():
-                try:
-                    client.heartbeat(__version__)
-                    self.heartbeats_ok += 1
-                except DeviceRefused as exc:
-                    log.error("%s; stopping", exc)
-                    return EXIT_REFUSED
-                except grpc.RpcError as exc:
-                    self.heartbeats_failed += 1
-                    log.warning("heartbeat failed (%s); will retry", exc.code().name)
-                self.stopping.wait(self.config.heartbeat_interval_s)
-            return EXIT_OK
+            for component in self.components:
+                component.start()
+                started.append(component)
+            self.stopping.wait()
+            return EXIT_REFUSED if self.refused else EXIT_OK
         finally:
-            if mqtt is not None:
-                mqtt.stop()
-            client.close()
+            for component in reversed(started):
+                try:
+                    component.stop()
+                except Exception:
+                    log.exception("stopping %s failed", component.name)
+            self._channel.close()
 
-    def _start_mqtt(self) -> AgentMqttClient:
-        ident = self.identity
-        mqtt = AgentMqttClient(
-            AgentMqttConfig(
-                url=ident.mqtt_url,
-                device_id=ident.device_id,
-                username=ident.mqtt_username,
-                password=ident.mqtt_password,
-                heartbeat_interval_s=self.config.heartbeat_interval_s,
-                agent_version=__version__,
-            )
-        )
-        mqtt.start()
-        return mqtt
+
+class _MqttComponent:
+    name = "mqtt"
+
+    def __init__(self, client: AgentMqttClient) -> None:
+        self.client = client
+
+    def start(self) -> None:
+        self.client.start()
+
+    def stop(self) -> None:
+        self.client.stop()

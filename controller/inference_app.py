@@ -61,13 +61,14 @@ def start_inference(controller: Any) -> None:
         controller.hard_examples = HardExampleStore(
             cfg.hard_examples_max_bytes,
             directory=cfg.data_dir / "hard-examples",
-            artifacts=getattr(controller, "artifacts", None),
         )
 
 
 def register_inference(controller: Any, server: grpc.Server) -> None:
     models = controller.cloud_models
     if controller.hard_examples is not None:
+        parts = getattr(controller, "model_parts", None)  # the artifact store, when it exists
+        controller.hard_examples.artifacts = getattr(parts, "store", None)
         models = RecordingModels(
             models, controller.hard_examples, lambda: current_device().device_id
         )

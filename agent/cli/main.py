@@ -69,18 +69,88 @@ def enroll(
 def run(
     data_dir: Path = DataDir,
     heartbeat_interval: float = typer.Option(5.0, min=0.1, help="Seconds between heartbeats."),
+    source: str | None = typer.Option(
+        None, "--source", help="Frames: image directory, .npy/.npz, video file or camera:N."
+    ),
+    model: Path | None = typer.Option(
+        None, "--model", help="Variant directory (variant.json + model file) to run."
+    ),
+    offload_threshold: float | None = typer.Option(
+        None, "--offload-threshold", min=0.0, max=1.0, help="Offload below this confidence."
+    ),
+    offload_budget: float | None = typer.Option(
+        None, "--offload-budget", min=0.0, max=1.0, help="Target share of frames to offload [0.2]."
+    ),
+    confidence: str = typer.Option(
+        "max_softmax", "--confidence", help="max_softmax | margin | entropy."
+    ),
+    audit_rate: float = typer.Option(
+        0.02, "--audit-rate", min=0.0, max=1.0, help="Share of confident frames sent to audit."
+    ),
+    telemetry_interval: float = typer.Option(
+        10.0, "--telemetry-interval", min=0.1, help="Seconds between telemetry reports."
+    ),
+    fps: float = typer.Option(0.0, "--fps", min=0.0, help="Frame rate cap (0 = unpaced)."),
+    skip_threshold: float | None = typer.Option(
+        None, "--skip-threshold", min=0.0, help="Skip frames differing less than this."
+    ),
+    loop: bool = typer.Option(False, "--loop", help="Restart the source at its end."),
+    offload_deadline: float = typer.Option(
+        0.5, "--offload-deadline", min=0.01, help="Seconds a hard frame waits for the cloud."
+    ),
+    mqtt: str | None = typer.Option(None, "--mqtt", help="Override the broker URL."),
 ) -> None:
     """Run the agent until SIGINT/SIGTERM (or until the controller revokes this device)."""
     with errors_as_exit_codes():
         from agent.daemon import AgentConfig, AgentDaemon
+        from agent.inference.confidence import METRICS
+        from edgefleet.errors import InvalidInput
 
+        if offload_threshold is not None and offload_budget is not None:
+            raise InvalidInput("give --offload-threshold or --offload-budget, not both")
+        if confidence not in METRICS:
+            raise InvalidInput(f"--confidence must be one of {', '.join(sorted(METRICS))}")
+        if source and model is None:
+            raise InvalidInput("--source needs --model (a variant directory)")
         daemon = AgentDaemon(
-            AgentConfig(data_dir=data_dir, heartbeat_interval_s=heartbeat_interval)
+            AgentConfig(
+                data_dir=data_dir,
+                heartbeat_interval_s=heartbeat_interval,
+                mqtt_url=mqtt or "",
+                model_dir=model,
+                source=source or "",
+                offload_threshold=offload_threshold,
+                offload_budget=offload_budget,
+                confidence=confidence,
+                audit_rate=audit_rate,
+                offload_deadline_s=offload_deadline,
+                telemetry_interval_s=telemetry_interval,
+                fps=fps,
+                skip_threshold=skip_threshold,
+                loop=loop,
+            )
         )
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: daemon.stopping.set())
         code = daemon.run()
     raise typer.Exit(code)
+
+
+@app.command("pack-model")
+def pack_model(
+    onnx_file: Path = typer.Option(..., "--onnx", exists=True, help="The edge ONNX model."),
+    preprocess: Path = typer.Option(..., "--preprocess", exists=True, help="preprocess.json."),
+    out: Path = typer.Option(..., "--out", help="Variant directory to write."),
+    labels: Path | None = typer.Option(None, "--labels", exists=True, help="labels.txt."),
+    name: str = typer.Option("", "--name", help="Model name [the ONNX file's directory name]."),
+    temperature: float = typer.Option(1.0, "--temperature", min=0.01, help="Softmax temperature."),
+) -> None:
+    """Make a runnable variant directory (variant.json) from a plain ONNX model."""
+    with errors_as_exit_codes():
+        from agent.pack import pack_model as do_pack
+
+        meta = do_pack(onnx_file, preprocess, out, labels, name, temperature=temperature)
+        typer.echo(f"wrote {out} ({meta.variant_id})")
 
 
 @app.command()

@@ -170,6 +170,24 @@ class AgentMqttClient:
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             raise MqttError(f"mqtt publish failed: {mqtt.error_string(info.rc)}")
 
+    def publish_confirmed(self, kind: str, payload: bytes, timeout: float) -> bool:
+        """Publish at QoS 1 and wait for the broker's acknowledgement: True once acknowledged,
+        False when disconnected, the queue is full or no ack came within ``timeout``."""
+        if kind not in topics.DEVICE_PUBLISHED:
+            raise MqttError(f"a device may not publish {kind!r}")
+        if not self._connected.is_set():
+            return False
+        info = self._client.publish(
+            topics.device_topic(self._config.device_id, kind), payload, qos=1
+        )
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return info.is_published()
+
     def publish_heartbeat(self, active_variant_id: str | None = None) -> int:
         """Publish one Heartbeat (QoS 1) and return its sequence number."""
         with self._lock:

@@ -172,7 +172,7 @@ class CloudModels(Mapping[str, Predictor]):
             path = Path(getattr(info, "onnx_path", None) or info.path)
             model = load_cloud_model(
                 path,
-                str(getattr(info, "model_id", "") or f"{name}:cloud"),
+                f"{getattr(info, 'name', name)}:{getattr(info, 'version', 'cloud')}",
                 getattr(info, "preprocessing", None),
                 getattr(info, "labels", None),
                 batching.threads,

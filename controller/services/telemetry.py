@@ -19,6 +19,7 @@ import math
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -108,6 +109,7 @@ class StoreStats:
     written: int = 0
     dropped_queue_full: int = 0
     write_errors: int = 0
+    duplicates: int = 0
 
 
 @dataclass
@@ -136,6 +138,7 @@ _ROW_COUNTS = tuple(n for n in Totals.COUNTS if n != "reports")
 
 class TelemetryStore:
     _SEQUENCES_KEPT = 10_000
+    _SEEN_KEPT = 256
 
     def __init__(
         self,
@@ -149,6 +152,7 @@ class TelemetryStore:
         self.stats = StoreStats()
         self._queue: queue.Queue[ReportSample] = queue.Queue(self.config.queue_size)
         self._latest: dict[str, DeviceLatest] = {}
+        self._seen: dict[str, deque[tuple[int, int]]] = {}
         self._lock = threading.Lock()
         self._written = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -173,6 +177,11 @@ class TelemetryStore:
         """Queue a validated sample (never blocks); False when the queue is full."""
         now = self._now_ms()
         with self._lock:
+            seen = self._seen.setdefault(sample.device_id, deque(maxlen=self._SEEN_KEPT))
+            if (sample.sequence, sample.start_ms) in seen:  # re-sent after a lost ack
+                self.stats.duplicates += 1
+                return True
+            seen.append((sample.sequence, sample.start_ms))
             self.stats.received += 1
             entry = self._latest.get(sample.device_id)
             seqs = entry.sequences if entry is not None else []
