@@ -11,7 +11,7 @@ import typer
 
 from controller.app import Controller
 from controller.config import ControllerConfig
-from controller.demo import devices
+from controller.demo import devices, models
 from controller.demo.context import DemoFailed, DemoRun
 
 
@@ -37,6 +37,7 @@ def run_demo(agents: int = 3, keep: bool = False) -> int:
             f"MQTT {controller.mqtt_url}, data in {demo.controller_dir}"
         )
         devices.story(demo, agents)
+        models.story(demo)
         typer.secho(
             "\ndemo finished: every step above ran for real", fg=typer.colors.GREEN, bold=True
         )
