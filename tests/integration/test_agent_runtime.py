@@ -5,6 +5,7 @@ oversized messages."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -218,10 +219,8 @@ class CuttableProxy:
         self._open.clear()
         with self._lock:
             for s in self._conns:
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
             self._conns.clear()
 
     def restore(self) -> None:
