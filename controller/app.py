@@ -19,6 +19,8 @@ from controller.grpc.device_servicer import DeviceServicer
 from controller.grpc.server import build_server
 from controller.pki import CertificateAuthority, write_private
 from controller.services.devices import DeviceRegistry, mark_stale_offline
+from controller.services.offload import CloudModels, OffloadPairs
+from controller.services.telemetry import TelemetryStore
 from controller.store.db import Database
 from edgefleet.profiles import ProfileCatalogue
 from edgefleet.v1 import admin_pb2_grpc, device_pb2_grpc, telemetry_pb2
@@ -74,6 +76,11 @@ class _PresenceSink:
 
 class Controller:
     """Start with ``start()``; ``stop()`` lets in-flight RPCs finish, then closes everything."""
+
+    # Set in start() by controller.inference_app.start_inference:
+    telemetry: TelemetryStore  # cohort_metrics(...) / device_variant(...) for rollout gates
+    cloud_models: CloudModels
+    offload_pairs: OffloadPairs
 
     def __init__(self, config: ControllerConfig) -> None:
         self.config = config

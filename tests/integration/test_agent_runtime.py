@@ -53,7 +53,7 @@ class RunningAgent:
         self.daemon = AgentDaemon(AgentConfig(data_dir=data_dir, **options))  # type: ignore[arg-type]
         self.daemon.build()
         if self.daemon.inference is not None:
-            self.daemon.inference.on_result = lambda r: self.results.append(r)  # type: ignore[arg-type,return-value]
+            self.daemon.inference.on_result = lambda r: self.results.append(r)  # type: ignore[arg-type]
         self.thread = threading.Thread(target=self.daemon.run, daemon=True)
         self.thread.start()
 
