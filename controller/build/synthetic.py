@@ -152,12 +152,13 @@ def make_mobilenetv2_like(
             y = conv(y, hidden, hidden, 3, stride, hidden, True)
             y = conv(y, hidden, c, 1, 1, 1, False)
             if stride == 1 and cin == c:
-                nodes.append(helper.make_node("Add", [x, y], [f"add{len(nodes)}"]))
-                y = f"add{len(nodes) - 1}"
+                add = f"add{len(nodes)}"
+                nodes.append(helper.make_node("Add", [x, y], [add], name=f"residual{len(nodes)}"))
+                y = add
             x, cin = y, c
     x = conv(x, cin, 1280, 1, 1, 1, True)
-    nodes.append(helper.make_node("GlobalAveragePool", [x], ["pool"], name="pool"))
-    nodes.append(helper.make_node("Flatten", ["pool"], ["flat"], name="flatten"))
+    nodes.append(helper.make_node("GlobalAveragePool", [x], ["pooled"], name="pool"))
+    nodes.append(helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"))
     fc = rng.normal(0, np.sqrt(1.0 / 1280), (classes, 1280)).astype(np.float32)
     inits.append(numpy_helper.from_array(fc, "wf"))
     inits.append(numpy_helper.from_array(np.zeros(classes, np.float32), "bf"))

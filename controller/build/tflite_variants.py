@@ -82,6 +82,25 @@ def _sample_images(source: SourceModel) -> np.ndarray:
     return preprocess(frames, pre)
 
 
+def _static_batch_copy(src: Path, dst: Path) -> None:
+    """The model with batch 1 and every intermediate shape inferred: onnx2tf guesses layouts
+    from shapes and mis-transposes residual adds when they are unknown."""
+    import onnx
+
+    from controller.build.source import load_onnx
+
+    model = load_onnx(src)
+    for value in (*model.graph.input, *model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_value = 1
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception as exc:  # best effort: onnx2tf runs its own simplifier too
+        log.warning("shape inference failed before onnx2tf: %s", exc)
+    onnx.save(model, str(dst))
+
+
 @dataclass
 class Onnx2TfConversion:
     """Runs onnx2tf once for a source (lazily, on first use) and hands out its outputs."""
@@ -115,7 +134,7 @@ class Onnx2TfConversion:
         np.save(work / "calibration.npy", calib)
         if pre.channels == 3:
             np.save(work / SAMPLE_FILE, _sample_images(self.source))
-        shutil.copyfile(self.source.onnx_path, work / "source.onnx")
+        _static_batch_copy(self.source.onnx_path, work / "source.onnx")
         zeros = json.dumps([[[[0.0] * pre.channels]]])
         ones = json.dumps([[[[1.0] * pre.channels]]])
         cmd = [
@@ -152,8 +171,7 @@ class Onnx2TfConversion:
             self._error = f"onnx2tf timed out after {self.config.timeout_s:.0f} s"
             return
         if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            self._error = f"onnx2tf failed (exit {done.returncode}): {tail[0][:200]}"
+            self._error = f"onnx2tf failed (exit {done.returncode}): {_first_error(done)}"
             return
         self._outputs = work / "out"
 
@@ -161,6 +179,13 @@ class Onnx2TfConversion:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+def _first_error(done: subprocess.CompletedProcess[str]) -> str:
+    """The first line onnx2tf flagged as an error, else its last line of output."""
+    lines = [ln.strip() for ln in f"{done.stdout}\n{done.stderr}".splitlines() if ln.strip()]
+    flagged = [ln for ln in lines if "ERROR" in ln or "Error" in ln]
+    return ((flagged or lines or ["no output"])[0])[:200]
 
 
 def _quantization(detail: dict[str, Any]) -> InputQuantization | None:
