@@ -9,6 +9,7 @@ and the telemetry publisher. More components (the OTA updater) are added to
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ class AgentDaemon:
         self.holder: ModelHolder | None = None  # once a model runs
         self.telemetry: TelemetryAggregator | None = None
         self.inference: InferenceComponent | None = None
+        self._late: list[Component] = []  # started while running (the first OTA model)
 
     # -- assembly -------------------------------------------------------------------------------
     def build(self) -> None:
@@ -107,7 +109,7 @@ class AgentDaemon:
     def on_model_update(self, variant_dir: str | Path) -> str:
         """Load a variant and make it the active model; returns its variant id."""
         if self.holder is None:
-            raise RuntimeError("no model is running (start the agent with --model)")
+            return self._start_first_model(Path(variant_dir))
         from agent.runtime.model import load_variant
 
         model = load_variant(variant_dir, self.config.threads)
@@ -119,6 +121,21 @@ class AgentDaemon:
             self.mqtt.set_active_variant(meta.variant_id)
         log.info("model swapped to %s", meta.variant_id)
         return meta.variant_id
+
+    def _start_first_model(self, variant_dir: Path) -> str:
+        """A device that had no model got one (OTA): start the inference side now."""
+        from agent.inference_setup import build_inference
+
+        cfg = dataclasses.replace(self.config, model_dir=variant_dir)
+        parts = build_inference(cfg, self.identity.device_id, self._channel, self.mqtt)
+        self.holder, self.telemetry = parts.holder, parts.telemetry
+        self.inference = parts.inference
+        for component in parts.components:
+            component.start()
+            self._late.append(component)
+        variant_id = parts.holder.current().metadata.variant_id
+        log.info("first model %s running", variant_id)
+        return variant_id
 
     def _refused(self, reason: str) -> None:
         log.error("%s; stopping", reason)
@@ -144,7 +161,7 @@ class AgentDaemon:
             self.stopping.wait()
             return EXIT_REFUSED if self.refused else EXIT_OK
         finally:
-            for component in reversed(started):
+            for component in reversed([*started, *self._late]):
                 try:
                     component.stop()
                 except Exception:

@@ -99,8 +99,17 @@ def run(
         0.5, "--offload-deadline", min=0.01, help="Seconds a hard frame waits for the cloud."
     ),
     mqtt: str | None = typer.Option(None, "--mqtt", help="Override the broker URL."),
+    ota: bool = typer.Option(True, "--ota/--no-ota", help="Apply over-the-air model updates."),
+    ota_poll: float = typer.Option(
+        30.0, "--ota-poll", min=0.1, help="Seconds between desired-state pulls."
+    ),
+    ota_probation: float = typer.Option(
+        300.0, "--ota-probation", min=0.0, help="Seconds a new model stays on probation."
+    ),
 ) -> None:
-    """Run the agent until SIGINT/SIGTERM (or until the controller revokes this device)."""
+    """Run the agent until SIGINT/SIGTERM (or until the controller revokes this device).
+
+    Without --model it runs the model OTA installed last, or waits for the first rollout."""
     with errors_as_exit_codes():
         from agent.daemon import AgentConfig, AgentDaemon
         from agent.inference.confidence import METRICS
@@ -110,8 +119,8 @@ def run(
             raise InvalidInput("give --offload-threshold or --offload-budget, not both")
         if confidence not in METRICS:
             raise InvalidInput(f"--confidence must be one of {', '.join(sorted(METRICS))}")
-        if source and model is None:
-            raise InvalidInput("--source needs --model (a variant directory)")
+        if source and model is None and not ota:
+            raise InvalidInput("--source needs --model (a variant directory) or OTA updates")
         daemon = AgentDaemon(
             AgentConfig(
                 data_dir=data_dir,
@@ -130,10 +139,44 @@ def run(
                 loop=loop,
             )
         )
+        if ota:
+            _add_ota(daemon, ota_poll, ota_probation)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: daemon.stopping.set())
         code = daemon.run()
     raise typer.Exit(code)
+
+
+def _add_ota(daemon: object, poll_s: float, probation_s: float) -> None:
+    """OTA component: run what it installed last (unless --model), swap in what it installs."""
+    from agent.daemon import AgentDaemon
+    from agent.ota.component import ProbationFeed, build_ota
+    from agent.ota.machine import UpdateConfig
+    from agent.ota.service import OtaConfig
+
+    assert isinstance(daemon, AgentDaemon)
+    feed: list[ProbationFeed] = []
+
+    def on_model_update(variant_dir: Path) -> str:
+        variant_id = daemon.on_model_update(variant_dir)
+        if daemon.inference is not None and daemon.inference.on_result is None:
+            daemon.inference.on_result = feed[0].on_result  # a first model started inference
+        return variant_id
+
+    config = OtaConfig(poll_interval_s=poll_s, update=UpdateConfig(probation_seconds=probation_s))
+    component = build_ota(
+        daemon.config.data_dir, daemon.identity, daemon.credentials,
+        on_model_update=on_model_update, config=config,
+    )  # fmt: skip
+    feed.append(ProbationFeed(component.service))
+    installed = component.service.recover()
+    if installed is not None and daemon.config.model_dir is None:
+        daemon.config = dataclasses.replace(daemon.config, model_dir=installed)
+    daemon.build()
+    component.mqtt = daemon.mqtt
+    if daemon.inference is not None:
+        daemon.inference.on_result = feed[0].on_result
+    daemon.components.append(component)
 
 
 @app.command("pack-model")

@@ -2,7 +2,9 @@
 
 ota = build_ota(data_dir, identity, credentials, on_model_update=daemon.on_model_update)
 model_dir = ota.service.recover() or given_model_dir     # once per boot, before loading
+ota.mqtt = daemon.mqtt                                    # retained desired state (optional)
 daemon.components.append(ota)
+inference.on_result = ProbationFeed(ota.service).on_result  # probation health per frame
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.ota import machine as m
 from agent.ota.remote import DesiredStateClient, UpdateServiceSource
 from agent.ota.service import OtaConfig, OtaService
 from agent.ota.slots import SlotStore
@@ -49,17 +52,34 @@ def onnx_smoke_test(
     return make_smoke_test(load_and_run, latency_budget_ms=latency_budget_ms)
 
 
+class ProbationFeed:
+    """Turns inference results (anything with ``local_ms``) into probation health: every
+    ``window`` frames, ``service.observe(ProbationMetrics(frames, 0.0, median latency))``.
+    Inference errors are not results; a crashing model shows up as boot attempts instead."""
+
+    def __init__(self, service: OtaService, window: int = 20) -> None:
+        self._service, self._window = service, window
+        self._latencies: list[float] = []
+
+    def on_result(self, result: Any) -> None:
+        self._latencies.append(float(getattr(result, "local_ms", 0.0)))
+        if len(self._latencies) >= self._window:
+            window, self._latencies = sorted(self._latencies), []
+            median = window[len(window) // 2]
+            self._service.observe(m.ProbationMetrics(len(window), 0.0, median))
+
+
 class OtaComponent:
     name = "ota"
 
     def __init__(
         self, service: OtaService, mqtt: Any = None, close: Callable[[], object] | None = None
     ):
-        self.service, self._mqtt, self._close = service, mqtt, close
+        self.service, self.mqtt, self._close = service, mqtt, close
 
     def start(self) -> None:
-        if self._mqtt is not None:
-            self._mqtt.on_desired(self.service.submit)
+        if self.mqtt is not None:
+            self.mqtt.on_desired(self.service.submit)
         self.service.start()
 
     def stop(self) -> None:
