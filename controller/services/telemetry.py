@@ -157,7 +157,8 @@ class TelemetryStore:
         self._written = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_prune = 0.0
+        self._last_prune = time.monotonic()
+        self._prune_lock = threading.Lock()  # one prune at a time (writer's or a caller's)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -252,7 +253,10 @@ class TelemetryStore:
     # -- retention ------------------------------------------------------------------------------
     def prune(self, now_ms: int | None = None) -> tuple[int, int]:
         """Fold old raw reports into minute rollups; drop expired rollups. Returns the counts."""
-        now_ms = self._now_ms() if now_ms is None else now_ms
+        with self._prune_lock:
+            return self._prune(self._now_ms() if now_ms is None else now_ms)
+
+    def _prune(self, now_ms: int) -> tuple[int, int]:
         raw_cutoff = now_ms - int(self.config.raw_retention_s * 1000)
         rollup_cutoff = now_ms - int(self.config.rollup_retention_s * 1000)
         with self.db.session() as s:
