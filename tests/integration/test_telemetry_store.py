@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         database.close()
 
 
-def sample(device: str, seq: int, end_ms: int, **counts: int) -> ReportSample:
+def sample(device: str, seq: int, end_ms: int, **counts: Any) -> ReportSample:
     return ReportSample(
         device_id=device,
         start_ms=end_ms - 10_000,
