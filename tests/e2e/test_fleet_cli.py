@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -100,7 +101,7 @@ def test_fleet_status_json(tmp_path: Path) -> None:
                 )
             )
 
-        def status() -> list[dict[str, object]]:
+        def status() -> list[dict[str, Any]]:
             out = run(edgefleet, "--data-dir", str(data), "fleet", "status", "--format", "json")
             return list(json.loads(out.stdout)["devices"])
 
@@ -109,8 +110,8 @@ def test_fleet_status_json(tmp_path: Path) -> None:
             assert device["online"] and device["variant_id"] == "digits:1:onnx-fp32"
             assert device["p50_latency_ms"] is not None and device["p95_latency_ms"] is not None
             assert device["offload_rate"] is not None and device["accuracy"] is not None
-            low, high = device["accuracy_ci95"]  # type: ignore[misc]
-            assert low <= device["accuracy"] <= high  # type: ignore[operator]
+            low, high = device["accuracy_ci95"]
+            assert low <= device["accuracy"] <= high
         table = run(edgefleet, "--data-dir", str(data), "fleet", "status").stdout
         assert "cam-0" in table and "cam-1" in table and "accuracy" in table
         watch = run(
