@@ -55,6 +55,7 @@ class AgentConfig:
     skip_threshold: float | None = None
     loop: bool = False
     threads: int | None = None
+    results_file: Path | None = None  # JSON lines of every answer (frame id, label, source)
 
 
 class AgentDaemon:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
@@ -33,6 +36,18 @@ class InferenceParts:
     inference: InferenceComponent | None
     publisher: TelemetryPublisher
     components: list[Component]
+
+
+class ResultWriter:
+    """Appends each Result as one JSON line (flushed, so readers see whole lines)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = path.open("a", encoding="utf-8")
+
+    def __call__(self, result: object) -> None:
+        self._file.write(json.dumps(dataclasses.asdict(result)) + "\n")  # type: ignore[call-overload]
+        self._file.flush()
 
 
 def make_policy(threshold: float | None, budget: float | None) -> OffloadPolicy:
@@ -81,5 +96,7 @@ def build_inference(
             loop=cfg.loop,
             skipper=FrameSkipper(cfg.skip_threshold) if cfg.skip_threshold is not None else None,
         )
+        if cfg.results_file is not None:
+            inference.on_result = ResultWriter(cfg.results_file)
         components.append(inference)
     return InferenceParts(holder, telemetry, inference, publisher, components)

@@ -99,6 +99,9 @@ def run(
         0.5, "--offload-deadline", min=0.01, help="Seconds a hard frame waits for the cloud."
     ),
     mqtt: str | None = typer.Option(None, "--mqtt", help="Override the broker URL."),
+    results: Path | None = typer.Option(
+        None, "--results", help="Append every answer as a JSON line to this file."
+    ),
     ota: bool = typer.Option(True, "--ota/--no-ota", help="Apply over-the-air model updates."),
     ota_poll: float = typer.Option(
         30.0, "--ota-poll", min=0.1, help="Seconds between desired-state pulls."
@@ -137,6 +140,7 @@ def run(
                 fps=fps,
                 skip_threshold=skip_threshold,
                 loop=loop,
+                results_file=results,
             )
         )
         if ota:

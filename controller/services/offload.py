@@ -127,6 +127,16 @@ class CloudModels(Mapping[str, Predictor]):
     def __len__(self) -> int:
         return len(set(self._specs) | set(self._loaded))
 
+    def add_spec(self, spec: CloudModelSpec) -> None:
+        """Serve (or replace) a cloud model at run time; loaded now, errors raised here."""
+        with self._lock:
+            self._specs[spec.edge_model] = spec
+            self._missing.pop(spec.edge_model, None)
+            previous = self._loaded.pop(spec.edge_model, None)
+            self._loaded[spec.edge_model] = self._load_or_raise(spec.edge_model)
+        if previous is not None:
+            previous.close()
+
     def preload(self) -> None:
         """Load every statically configured model now (errors surface at start, not per RPC)."""
         for name in self._specs:
