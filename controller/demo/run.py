@@ -11,7 +11,7 @@ import typer
 
 from controller.app import Controller
 from controller.config import ControllerConfig
-from controller.demo import devices, inference, models
+from controller.demo import devices, inference, models, rollouts
 from controller.demo.context import DemoFailed, DemoRun
 
 
@@ -39,6 +39,7 @@ def run_demo(agents: int = 3, keep: bool = False) -> int:
         devices.story(demo, agents)
         models.story(demo)
         inference.story(demo)
+        rollouts.story(demo)
         typer.secho(
             "\ndemo finished: every step above ran for real", fg=typer.colors.GREEN, bold=True
         )
