@@ -1,0 +1,205 @@
+"""Rollout speed and update cost, measured in one run.
+
+Run from the repository root:  .venv/bin/python bench/bench_rollout.py [--agents 20,100]
+
+For each fleet size: a real controller (built model versions, signed TUF metadata), N
+in-process agents on the real network paths (mutual-TLS gRPC desired-state pull, reports,
+artifact stream and metadata; retained MQTT desired state), a first rollout (v1) and then a
+timed three-stage rollout of v2 (soak 0.5 s, gates fed by the metrics stand-in of
+tests/rollout_fleet.py). Prints the time from `rollout start` to every device healthy and
+the bytes each device received per update (artifact chunks + TUF metadata over the stream).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agent.controller_client import device_channel
+from agent.enroll import enroll
+from agent.hardware import detect
+from agent.identity import Credentials, Identity
+from agent.mqtt.client import AgentMqttClient, AgentMqttConfig
+from agent.ota import machine as m
+from agent.ota.component import onnx_smoke_test
+from agent.ota.remote import DesiredStateClient, UpdateServiceSource
+from agent.ota.service import OtaConfig, OtaService
+from agent.ota.slots import SlotStore
+from agent.ota.verify import TufVerifier
+from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc
+from tests.fleet import Admin, start_controller
+from tests.rollout_fleet import VariantMetrics, add_and_build, speed_up, wait_for
+
+
+@dataclass
+class Counted:
+    """Bytes one agent received, split by kind."""
+
+    artifact: int = 0
+    metadata: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self) -> tuple[int, int]:
+        with self.lock:
+            out = (self.artifact, self.metadata)
+            self.artifact = self.metadata = 0
+            return out
+
+
+@dataclass
+class BenchAgent:
+    service: OtaService
+    counted: Counted
+    close: list[Callable[[], object]]
+
+
+def start_agent(data_dir: Path, ident: Identity) -> BenchAgent:
+    creds = Credentials.load(data_dir)
+    channel = device_channel(ident.controller, creds, 8 << 20)
+    source = UpdateServiceSource(channel, timeout_s=60)
+    counted = Counted()
+
+    def chunks(target: m.TargetInfo, offset: int) -> Iterator[bytes]:
+        for chunk in source.chunks(target, offset):
+            with counted.lock:
+                counted.artifact += len(chunk)
+            yield chunk
+
+    def transport(path: str) -> bytes:
+        data = source.transport(path)
+        with counted.lock:
+            counted.metadata += len(data)
+        return data
+
+    update = m.UpdateConfig(max_retries=5, backoff_base=0.2, probation_seconds=0.3)
+    service = OtaService(
+        SlotStore(data_dir / "ota"),
+        desired=DesiredStateClient(channel, 10.0),
+        chunks=chunks,
+        verifier=TufVerifier(data_dir / "tuf", transport, ident.profile),
+        smoke_test=onnx_smoke_test(frames=1, threads=1),
+        config=OtaConfig(poll_interval_s=2.0, tick_interval_s=0.1, update=update),
+    )
+    service.recover()
+    mqtt = AgentMqttClient(
+        AgentMqttConfig(
+            url=ident.mqtt_url, device_id=ident.device_id,
+            username=ident.mqtt_username, password=ident.mqtt_password,
+            heartbeat_interval_s=30.0,
+        )
+    )  # fmt: skip
+    mqtt.on_desired(service.submit)
+    mqtt.start()
+    service.start()
+    return BenchAgent(service, counted, [service.stop, mqtt.stop, channel.close])
+
+
+def run_rollout(stub: rollouts_pb2_grpc.RolloutAdminServiceStub, version: int, n: int) -> float:
+    start = time.perf_counter()
+    rid = stub.StartRollout(
+        rollouts_pb2.StartRolloutRequest(
+            model="tiny", version=version, selector={"site": "bench"}, stages=[0.1, 0.5, 1.0],
+            min_devices=1, soak_seconds=0.5, min_samples=100, max_concurrent_downloads=50,
+        ),
+        timeout=30,
+    ).rollout.rollout_id  # fmt: skip
+
+    def done() -> bool:
+        r = stub.GetRollout(rollouts_pb2.GetRolloutRequest(rollout_id=rid), timeout=30)
+        if r.rollout.phase in ("halted", "rolled_back", "aborted"):
+            raise RuntimeError(f"rollout {rid} ended {r.rollout.phase}: {r.explanation}")
+        return r.rollout.phase == "completed" and r.rollout.healthy == n
+
+    wait_for(f"rollout of v{version} to {n} agents", done, timeout=900)
+    return time.perf_counter() - start
+
+
+def bench(n: int, root: Path) -> dict[str, float]:
+    ctl = start_controller(root / "controller", grpc_workers=64)
+    admin = Admin(ctl)
+    agents: list[BenchAgent] = []
+    try:
+        v1 = add_and_build(admin, root, "tiny", 8)
+        v2 = add_and_build(admin, root, "tiny", 6)
+        ctl.rollouts.metrics = VariantMetrics(ctl, bad=lambda v: False)
+        speed_up(ctl)
+        facts, address = detect(), f"127.0.0.1:{ctl.grpc_port}"
+        t0 = time.perf_counter()
+        for i in range(n):
+            name = f"b{i:03d}"
+            ident = enroll(root / name, address, admin.register(name, "auto", site="bench"), facts)
+            agents.append(start_agent(root / name, ident))
+        enroll_s = time.perf_counter() - t0
+        stub = rollouts_pb2_grpc.RolloutAdminServiceStub(admin.channel)
+        first_s = run_rollout(stub, v1, n)
+        first = [a.counted.take() for a in agents]
+        second_s = run_rollout(stub, v2, n)
+        second = [a.counted.take() for a in agents]
+        size = ctl.models.selected_variant("tiny", v2, detect_profile(ctl))
+        return {
+            "agents": n,
+            "enroll_s": enroll_s,
+            "first_rollout_s": first_s,
+            "rollout_s": second_s,
+            "artifact_bytes": float(size.size) if size is not None else 0.0,
+            "first_artifact": statistics.mean(a for a, _ in first),
+            "first_metadata": statistics.mean(b for _, b in first),
+            "update_artifact": statistics.mean(a for a, _ in second),
+            "update_metadata": statistics.mean(b for _, b in second),
+        }
+    finally:
+        for a in agents:
+            for close in a.close:
+                close()
+        admin.close()
+        ctl.stop()
+
+
+def detect_profile(ctl: object) -> str:
+    devices = ctl.registry.list_devices({"site": "bench"})  # type: ignore[attr-defined]
+    return str(devices[0].profile)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", default="20,100", help="fleet sizes, comma separated")
+    args = parser.parse_args()
+    rows = []
+    for n in (int(x) for x in args.agents.split(",")):
+        with tempfile.TemporaryDirectory(prefix=f"bench-rollout-{n}-") as tmp:
+            row = bench(n, Path(tmp))
+        rows.append(row)
+        print(
+            f"{n:4d} agents: enroll+start {row['enroll_s']:.1f} s; first rollout (v1, from "
+            f"nothing) {row['first_rollout_s']:.1f} s; rollout start -> 100% healthy (v1 -> v2, "
+            f"3 stages, soak 0.5 s) {row['rollout_s']:.1f} s",
+            flush=True,
+        )
+        print(
+            f"      bytes per device: first install {row['first_artifact']:.0f} artifact + "
+            f"{row['first_metadata']:.0f} metadata; update {row['update_artifact']:.0f} "
+            f"artifact + {row['update_metadata']:.0f} metadata (signed artifact "
+            f"{row['artifact_bytes']:.0f} B; overhead "
+            f"{(row['update_artifact'] + row['update_metadata']) / row['artifact_bytes']:.2f}x)",
+            flush=True,
+        )
+    if len(rows) > 1:
+        a, b = rows[0], rows[-1]
+        print(
+            f"ratio: {b['agents'] / a['agents']:.0f}x the agents took "
+            f"{b['rollout_s'] / a['rollout_s']:.2f}x the time to 100% healthy"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
