@@ -107,8 +107,8 @@ def test_cloud_model_specs() -> None:
 def test_hard_example_store_is_size_capped(tmp_path: Path) -> None:
     import numpy as np
 
-    from controller.serving.cloud_model import Prediction
     from controller.services.offload import HardExampleStore
+    from controller.serving.cloud_model import Prediction
 
     store = HardExampleStore(max_bytes=3000, directory=tmp_path / "hard")
     prediction = Prediction(label=3, label_name="3", confidence=0.9, probabilities=(), model_id="c")
