@@ -25,6 +25,7 @@ class DemoRun:
     controller: Controller
     agent_dirs: dict[str, Path] = field(default_factory=dict)
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    last_token: str = ""
 
     @property
     def controller_dir(self) -> Path:

@@ -32,6 +32,7 @@ def enroll_device(
 ) -> None:
     label_args = [a for k, v in labels.items() for a in ("--label", f"{k}={v}")]
     reg = demo.edgefleet_json("device", "register", name, "--profile", "auto", *label_args)
+    demo.last_token = reg["enrollment_token"]
     demo.say(f"token for {name}: {reg['enrollment_token'][:20]}... (single use)")
     agent_dir = demo.root / "agents" / name
     extra: list[str] = []
@@ -84,22 +85,9 @@ def story(demo: DemoRun, agents: int = 3) -> None:
         raise DemoFailed("not every agent came online in 20 s")
 
     demo.step("a used token cannot enroll a second device")
-    token = demo.edgefleet_json("device", "register", "intruder")["enrollment_token"]
-    first = subprocess.run(
-        demo.agent_cmd(
-            "enroll",
-            "--controller",
-            demo.address,
-            "--token",
-            token,
-            "--data-dir",
-            str(demo.root / "agents" / "spare"),
-        ),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    retired = "cam-retired"
+    enroll_device(demo, retired, {"site": "depot"})
+    token = demo.last_token
     again = subprocess.run(
         demo.agent_cmd(
             "enroll",
@@ -115,19 +103,21 @@ def story(demo: DemoRun, agents: int = 3) -> None:
         timeout=60,
         check=False,
     )
-    demo.say(
-        f"first use: exit {first.returncode}; second use: exit {again.returncode}: "
-        f"{again.stderr.strip()}"
-    )
-    if first.returncode != 0 or again.returncode == 0:
+    demo.say(f"second use of {retired}'s token: exit {again.returncode}: {again.stderr.strip()}")
+    if again.returncode == 0:
         raise DemoFailed("a token must work once and only once")
-    demo.edgefleet("device", "revoke", "intruder")
 
-    victim = names[-1]
-    demo.step(f"revoke {victim}: its next call is refused and it goes offline")
-    demo.say(demo.edgefleet("device", "revoke", victim).strip())
-    proc = demo.agents[victim]
+    demo.step(f"revoke {retired}: its next call is refused and it goes offline")
+    proc = demo.start_agent(retired)
+    if not wait_for(lambda: _online(demo, retired), 20):
+        raise DemoFailed(f"{retired} did not come online")
+    demo.say(demo.edgefleet("device", "revoke", retired).strip())
     if not wait_for(lambda: proc.poll() is not None, 10):
-        raise DemoFailed(f"the agent of {victim} kept running after revocation")
-    demo.say(f"agent of {victim} exited with code {proc.returncode} (refused)")
+        raise DemoFailed(f"the agent of {retired} kept running after revocation")
+    demo.say(f"agent of {retired} exited with code {proc.returncode} (refused)")
+    demo.agent_dirs.pop(retired)
     demo.say(demo.edgefleet("device", "list"))
+
+
+def _online(demo: DemoRun, name: str) -> bool:
+    return any(d["name"] == name and d["online"] for d in demo.edgefleet_json("device", "list"))

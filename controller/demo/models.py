@@ -66,7 +66,7 @@ def story(demo: DemoRun) -> None:
     demo.say(demo.edgefleet(*args, *([] if tflite else ["--no-tflite"])).strip()[-2000:])
     demo.say(demo.edgefleet("model", "variants", ref))
     report = demo.edgefleet_json("model", "variants", ref)
-    chosen = {s["profile"]: s.get("variant") for s in report.get("selections", [])}
+    chosen = {profile: s["variant"] for profile, s in report["selections"].items()}
     if not chosen or not any(chosen.values()):
         raise DemoFailed("the build selected no variant for any profile")
 
