@@ -88,35 +88,42 @@ def story(demo: DemoRun) -> None:
 
 
 def _verify_and_tamper(demo: DemoRun, device: str, ref: str) -> None:
-    from agent.bench import trusted_updater
-    from agent.controller_client import device_channel
-    from agent.identity import Credentials, Identity
-    from agent.updates_client import UpdateClient
-    from edgefleet.updates import ArtifactMismatch, verify_artifact_stream
+    """Check a selected variant the way a device does, with python-tuf (edgefleet.updates),
+    reading the same signed files and artifacts the device API serves."""
+    from edgefleet.updates import ArtifactMismatch, TrustedUpdater, verify_artifact_stream
 
-    data_dir = demo.agent_dirs[device]
-    identity = Identity.load(data_dir)
+    parts = demo.controller.model_parts
+    profile = demo.edgefleet_json("device", "show", device)["profile"]
     name, version = ref.split(":")
-    selected = demo.controller.models.selected_variant(name, int(version), identity.profile)
+    selected = demo.controller.models.selected_variant(name, int(version), profile)
     if selected is None:
-        raise DemoFailed(f"no variant was selected for {identity.profile}")
-    channel = device_channel(identity.controller, Credentials.load(data_dir), 64 << 20)
+        raise DemoFailed(f"no variant was selected for {profile}")
+
+    def transport(path: str) -> bytes:
+        kind, _, rest = path.partition("/")
+        if kind == "metadata":
+            return parts.releases.metadata_file(rest)  # NotFound for a root not made yet
+        digest = rest.rsplit("/", 1)[-1].split(".", 1)[0]  # targets/<dir>/<sha256>.<file>
+        with parts.store.open(digest) as artifact:
+            return artifact.read()
+
+    updater = TrustedUpdater(
+        demo.root / "tuf-check",
+        transport,
+        bootstrap_root=parts.releases.metadata_file("1.root.json"),
+    )
+    updater.refresh()
+    target = updater.get_target(selected.target_path, profile)
+    dest = updater.download_target(target, demo.root / "verified.bin")
+    demo.say(
+        f"{selected.variant_id} for {profile}: {target.length} bytes, "
+        f"sha256 {target.sha256[:16]}... verified against the signed targets metadata"
+    )
+    flipped = bytearray(dest.read_bytes())
+    flipped[len(flipped) // 2] ^= 0x01
     try:
-        updater = trusted_updater(data_dir, UpdateClient(channel))
-        updater.refresh()
-        target = updater.get_target(selected.target_path, identity.profile)
-        dest = updater.download_target(target, demo.root / "verified.bin")
-        demo.say(
-            f"{selected.variant_id} for {identity.profile}: {target.length} bytes, "
-            f"sha256 {target.sha256[:16]}... verified against signed targets metadata"
-        )
-        flipped = bytearray(dest.read_bytes())
-        flipped[len(flipped) // 2] ^= 0x01
-        try:
-            verify_artifact_stream([bytes(flipped)], target.length, target.sha256)
-        except ArtifactMismatch as exc:
-            demo.say(f"after flipping one byte: refused ({exc})")
-        else:
-            raise DemoFailed("a tampered artifact passed verification")
-    finally:
-        channel.close()
+        verify_artifact_stream([bytes(flipped)], target.length, target.sha256)
+    except ArtifactMismatch as exc:
+        demo.say(f"after flipping one byte: refused ({str(exc)[:100]}...)")
+    else:
+        raise DemoFailed("a tampered artifact passed verification")

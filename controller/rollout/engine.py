@@ -34,6 +34,8 @@ from controller.rollout.model import (
 
 ACTIVE_PHASES = frozenset({"rolling", "soaking", "promoting"})
 SETTLED = frozenset({"installed", "healthy", "failed", "rolled_back"})
+# Completion waits for devices to leave probation, not just to install.
+FINAL = frozenset({"healthy", "failed", "rolled_back"})
 UPDATED = frozenset({"assigned", "downloading", "installed", "healthy"})
 # Which report may move a device from which state.
 _REPORT_FROM = {
@@ -324,8 +326,8 @@ class _Step:
                 f"{self.stage_label()} settled; soaking {self.spec.soak_seconds:g} s", "soaking"
             )
             phase = "soaking"
-        if phase == "promoting" and settled:
-            self.decide(f"{self.stage_label()}; all stages passed", "completed")
+        if phase == "promoting":
+            self.advance_promoting()
         if (
             phase == "soaking"
             and self.now - (self.state.soak_started_at or self.now) >= self.spec.soak_seconds
@@ -370,7 +372,7 @@ class _Step:
             self.fill_stage()
 
     def advance_promoting(self) -> None:
-        if all(d.state in SETTLED for d in self.members()):
+        if all(d.state in FINAL for d in self.members()):
             self.decide(f"{self.stage_label()}; all stages passed", "completed")
 
 

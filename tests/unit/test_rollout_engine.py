@@ -345,3 +345,17 @@ def test_rollback_with_downloads_in_flight_finishes_when_devices_answer() -> Non
     fleet.inbox = [DeviceReport("d02", "rolled_back", None)]
     fleet.tick()
     assert fleet.state.phase == "rolled_back"
+
+
+def test_completion_waits_for_devices_to_leave_probation() -> None:
+    """A device that installed but is still on probation keeps the rollout from completing."""
+    fleet = Fleet(spec(stages=(1.0,)), n=4, auto_report=False)
+    fleet.tick(metrics=healthy_metrics())
+    for device in fleet.assigned():
+        fleet.inbox.append(DeviceReport(device, "installed", NEW, "on probation"))
+    for _ in range(10):
+        fleet.tick(10.0, healthy_metrics())
+    assert fleet.state.phase == "promoting", describe(fleet.state, fleet.spec)
+    fleet.inbox = [DeviceReport(d, "healthy", NEW, "probation passed") for d in fleet.assigned()]
+    fleet.tick(1.0, healthy_metrics())
+    assert fleet.state.phase == "completed"
