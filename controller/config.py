@@ -34,6 +34,7 @@ class ControllerConfig:
     profiles_file: Path | None = None
     store: str = ""  # artifact store URL; "" = directory in data_dir
     store_endpoint_url: str = ""  # S3-compatible endpoint for s3:// stores
+    onnx2tf_python: str = ""  # a Python with the 'tflite' extra (TensorFlow wants its own venv)
     grpc_workers: int = 32
     max_message_bytes: int = 8 * 1024 * 1024
     shutdown_grace_s: float = 10.0

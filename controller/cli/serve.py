@@ -46,6 +46,12 @@ def serve(
         None, "--store-endpoint-url", help="S3-compatible endpoint URL for an s3:// store."
     ),
     config_file: Path | None = typer.Option(None, "--config", help="TOML file ([controller])."),
+    onnx2tf_python: str | None = typer.Option(
+        None,
+        "--onnx2tf-python",
+        help="Python of a virtualenv with the 'tflite' extra, for LiteRT variants "
+        "[this interpreter, when it has onnx2tf].",
+    ),
     cloud_model: list[str] = typer.Option(
         [],
         "--cloud-model",
@@ -76,6 +82,7 @@ def serve(
             "mqtt": mqtt,
             "mqtt_port": mqtt_port,
             "mqtt_reload_command": mqtt_reload_command,
+            "onnx2tf_python": onnx2tf_python,
             "grpc_port": grpc_port,
             "device_port": device_port,
             "grpc_host": grpc_host,

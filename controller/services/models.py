@@ -35,6 +35,7 @@ from controller.build.evaluate import MeasureConfig
 from controller.build.pipeline import BUILT, BuildOptions, BuildReport
 from controller.build.select import Selection, select_variants
 from controller.build.source import SourceModel, inspect_onnx
+from controller.build.tflite_variants import Onnx2TfConfig
 from controller.services.model_views import (
     CLOUD,
     EDGE,
@@ -90,8 +91,10 @@ class ModelService:
         workdir: Path,
         *,
         measure: MeasureConfig | None = None,
+        onnx2tf: Onnx2TfConfig | None = None,
     ) -> None:
         self.db, self.store, self.releases, self.profiles = db, store, releases, profiles
+        self.onnx2tf = onnx2tf or Onnx2TfConfig()
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.measure = measure or MeasureConfig()
@@ -372,7 +375,7 @@ class ModelService:
             from dataclasses import replace
 
             measure = replace(measure, runs=request.measure_runs, warmup=min(measure.warmup, 2))
-        return BuildOptions(measure=measure, only=tuple(request.only))
+        return BuildOptions(measure=measure, onnx2tf=self.onnx2tf, only=tuple(request.only))
 
     # -- on-device benchmarks ----------------------------------------------------------------
     def bench_candidates(self, profile: str, model: str = "") -> list[BenchCandidate]:

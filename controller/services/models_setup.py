@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 
 from controller.artifacts import ArtifactStore, store_from_url
+from controller.build.tflite_variants import Onnx2TfConfig
 from controller.config import ControllerConfig
 from controller.services.models import ModelService
 from controller.services.releases import Releases, TufPaths
@@ -33,7 +34,8 @@ def start_models(
 ) -> ModelComponents:
     store = open_store(config)
     releases = Releases(TufPaths.of(config.data_dir))
-    models = ModelService(db, store, releases, profiles, config.data_dir / "work")
+    onnx2tf = Onnx2TfConfig(python=config.onnx2tf_python or None)
+    models = ModelService(db, store, releases, profiles, config.data_dir / "work", onnx2tf=onnx2tf)
     return ModelComponents(store, releases, models)
 
 
