@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,12 +51,19 @@ class ResultWriter:
         self._file.flush()
 
 
-def make_policy(threshold: float | None, budget: float | None) -> OffloadPolicy:
+def make_policy(
+    threshold: float | None,
+    budget: float | None,
+    typical_confidences: Sequence[float] = (),
+) -> OffloadPolicy:
+    """A fixed threshold, or a budget primed with the variant's validation confidences."""
     if threshold is not None and budget is not None:
         raise ValueError("give an offload threshold or an offload budget, not both")
     if threshold is not None:
         return FixedThreshold(threshold)
-    return BudgetPolicy(target_fraction=DEFAULT_BUDGET if budget is None else budget)
+    policy = BudgetPolicy(target_fraction=DEFAULT_BUDGET if budget is None else budget)
+    policy.prime(typical_confidences)
+    return policy
 
 
 def build_inference(
@@ -69,7 +77,11 @@ def build_inference(
         mqtt.set_active_variant(meta.variant_id)
     agent = Agent(
         holder,
-        make_policy(cfg.offload_threshold, cfg.offload_budget),
+        make_policy(
+            cfg.offload_threshold,
+            cfg.offload_budget,
+            meta.extra.get("confidence_quantiles", {}).get(cfg.confidence, ()),
+        ),
         GrpcOffloadClient(channel),
         telemetry,
         InferenceConfig(

@@ -47,6 +47,7 @@ from controller.serving import (  # noqa: E402
     OffloadServicer,
     start_insecure_server,
 )
+from edgefleet.confidence import confidence_quantiles  # noqa: E402
 from edgefleet.modelmeta import Preprocessing, VariantMetadata  # noqa: E402
 
 DIGITS = ROOT / "examples" / "digits"
@@ -238,6 +239,8 @@ def bench_cascade(tmp: Path) -> None:
     client = GrpcOffloadClient.insecure(f"127.0.0.1:{port}")
     telemetry = TelemetryAggregator("bench")
     policy = BudgetPolicy(target_fraction=DEFAULT_OFFLOAD_FRACTION)
+    # as the agent does with a built variant: start from its validation confidences
+    policy.prime(confidence_quantiles(edge_val, temperature)["max_softmax"])
     config = AgentConfig(offload_deadline_s=2.0, audit_fraction=0.0)
     agent = Agent(ModelHolder(edge), policy, client, telemetry, config)
     results = [agent.infer(f, str(i)) for i, f in enumerate(tx)]

@@ -115,7 +115,7 @@ def run(
     Without --model it runs the model OTA installed last, or waits for the first rollout."""
     with errors_as_exit_codes():
         from agent.daemon import AgentConfig, AgentDaemon
-        from agent.inference.confidence import METRICS
+        from edgefleet.confidence import METRICS
         from edgefleet.errors import InvalidInput
 
         if offload_threshold is not None and offload_budget is not None:

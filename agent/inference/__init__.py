@@ -1,14 +1,6 @@
 """Inference: calibrated confidence, offload policies, the offload client and the Agent loop."""
 
 from agent.inference.agent import Agent, AgentConfig, Result
-from agent.inference.confidence import (
-    METRICS,
-    calibrated_probabilities,
-    confidence_function,
-    entropy_confidence,
-    margin,
-    max_softmax,
-)
 from agent.inference.offload import (
     DEFAULT_MAX_MESSAGE_BYTES,
     CloudAnswer,
@@ -20,6 +12,14 @@ from agent.inference.offload import (
     encode_frame,
 )
 from agent.inference.policy import AuditSampler, BudgetPolicy, FixedThreshold, OffloadPolicy
+from edgefleet.confidence import (
+    METRICS,
+    calibrated_probabilities,
+    confidence_function,
+    entropy_confidence,
+    margin,
+    max_softmax,
+)
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",

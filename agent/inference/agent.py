@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agent.inference.confidence import calibrated_probabilities, confidence_function
 from agent.inference.offload import CloudAnswer, OffloadClient, OffloadFailed, OffloadFrame
 from agent.inference.policy import AuditSampler, OffloadPolicy
 from agent.runtime.errors import BadFrame
 from agent.runtime.model import LoadedModel, ModelHolder
 from agent.runtime.skipper import FrameSkipper
 from agent.telemetry.aggregator import TelemetryAggregator
+from edgefleet.confidence import calibrated_probabilities, confidence_function
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -109,6 +109,19 @@ class BudgetPolicy:
         self._bias += self._gain * (target - float(offload))
         self._bias = min(0.5, max(-0.5, self._bias))
         return offload
+
+    def prime(self, typical_confidences: Sequence[float]) -> None:
+        """Start from confidences seen before (e.g. the variant's validation quantiles), so
+        the first frames are already judged against an on-budget threshold."""
+        values = [float(v) for v in typical_confidences]
+        if not values:
+            return
+        # The prior stands in for the warm-up: it weighs like that many frames and fades as
+        # real frames fill the window.
+        for value in values:
+            self._window.append(value)
+        target = self.current_target()
+        self._threshold = float(np.quantile(np.array(self._window, dtype=float), target))
 
     def record_offload_bytes(self, n: int) -> None:
         """Feed the size of each sent request (for the bytes_per_s budget)."""

@@ -18,6 +18,7 @@ import numpy as np
 
 from controller.build.runners import OrtRunner, Runner, open_runner
 from controller.build.source import SourceModel
+from edgefleet.confidence import confidence_quantiles
 from edgefleet.modelmeta import VariantMetadata
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ class Evaluation:
     latency: dict[int, Latency] = field(default_factory=dict)
     full_integer: bool = False
     reduce_range: bool = False
+    # Validation confidence quantiles per metric, after temperature scaling (for the agent).
+    confidence_quantiles: dict[str, list[float]] = field(default_factory=dict)
 
     def latency_at(self, threads: int) -> Latency | None:
         """The measurement with the most threads not above ``threads`` (else the fewest)."""
@@ -278,4 +281,5 @@ def evaluate_variant(
         latency=latency,
         full_integer=bool(meta.extra.get("full_integer", False)),
         reduce_range=bool(meta.extra.get("reduce_range", False)),
+        confidence_quantiles=confidence_quantiles(logits, temperature),
     )

@@ -155,7 +155,12 @@ class _Builder:
                 f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
             )
         else:
-            meta = finalize_variant(out_dir, replace(meta, temperature=evaluation.temperature))
+            calibrated = replace(
+                meta,
+                temperature=evaluation.temperature,
+                extra={**meta.extra, "confidence_quantiles": evaluation.confidence_quantiles},
+            )
+            meta = finalize_variant(out_dir, calibrated)
             result.status, result.metadata, result.evaluation = BUILT, meta, evaluation
         if result.status != BUILT:
             result.directory = ""

@@ -107,3 +107,23 @@ def test_audit_sampler_is_seeded_and_near_its_fraction() -> None:
     assert draws == [b.should_audit() for _ in range(20000)]
     assert float(np.mean(draws)) == pytest.approx(0.02, abs=0.005)
     assert not any(AuditSampler(0.0).should_audit() for _ in range(100))
+
+
+def test_primed_budget_is_on_budget_from_the_first_frame() -> None:
+    import numpy as np
+
+    from edgefleet.confidence import confidence_quantiles
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 3, size=(400, 10))
+    prior = confidence_quantiles(logits, temperature=1.0)["max_softmax"]
+    assert len(prior) == 21 and prior == sorted(prior)
+    policy = BudgetPolicy(target_fraction=0.25)
+    policy.prime(prior)
+    stream = confidence_quantiles(rng.normal(0, 3, size=(400, 10)))  # same distribution
+    first = [
+        policy.should_offload(c)
+        for c in np.linspace(stream["max_softmax"][0], stream["max_softmax"][-1], 40)
+    ]
+    # Without a prior the first 20 frames would use the 0.5 default; primed, about a quarter go.
+    assert 0.1 <= sum(first) / len(first) <= 0.4

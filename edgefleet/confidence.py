@@ -1,4 +1,9 @@
-"""Calibrated confidence from a model's output row, using the variant's softmax temperature."""
+"""Calibrated confidence from a model's output, using the variant's softmax temperature.
+
+Shared so that the build pipeline (which records how confident a variant usually is on
+validation data) and the agent (which decides per frame what to offload) compute the same
+numbers.
+"""
 
 from __future__ import annotations
 
@@ -56,3 +61,24 @@ def confidence_function(metric: str) -> Callable[[np.ndarray], float]:
         return functions[metric]
     except KeyError:
         raise ValueError(f"confidence metric must be one of {METRICS}, not {metric!r}") from None
+
+
+QUANTILE_POINTS = 21  # 0%, 5%, ..., 100%
+
+
+def confidence_quantiles(
+    logits: np.ndarray, temperature: float = 1.0, outputs_are_logits: bool = True
+) -> dict[str, list[float]]:
+    """Quantiles of every confidence metric over a batch of outputs (e.g. validation data).
+
+    Stored in a variant's metadata, they let an agent's offload budget start from the right
+    threshold instead of learning it from its first frames.
+    """
+    levels = np.linspace(0.0, 1.0, QUANTILE_POINTS)
+    rows = [calibrated_probabilities(row, temperature, outputs_are_logits) for row in logits]
+    quantiles: dict[str, list[float]] = {}
+    for metric in METRICS:
+        measure = confidence_function(metric)
+        values = np.array([measure(p) for p in rows])
+        quantiles[metric] = [round(float(q), 6) for q in np.quantile(values, levels)]
+    return quantiles
