@@ -352,6 +352,7 @@ class _Step:
             inputs,
             min_samples=self.spec.min_samples,
             min_devices=min_devices,
+            first_install=not any(d.previous_variant for d in self.members()),
         )
         self.last_gates = tuple(results)
         failing = [r for r in results if r.status == FAIL]

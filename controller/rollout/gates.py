@@ -197,9 +197,17 @@ def _short(name: str, cohort: CohortMetrics, min_samples: int, min_devices: int)
 
 
 def evaluate_gate(
-    gate: Gate, inputs: GateInputs, *, min_samples: int = 0, min_devices: int = 1
+    gate: Gate,
+    inputs: GateInputs,
+    *,
+    min_samples: int = 0,
+    min_devices: int = 1,
+    first_install: bool = False,
 ) -> GateResult:
-    """Evaluate one gate; too little data or a missing metric yields ``insufficient``."""
+    """Evaluate one gate; too little data or a missing metric yields ``insufficient``.
+
+    On a first install (no device had a model before) a gate relative to the baseline has
+    nothing to compare with: it passes, saying so, rather than waiting forever."""
 
     def waiting(why: str, value: float | None = None) -> GateResult:
         return GateResult(
@@ -221,6 +229,15 @@ def evaluate_gate(
     if gate.uses_baseline:
         source = "control" if inputs.control is not None else "pre-rollout"
         cohort = inputs.control if inputs.control is not None else inputs.pre_rollout
+        if cohort is None and first_install:
+            return GateResult(
+                gate.text,
+                gate.metric,
+                PASS,
+                value,
+                None,
+                f"gate {gate.metric} {value:.4g}: no baseline on a first install, not applicable",
+            )
         if cohort is None:
             return waiting("no control cohort and no pre-rollout values", value)
         short = _short(source, cohort, min_samples, min_devices)
@@ -240,7 +257,12 @@ def evaluate_gate(
 
 
 def evaluate_gates(
-    gates: Iterable[Gate | str], inputs: GateInputs, *, min_samples: int = 0, min_devices: int = 1
+    gates: Iterable[Gate | str],
+    inputs: GateInputs,
+    *,
+    min_samples: int = 0,
+    min_devices: int = 1,
+    first_install: bool = False,
 ) -> list[GateResult]:
     return [
         evaluate_gate(
@@ -248,6 +270,7 @@ def evaluate_gates(
             inputs,
             min_samples=min_samples,
             min_devices=min_devices,
+            first_install=first_install,
         )
         for g in gates
     ]

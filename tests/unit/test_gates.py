@@ -109,3 +109,15 @@ def test_default_gates_all_evaluate() -> None:
     results = evaluate_gates(DEFAULT_GATES, GateInputs(canary, control))
     assert [r.status for r in results] == [PASS] * 4
     assert {r.metric for r in results} == {"p95_latency", "agreement", "error_rate", "offload_rate"}
+
+
+def test_baseline_gates_do_not_block_a_first_install() -> None:
+    gate = parse_gate("p95_latency <= 1.2 * baseline")
+    canary = CohortMetrics({"p95_latency": 7.0}, 500, 2)
+    waiting = evaluate_gate(gate, GateInputs(canary), min_samples=100)
+    assert waiting.status == "insufficient"
+    first = evaluate_gate(gate, GateInputs(canary), min_samples=100, first_install=True)
+    assert first.passed and "first install" in first.reason
+    # too little data still waits, first install or not
+    few = GateInputs(CohortMetrics({"p95_latency": 7.0}, 5, 2))
+    assert evaluate_gate(gate, few, min_samples=100, first_install=True).status == "insufficient"
