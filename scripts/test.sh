@@ -7,4 +7,8 @@ bash scripts/bootstrap.sh
 if command -v pg_ctlcluster >/dev/null 2>&1 && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
 fi
+# LiteRT tests run when the TensorFlow virtualenv exists (bash scripts/tflite-venv.sh).
+if [ -x .venv-tflite/bin/python ]; then
+  export EDGEFLEET_ONNX2TF_PYTHON="$PWD/.venv-tflite/bin/python"
+fi
 exec .venv/bin/pytest -q "$@"

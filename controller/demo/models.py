@@ -58,10 +58,12 @@ def story(demo: DemoRun) -> None:
     )
     demo.say("added digits-cloud (answers the frames digits-edge devices offload)")
 
-    tflite = importlib.util.find_spec("onnx2tf") is not None
+    tflite = bool(demo.controller.config.onnx2tf_python) or (
+        importlib.util.find_spec("onnx2tf") is not None
+    )
     demo.step("build every variant, measure it, select one per hardware profile, sign")
     if not tflite:
-        demo.say("(LiteRT variants skipped: optional extra 'tflite' not installed)")
+        demo.say("(LiteRT variants skipped: run scripts/tflite-venv.sh to include them)")
     args = ["model", "build", ref, "--profiles", "all", "--runs", "30"]
     demo.say(demo.edgefleet(*args, *([] if tflite else ["--no-tflite"])).strip()[-2000:])
     demo.say(demo.edgefleet("model", "variants", ref))

@@ -14,6 +14,9 @@ from controller.config import ControllerConfig
 from controller.demo import devices, inference, models, rollouts
 from controller.demo.context import DemoFailed, DemoRun
 
+# made by scripts/tflite-venv.sh; with it the demo builds LiteRT variants too
+TFLITE_PYTHON = Path(__file__).resolve().parents[2] / ".venv-tflite" / "bin" / "python"
+
 
 def run_demo(agents: int = 3, keep: bool = False) -> int:
     logging.getLogger().setLevel(logging.WARNING)
@@ -26,6 +29,7 @@ def run_demo(agents: int = 3, keep: bool = False) -> int:
             device_port=0,
             mqtt_port=0,
             shutdown_grace_s=2.0,
+            onnx2tf_python=str(TFLITE_PYTHON) if TFLITE_PYTHON.exists() else "",
         )
     )
     demo = DemoRun(root=root, controller=controller)
