@@ -44,12 +44,19 @@ def main() -> int:
         fresh = generate(Path(tmp))
         committed = sorted(OUT_PACKAGE.glob("*_pb2*.py*"))
         if check:
-            stale = [f.name for f in fresh if not (OUT_PACKAGE / f.name).exists()
-                     or not filecmp.cmp(f, OUT_PACKAGE / f.name, shallow=False)]
+            stale = [
+                f.name
+                for f in fresh
+                if not (OUT_PACKAGE / f.name).exists()
+                or not filecmp.cmp(f, OUT_PACKAGE / f.name, shallow=False)
+            ]
             extra = sorted({c.name for c in committed} - {f.name for f in fresh})
             if stale or extra:
-                print(f"generated proto code is stale: {', '.join(stale + extra)}; "
-                      "run python scripts/gen_protos.py", file=sys.stderr)
+                print(
+                    f"generated proto code is stale: {', '.join(stale + extra)}; "
+                    "run python scripts/gen_protos.py",
+                    file=sys.stderr,
+                )
                 return 1
             return 0
         for old in committed:

@@ -83,4 +83,4 @@ class Admin:
 
 def status_code(exc: BaseException) -> grpc.StatusCode:
     assert isinstance(exc, grpc.RpcError)
-    return exc.code()  # type: ignore[attr-defined, no-any-return]
+    return exc.code()

@@ -32,7 +32,7 @@ def _cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.Completed
     return result
 
 
-def _wait(predicate, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
+def _wait(predicate, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -127,7 +127,7 @@ def test_register_enroll_run_list_revoke(served: tuple[Path, int], tmp_path: Pat
     )
     try:
 
-        def online() -> dict | None:  # type: ignore[type-arg]
+        def online() -> dict | None:
             devices = json.loads(_cli(data_dir, "device", "list", "--format", "json").stdout)
             return devices[0] if devices and devices[0]["online"] else None
 

@@ -52,7 +52,7 @@ def _start_mosquitto(auth_dir: Path, port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("mosquitto did not start")
 
 
-def _wait(predicate, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
+def _wait(predicate, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():

@@ -260,7 +260,7 @@ def test_mqtt_presence_and_last_will(controller: Controller, admin: Admin, tmp_p
     assert _wait(lambda: not admin.devices()[0].online, 10)
 
 
-def _wait(predicate, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
+def _wait(predicate, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():

@@ -13,7 +13,7 @@ branch_labels = ("models",)
 depends_on = None
 
 
-def _model_fk() -> sa.Column:  # type: ignore[type-arg]
+def _model_fk() -> sa.Column:
     return sa.Column(
         "model_id",
         sa.Integer(),
