@@ -124,3 +124,16 @@ def test_make_mobilenetv2_builds_a_runnable_model(tmp_path: Path) -> None:
     (logits,) = sess.run(["logits"], {"input": script.preprocess(frame)})
     assert logits.shape == (1, 1000) and np.isfinite(logits).all()
     assert int(logits.argmax()) == int(labels[0])
+
+
+def test_edge_confidence_picks_the_frames_worth_offloading() -> None:
+    x, y = load_split("test_corrupted")
+    edge = np.asarray(session("edge").run(["logits"], {"input": to_input(x)})[0])
+    cloud = np.asarray(session("cloud").run(["logits"], {"input": to_input(x)})[0])
+    shifted = np.exp(edge - edge.max(axis=1, keepdims=True))
+    confidence = (shifted / shifted.sum(axis=1, keepdims=True)).max(axis=1)
+    offloaded = np.argsort(confidence, kind="stable")[: round(0.25 * len(y))]
+    answer = edge.argmax(axis=1)
+    answer[offloaded] = cloud.argmax(axis=1)[offloaded]
+    cloud_only = float((cloud.argmax(axis=1) == y).mean())
+    assert float((answer == y).mean()) >= 0.99 * cloud_only
