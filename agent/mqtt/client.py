@@ -13,18 +13,18 @@ publishes ``online=false`` itself before a clean disconnect (which suppresses th
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 
 from agent.errors import AgentError
+from edgefleet import mqtt as edgefleet_mqtt
 from edgefleet import topics
+from edgefleet.errors import InvalidInput
 from edgefleet.v1 import telemetry_pb2
 
 log = logging.getLogger(__name__)
@@ -59,15 +59,11 @@ class AgentMqttConfig:
 
 def parse_broker_url(url: str) -> tuple[str, int, bool]:
     """``mqtt://host[:port]`` or ``mqtts://host[:port]`` -> (host, port, tls)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise MqttError(f"broker url must be mqtt://host:port or mqtts://host:port, got {url!r}")
-    tls = parts.scheme == "mqtts"
     try:
-        port = parts.port or (8883 if tls else 1883)
-    except ValueError as e:
-        raise MqttError(f"bad port in broker url {url!r}") from e
-    return parts.hostname, port, tls
+        address = edgefleet_mqtt.parse_broker_url(url)
+    except InvalidInput as exc:
+        raise MqttError(str(exc)) from exc
+    return address.host, address.port, address.tls
 
 
 class AgentMqttClient:
@@ -87,21 +83,15 @@ class AgentMqttClient:
         self._heartbeat_thread: threading.Thread | None = None
         self.heartbeats_skipped = 0  # intervals that passed while disconnected
 
-        client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=config.device_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
+        client = edgefleet_mqtt.new_client(
+            config.device_id,
+            config.username,
+            config.password,
+            tls=tls,
+            ca_file=config.ca_file,
+            cert_file=config.cert_file,
+            key_file=config.key_file,
         )
-        client.username_pw_set(config.username, config.password)
-        if tls:
-            client.tls_set(
-                ca_certs=config.ca_file,
-                certfile=config.cert_file,
-                keyfile=config.key_file,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
         client.will_set(self._status_topic, self._status_payload(False, unix_ms=0), 1, True)
         client.reconnect_delay_set(config.reconnect_min_delay_s, config.reconnect_max_delay_s)
         client.max_queued_messages_set(config.max_queued_messages)

@@ -13,18 +13,17 @@ logged, never propagated.
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from google.protobuf.message import DecodeError
 
 from controller.errors import ControllerError
 from controller.mqtt.acl import CONTROLLER_USERNAME
+from edgefleet import mqtt as edgefleet_mqtt
 from edgefleet import topics
 from edgefleet.errors import InvalidInput, Unavailable
 from edgefleet.v1 import report_pb2, telemetry_pb2
@@ -92,28 +91,20 @@ class ControllerMqttIngest:
         self.stats = IngestStats()
         self._connected = threading.Event()
         self._stopping = False
-        parts = urlsplit(config.url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise MqttIngestError(f"broker url must be mqtt:// or mqtts://, got {config.url!r}")
-        tls = parts.scheme == "mqtts"
-        self._host = parts.hostname
-        self._port = parts.port or (8883 if tls else 1883)
-
-        client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=config.client_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
+        try:
+            address = edgefleet_mqtt.parse_broker_url(config.url)
+        except InvalidInput as exc:
+            raise MqttIngestError(str(exc)) from exc
+        self._host, self._port = address.host, address.port
+        client = edgefleet_mqtt.new_client(
+            config.client_id,
+            config.username,
+            config.password,
+            tls=address.tls,
+            ca_file=config.ca_file,
+            cert_file=config.cert_file,
+            key_file=config.key_file,
         )
-        client.username_pw_set(config.username, config.password)
-        if tls:
-            client.tls_set(
-                ca_certs=config.ca_file,
-                certfile=config.cert_file,
-                keyfile=config.key_file,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
         client.reconnect_delay_set(config.reconnect_min_delay_s, config.reconnect_max_delay_s)
         client.max_queued_messages_set(config.max_queued_messages)
         client.connect_timeout = config.connect_timeout_s

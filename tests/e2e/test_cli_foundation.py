@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.fleet import postgres_available, postgres_database
 
 BIN = Path(sys.executable).parent
@@ -30,15 +30,6 @@ def _cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.Completed
     if check and result.returncode != 0:
         raise AssertionError(f"edgefleet {args} failed: {result.stderr}")
     return result
-
-
-def _wait(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -64,7 +55,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Pat
     def run(extra: list[str]) -> Iterator[tuple[Path, int]]:
         proc = subprocess.Popen([*args, *extra], stderr=subprocess.PIPE, text=True)
         try:
-            assert _wait(lambda: (data_dir / "client.toml").exists(), 30), (
+            assert wait_until(lambda: (data_dir / "client.toml").exists(), 30), (
                 "controller did not start"
             )
             yield data_dir, grpc_port
@@ -132,7 +123,7 @@ def test_register_enroll_run_list_revoke(served: tuple[Path, int], tmp_path: Pat
             return devices[0] if devices and devices[0]["online"] else None
 
         started = time.monotonic()
-        assert _wait(online, 5), "cam-1 not online within 5 s"
+        assert wait_until(online, 5), "cam-1 not online within 5 s"
         device = online()
         assert device is not None
         assert time.monotonic() - started < 5

@@ -16,7 +16,7 @@ from agent.enroll import enroll
 from agent.hardware import detect
 from agent.mqtt.client import AgentMqttClient, AgentMqttConfig
 from controller.mqtt.credentials import write_mosquitto_auth
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.fleet import Admin, start_controller
 
 pytestmark = pytest.mark.skipif(
@@ -50,15 +50,6 @@ def _start_mosquitto(auth_dir: Path, port: int) -> subprocess.Popen[bytes]:
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("mosquitto did not start")
-
-
-def _wait(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_enrolled_device_gets_in_and_revoked_device_does_not(tmp_path: Path) -> None:
@@ -96,7 +87,7 @@ def test_enrolled_device_gets_in_and_revoked_device_does_not(tmp_path: Path) -> 
         device = client()
         device.start()
         assert device.wait_connected(10)
-        assert _wait(lambda: admin.devices()[0].online, 10)
+        assert wait_until(lambda: admin.devices()[0].online, 10)
         device.stop()
 
         from edgefleet.v1 import admin_pb2

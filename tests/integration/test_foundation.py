@@ -20,7 +20,7 @@ from controller.app import Controller
 from edgefleet.enrollment import EnrollmentToken
 from edgefleet.hardware import HardwareFacts
 from edgefleet.v1 import admin_pb2, device_pb2, device_pb2_grpc
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until
 from tests.fleet import Admin, postgres_available, postgres_database, start_controller, status_code
 
 ARM_A76 = HardwareFacts(
@@ -254,19 +254,10 @@ def test_mqtt_presence_and_last_will(controller: Controller, admin: Admin, tmp_p
     mqtt.start()
     try:
         assert mqtt.wait_connected(10)
-        assert _wait(lambda: admin.devices()[0].online, 10)
+        assert wait_until(lambda: admin.devices()[0].online, 10)
     finally:
         mqtt.stop()
-    assert _wait(lambda: not admin.devices()[0].online, 10)
-
-
-def _wait(predicate, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
+    assert wait_until(lambda: not admin.devices()[0].online, 10)
 
 
 def test_restart_keeps_ca_token_and_devices(tmp_path: Path) -> None:
