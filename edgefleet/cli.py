@@ -31,6 +31,14 @@ def configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # onnxruntime's quantizer advises "pre-processing" on the root logger for every variant.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(
+            lambda record: (
+                "pre-processing before quantization" not in record.getMessage()
+                and "run pre-processing" not in record.getMessage()
+            )
+        )
     # Libraries that narrate every state change at INFO.
     for noisy in ("transitions", "amqtt", "botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
