@@ -46,15 +46,19 @@ def new_client(
     ca_file: str | None = None,
     cert_file: str | None = None,
     key_file: str | None = None,
+    persistent_session: bool = False,
 ) -> mqtt.Client:
-    """A paho client (callback API v2, MQTT 3.1.1, clean session) with credentials and TLS."""
+    """A paho client (callback API v2, MQTT 3.1.1) with credentials and TLS.
+
+    A persistent session (clean_session=False) makes the broker keep the client's
+    subscriptions and queue QoS 1 messages for it while it is away."""
     import paho.mqtt.client as mqtt
 
     client = mqtt.Client(
         callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv311,
-        clean_session=True,
+        clean_session=not persistent_session,
     )
     client.username_pw_set(username, password)
     if tls:

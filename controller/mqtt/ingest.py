@@ -53,6 +53,9 @@ class IngestConfig:
     url: str  # mqtt://host:1883 or mqtts://host:8883
     username: str = CONTROLLER_USERNAME
     password: str = ""
+    # The broker queues reports for the ingest while it reconnects (after a broker restart
+    # too, when the broker persists sessions, as Mosquitto does with `persistence true`).
+    persistent_session: bool = True
     client_id: str = "edgefleet-controller-ingest"
     ca_file: str | None = None
     cert_file: str | None = None
@@ -104,6 +107,7 @@ class ControllerMqttIngest:
             ca_file=config.ca_file,
             cert_file=config.cert_file,
             key_file=config.key_file,
+            persistent_session=config.persistent_session,
         )
         client.reconnect_delay_set(config.reconnect_min_delay_s, config.reconnect_max_delay_s)
         client.max_queued_messages_set(config.max_queued_messages)
