@@ -14,6 +14,8 @@ from edgefleet.v1 import report_pb2
 LATENCY_BOUNDS_MS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200, 500, 1000, 2000, 5000)
 CONFIDENCE_BOUNDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
 
+BAD_FRAME = "bad_frame"  # errors of this kind (and "bad_frame:<reason>") are bad inputs
+
 
 class Histogram:
     """counts[i] counts values <= bounds[i]; the extra last bucket counts the rest."""
@@ -146,10 +148,10 @@ class TelemetryAggregator:
         with self._lock:
             self._interval.skipped += n
 
-    def record_bad_frame(self, reason: str = "bad_frame") -> None:
+    def record_bad_frame(self, reason: str = "") -> None:
         with self._lock:
             self._interval.bad_frames += 1
-            self._interval.errors[reason] += 1
+            self._interval.errors[f"{BAD_FRAME}:{reason}" if reason else BAD_FRAME] += 1
 
     def record_error(self, kind: str, n: int = 1) -> None:
         with self._lock:

@@ -68,7 +68,7 @@ class CohortMetrics:
     agreement: float | None  # edge vs cloud over offloaded + audit pairs
     agreement_pairs: int
     accuracy: AccuracyEstimate  # estimated cascade accuracy with its 95% interval
-    error_rate: float | None  # bad frames + errors per frame
+    error_rate: float | None  # (bad frames + the device's own errors) per frame
     offload_rate: float | None
     offload_failure_rate: float | None  # failed offloads per offloaded frame
     skipped: int
@@ -76,11 +76,20 @@ class CohortMetrics:
     reports_dropped: int
 
 
+# Errors the device made itself. Failed offloads are the cloud's and have their own rate
+# (offload_failure_rate); bad input frames are counted once, through bad_frames.
+_NOT_DEVICE_ERRORS = ("offload_", "audit_", "bad_frame")
+
+
+def is_device_error(kind: str) -> bool:
+    return not kind.startswith(_NOT_DEVICE_ERRORS)
+
+
 def metrics_of(totals: Totals, devices_reporting: int) -> CohortMetrics:
     span_s = (totals.last_end_ms - totals.first_start_ms) / 1000.0
     agree, pairs = agreement(totals)
     error_count = totals.bad_frames + sum(
-        n for kind, n in totals.errors.items() if kind != "bad_frame"
+        n for kind, n in totals.errors.items() if is_device_error(kind)
     )
     return CohortMetrics(
         frames=totals.frames,
