@@ -4,11 +4,11 @@ directory (model file + variant.json) that `edgefleet-agent run --model DIR` can
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from pathlib import Path
 
 from agent.runtime.errors import RuntimeFailure
+from edgefleet.errors import InvalidInput
 from edgefleet.modelmeta import METADATA_FILE, Preprocessing, VariantMetadata
 
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
@@ -16,16 +16,9 @@ _ORT_DTYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int
 
 def read_preprocessing(path: Path) -> Preprocessing:
     try:
-        fields = json.loads(path.read_text())
-        size = fields.pop("size")
-        return Preprocessing(
-            size=(int(size[0]), int(size[1])),
-            mean=tuple(float(m) for m in fields.pop("mean", (0.0,))),
-            std=tuple(float(s) for s in fields.pop("std", (1.0,))),
-            **fields,
-        )
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-        raise RuntimeFailure(f"{path}: not a valid preprocessing file ({exc})") from exc
+        return Preprocessing.from_file(path)
+    except InvalidInput as exc:
+        raise RuntimeFailure(str(exc)) from exc
 
 
 def pack_model(

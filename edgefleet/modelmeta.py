@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from edgefleet.errors import InvalidInput
@@ -36,6 +37,35 @@ class Preprocessing:
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise InvalidInput(f"layout must be one of {sorted(LAYOUTS)}, not {self.layout!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        """From JSON-shaped fields (lists for tuples); InvalidInput when they do not fit."""
+        try:
+            fields = dict(data)
+            size = fields.pop("size")
+            return cls(
+                size=(int(size[0]), int(size[1])),
+                mean=tuple(float(m) for m in fields.pop("mean", (0.0,))),
+                std=tuple(float(s) for s in fields.pop("std", (1.0,))),
+                **fields,
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise InvalidInput(f"malformed preprocessing: {exc}") from exc
+
+    @classmethod
+    def from_file(cls, path: Path) -> Preprocessing:
+        """A ``preprocess.json`` holding these fields."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InvalidInput(f"{path}: not a valid preprocessing file ({exc})") from exc
+        if not isinstance(data, dict):
+            raise InvalidInput(f"{path}: not a valid preprocessing file (no JSON object)")
+        try:
+            return cls.from_dict(data)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{path}: not a valid preprocessing file ({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -80,10 +110,7 @@ class VariantMetadata:
     def from_dict(cls, data: dict[str, Any]) -> VariantMetadata:
         try:
             fields = dict(data)
-            pre = dict(fields.pop("preprocessing"))
-            pre["size"] = tuple(pre["size"])
-            pre["mean"] = tuple(pre.get("mean", (0.0,)))
-            pre["std"] = tuple(pre.get("std", (1.0,)))
+            pre = fields.pop("preprocessing")
             iq = fields.pop("input_quantization", None)
             oq = fields.pop("output_quantization", None)
             return cls(
@@ -92,7 +119,7 @@ class VariantMetadata:
                     "input_shape": tuple(fields["input_shape"]),
                     "labels": tuple(fields.get("labels", ())),
                 },
-                preprocessing=Preprocessing(**pre),
+                preprocessing=Preprocessing.from_dict(pre),
                 input_quantization=InputQuantization(**iq) if iq else None,
                 output_quantization=InputQuantization(**oq) if oq else None,
             )

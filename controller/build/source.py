@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import onnx
 from onnx import TensorProto
 
 from controller.build.errors import DataMismatch, NotAnOnnxModel, UnsupportedModel
+from edgefleet.errors import InvalidInput
 from edgefleet.modelmeta import Preprocessing
 
 log = logging.getLogger(__name__)
@@ -290,16 +290,9 @@ class SourceModel:
 def load_preprocessing(path: Path) -> Preprocessing:
     """Read a ``preprocess.json`` holding ``Preprocessing`` fields."""
     try:
-        fields = json.loads(Path(path).read_text(encoding="utf-8"))
-        size = fields.pop("size")
-        return Preprocessing(
-            size=(int(size[0]), int(size[1])),
-            mean=tuple(float(m) for m in fields.pop("mean", (0.0,))),
-            std=tuple(float(s) for s in fields.pop("std", (1.0,))),
-            **fields,
-        )
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-        raise DataMismatch(f"{path}: not a valid preprocessing file ({exc})") from exc
+        return Preprocessing.from_file(path)
+    except InvalidInput as exc:
+        raise DataMismatch(str(exc)) from exc
 
 
 def _load_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
