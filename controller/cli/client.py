@@ -11,28 +11,13 @@ from typing import TypeVar
 import grpc
 
 from edgefleet.errors import (
-    AlreadyExists,
-    EdgeFleetError,
-    FailedPrecondition,
     InvalidInput,
-    NotFound,
-    PermissionDenied,
     Unauthenticated,
     Unavailable,
 )
+from edgefleet.status import error_for
 
 T = TypeVar("T")
-
-ERROR_OF_STATUS: dict[grpc.StatusCode, type[EdgeFleetError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidInput,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
-    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-    grpc.StatusCode.UNAVAILABLE: Unavailable,
-    grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
-}
 
 
 @dataclass(frozen=True)
@@ -86,4 +71,4 @@ def call(conn: Connection, rpc: Callable[..., T], request: object) -> T:
         details = exc.details()
         if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
             details = f"controller unreachable at {conn.address} ({details})"
-        raise ERROR_OF_STATUS.get(code, EdgeFleetError)(details) from None
+        raise error_for(code)(details) from None

@@ -121,8 +121,8 @@ def build(
         import grpc
         from rich.progress import Progress
 
-        from controller.cli.client import ERROR_OF_STATUS
-        from edgefleet.errors import EdgeFleetError, Unavailable
+        from edgefleet.errors import Unavailable
+        from edgefleet.status import error_for
         from edgefleet.v1 import models_pb2
 
         name, version = parse_ref(ref)
@@ -155,7 +155,7 @@ def build(
             code, details = exc.code(), exc.details()
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise Unavailable(f"controller at {conn.address}: {details}") from None
-            raise ERROR_OF_STATUS.get(code, EdgeFleetError)(details) from None
+            raise error_for(code)(details) from None
         selections = report.get("selections", {})
         typer.echo(f"built {report.get('model')}:{report.get('version')}")
         for profile, sel in sorted(selections.items()):

@@ -23,16 +23,11 @@ from cryptography.hazmat.primitives import serialization
 from controller.services.devices import Device, DeviceRegistry
 from edgefleet.enrollment import certificate_fingerprint
 from edgefleet.errors import (
-    AlreadyExists,
     EdgeFleetError,
-    FailedPrecondition,
-    InvalidInput,
-    NotFound,
     PermissionDenied,
     Unauthenticated,
-    Unavailable,
-    VerificationError,
 )
+from edgefleet.status import status_for
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +36,6 @@ PACKAGE_PREFIX = "edgefleet.v1."
 ADMIN_SERVICE_SUFFIX = "AdminService"
 
 _current_device: contextvars.ContextVar[Device] = contextvars.ContextVar("edgefleet_device")
-
-STATUS_OF: tuple[tuple[type[EdgeFleetError], grpc.StatusCode], ...] = (
-    (InvalidInput, grpc.StatusCode.INVALID_ARGUMENT),
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
-    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
-    (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
-    (Unavailable, grpc.StatusCode.UNAVAILABLE),
-    (VerificationError, grpc.StatusCode.FAILED_PRECONDITION),
-)
-
-
-def status_for(error: EdgeFleetError) -> grpc.StatusCode:
-    for kind, code in STATUS_OF:
-        if isinstance(error, kind):
-            return code
-    return grpc.StatusCode.INTERNAL
 
 
 def current_device() -> Device:
