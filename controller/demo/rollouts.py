@@ -20,7 +20,9 @@ from controller.demo.devices import enroll_device
 DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"
 MODEL = "digits-ota"
 AGENTS = ("lab-1", "lab-2", "lab-3", "lab-4")
-GATES = ("p95_latency <= 1.5 * baseline", "error_rate <= 0.01")
+# The digits model answers in well under a millisecond, where a relative latency gate would
+# judge scheduler noise; an absolute allowance of 2 ms still catches the slow v3 (~5 ms).
+GATES = ("p95_latency <= baseline + 2", "error_rate <= 0.01")
 
 
 def _variant_of(path: Path, out: Path, *, noise: float, slow: int) -> Path:
