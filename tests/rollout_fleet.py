@@ -37,6 +37,18 @@ PRE = Preprocessing(size=(32, 32), channels=1)
 
 def add_and_build(admin: Admin, tmp: Path, name: str, seed_width: int) -> int:
     """Add and build a tiny model version (fp32 variant only); returns its version."""
+    version = add_tiny(admin, tmp, name, seed_width)
+    stub = models_pb2_grpc.ModelAdminServiceStub(admin.channel)
+    request = models_pb2.BuildModelRequest(
+        name=name, version=version, no_tflite=True, only_variants=["onnx-fp32"],
+        measure_runs=2,
+    )  # fmt: skip
+    list(stub.BuildModel(request, timeout=120))
+    return version
+
+
+def add_tiny(admin: Admin, tmp: Path, name: str, seed_width: int) -> int:
+    """Upload and add (not build) a tiny model version; returns its version."""
     stub = models_pb2_grpc.ModelAdminServiceStub(admin.channel)
     onnx = make_tiny_cnn(tmp / f"{name}-{seed_width}.onnx", width=seed_width)
     x = synthetic_frames(32)
@@ -56,11 +68,6 @@ def add_and_build(admin: Admin, tmp: Path, name: str, seed_width: int) -> int:
         ),
         timeout=30,
     ).model
-    request = models_pb2.BuildModelRequest(
-        name=name, version=model.version, no_tflite=True, only_variants=["onnx-fp32"],
-        measure_runs=2,
-    )  # fmt: skip
-    list(stub.BuildModel(request, timeout=120))
     return int(model.version)
 
 

@@ -140,6 +140,9 @@ class RolloutService:
     # -- operator API -----------------------------------------------------------------------
     def start_rollout(self, spec_fields: Mapping[str, Any]) -> StoredRollout:
         spec = RolloutSpec.from_dict({**spec_fields, "rollout_id": uuid.uuid4().hex[:12]})
+        # Sources that know the registry refuse a version that does not exist or is unbuilt.
+        if (check_release := getattr(self.variants, "check_release", None)) is not None:
+            check_release(spec.model, spec.version)
         with self._lock:
             for other in self.store.rollouts(active_only=True):
                 if other.spec.model == spec.model:
@@ -346,6 +349,20 @@ class _Lazy:
     def selected_variant(self, model: str, version: int, profile: str) -> Any:
         models = getattr(self._c, "models", None)
         return None if models is None else models.selected_variant(model, version, profile)
+
+    def check_release(self, model: str, version: int) -> None:
+        """NotFound for an unknown version; FailedPrecondition for one with nothing built."""
+        models = getattr(self._c, "models", None)
+        if models is None:
+            return
+        found = [m for m in models.list_models() if (m.name, m.version) == (model, version)]
+        if not found:
+            raise NotFound(f"no model {model}:{version}")
+        if not found[0].variants_built:
+            raise FailedPrecondition(
+                f"{model}:{version} has no built variants: run `edgefleet model build "
+                f"{model}:{version}` first"
+            )
 
     def cohort_metrics(
         self, device_ids: Iterable[str], since_ms: int, until_ms: int | None = None

@@ -1,0 +1,41 @@
+"""`rollout start` refuses a model version that does not exist or has nothing built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+
+from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc
+from tests.fleet import Admin, start_controller, status_code
+from tests.rollout_fleet import add_tiny
+
+
+def _start(stub: rollouts_pb2_grpc.RolloutAdminServiceStub, model: str, version: int) -> None:
+    stub.StartRollout(
+        rollouts_pb2.StartRolloutRequest(model=model, version=version, selector={"site": "lab"},
+                                         stages=[1.0], soak_seconds=1.0),
+        timeout=10,
+    )  # fmt: skip
+
+
+def test_unknown_and_unbuilt_versions_are_refused(tmp_path: Path) -> None:
+    ctl = start_controller(tmp_path / "controller")
+    admin = Admin(ctl)
+    try:
+        stub = rollouts_pb2_grpc.RolloutAdminServiceStub(admin.channel)
+        with pytest.raises(grpc.RpcError) as err:
+            _start(stub, "nosuch", 1)
+        assert status_code(err.value) == grpc.StatusCode.NOT_FOUND
+
+        version = add_tiny(admin, tmp_path, "tiny", 4)  # added, not built
+        with pytest.raises(grpc.RpcError) as err:
+            _start(stub, "tiny", version)
+        assert status_code(err.value) == grpc.StatusCode.FAILED_PRECONDITION
+        assert "model build" in err.value.details()
+        listed = stub.ListRollouts(rollouts_pb2.ListRolloutsRequest(), timeout=10)
+        assert not listed.rollouts
+    finally:
+        admin.close()
+        ctl.stop()
