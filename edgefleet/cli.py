@@ -40,7 +40,7 @@ def configure_logging(verbose: bool) -> None:
             )
         )
     # Libraries that narrate every state change at INFO.
-    for noisy in ("transitions", "amqtt", "botocore", "urllib3"):
+    for noisy in ("transitions", "amqtt", "botocore", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -65,7 +65,8 @@ class Database:
                 cfg.attributes["connection"] = connection
                 command.upgrade(cfg, "heads")
         except OperationalError as exc:
-            raise StoreError(f"cannot reach database {redact(self.url)}: {exc.orig}") from exc
+            reason = str(exc.orig).strip().splitlines()[0]  # drivers add hint lines
+            raise StoreError(f"cannot reach database {redact(self.url)}: {reason}") from exc
         log.info("database schema up to date (%s)", redact(self.url))
 
     @contextmanager
