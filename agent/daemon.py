@@ -21,6 +21,7 @@ from agent.controller_client import ControllerClient, device_channel
 from agent.identity import Credentials, Identity
 from agent.mqtt.client import AgentMqttClient, AgentMqttConfig
 from edgefleet import __version__
+from edgefleet.profiles import builtin_threads
 
 if TYPE_CHECKING:
     from agent.runtime.model import ModelHolder
@@ -60,8 +61,10 @@ class AgentConfig:
 
 class AgentDaemon:
     def __init__(self, config: AgentConfig) -> None:
-        self.config = config
         self.identity = Identity.load(config.data_dir)
+        if config.threads is None:  # the thread count the device's profile is built for
+            config = dataclasses.replace(config, threads=builtin_threads(self.identity.profile))
+        self.config = config
         self.credentials = Credentials.load(config.data_dir)
         self.stopping = threading.Event()
         self.components: list[Component] = []

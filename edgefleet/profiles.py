@@ -161,6 +161,11 @@ BUILTIN_PROFILES: tuple[HardwareProfile, ...] = (
 )
 
 
+def builtin_threads(profile: str) -> int | None:
+    """The thread count of a built-in profile (None for a user profile the device cannot see)."""
+    return next((p.threads for p in BUILTIN_PROFILES if p.name == profile), None)
+
+
 class ProfileCatalogue:
     """The built-in profiles plus the operator's, looked up by name."""
 

@@ -102,6 +102,9 @@ def run(
     results: Path | None = typer.Option(
         None, "--results", help="Append every answer as a JSON line to this file."
     ),
+    threads: int = typer.Option(
+        0, "--threads", min=0, help="Inference threads (0 = the device profile's count)."
+    ),
     ota: bool = typer.Option(True, "--ota/--no-ota", help="Apply over-the-air model updates."),
     ota_poll: float = typer.Option(
         30.0, "--ota-poll", min=0.1, help="Seconds between desired-state pulls."
@@ -141,6 +144,7 @@ def run(
                 skip_threshold=skip_threshold,
                 loop=loop,
                 results_file=results,
+                threads=threads or None,
             )
         )
         if ota:

@@ -52,3 +52,10 @@ def test_unknown_profile_names_the_known_ones() -> None:
     with pytest.raises(NotFound, match="x86-64-vnni"):
         ProfileCatalogue.load().check_requested("nope")
     ProfileCatalogue.load().check_requested("auto")
+
+
+def test_agent_threads_come_from_its_builtin_profile() -> None:
+    from edgefleet.profiles import builtin_threads
+
+    assert builtin_threads("arm64-a72") == 4 and builtin_threads("int8-npu") == 1
+    assert builtin_threads("someone-elses-profile") is None
