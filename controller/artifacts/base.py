@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from controller.artifacts.errors import DigestMismatch, InvalidDigest
+from controller.artifacts.errors import ArtifactStoreError, DigestMismatch, InvalidDigest
 
 CHUNK_SIZE = 1024 * 1024
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -83,3 +83,17 @@ class HashingReader:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+
+class PutFileFromStream:
+    """``put_file`` for stores whose ``put_stream`` does the hashing and publishing."""
+
+    def put_stream(self, reader: BinaryIO, expected_sha256: str | None = None) -> ArtifactRef:
+        raise NotImplementedError
+
+    def put_file(self, path: str | Path, expected_sha256: str | None = None) -> ArtifactRef:
+        try:
+            with open(path, "rb") as f:
+                return self.put_stream(f, expected_sha256)
+        except OSError as exc:
+            raise ArtifactStoreError(f"cannot read {path}: {exc}") from exc

@@ -20,6 +20,7 @@ from controller.artifacts.base import (
     CHUNK_SIZE,
     ArtifactRef,
     HashingReader,
+    PutFileFromStream,
     check_digest,
     check_expected,
     check_range,
@@ -38,7 +39,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class LocalArtifactStore:
+class LocalArtifactStore(PutFileFromStream):
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self._objects = self.root / "sha256"
@@ -50,13 +51,6 @@ class LocalArtifactStore:
     def path_of(self, sha256: str) -> Path:
         check_digest(sha256)
         return self._objects / sha256[:2] / sha256
-
-    def put_file(self, path: str | Path, expected_sha256: str | None = None) -> ArtifactRef:
-        try:
-            with open(path, "rb") as f:
-                return self.put_stream(f, expected_sha256)
-        except OSError as exc:
-            raise ArtifactStoreError(f"cannot read {path}: {exc}") from exc
 
     def put_bytes(self, data: bytes, expected_sha256: str | None = None) -> ArtifactRef:
         return self.put_stream(io.BytesIO(data), expected_sha256)

@@ -6,13 +6,13 @@ import hashlib
 import io
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import BinaryIO
 
 from controller.artifacts.base import (
     CHUNK_SIZE,
     ArtifactRef,
     HashingReader,
+    PutFileFromStream,
     check_digest,
     check_expected,
     check_range,
@@ -20,17 +20,10 @@ from controller.artifacts.base import (
 from controller.artifacts.errors import ArtifactNotFound, ArtifactStoreError
 
 
-class MemoryArtifactStore:
+class MemoryArtifactStore(PutFileFromStream):
     def __init__(self) -> None:
         self._blobs: dict[str, bytes] = {}
         self._lock = threading.Lock()
-
-    def put_file(self, path: str | Path, expected_sha256: str | None = None) -> ArtifactRef:
-        try:
-            with open(path, "rb") as f:
-                return self.put_stream(f, expected_sha256)
-        except OSError as exc:
-            raise ArtifactStoreError(f"cannot read {path}: {exc}") from exc
 
     def put_bytes(self, data: bytes, expected_sha256: str | None = None) -> ArtifactRef:
         digest = hashlib.sha256(data).hexdigest()

@@ -14,7 +14,6 @@ import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 import boto3
@@ -25,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from controller.artifacts.base import (
     ArtifactRef,
     HashingReader,
+    PutFileFromStream,
     check_digest,
     check_expected,
     check_range,
@@ -49,7 +49,7 @@ def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
-class S3ArtifactStore:
+class S3ArtifactStore(PutFileFromStream):
     def __init__(
         self,
         bucket: str,
@@ -87,13 +87,6 @@ class S3ArtifactStore:
     def _staging_key(self) -> str:
         name = f"staging/{uuid.uuid4().hex}"
         return f"{self.prefix}/{name}" if self.prefix else name
-
-    def put_file(self, path: str | Path, expected_sha256: str | None = None) -> ArtifactRef:
-        try:
-            with open(path, "rb") as f:
-                return self.put_stream(f, expected_sha256)
-        except OSError as exc:
-            raise ArtifactStoreError(f"cannot read {path}: {exc}") from exc
 
     def put_bytes(self, data: bytes, expected_sha256: str | None = None) -> ArtifactRef:
         digest = hashlib.sha256(data).hexdigest()
