@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,3 +86,20 @@ class Admin:
 def status_code(exc: BaseException) -> grpc.StatusCode:
     assert isinstance(exc, grpc.RpcError)
     return exc.code()
+
+
+def edgefleet_cli(
+    data_dir: Path, *args: str, check: bool = True, timeout_s: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the operator CLI as a user would, against the controller in ``data_dir``."""
+    binary = Path(sys.executable).parent / "edgefleet"
+    result = subprocess.run(
+        [str(binary), "--data-dir", str(data_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"edgefleet {args} failed: {result.stderr}")
+    return result

@@ -29,7 +29,7 @@ from controller.app import Controller
 from controller.build.synthetic import make_tiny_cnn, self_labels, synthetic_frames
 from controller.services.rollouts import RolloutConfig
 from edgefleet.modelmeta import Preprocessing
-from edgefleet.v1 import models_pb2, models_pb2_grpc
+from edgefleet.v1 import models_pb2, models_pb2_grpc, rollouts_pb2, rollouts_pb2_grpc
 from tests.fleet import Admin
 
 PRE = Preprocessing(size=(32, 32), channels=1)
@@ -161,3 +161,9 @@ def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 60.0) ->
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def rollout_status(
+    stub: rollouts_pb2_grpc.RolloutAdminServiceStub, rid: str
+) -> rollouts_pb2.GetRolloutResponse:
+    return stub.GetRollout(rollouts_pb2.GetRolloutRequest(rollout_id=rid), timeout=10)

@@ -14,22 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, wait_until
-from tests.fleet import postgres_available, postgres_database
+from tests.fleet import edgefleet_cli, postgres_available, postgres_database
 
 BIN = Path(sys.executable).parent
-
-
-def _cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [str(BIN / "edgefleet"), "--data-dir", str(data_dir), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"edgefleet {args} failed: {result.stderr}")
-    return result
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -74,7 +61,7 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Pat
 
 def test_register_enroll_run_list_revoke(served: tuple[Path, int], tmp_path: Path) -> None:
     data_dir, port = served
-    out = _cli(
+    out = edgefleet_cli(
         data_dir,
         "device",
         "register",
@@ -119,7 +106,9 @@ def test_register_enroll_run_list_revoke(served: tuple[Path, int], tmp_path: Pat
     try:
 
         def online() -> dict | None:
-            devices = json.loads(_cli(data_dir, "device", "list", "--format", "json").stdout)
+            devices = json.loads(
+                edgefleet_cli(data_dir, "device", "list", "--format", "json").stdout
+            )
             return devices[0] if devices and devices[0]["online"] else None
 
         started = time.monotonic()
@@ -132,10 +121,10 @@ def test_register_enroll_run_list_revoke(served: tuple[Path, int], tmp_path: Pat
         assert device["facts"]["cores"] == os.cpu_count()
         assert "onnxruntime" in device["facts"]["runtimes"]
 
-        _cli(data_dir, "device", "revoke", "cam-1")
+        edgefleet_cli(data_dir, "device", "revoke", "cam-1")
         assert agent.wait(timeout=10) == 3, "agent should stop when refused"
         assert agent.stderr is not None and "refused" in agent.stderr.read()
-        devices = json.loads(_cli(data_dir, "device", "list", "--format", "json").stdout)
+        devices = json.loads(edgefleet_cli(data_dir, "device", "list", "--format", "json").stdout)
         assert devices[0]["state"] == "revoked" and devices[0]["online"] is False
     finally:
         if agent.poll() is None:
@@ -152,24 +141,24 @@ def test_register_enroll_run_list_revoke(served: tuple[Path, int], tmp_path: Pat
 )
 def test_cli_errors_are_one_line(served: tuple[Path, int], args: list[str], message: str) -> None:
     data_dir, _ = served
-    result = _cli(data_dir, *args, check=False)
+    result = edgefleet_cli(data_dir, *args, check=False)
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0 and message in result.stderr
     assert "Traceback" not in result.stderr
-    assert json.loads(_cli(data_dir, "device", "list", "--format", "json").stdout) == []
+    assert json.loads(edgefleet_cli(data_dir, "device", "list", "--format", "json").stdout) == []
 
 
 def test_cli_duplicate_and_wrong_token(served: tuple[Path, int]) -> None:
     data_dir, _ = served
-    _cli(data_dir, "device", "register", "cam-1")
-    dup = _cli(data_dir, "device", "register", "cam-1", check=False)
+    edgefleet_cli(data_dir, "device", "register", "cam-1")
+    dup = edgefleet_cli(data_dir, "device", "register", "cam-1", check=False)
     assert dup.returncode != 0 and "exists already" in dup.stderr
-    bad = _cli(data_dir, "--token", "wrong", "device", "list", check=False)
+    bad = edgefleet_cli(data_dir, "--token", "wrong", "device", "list", check=False)
     assert bad.returncode == 3 and "operator token" in bad.stderr
 
 
 def test_cli_without_controller_says_so(tmp_path: Path) -> None:
-    result = _cli(
+    result = edgefleet_cli(
         tmp_path,
         "--controller",
         f"127.0.0.1:{free_port()}",

@@ -20,22 +20,10 @@ from controller.build.synthetic import make_tiny_cnn, self_labels, synthetic_fra
 from edgefleet.modelmeta import Preprocessing
 from edgefleet.profiles import BUILTIN_PROFILES
 from tests.conftest import free_port
+from tests.fleet import edgefleet_cli
 
 BIN = Path(sys.executable).parent
 DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"
-
-
-def _cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [str(BIN / "edgefleet"), "--data-dir", str(data_dir), *args],
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=False,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"edgefleet {args} failed: {result.stderr}")
-    return result
 
 
 @pytest.fixture
@@ -127,3 +115,7 @@ def test_add_build_all_profiles_and_variants_json(served: Path, tmp_path: Path) 
     assert "onnx-int8-static" in table and "x86-64-vnni" in table
     listed = json.loads(_cli(served, "model", "list", "--format", "json").stdout)
     assert listed[0]["build_status"] == "succeeded" and listed[0]["variants_built"] == 3
+
+
+def _cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return edgefleet_cli(data_dir, *args, check=check, timeout_s=110)

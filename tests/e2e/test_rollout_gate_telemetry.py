@@ -19,15 +19,9 @@ import pytest
 from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc
 from tests.fleet import Admin, start_controller
 from tests.inferring_agent import start_inferring_agents
-from tests.rollout_fleet import add_and_build, speed_up, wait_for
+from tests.rollout_fleet import add_and_build, rollout_status, speed_up, wait_for
 
 N_AGENTS = 6
-
-
-def _status(
-    stub: rollouts_pb2_grpc.RolloutAdminServiceStub, rid: str
-) -> rollouts_pb2.GetRolloutResponse:
-    return stub.GetRollout(rollouts_pb2.GetRolloutRequest(rollout_id=rid), timeout=10)
 
 
 @pytest.mark.slow
@@ -50,7 +44,7 @@ def test_slower_version_fails_latency_gate_on_real_telemetry(tmp_path: Path) -> 
             ),
             timeout=10,
         ).rollout.rollout_id  # fmt: skip
-        wait_for("v1 everywhere", lambda: _status(stub, first).rollout.phase == "completed",
+        wait_for("v1 everywhere", lambda: rollout_status(stub, first).rollout.phase == "completed",
                  timeout=90)  # fmt: skip
         wait_for("every agent running v1",
                  lambda: all(f":{v1}:" in (a.running or "") for a in agents))  # fmt: skip
@@ -63,12 +57,12 @@ def test_slower_version_fails_latency_gate_on_real_telemetry(tmp_path: Path) -> 
             ),
             timeout=10,
         ).rollout.rollout_id  # fmt: skip
-        wait_for("v2 rollout to roll back", lambda: _status(stub, bad).rollout.phase ==
+        wait_for("v2 rollout to roll back", lambda: rollout_status(stub, bad).rollout.phase ==
                  "rolled_back", timeout=120)  # fmt: skip
         on_v1 = lambda: all(f":{v1}:" in (a.running or "") for a in agents)  # noqa: E731
         wait_for("every agent running v1 again", on_v1, timeout=60)
 
-        status = _status(stub, bad)
+        status = rollout_status(stub, bad)
         state = json.loads(status.state_json)
         assert state["stage_index"] == 0  # failed at the first stage
         gates = {g["metric"]: g for g in state["last_gates"]}

@@ -6,26 +6,25 @@ whose gate fails at the first stage and every device is back on the old one auto
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc
-from tests.fleet import Admin, start_controller
-from tests.rollout_fleet import VariantMetrics, add_and_build, speed_up, start_agents, wait_for
+from tests.fleet import Admin, edgefleet_cli, start_controller
+from tests.rollout_fleet import (
+    VariantMetrics,
+    add_and_build,
+    rollout_status,
+    speed_up,
+    start_agents,
+    wait_for,
+)
 
 N_AGENTS = 20
 EDGEFLEET = Path(sys.executable).parent / "edgefleet"
 Stub = rollouts_pb2_grpc.RolloutAdminServiceStub
-
-
-def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    cmd = [str(EDGEFLEET), "--data-dir", str(data_dir), *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return done
 
 
 def _start(stub: Stub, version: int) -> str:
@@ -37,12 +36,6 @@ def _start(stub: Stub, version: int) -> str:
         timeout=10,
     )  # fmt: skip
     return str(r.rollout.rollout_id)
-
-
-def _status(
-    stub: rollouts_pb2_grpc.RolloutAdminServiceStub, rid: str
-) -> rollouts_pb2.GetRolloutResponse:
-    return stub.GetRollout(rollouts_pb2.GetRolloutRequest(rollout_id=rid), timeout=10)
 
 
 @pytest.mark.slow
@@ -60,10 +53,13 @@ def test_rollout_succeeds_then_bad_version_rolls_back(tmp_path: Path) -> None:
         stub = rollouts_pb2_grpc.RolloutAdminServiceStub(admin.channel)
 
         good = _start(stub, v1)
-        wait_for("v1 rollout to complete", lambda: _status(stub, good).rollout.phase == "completed",
-                 timeout=180)  # fmt: skip
+        wait_for(
+            "v1 rollout to complete",
+            lambda: rollout_status(stub, good).rollout.phase == "completed",
+            timeout=180,
+        )
         wait_for("every agent on v1", lambda: all(f":{v1}:" in (a.variant or "") for a in agents))
-        status = _status(stub, good)
+        status = rollout_status(stub, good)
         state = json.loads(status.state_json)
         assert len(state["devices"]) == N_AGENTS
         assert all(d["state"] == "healthy" for d in state["devices"])
@@ -72,21 +68,21 @@ def test_rollout_succeeds_then_bad_version_rolls_back(tmp_path: Path) -> None:
         assert state["last_gates"] and all(g["status"] == "pass" for g in state["last_gates"])
 
         bad = _start(stub, v2)
-        rolled_back = lambda: _status(stub, bad).rollout.phase == "rolled_back"  # noqa: E731
+        rolled_back = lambda: rollout_status(stub, bad).rollout.phase == "rolled_back"  # noqa: E731
         wait_for("v2 rollout to roll back", rolled_back, timeout=120)
         wait_for("every agent back on v1",
                  lambda: all(f":{v1}:" in (a.variant or "") for a in agents))  # fmt: skip
-        status = _status(stub, bad)
+        status = rollout_status(stub, bad)
         state = json.loads(status.state_json)
         failed = [g for g in state["last_gates"] if g["status"] == "fail"]
         assert {g["metric"] for g in failed} >= {"p95_latency"}
         assert state["stage_index"] == 0  # failed at the first stage
         assert "halted" in " ".join(e.message for e in status.events)
 
-        cli = _cli(ctl.config.data_dir, "rollout", "status", bad, "--format", "json")
+        cli = edgefleet_cli(ctl.config.data_dir, "rollout", "status", bad, "--format", "json")
         shown = json.loads(cli.stdout)
         assert shown["state"]["phase"] == "rolled_back" and "p95_latency" in cli.stdout
-        table = _cli(ctl.config.data_dir, "rollout", "list").stdout
+        table = edgefleet_cli(ctl.config.data_dir, "rollout", "list").stdout
         assert good in table and "completed" in table and "rolled_back" in table
     finally:
         for a in agents:
