@@ -64,6 +64,12 @@ def serve(
     offload_max_delay_ms: float | None = typer.Option(
         None, "--offload-max-delay-ms", min=0.0, help="Wait for a fuller batch [2 ms]."
     ),
+    hard_examples_max_bytes: int | None = typer.Option(
+        None,
+        "--hard-examples-max-bytes",
+        min=0,
+        help="Keep offloaded frames for retraining, up to this many bytes [0 = off].",
+    ),
     offload_max_queue: int | None = typer.Option(
         None, "--offload-max-queue", min=1, help="Queued frames per model before refusing [256]."
     ),
@@ -94,6 +100,7 @@ def serve(
             "offload_max_queue_size": offload_max_queue,
             "store": store,
             "store_endpoint_url": store_endpoint_url,
+            "hard_examples_max_bytes": hard_examples_max_bytes,
         }
         config = build_config(flags, os.environ, config_file)
         controller = Controller(config)

@@ -38,3 +38,16 @@ def test_token_round_trip_and_errors() -> None:
 
 def test_database_url_password_is_redacted() -> None:
     assert redact("postgresql://u:secret@h/db") == "postgresql://u:***@h/db"
+
+
+def test_the_example_config_file_is_complete_and_loads(repo_root: Path) -> None:
+    from dataclasses import fields
+
+    from controller.config import ControllerConfig
+
+    example = repo_root / "deploy" / "controller.example.toml"
+    config = build_config({}, {}, example)
+    assert config.hard_examples_max_bytes == 0 and config.cloud_models == ()
+    text = example.read_text()
+    missing = [f.name for f in fields(ControllerConfig) if f"{f.name} =" not in text]
+    assert missing == [], f"settings missing from {example.name}: {missing}"
