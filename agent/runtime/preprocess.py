@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from agent.runtime.errors import BadFrame
+from edgefleet.errors import InvalidInput
+from edgefleet.frames import fit_frame
 from edgefleet.modelmeta import InputQuantization, Preprocessing
 
 _FLOAT_DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -14,7 +16,7 @@ _INT_DTYPES = {"int8": np.int8, "uint8": np.uint8}
 class Preprocessor:
     """Turns one H x W or H x W x C frame (uint8 or float) into a batch-1 input tensor.
 
-    Resizes with Pillow only when the frame size differs, scales, normalizes per channel,
+    Resizes (edgefleet.frames) only when the frame size differs, scales, normalizes per channel,
     lays out NCHW or NHWC and, for integer-only models, quantizes with the input's
     (scale, zero_point).
     """
@@ -43,29 +45,10 @@ class Preprocessor:
 
     def frame_hwc(self, frame: np.ndarray) -> np.ndarray:
         """Validate and resize a frame to float32 H x W x C (before scaling)."""
-        if not isinstance(frame, np.ndarray):
-            raise BadFrame(f"a frame must be a numpy array, not {type(frame).__name__}")
-        if frame.dtype != np.uint8 and not np.issubdtype(frame.dtype, np.floating):
-            raise BadFrame(f"frame dtype must be uint8 or float, not {frame.dtype}")
-        if frame.ndim == 2:
-            frame = frame[:, :, None]
-        if frame.ndim != 3 or frame.shape[0] == 0 or frame.shape[1] == 0:
-            raise BadFrame(f"frame must be H x W or H x W x C, got shape {frame.shape}")
-        want = self.preprocessing.channels
-        have = frame.shape[2]
-        if have != want:
-            if have == 1 and want == 3:
-                frame = np.repeat(frame, 3, axis=2)
-            elif have in (3, 4) and want == 1:
-                frame = frame[:, :, :3].astype(np.float32).mean(axis=2, keepdims=True)
-            elif have == 4 and want == 3:
-                frame = frame[:, :, :3]
-            else:
-                raise BadFrame(f"frame has {have} channels, the model wants {want}")
-        height, width = self.preprocessing.size
-        if frame.shape[:2] != (height, width):
-            frame = _resize(frame, height, width)
-        return frame.astype(np.float32, copy=False)
+        try:
+            return fit_frame(frame, self.preprocessing)
+        except InvalidInput as exc:
+            raise BadFrame(str(exc)) from exc
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         pre = self.preprocessing
@@ -122,14 +105,3 @@ def _per_channel(values: tuple[float, ...], channels: int, name: str) -> np.ndar
         raise BadFrame(f"preprocessing {name} has {len(values)} values for {channels} channels")
     arr = np.asarray(values, dtype=np.float32)
     return np.broadcast_to(arr, (channels,)).astype(np.float32).reshape(1, 1, channels)
-
-
-def _resize(frame: np.ndarray, height: int, width: int) -> np.ndarray:
-    from PIL import Image  # imported only when a resize is needed
-
-    channels = frame.shape[2]
-    planes = []
-    for c in range(channels):
-        plane = Image.fromarray(frame[:, :, c].astype(np.float32), mode="F")
-        planes.append(np.asarray(plane.resize((width, height), Image.Resampling.BILINEAR)))
-    return np.stack(planes, axis=2)

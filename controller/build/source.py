@@ -17,6 +17,7 @@ from onnx import TensorProto
 
 from controller.build.errors import DataMismatch, NotAnOnnxModel, UnsupportedModel
 from edgefleet.errors import InvalidInput
+from edgefleet.frames import frames_tensor
 from edgefleet.modelmeta import Preprocessing
 
 log = logging.getLogger(__name__)
@@ -103,65 +104,18 @@ def inspect_onnx(path: Path) -> ModelSignature:
     )
 
 
-def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    height, width = size
-    out = []
-    for frame in frames:
-        squeeze = frame.ndim == 3 and frame.shape[2] == 1
-        img = frame[:, :, 0] if squeeze else frame
-        if img.dtype == np.uint8:
-            resized = np.asarray(
-                Image.fromarray(img).resize((width, height), Image.Resampling.BILINEAR)
-            )
-        else:  # float frames: resize each channel as a 32-bit float image
-            chans = img[..., None] if img.ndim == 2 else img
-            resized = np.stack(
-                [
-                    np.asarray(
-                        Image.fromarray(chans[..., c].astype(np.float32)).resize(
-                            (width, height), Image.Resampling.BILINEAR
-                        )
-                    )
-                    for c in range(chans.shape[-1])
-                ],
-                axis=-1,
-            )
-            if img.ndim == 2:
-                resized = resized[..., 0]
-        out.append(resized[..., None] if squeeze else resized)
-    return np.stack(out)
-
-
 def preprocess(frames: np.ndarray, pre: Preprocessing) -> np.ndarray:
-    """Frames (N x H x W [x C], uint8 or float) -> float32 model input laid out as ``pre.layout``.
-
-    Resizes (with PIL) only when the frame size differs from ``pre.size``.
-    """
+    """Frames (N x H x W [x C], uint8 or float) -> float32 model input laid out as ``pre.layout``,
+    with the same arithmetic as the agent and the cloud model (``edgefleet.frames``)."""
     x = np.asarray(frames)
     if x.ndim == 2 or (x.ndim == 3 and x.shape[-1] in (3, 4) and pre.channels != 1):
         x = x[None]  # a single frame
     if x.ndim not in (3, 4):
         raise DataMismatch(f"frames must be N x H x W [x C], got shape {list(x.shape)}")
-    if tuple(x.shape[1:3]) != tuple(pre.size):
-        x = _resize(x, pre.size)
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.shape[-1] != pre.channels:
-        if x.shape[-1] == 1:
-            x = np.repeat(x, pre.channels, axis=-1)
-        elif pre.channels == 1:
-            x = x[..., :3].mean(axis=-1, keepdims=True)
-        else:
-            raise DataMismatch(f"frames have {x.shape[-1]} channels, model wants {pre.channels}")
-    out = x.astype(np.float32) * np.float32(pre.scale)
-    mean = np.asarray(pre.mean, dtype=np.float32)
-    std = np.asarray(pre.std, dtype=np.float32)
-    out = (out - mean) / std
-    if pre.layout == "NCHW":
-        out = out.transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    try:
+        return frames_tensor(x, pre)
+    except InvalidInput as exc:
+        raise DataMismatch(str(exc)) from exc
 
 
 @dataclass

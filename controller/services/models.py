@@ -335,9 +335,9 @@ class ModelService(DeviceBenchmarks):
 
         profiles = self.resolve_profiles(request.profiles)
         with self.db.session() as s:
+            # A cloud model builds like any other: its variants are measured and selected per
+            # profile (the controller keeps serving the source model for offloads).
             row = self._row(s, request.name, request.version)
-            if row.role == CLOUD:
-                raise FailedPrecondition(f"{row.name}:{row.version} is a cloud model")
             key = (row.name, row.version)
             info = model_info(row)
         with self._lock:

@@ -14,6 +14,8 @@ import numpy as np
 
 from controller.serving.batcher import DynamicBatcher
 from controller.serving.errors import MalformedFrame, ServingFailure
+from edgefleet.errors import InvalidInput
+from edgefleet.frames import frame_tensor
 from edgefleet.modelmeta import Preprocessing
 
 log = logging.getLogger(__name__)
@@ -39,43 +41,11 @@ class Predictor(Protocol):
 
 
 def preprocess(frame: np.ndarray, pre: Preprocessing) -> np.ndarray:
-    """H x W [x C] uint8/float frame -> float32 batch-1 tensor per `pre`."""
-    if frame.ndim == 2:
-        frame = frame[:, :, None]
-    if frame.ndim != 3:
-        raise MalformedFrame(f"frame must be H x W or H x W x C, got shape {frame.shape}")
-    x = frame.astype(np.float32)
-    have, want = x.shape[2], pre.channels
-    if have != want:
-        if have == 1 and want == 3:
-            x = np.repeat(x, 3, axis=2)
-        elif have in (3, 4) and want == 1:
-            x = x[:, :, :3].mean(axis=2, keepdims=True)
-        elif have == 4 and want == 3:
-            x = x[:, :, :3]
-        else:
-            raise MalformedFrame(f"frame has {have} channels, the model wants {want}")
-    height, width = pre.size
-    if x.shape[:2] != (height, width):
-        from PIL import Image
-
-        x = np.stack(
-            [
-                np.asarray(
-                    Image.fromarray(x[:, :, c], mode="F").resize(
-                        (width, height), Image.Resampling.BILINEAR
-                    )
-                )
-                for c in range(x.shape[2])
-            ],
-            axis=2,
-        )
-    mean = np.broadcast_to(np.asarray(pre.mean, np.float32), (want,))
-    std = np.broadcast_to(np.asarray(pre.std, np.float32), (want,))
-    x = (x * np.float32(pre.scale) - mean) / std
-    if pre.layout == "NCHW":
-        x = x.transpose(2, 0, 1)
-    return np.ascontiguousarray(x[None, ...], dtype=np.float32)
+    """H x W [x C] uint8/float frame -> float32 batch-1 tensor per `pre` (edgefleet.frames)."""
+    try:
+        return frame_tensor(frame, pre)
+    except InvalidInput as exc:
+        raise MalformedFrame(str(exc)) from exc
 
 
 class CloudModel:
