@@ -2,12 +2,28 @@
 
 Precedence: command-line flag > environment (EDGEFLEET_*) > TOML file ([controller] table) >
 default. Library code receives the built object and never reads the environment itself.
+
+The LiteRT toolchain (``onnx2tf_python``, a Python that can run onnx2tf) is looked for in this
+order, the first that answers wins:
+
+1. ``--onnx2tf-python``, 2. ``EDGEFLEET_ONNX2TF_PYTHON``, 3. ``onnx2tf_python`` in the file
+   (taken as given, even when it cannot import onnx2tf: the build then says so);
+4. ``.venv-tflite/bin/python`` in the project checkout this code runs from,
+5. ``.venv-tflite/bin/python`` next to the running interpreter's virtualenv,
+6. the controller's own interpreter, when it can import onnx2tf.
+
+4 and 5 count only when that Python imports onnx2tf and the virtualenv is not marked incomplete
+(scripts/tflite-venv.sh marks it while installing). The entry point describes where to look
+with a ``ToolchainSearch``; without one nothing is searched (``""``: this interpreter, if it has
+onnx2tf).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -34,7 +50,7 @@ class ControllerConfig:
     profiles_file: Path | None = None
     store: str = ""  # artifact store URL; "" = directory in data_dir
     store_endpoint_url: str = ""  # S3-compatible endpoint for s3:// stores
-    onnx2tf_python: str = ""  # a Python with the 'tflite' extra (TensorFlow wants its own venv)
+    onnx2tf_python: str = ""  # Python of the LiteRT toolchain venv; "" = discover (see above)
     grpc_workers: int = 32
     max_message_bytes: int = 8 * 1024 * 1024
     shutdown_grace_s: float = 10.0
@@ -58,12 +74,124 @@ class ControllerConfig:
 
 
 _ENV_PREFIX = "EDGEFLEET_"
+ONNX2TF_ENV = _ENV_PREFIX + "ONNX2TF_PYTHON"
+TFLITE_VENV = ".venv-tflite"
+INCOMPLETE_MARKER = ".edgefleet-incomplete"  # scripts/tflite-venv.sh, while it installs
+NOT_SEARCHED = "not searched"
+HOW_TO_GET_LITERT = (
+    "bash scripts/bootstrap.sh (or scripts/tflite-venv.sh) makes .venv-tflite, "
+    "or give --onnx2tf-python / EDGEFLEET_ONNX2TF_PYTHON"
+)
+
+
+@dataclass(frozen=True)
+class ToolchainSearch:
+    """What the entry point knows about the running process, for finding the LiteRT toolchain
+    when no layer names one. ``has_onnx2tf(python)`` says whether that Python imports onnx2tf."""
+
+    interpreter: Path
+    venv: Path | None  # the running interpreter's virtualenv (sys.prefix), if it is one
+    checkout: Path | None  # the project checkout this code runs from, if it is one
+    has_onnx2tf: Callable[[str], bool]
+
+    @classmethod
+    def of_this_process(cls) -> ToolchainSearch:
+        from controller.build.tflite_variants import Onnx2TfConfig, onnx2tf_python
+
+        def has_onnx2tf(python: str) -> bool:
+            return onnx2tf_python(Onnx2TfConfig(python=python)) is not None
+
+        checkout = Path(__file__).resolve().parents[1]
+        in_venv = sys.prefix != sys.base_prefix
+        return cls(
+            interpreter=Path(sys.executable),
+            venv=Path(sys.prefix) if in_venv else None,
+            checkout=checkout if (checkout / "pyproject.toml").is_file() else None,
+            has_onnx2tf=has_onnx2tf,
+        )
+
+    def venv_candidates(self) -> list[tuple[str, Path]]:
+        """(where, python) of each .venv-tflite to try, in order, without duplicates."""
+        places = []
+        if self.checkout is not None:
+            places.append(("in the project checkout", self.checkout))
+        if self.venv is not None:
+            places.append(("next to the controller's virtualenv", self.venv.parent))
+        found: list[tuple[str, Path]] = []
+        seen: set[Path] = set()
+        for where, base in places:
+            venv = base / TFLITE_VENV
+            key = venv.resolve()  # the directory, never bin/python (a symlink out of the venv)
+            if key not in seen:
+                seen.add(key)
+                found.append((where, venv / "bin" / "python"))
+        return found
+
+
+@dataclass(frozen=True)
+class Onnx2TfChoice:
+    """Which LiteRT toolchain the controller will use, where it came from, and what was passed
+    over on the way. ``python == ""`` means none: LiteRT variants will be skipped."""
+
+    python: str
+    origin: str
+    usable: bool
+    passed_over: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        if self.origin == NOT_SEARCHED:
+            return "LiteRT toolchain: not searched (onnx2tf in this interpreter, if it has it)"
+        if self.python and self.usable:
+            return f"LiteRT toolchain: {self.python} ({self.origin})"
+        notes = "".join(f"; {note}" for note in self.passed_over)
+        if self.python:
+            return (
+                f"LiteRT toolchain: {self.python} ({self.origin}) cannot import onnx2tf: "
+                f"LiteRT variants will be skipped{notes}; {HOW_TO_GET_LITERT}"
+            )
+        return (
+            f"LiteRT toolchain not found: LiteRT variants will be skipped{notes}; "
+            f"{HOW_TO_GET_LITERT}"
+        )
+
+
+def discover_onnx2tf(configured: str, origin: str, search: ToolchainSearch | None) -> Onnx2TfChoice:
+    """Steps 4-6 of the order above when ``configured`` (steps 1-3) is empty."""
+    if configured:
+        usable = search.has_onnx2tf(configured) if search is not None else True
+        return Onnx2TfChoice(configured, origin, usable)
+    if search is None:
+        return Onnx2TfChoice("", NOT_SEARCHED, False)
+    passed_over: list[str] = []
+    for where, python in search.venv_candidates():
+        if not python.exists():
+            continue
+        if (python.parents[1] / INCOMPLETE_MARKER).exists():
+            passed_over.append(f"{python.parents[1]} is incomplete (its install did not finish)")
+        elif search.has_onnx2tf(str(python)):
+            return Onnx2TfChoice(str(python), f"{TFLITE_VENV} {where}", True, tuple(passed_over))
+        else:
+            passed_over.append(f"{python} cannot import onnx2tf")
+    if search.has_onnx2tf(str(search.interpreter)):
+        return Onnx2TfChoice(
+            str(search.interpreter), "the controller's own environment", True, tuple(passed_over)
+        )
+    return Onnx2TfChoice("", "", False, tuple(passed_over))
+
+
+def _python_path(value: str) -> str:
+    """A configured interpreter as an absolute path (onnx2tf runs in another working directory);
+    a bare command name stays as it is, for PATH to find."""
+    value = os.path.expanduser(value.strip())
+    return os.path.abspath(value) if value and os.sep in value else value
 
 
 def _coerce(name: str, value: Any, target: Any) -> Any:
     try:
         if name in {"data_dir", "profiles_file"}:
             return Path(str(value)).expanduser() if value not in (None, "") else None
+        if name == "onnx2tf_python":
+            return _python_path(str(value))
         if isinstance(target, tuple):
             items = value.split(",") if isinstance(value, str) else list(value)
             return tuple(str(v).strip() for v in items if str(v).strip())
@@ -78,12 +206,34 @@ def _coerce(name: str, value: Any, target: Any) -> Any:
         raise ConfigError(f"invalid value for {name}: {value!r}") from exc
 
 
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: ControllerConfig
+    onnx2tf: Onnx2TfChoice
+
+
 def build_config(
-    flags: Mapping[str, Any], env: Mapping[str, str], config_file: Path | None = None
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    config_file: Path | None = None,
+    *,
+    toolchain: ToolchainSearch | None = None,
 ) -> ControllerConfig:
     """Merge the layers; ``flags`` holds only options the user actually gave (None = unset)."""
+    return load_config(flags, env, config_file, toolchain=toolchain).config
+
+
+def load_config(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    config_file: Path | None = None,
+    *,
+    toolchain: ToolchainSearch | None = None,
+) -> LoadedConfig:
+    """``build_config``, and which LiteRT toolchain it chose and why (for the startup line)."""
     defaults = ControllerConfig()
     values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     file_values: Mapping[str, Any] = {}
     if config_file is not None:
         try:
@@ -97,11 +247,24 @@ def build_config(
         raise ConfigError(f"unknown settings in {config_file}: {', '.join(sorted(unknown))}")
     for name in known:
         default = getattr(defaults, name)
-        for layer in (flags.get(name), env.get(_ENV_PREFIX + name.upper()), file_values.get(name)):
+        env_name = _ENV_PREFIX + name.upper()
+        layers = (
+            (flags.get(name), "flag"),
+            (env.get(env_name), env_name),
+            (file_values.get(name), f"config file {config_file}"),
+        )
+        for layer, origin in layers:
             if layer is not None:
                 values[name] = _coerce(name, layer, default)
+                origins[name] = origin
                 break
     config = replace(defaults, **values)
     if config.data_dir is None:
         raise ConfigError("data_dir must not be empty")
-    return config
+    origin = origins.get("onnx2tf_python", "default")
+    choice = discover_onnx2tf(
+        config.onnx2tf_python, "--onnx2tf-python" if origin == "flag" else origin, toolchain
+    )
+    if choice.python != config.onnx2tf_python:
+        config = replace(config, onnx2tf_python=choice.python)
+    return LoadedConfig(config, choice)

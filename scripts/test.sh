@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
-# The test suite: bootstrap (idempotent), then pytest. PostgreSQL tests run when a server
-# answers on 127.0.0.1:5432; the system's PostgreSQL is started when it is installed but down.
+# The test suite: bootstrap (idempotent; it also installs the LiteRT toolchain unless
+# EDGEFLEET_SKIP_LITERT=1), then pytest. The LiteRT tests find .venv-tflite the way the
+# controller does (controller/config.py) and skip, saying why, without it. PostgreSQL tests run
+# when a server answers on 127.0.0.1:5432; the system's PostgreSQL is started when it is
+# installed but down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 if command -v pg_ctlcluster >/dev/null 2>&1 && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
-fi
-# LiteRT tests run when the TensorFlow virtualenv exists (bash scripts/tflite-venv.sh).
-if [ -x .venv-tflite/bin/python ]; then
-  export EDGEFLEET_ONNX2TF_PYTHON="$PWD/.venv-tflite/bin/python"
 fi
 exec .venv/bin/pytest -q "$@"

@@ -31,7 +31,7 @@ from controller.build.runners import finalize_variant
 from controller.build.select import Selection, select_variants
 from controller.build.source import SourceModel
 from controller.build.tflite_variants import (
-    TFLITE_MISSING,
+    TFLITE_NOT_REQUESTED,
     Onnx2TfConfig,
     Onnx2TfConversion,
     tflite_variant_specs,
@@ -219,7 +219,7 @@ def build_model(
             if include_tflite:
                 builder.run(spec)
             else:
-                builder.skip(spec.name, spec.runtime, spec.precision, TFLITE_MISSING)
+                builder.skip(spec.name, spec.runtime, spec.precision, TFLITE_NOT_REQUESTED)
     finally:
         conversion.close()
 

@@ -1,13 +1,16 @@
 """LiteRT (TFLite) variants, converted by onnx2tf in a subprocess.
 
 One onnx2tf run yields every LiteRT flavour (fp32, fp16, dynamic range, full int8); the four
-variant builders share it. onnx2tf needs the optional ``tflite`` extra (TensorFlow, ~1.7 GB);
-without it each builder raises ``VariantUnavailable`` with ``TFLITE_MISSING``.
+variant builders share it. onnx2tf needs the LiteRT toolchain (onnx2tf + TensorFlow, ~1.7 GB,
+pinned in scripts/tflite-requirements.txt); without it each builder raises
+``VariantUnavailable`` with ``TFLITE_MISSING``.
 
-onnx2tf may live in another interpreter (TensorFlow pins older numpy/protobuf than the
-controller): point ``Onnx2TfConfig.python`` at it. It never reaches the network: calibration
-data goes in with ``-cind`` and, for 3-channel inputs, the sample-image file it would otherwise
-download is written into its working directory from our own calibration frames.
+The toolchain lives in a virtualenv of its own (TensorFlow pins older numpy/protobuf than the
+controller), made by scripts/bootstrap.sh through scripts/tflite-venv.sh; the entry point finds
+it (controller/config.py) and puts it in ``Onnx2TfConfig.python``. onnx2tf never reaches the
+network: calibration data goes in with ``-cind`` and, for 3-channel inputs, the sample-image
+file it would otherwise download is written into its working directory from our own
+calibration frames.
 """
 
 from __future__ import annotations
@@ -33,7 +36,11 @@ from edgefleet.modelmeta import InputQuantization, VariantMetadata
 
 log = logging.getLogger(__name__)
 
-TFLITE_MISSING = "optional extra 'tflite' not installed (pip install edgefleet[tflite])"
+TFLITE_MISSING = (
+    "LiteRT toolchain (onnx2tf + TensorFlow) not found: run bash scripts/bootstrap.sh "
+    "(or scripts/tflite-venv.sh) and restart the controller, or give it --onnx2tf-python"
+)
+TFLITE_NOT_REQUESTED = "not requested (--no-tflite)"
 SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 MODEL_FILE = "model.tflite"
 # variant name -> (onnx2tf output suffix, precision)

@@ -66,7 +66,7 @@ def demo(
     """Show every finished capability end to end on this machine."""
     from controller.demo.run import run_demo
 
-    raise typer.Exit(run_demo(agents=agents, keep=keep))
+    raise typer.Exit(run_demo(agents=agents, keep=keep, env=os.environ))
 
 
 def main() -> None:

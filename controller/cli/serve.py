@@ -49,8 +49,9 @@ def serve(
     onnx2tf_python: str | None = typer.Option(
         None,
         "--onnx2tf-python",
-        help="Python of a virtualenv with the 'tflite' extra, for LiteRT variants "
-        "[this interpreter, when it has onnx2tf].",
+        help="Python of the LiteRT toolchain (onnx2tf + TensorFlow) [found: "
+        "EDGEFLEET_ONNX2TF_PYTHON, --config, .venv-tflite in the checkout or next to this "
+        "virtualenv, then this interpreter].",
     ),
     cloud_model: list[str] = typer.Option(
         [],
@@ -77,7 +78,7 @@ def serve(
     """Serve the device and admin APIs (gRPC) and MQTT; stop cleanly on SIGINT/SIGTERM."""
     with errors_as_exit_codes():
         from controller.app import Controller
-        from controller.config import build_config
+        from controller.config import ToolchainSearch, load_config
 
         root = ctx.find_root().obj
         if data_dir is None and root is not None and root.data_dir_given:
@@ -102,7 +103,11 @@ def serve(
             "store_endpoint_url": store_endpoint_url,
             "hard_examples_max_bytes": hard_examples_max_bytes,
         }
-        config = build_config(flags, os.environ, config_file)
+        loaded = load_config(
+            flags, os.environ, config_file, toolchain=ToolchainSearch.of_this_process()
+        )
+        config = loaded.config
+        typer.echo(loaded.onnx2tf.describe(), err=True)
         controller = Controller(config)
         controller.start()
         typer.echo(

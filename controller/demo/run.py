@@ -5,21 +5,24 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import typer
 
 from controller.app import Controller
-from controller.config import ControllerConfig
+from controller.config import ONNX2TF_ENV, ControllerConfig, ToolchainSearch, discover_onnx2tf
 from controller.demo import devices, inference, models, rollouts
 from controller.demo.context import DemoFailed, DemoRun
 
-# made by scripts/tflite-venv.sh; with it the demo builds LiteRT variants too
-TFLITE_PYTHON = Path(__file__).resolve().parents[2] / ".venv-tflite" / "bin" / "python"
 
-
-def run_demo(agents: int = 3, keep: bool = False) -> int:
+def run_demo(agents: int = 3, keep: bool = False, env: Mapping[str, str] | None = None) -> int:
+    """``env``: the process environment, read only for EDGEFLEET_ONNX2TF_PYTHON; the LiteRT
+    toolchain is otherwise found the way `controller serve` finds it (controller/config.py)."""
     logging.getLogger().setLevel(logging.WARNING)
+    onnx2tf = discover_onnx2tf(
+        (env or {}).get(ONNX2TF_ENV, ""), ONNX2TF_ENV, ToolchainSearch.of_this_process()
+    )
     root = Path(tempfile.mkdtemp(prefix="edgefleet-demo-"))
     controller = Controller(
         ControllerConfig(
@@ -29,7 +32,7 @@ def run_demo(agents: int = 3, keep: bool = False) -> int:
             device_port=0,
             mqtt_port=0,
             shutdown_grace_s=2.0,
-            onnx2tf_python=str(TFLITE_PYTHON) if TFLITE_PYTHON.exists() else "",
+            onnx2tf_python=onnx2tf.python if onnx2tf.usable else "",
         )
     )
     demo = DemoRun(root=root, controller=controller)
@@ -40,6 +43,7 @@ def run_demo(agents: int = 3, keep: bool = False) -> int:
             f"gRPC {demo.address} (devices: {controller.device_port}), "
             f"MQTT {controller.mqtt_url}, data in {demo.controller_dir}"
         )
+        demo.say(onnx2tf.describe())
         devices.story(demo, agents)
         models.story(demo)
         inference.story(demo)

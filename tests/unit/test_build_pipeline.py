@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +18,13 @@ from controller.build.source import SourceModel, load_preprocessing
 from controller.build.synthetic import make_tiny_cnn, self_labels, synthetic_frames
 from controller.build.tflite_variants import (
     TFLITE_MISSING,
+    TFLITE_NOT_REQUESTED,
     Onnx2TfConfig,
     Onnx2TfConversion,
     build_tflite,
     onnx2tf_python,
 )
+from controller.config import ONNX2TF_ENV, ToolchainSearch, discover_onnx2tf
 from edgefleet.modelmeta import METADATA_FILE, Preprocessing, VariantMetadata
 from edgefleet.profiles import BUILTIN_PROFILES
 
@@ -106,7 +107,7 @@ def test_tflite_skipped_cleanly_without_the_extra(source: SourceModel, tmp_path:
     for config in (Onnx2TfConfig(available=False), Onnx2TfConfig(python="/nonexistent/python")):
         assert onnx2tf_python(config) is None
         conversion = Onnx2TfConversion(source, config)
-        with pytest.raises(VariantUnavailable, match=r"pip install edgefleet\[tflite\]"):
+        with pytest.raises(VariantUnavailable, match=r"scripts/bootstrap\.sh"):
             build_tflite(source, tmp_path / "t", variant="tflite-fp32", conversion=conversion)
     report = build_model(
         source,
@@ -115,7 +116,7 @@ def test_tflite_skipped_cleanly_without_the_extra(source: SourceModel, tmp_path:
         options=BuildOptions(measure=FAST, only=("tflite-fp32",)),
         include_tflite=False,
     )
-    assert report.result("tflite-fp32").reason == TFLITE_MISSING
+    assert report.result("tflite-fp32").reason == TFLITE_NOT_REQUESTED
 
 
 def test_unavailable_and_broken_variants_do_not_stop_the_build(
@@ -137,13 +138,16 @@ def test_unavailable_and_broken_variants_do_not_stop_the_build(
 
 
 def _onnx2tf_python() -> str | None:
-    configured = os.environ.get("EDGEFLEET_ONNX2TF_PYTHON")  # a separate TensorFlow venv
-    return onnx2tf_python(Onnx2TfConfig(python=configured or sys.executable))
+    """The LiteRT toolchain found the way `controller serve` finds it (.venv-tflite, ...)."""
+    found = discover_onnx2tf(
+        os.environ.get(ONNX2TF_ENV, ""), ONNX2TF_ENV, ToolchainSearch.of_this_process()
+    )
+    return found.python if found.usable else None
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.skipif(_onnx2tf_python() is None, reason="onnx2tf (extra 'tflite') not installed")
+@pytest.mark.skipif(_onnx2tf_python() is None, reason=TFLITE_MISSING)
 def test_tflite_int8_builds_for_digits_and_runs(tmp_path: Path) -> None:
     digits = Path(os.environ.get("EDGEFLEET_DIGITS_DIR") or REPO / "examples" / "digits")
     if not (digits / "edge.onnx").exists():
