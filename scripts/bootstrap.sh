@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what EdgeFleet needs on a fresh machine: a virtual environment with the project and
-# its dev extras, Mosquitto for the broker tests, and the LiteRT toolchain (.venv-tflite, see
-# scripts/tflite-venv.sh). Idempotent; safe to run again, and quick when nothing changed.
+# its dev extras, Mosquitto for the broker tests, Fashion-MNIST, and the LiteRT toolchain
+# (.venv-tflite, see scripts/tflite-venv.sh). Idempotent; safe to run again, quick when nothing
+# changed.
 #
 # EDGEFLEET_SKIP_LITERT=1 skips the LiteRT toolchain (~1.7 GB): LiteRT variants are then reported
 # as skipped and the int8-npu profile, which runs only full-int8 LiteRT, gets no variant. When the
@@ -9,10 +10,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages: Mosquitto (the broker tests) and Fashion-MNIST (the reference workload's
+# data, examples/fashion; only its maker script reads the IDX files, the rest use the subsets).
+APT_PACKAGES=()
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
-  echo "installing mosquitto (apt-get)" >&2
+  APT_PACKAGES+=(mosquitto)
+fi
+FASHION_MNIST_DIR="${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}"
+if [ ! -f "$FASHION_MNIST_DIR/t10k-images-idx3-ubyte.gz" ]; then
+  APT_PACKAGES+=(dataset-fashion-mnist)
+fi
+if [ "${#APT_PACKAGES[@]}" -gt 0 ]; then
+  echo "installing ${APT_PACKAGES[*]} (apt-get)" >&2
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq mosquitto >/dev/null
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
 fi
 
 PYTHON="${PYTHON:-python3}"

@@ -168,6 +168,7 @@ def project(tmp_path: Path) -> Path:
     (root / "scripts").mkdir(parents=True)
     for name in ("bootstrap.sh", "tflite-venv.sh", "tflite-requirements.txt"):
         shutil.copy(REPO / "scripts" / name, root / "scripts" / name)
+    (root / "t10k-images-idx3-ubyte.gz").write_bytes(b"")  # Fashion-MNIST "installed"
     fakes = tmp_path / "bin"
     fakes.mkdir()
     for path in (fakes / "python3", fakes / "mosquitto", root / ".venv" / "bin" / "python"):
@@ -184,6 +185,7 @@ def _bootstrap(project: Path, **env: str) -> subprocess.CompletedProcess[str]:
         "PATH": f"{fakes}:/usr/bin:/bin",
         "FAKE_LOG": str(project / "log"),
         "PYTHON": str(fakes / "python3"),
+        "FASHION_MNIST_DIR": str(project),  # "installed": no apt-get from a unit test
         **env,
     }
     (project / "log").write_text("")
