@@ -84,8 +84,9 @@ class VariantMetrics:
         bad = sum(1 for i in ids if i in statuses and self._bad(statuses[i].running_variant))
         share = bad / len(ids) if ids else 0.0
         return SimpleNamespace(
-            frames=200 * len(ids), devices_reporting=len(ids), p95_latency_ms=10 + 40 * share,
-            p50_latency_ms=5.0, agreement=0.98 - 0.2 * share, error_rate=0.0, offload_rate=0.1,
+            frames=200 * len(ids), devices_reporting=len(ids), local_p95_ms=10 + 40 * share,
+            local_p50_ms=5.0, p95_latency_ms=60.0, p50_latency_ms=20.0,
+            agreement=0.98 - 0.2 * share, error_rate=0.0, offload_rate=0.1,
         )  # fmt: skip
 
 

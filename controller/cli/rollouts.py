@@ -9,12 +9,25 @@ from typing import Any
 import typer
 
 from controller.cli.context import cli_context, parse_labels
+from controller.rollout.gates import DEFAULT_GATES
+from controller.rollout.metrics import GATE_METRICS
 from edgefleet.cli import OutputFormat, errors_as_exit_codes, print_json, print_table
 
 app = typer.Typer(help="Staged over-the-air model rollouts with health gates.",
                   no_args_is_help=True)  # fmt: skip
 FormatOption = typer.Option(OutputFormat.table, "--format", help="table or json")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_GATE_EPILOG = "\n\n".join(
+    [
+        "Gates: --gate 'METRIC OP RIGHT', OP one of <= < >= >, RIGHT one of NUMBER, baseline, "
+        "NUMBER * baseline, baseline +/- NUMBER. Default: " + "; ".join(DEFAULT_GATES) + ".",
+        "Metrics:",
+        *(f"  {m.name}: {m.description}" for m in GATE_METRICS.values()),
+        "An interval metric passes only when its whole 95% interval satisfies the gate, fails "
+        "only when none of it does, and otherwise waits for more evidence. There is no drift "
+        "score: the controller keeps no confidence histograms to compute one.",
+    ]
+)
 
 
 def parse_duration(text: str) -> float:
@@ -55,7 +68,7 @@ def _summary(r: Any) -> dict[str, Any]:
     }
 
 
-@app.command()
+@app.command(epilog=_GATE_EPILOG)
 def start(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="MODEL:VERSION"),
@@ -63,7 +76,9 @@ def start(
     stages: str = typer.Option("5%,25%,100%", "--stages", help="Cumulative stage sizes."),
     min_devices: int = typer.Option(1, "--min-devices", min=1),
     soak: str = typer.Option("10m", "--soak", help="Soak per stage before gates: 30s, 10m..."),
-    gate: list[str] = typer.Option([], "--gate", help="Gate expression (repeatable)."),
+    gate: list[str] = typer.Option(
+        [], "--gate", help="Gate expression (repeatable); metrics listed below."
+    ),
     max_downloads: int = typer.Option(10, "--max-concurrent-downloads", min=1),
     min_samples: int = typer.Option(0, "--min-samples", min=0, help="Frames per cohort."),
     no_auto_rollback: bool = typer.Option(False, "--no-auto-rollback"),
@@ -127,7 +142,7 @@ def status(ctx: typer.Context, rollout_id: str, output: OutputFormat = FormatOpt
         stages = ", ".join(f"{s:.0%}" for s in spec["stages"])
         now = state["stage_index"] + 1
         typer.echo(f"stages: {stages} (now {now}); soak {spec['soak_seconds']} s")
-        gates = [{"gate": g["gate"], "status": g["status"], "value": g["value"],
+        gates = [{"gate": g["gate"], "status": g["status"], "value": _value(g),
                   "threshold": g["threshold"]} for g in state["last_gates"]]  # fmt: skip
         if gates:
             _table(gates, ["gate", "status", "value", "threshold"])
@@ -135,6 +150,15 @@ def status(ctx: typer.Context, rollout_id: str, output: OutputFormat = FormatOpt
                     "state": d["state"], "target": d["target_variant"], "reason": d["reason"]}
                    for d in state["devices"]]  # fmt: skip
         _table(devices, ["device", "stage", "state", "target", "reason"])
+
+
+def _value(gate: dict[str, Any]) -> Any:
+    """A gate's value, with its 95% interval when it has one (waiting gates say so)."""
+    value, low, high = gate["value"], gate.get("low"), gate.get("high")
+    if low is None or high is None:
+        return value
+    shown = "n/a" if value is None else f"{value:.4g}"
+    return f"{shown} [{low:.4g}, {high:.4g}]"
 
 
 def _command(kind: str) -> Any:

@@ -8,10 +8,12 @@ from controller.rollout.gates import (
     Gate,
     GateInputs,
     GateResult,
+    check_gate_metrics,
     evaluate_gate,
     evaluate_gates,
     parse_gate,
 )
+from controller.rollout.metrics import GATE_METRICS, GateMetric, known_metrics
 from controller.rollout.model import (
     Action,
     AssignVariant,
@@ -32,6 +34,7 @@ from controller.rollout.model import (
 
 __all__ = [
     "DEFAULT_GATES",
+    "GATE_METRICS",
     "Action",
     "AssignVariant",
     "CohortMetrics",
@@ -42,6 +45,7 @@ __all__ = [
     "DeviceRollout",
     "Gate",
     "GateInputs",
+    "GateMetric",
     "GateResult",
     "InvalidGate",
     "InvalidRollout",
@@ -56,10 +60,12 @@ __all__ = [
     "action_from_dict",
     "action_to_dict",
     "check_command",
+    "check_gate_metrics",
     "describe",
     "evaluate_gate",
     "evaluate_gates",
     "initial_state",
+    "known_metrics",
     "parse_gate",
     "stage_size",
     "step",

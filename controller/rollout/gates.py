@@ -9,6 +9,12 @@ Grammar (no eval)::
 
 "baseline" is the control cohort's value (same profile, still on the old version), or the
 canary devices' own pre-rollout value when no control cohort exists.
+
+METRIC must be one of ``controller.rollout.metrics.GATE_METRICS`` (``check_gate_metrics``
+refuses the others when a rollout starts). A metric measured with an interval
+(``estimated_accuracy``) passes only when the whole interval satisfies the gate, fails only
+when none of it does, and otherwise waits for more evidence; its baseline is the baseline
+cohort's point estimate.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.rollout.errors import InvalidGate
+from controller.rollout.metrics import GATE_METRICS, check_metric, known_metrics
 
 PASS = "pass"
 FAIL = "fail"
@@ -32,7 +39,7 @@ _TOKEN = re.compile(
 _UNITS = {"latency": "ms"}
 
 DEFAULT_GATES: tuple[str, ...] = (
-    "p95_latency <= 1.2 * baseline",
+    "p95_latency <= 1.2 * baseline",  # on-device inference latency, not end to end
     "agreement >= baseline - 0.01",
     "error_rate <= 0.01",
     "offload_rate <= baseline + 0.05",
@@ -119,6 +126,14 @@ def parse_gate(text: str) -> Gate:
     )
 
 
+def check_gate_metrics(gates: Iterable[str]) -> None:
+    """Parse every gate and refuse a metric nothing measures (when a rollout is created;
+    rollouts stored before the check existed still load, and say why such a gate waits)."""
+    for text in gates:
+        gate = parse_gate(text)
+        check_metric(gate.text, gate.metric)
+
+
 @dataclass(frozen=True)
 class CohortMetrics:
     """Aggregated metrics of one cohort: metric name -> value, plus how much data backs them."""
@@ -126,9 +141,16 @@ class CohortMetrics:
     values: Mapping[str, float] = field(default_factory=dict)
     samples: int = 0  # frames
     devices: int = 0
+    # metric name -> (low, high) 95% interval, for metrics measured with one
+    intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"values": dict(self.values), "samples": self.samples, "devices": self.devices}
+        return {
+            "values": dict(self.values),
+            "samples": self.samples,
+            "devices": self.devices,
+            "intervals": {k: [lo, hi] for k, (lo, hi) in self.intervals.items()},
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CohortMetrics:
@@ -136,6 +158,10 @@ class CohortMetrics:
             {str(k): float(v) for k, v in dict(data.get("values", {})).items()},
             int(data.get("samples", 0)),
             int(data.get("devices", 0)),
+            {
+                str(k): (float(v[0]), float(v[1]))
+                for k, v in dict(data.get("intervals", {})).items()
+            },
         )
 
 
@@ -170,6 +196,8 @@ class GateResult:
     value: float | None
     threshold: float | None
     reason: str
+    low: float | None = None  # the value's 95% interval, for interval metrics
+    high: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -183,7 +211,9 @@ class GateResult:
         return cls(**dict(data))
 
 
-def _fmt(metric: str, value: float) -> str:
+def _fmt(metric: str, value: float | None) -> str:
+    if value is None:
+        return "n/a"
     unit = next((u for key, u in _UNITS.items() if key in metric), "")
     return f"{value:.4g} {unit}".rstrip()
 
@@ -219,11 +249,17 @@ def evaluate_gate(
             f"gate {gate.metric}: waiting for data ({why})",
         )
 
+    known = GATE_METRICS.get(gate.metric)
+    if known is None:  # a rollout stored before metric names were checked
+        return waiting(f"nothing measures {gate.metric!r}; known metrics: {known_metrics()}")
     short = _short("canary", inputs.canary, min_samples, min_devices)
     if short:
         return waiting(short)
     value = inputs.canary.values.get(gate.metric)
-    if value is None or not math.isfinite(value):
+    interval = inputs.canary.intervals.get(gate.metric) if known.interval else None
+    if known.interval and interval is None:
+        return waiting(f"canary reports no {gate.metric} interval", value)
+    if interval is None and (value is None or not math.isfinite(value)):
         return waiting(f"canary reports no {gate.metric}")
     baseline: float | None = None
     if gate.uses_baseline:
@@ -236,7 +272,8 @@ def evaluate_gate(
                 PASS,
                 value,
                 None,
-                f"gate {gate.metric} {value:.4g}: no baseline on a first install, not applicable",
+                f"gate {gate.metric} {_fmt(gate.metric, value)}: no baseline on a first install, "
+                "not applicable",
             )
         if cohort is None:
             return waiting("no control cohort and no pre-rollout values", value)
@@ -247,6 +284,10 @@ def evaluate_gate(
         if baseline is None or not math.isfinite(baseline):
             return waiting(f"{source} reports no {gate.metric}", value)
     threshold = gate.threshold(baseline)
+    if interval is not None:
+        return _evaluate_interval(gate, value, interval, threshold, baseline)
+    if value is None:  # unreachable: checked above; keeps the types honest
+        return waiting(f"canary reports no {gate.metric}")
     ok = gate.holds(value, threshold)
     verdict = "passed" if ok else "failed"
     shown = f"{_fmt(gate.metric, value)} {gate.op} {_fmt(gate.metric, threshold)}"
@@ -254,6 +295,31 @@ def evaluate_gate(
     if baseline is not None:
         reason += f" (baseline {_fmt(gate.metric, baseline)})"
     return GateResult(gate.text, gate.metric, PASS if ok else FAIL, value, threshold, reason)
+
+
+def _evaluate_interval(
+    gate: Gate,
+    value: float | None,
+    interval: tuple[float, float],
+    threshold: float,
+    baseline: float | None,
+) -> GateResult:
+    """Pass when the whole interval satisfies the gate, fail when none of it does."""
+    low, high = interval
+    at_low, at_high = gate.holds(low, threshold), gate.holds(high, threshold)
+    m = gate.metric
+    shown = f"{_fmt(m, value)} [{_fmt(m, low)}, {_fmt(m, high)}] {gate.op} {_fmt(m, threshold)}"
+    if at_low and at_high:
+        status, verdict = PASS, "passed (the whole 95% interval)"
+    elif not at_low and not at_high:
+        status, verdict = FAIL, "failed (the whole 95% interval)"
+    else:
+        status = INSUFFICIENT
+        verdict = "undecided: the 95% interval straddles the threshold, waiting for more evidence"
+    reason = f"gate {m} {shown} {verdict}"
+    if baseline is not None:
+        reason += f" (baseline {_fmt(m, baseline)})"
+    return GateResult(gate.text, m, status, value, threshold, reason, low, high)
 
 
 def evaluate_gates(

@@ -14,13 +14,18 @@ from typing import Any, Protocol
 from controller.rollout import CohortMetrics, GateInputs, RolloutState
 
 CANARY_STATES = frozenset({"installed", "healthy"})
-# Gate metric name -> attribute names a telemetry CohortMetrics may use for it.
+# Gate metric name -> the telemetry CohortMetrics attribute it reads. ``p95_latency`` is the
+# on-device inference latency (the local histogram): end to end includes the cloud round
+# trips of offloaded frames, whose noise says nothing about the new model.
 _FIELDS = {
-    "p95_latency": ("p95_latency_ms", "p95_latency"),
-    "p50_latency": ("p50_latency_ms", "p50_latency"),
-    "agreement": ("agreement",),
-    "error_rate": ("error_rate",),
-    "offload_rate": ("offload_rate",),
+    "p95_latency": "local_p95_ms",
+    "p50_latency": "local_p50_ms",
+    "p95_e2e_latency": "p95_latency_ms",
+    "p50_e2e_latency": "p50_latency_ms",
+    "agreement": "agreement",
+    "error_rate": "error_rate",
+    "offload_rate": "offload_rate",
+    "offload_failure_rate": "offload_failure_rate",
 }
 
 
@@ -37,15 +42,19 @@ def to_gate_metrics(m: Any) -> CohortMetrics:
     if m is None:
         return CohortMetrics()
     values: dict[str, float] = {}
-    for name, candidates in _FIELDS.items():
-        for attr in candidates:
-            v = getattr(m, attr, None)
-            if v is not None:
-                values[name] = float(v)
-                break
+    intervals: dict[str, tuple[float, float]] = {}
+    for name, attr in _FIELDS.items():
+        v = getattr(m, attr, None)
+        if v is not None:
+            values[name] = float(v)
+    accuracy = getattr(m, "accuracy", None)  # telemetry_math.AccuracyEstimate
+    if accuracy is not None:
+        if accuracy.value is not None:
+            values["estimated_accuracy"] = float(accuracy.value)
+        intervals["estimated_accuracy"] = (float(accuracy.low), float(accuracy.high))
     frames = int(getattr(m, "frames", 0) or 0)
     devices = int(getattr(m, "devices_reporting", getattr(m, "devices", 0)) or 0)
-    return CohortMetrics(values, frames, devices)
+    return CohortMetrics(values, frames, devices, intervals)
 
 
 def gate_inputs(

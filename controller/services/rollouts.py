@@ -31,6 +31,7 @@ from controller.rollout import (
     RolloutState,
     TargetDevice,
     check_command,
+    check_gate_metrics,
     describe,
     initial_state,
     step,
@@ -140,6 +141,7 @@ class RolloutService:
     # -- operator API -----------------------------------------------------------------------
     def start_rollout(self, spec_fields: Mapping[str, Any]) -> StoredRollout:
         spec = RolloutSpec.from_dict({**spec_fields, "rollout_id": uuid.uuid4().hex[:12]})
+        check_gate_metrics(spec.gates)  # a gate nothing measures would wait forever
         # Sources that know the registry refuse a version that does not exist or is unbuilt.
         if (check_release := getattr(self.variants, "check_release", None)) is not None:
             check_release(spec.model, spec.version)

@@ -33,7 +33,7 @@ class Variants:
 class Metrics:
     def cohort_metrics(self, ids: Any, since_ms: int, until_ms: int | None = None) -> Any:
         ids = list(ids)
-        return SimpleNamespace(frames=500, devices_reporting=len(ids), p95_latency_ms=10.0,
+        return SimpleNamespace(frames=500, devices_reporting=len(ids), local_p95_ms=10.0,
                                agreement=0.97, error_rate=0.0, offload_rate=0.1)  # fmt: skip
 
 
