@@ -109,7 +109,13 @@ def speed_up(controller: Controller, tick_s: float = 0.2) -> None:
 
 
 def start_agents(
-    controller: Controller, admin: Admin, root: Path, n: int, **labels: str
+    controller: Controller,
+    admin: Admin,
+    root: Path,
+    n: int,
+    *,
+    probation_s: float = 0.3,
+    **labels: str,
 ) -> list[FleetAgent]:
     agents = []
     address = f"127.0.0.1:{controller.grpc_port}"
@@ -119,15 +125,15 @@ def start_agents(
         token = admin.register(name, "auto", **labels)
         data_dir = root / name
         identity = enroll(data_dir, address, token, facts)
-        agents.append(start_agent(data_dir, identity))
+        agents.append(start_agent(data_dir, identity, probation_s=probation_s))
     return agents
 
 
-def start_agent(data_dir: Path, identity: Identity) -> FleetAgent:
+def start_agent(data_dir: Path, identity: Identity, *, probation_s: float = 0.3) -> FleetAgent:
     creds = Credentials.load(data_dir)
     channel = device_channel(identity.controller, creds, 8 * 1024 * 1024)
     source = UpdateServiceSource(channel, timeout_s=30)
-    update = m.UpdateConfig(max_retries=3, backoff_base=0.1, probation_seconds=0.3)
+    update = m.UpdateConfig(max_retries=3, backoff_base=0.1, probation_seconds=probation_s)
     service = OtaService(
         SlotStore(data_dir / "ota"),
         desired=DesiredStateClient(channel, 5.0),

@@ -92,6 +92,8 @@ class _Step:
         self.history = list(state.history)
         self.actions: list[Action] = []
         self.last_gates = state.last_gates
+        # What each targeted device runs now (None: nothing, or not known).
+        self.running = {t.device_id: t.current_variant for t in obs.targeted}
 
     # -- bookkeeping --------------------------------------------------------------------
     def decide(self, reason: str, phase: str | None = None) -> None:
@@ -250,10 +252,30 @@ class _Step:
             elif d.state == "failed":
                 self.set_device(d, "rolled_back", "install had failed; still on previous")
             elif d.state in UPDATED:
-                self.set_device(d, d.state, "revert requested", revert_requested=True)
+                # The desired state goes back either way, so the device stops any update.
                 self.actions.append(RevertDevice(d.device_id, d.previous_variant, reason))
-                reverted += 1
+                if not self.already_back(d):
+                    self.set_device(d, d.state, "revert requested", revert_requested=True)
+                    reverted += 1
         self.decide(f"{reason}; rolling back {reverted} devices", "rolling_back")
+        self.settle_reverts()
+
+    def already_back(self, d: DeviceRollout) -> bool:
+        """An installed or healthy device that runs its rollback target already (it was on
+        the target before, or its update never took) counts as rolled back at once: waiting
+        for its answer would mean waiting out its probation window. A device with a download
+        in flight may still switch, so it answers first; and with no previous variant,
+        "runs nothing" and "not known" look alike, so that device answers too."""
+        back = d.previous_variant
+        if back is None or d.state in IN_FLIGHT or self.running.get(d.device_id) != back:
+            return False
+        self.set_device(d, "rolled_back", f"already on {back}", revert_requested=False)
+        return True
+
+    def settle_reverts(self) -> None:
+        for d in list(self.devices.values()):
+            if d.revert_requested:
+                self.already_back(d)
 
     def check_failures(self) -> bool:
         failed = sum(1 for d in self.devices.values() if d.state == "failed")
@@ -311,6 +333,7 @@ class _Step:
             self.decide(f"started: {len(self.devices)} targeted devices have a variant", "rolling")
             phase = "rolling"
         if phase == "rolling_back":
+            self.settle_reverts()
             if not any(d.revert_requested for d in self.devices.values()):
                 self.decide(
                     "every device in the rollout is back on its previous variant", "rolled_back"

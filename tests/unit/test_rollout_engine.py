@@ -30,6 +30,7 @@ from controller.rollout import (
 )
 
 NEW = "cam:2:onnx-int8"
+OLD = "cam:1:onnx-fp32"
 
 
 def healthy_metrics() -> GateInputs:
@@ -72,6 +73,7 @@ class Fleet:
     now: float = 0.0
     inbox: list[DeviceReport] = field(default_factory=list)
     log: list[StepResult] = field(default_factory=list)
+    running: dict[str, str | None] = field(default_factory=dict)  # what devices run now
 
     def __post_init__(self) -> None:
         for i in range(self.n):
@@ -83,7 +85,9 @@ class Fleet:
         self.now += dt
         obs = Observation(
             now=self.now,
-            targeted=tuple(TargetDevice(d, p, "cam:1:onnx-fp32") for d, p in self.profiles.items()),
+            targeted=tuple(
+                TargetDevice(d, p, self.running.get(d, OLD)) for d, p in self.profiles.items()
+            ),
             variants=self.variants,
             reports=tuple(self.inbox),
             metrics=metrics,
@@ -100,8 +104,11 @@ class Fleet:
                 if isinstance(a, AssignVariant):
                     status = "failed" if a.device_id in self.fail else "healthy"
                     self.inbox.append(DeviceReport(a.device_id, status, a.variant_id, "simulated"))
+                    if status == "healthy":
+                        self.running[a.device_id] = a.variant_id
                 elif isinstance(a, RevertDevice):
                     self.inbox.append(DeviceReport(a.device_id, "rolled_back", a.variant_id))
+                    self.running[a.device_id] = a.variant_id
         return result
 
     def run_until(self, phase: str, metrics: GateInputs | None, limit: int = 200) -> None:
@@ -359,3 +366,31 @@ def test_completion_waits_for_devices_to_leave_probation() -> None:
     fleet.inbox = [DeviceReport(d, "healthy", NEW, "probation passed") for d in fleet.assigned()]
     fleet.tick(1.0, healthy_metrics())
     assert fleet.state.phase == "completed"
+
+
+def test_devices_already_on_the_rollback_target_are_rolled_back_at_once() -> None:
+    """Healthy on the target variant already (the rollout found them there), or installed but
+    still running the old one: a rollback has nothing to wait for on those devices — not
+    their probation window, not an answer."""
+    fleet = Fleet(spec(stages=(1.0,)), n=3)
+    fleet.auto_report = False
+    fleet.running = {"d00": NEW, "d01": OLD, "d02": OLD}
+    fleet.tick()
+    assert fleet.state.device("d00").state == "healthy"  # already on target
+    fleet.inbox = [DeviceReport("d01", "installed", NEW), DeviceReport("d02", "installed", NEW)]
+    fleet.running["d02"] = NEW  # d02 really switched; d01's report is ahead of its switch
+    fleet.tick()
+    assert fleet.state.device("d00").previous_variant == NEW  # its rollback target
+    result = fleet.tick(1.0, commands=(Command("rollback", "operator"),))
+    assert {a.device_id for a in result.actions if isinstance(a, RevertDevice)} == {
+        "d00",
+        "d01",
+        "d02",
+    }  # the desired state goes back for every device, so none carries on updating
+    d00, d01, d02 = (fleet.state.device(f"d0{i}") for i in range(3))
+    assert d00.state == "rolled_back" and not d00.revert_requested
+    assert d01.state == "rolled_back" and "already on" in d01.reason
+    assert d02.revert_requested and fleet.state.phase == "rolling_back"
+    fleet.running["d02"] = OLD  # d02 goes back; no report needed to see it
+    fleet.tick()
+    assert fleet.state.phase == "rolled_back"
