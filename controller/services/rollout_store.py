@@ -199,17 +199,23 @@ class RolloutStore:
         running_variant: str,
         revision: int,
     ) -> bool:
-        """Store a device's latest update report; False when it is about an older revision."""
+        """Store a device's latest update report. True when it changed what is stored; False
+        for a repeat (every poll re-sends the last report) or one about an older revision."""
         with self._db.session() as s:
             row = s.get(DesiredStateRow, device_id)
             if row is None:
                 row = DesiredStateRow(device_id=device_id, revision=0, target={})
                 s.add(row)
+            before = (row.running_variant, row.reported_state, row.reported_variant,
+                      row.reported_reason)  # fmt: skip
             if running_variant:
                 row.running_variant = running_variant
             stale = bool(revision) and revision != int(row.revision or 0)
             if not stale and state:
                 row.reported_state, row.reported_variant = state, variant_id
                 row.reported_reason = reason[:2000]
-            row.updated_ms = now_ms()
-            return not stale
+            after = (row.running_variant, row.reported_state, row.reported_variant,
+                     row.reported_reason)  # fmt: skip
+            if after != before:
+                row.updated_ms = now_ms()
+            return after != before

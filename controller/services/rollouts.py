@@ -184,10 +184,17 @@ class RolloutService:
         running_variant: str = "",
         revision: int = 0,
     ) -> None:
-        if self.store.record_report(device_id, state, variant_id, reason, running_variant,
-                                    revision):  # fmt: skip
-            log.info("device %s update %s %s %s", device_id, state, variant_id, reason)
+        changed = self.store.record_report(device_id, state, variant_id, reason,
+                                           running_variant, revision)  # fmt: skip
+        if changed:
+            if state:
+                log.info("device %s update %s %s %s", device_id, state, variant_id, reason)
+            else:
+                log.info("device %s runs %s", device_id, running_variant)
             self.poke()
+        else:  # a quiet poll: the device re-sent what the controller already has
+            log.debug("device %s poll: %s %s (no change)", device_id, state or "-",
+                      running_variant or "-")  # fmt: skip
 
     # -- the step ---------------------------------------------------------------------------
     def tick(self) -> None:
