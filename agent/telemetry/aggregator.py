@@ -1,4 +1,7 @@
-"""Per-interval telemetry: counts, fixed-bucket histograms, agreement, process RSS/CPU."""
+"""Per-interval telemetry: counts, fixed-bucket histograms, agreement, process RSS/CPU.
+
+Latency histograms use ``edgefleet.histograms.LATENCY_BOUNDS_MS`` (log-spaced from 10 µs), so
+a model that answers in a few tens of microseconds is resolved, not lumped into one bucket."""
 
 from __future__ import annotations
 
@@ -9,10 +12,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from edgefleet.histograms import CONFIDENCE_BOUNDS, LATENCY_BOUNDS_MS
 from edgefleet.v1 import report_pb2
 
-LATENCY_BOUNDS_MS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 50, 75, 100, 200, 500, 1000, 2000, 5000)
-CONFIDENCE_BOUNDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
+__all__ = ["CONFIDENCE_BOUNDS", "LATENCY_BOUNDS_MS", "Histogram", "TelemetryAggregator"]
 
 BAD_FRAME = "bad_frame"  # errors of this kind (and "bad_frame:<reason>") are bad inputs
 

@@ -131,7 +131,8 @@ class DeviceLatest:
 
 
 def _hist_to_json(buckets: Mapping[float, int]) -> list[list[float | int | None]]:
-    return [[None if b == INF else b, int(n)] for b, n in sorted(buckets.items()) if n]
+    # Zero-count keys are kept: they mark the lower bounds of the buckets that have counts.
+    return [[None if b == INF else b, int(n)] for b, n in sorted(buckets.items())]
 
 
 def _hist_from_json(data: object) -> dict[float, int]:
