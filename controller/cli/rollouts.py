@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from controller.cli.context import cli_context, parse_labels
+from controller.cli.context import cli_context
 from controller.rollout.gates import DEFAULT_GATES
 from controller.rollout.metrics import GATE_METRICS
 from edgefleet.cli import OutputFormat, errors_as_exit_codes, print_json, print_table
@@ -72,7 +72,12 @@ def _summary(r: Any) -> dict[str, Any]:
 def start(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="MODEL:VERSION"),
-    target: str = typer.Option("", "--target", help="Label selector, e.g. 'site=lab,tier=prod'."),
+    target: str = typer.Option(
+        "",
+        "--target",
+        help="Label selector, requirements ANDed: key=v, key!=v, key in (a,b), "
+        "key notin (a,b), key (exists), !key (absent); e.g. 'site in (lab,edge),!retired'.",
+    ),
     stages: str = typer.Option("5%,25%,100%", "--stages", help="Cumulative stage sizes."),
     min_devices: int = typer.Option(1, "--min-devices", min=1),
     soak: str = typer.Option("10m", "--soak", help="Soak per stage before gates: 30s, 10m..."),
@@ -92,10 +97,12 @@ def start(
         name, _, version = model.rpartition(":")
         if not name or not version.isdigit():
             raise typer.BadParameter("expected MODEL:VERSION, e.g. digits:2")
+        from controller.rollout.selector import parse_selector
+
+        parse_selector(target)  # a bad selector fails here, before any connection
         conn, stub = _stub(ctx)
-        selector = parse_labels([p for p in target.split(",") if p.strip()])
         r = call(conn, stub.StartRollout, rollouts_pb2.StartRolloutRequest(
-            model=name, version=int(version), selector=selector, stages=parse_stages(stages),
+            model=name, version=int(version), target=target, stages=parse_stages(stages),
             min_devices=min_devices, soak_seconds=parse_duration(soak), gates=gate,
             max_concurrent_downloads=max_downloads, no_auto_rollback=no_auto_rollback,
             min_samples=min_samples,

@@ -85,6 +85,7 @@ class RolloutAdminServicer(rollouts_pb2_grpc.RolloutAdminServiceServicer):
             "model": request.model,
             "version": int(request.version),
             "selector": dict(request.selector),
+            "target": request.target,
             "auto_rollback": not request.no_auto_rollback,
         }
         if request.stages:

@@ -31,6 +31,14 @@ from controller.rollout.model import (
     action_from_dict,
     action_to_dict,
 )
+from controller.rollout.selector import (
+    InvalidSelector,
+    Requirement,
+    matches,
+    parse_selector,
+    selector_from_data,
+    selector_text,
+)
 
 __all__ = [
     "DEFAULT_GATES",
@@ -49,8 +57,10 @@ __all__ = [
     "GateResult",
     "InvalidGate",
     "InvalidRollout",
+    "InvalidSelector",
     "Observation",
     "RecordEvent",
+    "Requirement",
     "RevertDevice",
     "RolloutError",
     "RolloutSpec",
@@ -66,7 +76,11 @@ __all__ = [
     "evaluate_gates",
     "initial_state",
     "known_metrics",
+    "matches",
     "parse_gate",
+    "parse_selector",
+    "selector_from_data",
+    "selector_text",
     "stage_size",
     "step",
 ]

@@ -31,6 +31,7 @@ from controller.rollout.model import (
     RolloutState,
     StepResult,
 )
+from controller.rollout.selector import selector_text
 
 ACTIVE_PHASES = frozenset({"rolling", "soaking", "promoting"})
 SETTLED = frozenset({"installed", "healthy", "failed", "rolled_back"})
@@ -408,6 +409,8 @@ def describe(state: RolloutState, spec: RolloutSpec | None = None) -> str:
     if spec:
         stage += f" ({spec.stages[state.stage_index]:.0%})"
     lines.append(f"{head}{state.phase}, {stage}")
+    if spec and spec.selector:
+        lines.append(f"targets: {selector_text(spec.selector)}")
     counts: dict[str, int] = {}
     for d in state.devices:
         counts[d.state] = counts.get(d.state, 0) + 1

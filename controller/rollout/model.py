@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from controller.rollout.errors import InvalidRollout
 from controller.rollout.gates import DEFAULT_GATES, Gate, GateInputs, GateResult, parse_gate
+from controller.rollout.selector import Requirement, selector_from_data
 
 PHASES = frozenset(
     {
@@ -39,7 +40,9 @@ class RolloutSpec:
     rollout_id: str
     model: str
     version: int
-    selector: Mapping[str, str] = field(default_factory=dict)  # device label selector
+    # device label selector: requirements, ANDed (a {key: value} mapping or an expression
+    # is accepted and converted)
+    selector: tuple[Requirement, ...] = ()
     stages: tuple[float, ...] = (0.05, 0.25, 1.0)  # cumulative fractions of targeted devices
     min_devices: int = 1  # per stage; also min devices reporting for a gate
     soak_seconds: float = 3600.0
@@ -50,6 +53,7 @@ class RolloutSpec:
     min_samples: int = 100  # frames a cohort needs before a gate can pass
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "selector", selector_from_data(self.selector))
         if not self.stages or any(not 0 < s <= 1 for s in self.stages):
             raise InvalidRollout("stages must be fractions in (0, 1]")
         if list(self.stages) != sorted(self.stages) or self.stages[-1] != 1.0:
@@ -67,8 +71,8 @@ class RolloutSpec:
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {**d, "selector": dict(self.selector), "stages": list(self.stages),
-                "gates": list(self.gates)}  # fmt: skip
+        return {**d, "selector": [r.to_dict() for r in self.selector],
+                "stages": list(self.stages), "gates": list(self.gates)}  # fmt: skip
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RolloutSpec:
@@ -76,7 +80,7 @@ class RolloutSpec:
         try:
             d["stages"] = tuple(float(s) for s in d.get("stages", cls.stages))
             d["gates"] = tuple(d.get("gates", DEFAULT_GATES))
-            d["selector"] = dict(d.get("selector", {}))
+            d["selector"] = selector_from_data(d.get("selector", ()))
             return cls(**d)
         except TypeError as exc:
             raise InvalidRollout(f"RolloutSpec: {exc}") from exc

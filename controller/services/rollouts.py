@@ -26,6 +26,7 @@ from controller.rollout import (
     GateInputs,
     Observation,
     RecordEvent,
+    Requirement,
     RevertDevice,
     RolloutSpec,
     RolloutState,
@@ -34,6 +35,9 @@ from controller.rollout import (
     check_gate_metrics,
     describe,
     initial_state,
+    matches,
+    parse_selector,
+    selector_from_data,
     step,
 )
 from controller.rollout.model import TERMINAL_PHASES
@@ -140,7 +144,11 @@ class RolloutService:
 
     # -- operator API -----------------------------------------------------------------------
     def start_rollout(self, spec_fields: Mapping[str, Any]) -> StoredRollout:
-        spec = RolloutSpec.from_dict({**spec_fields, "rollout_id": uuid.uuid4().hex[:12]})
+        fields = dict(spec_fields)
+        # ``target``: a set-based selector expression, ANDed with ``selector`` (equalities).
+        target = parse_selector(str(fields.pop("target", "") or ""))
+        fields["selector"] = (*selector_from_data(fields.get("selector", ())), *target)
+        spec = RolloutSpec.from_dict({**fields, "rollout_id": uuid.uuid4().hex[:12]})
         check_gate_metrics(spec.gates)  # a gate nothing measures would wait forever
         # Sources that know the registry refuse a version that does not exist or is unbuilt.
         if (check_release := getattr(self.variants, "check_release", None)) is not None:
@@ -211,7 +219,11 @@ class RolloutService:
         if state.phase in TERMINAL_PHASES and not commands:
             return
         now = self._clock()
-        devices = [d for d in self._list_devices(spec.selector) if _enrolled(d)]
+        devices = [
+            d
+            for d in self._list_devices(_equalities(spec.selector))
+            if _enrolled(d) and matches(spec.selector, getattr(d, "labels", {}))
+        ]
         statuses = self.store.statuses(d.device_id for d in devices)
         chosen = self._choose(spec, {d.profile for d in devices})
         running = {k: st.running_variant or None for k, st in statuses.items()}
@@ -331,6 +343,11 @@ class RolloutService:
                 )
             except EdgeFleetError as exc:  # devices still pull it over gRPC
                 log.warning("desired state for %s not published over MQTT: %s", d.device_id, exc)
+
+
+def _equalities(selector: Sequence[Requirement]) -> dict[str, str]:
+    """The selector's ``key=value`` part, for the registry to pre-filter on."""
+    return {r.key: r.values[0] for r in selector if r.op == "="}
 
 
 def _enrolled(device: Any) -> bool:
