@@ -2,7 +2,10 @@
 agreement with the source, and calibration (temperature + expected calibration error).
 
 Latency runs are interleaved with the source model (fp32, ONNX Runtime) in the same loop:
-on a noisy shared machine the ratio of the two is what means something.
+on a noisy shared machine the ratio of the two is what means something. The runs are split into
+rounds (same total), one ratio per round, so that the spread of the ratios tells selection how
+far to trust them; a fast model's rounds are stretched to ``min_round_ms`` each, so that they
+are not all taken within one scheduler time slice.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from controller.build.latency import Latency
 from controller.build.runners import OrtRunner, Runner, open_runner
 from controller.build.source import SourceModel
 from edgefleet.confidence import confidence_quantiles
@@ -24,6 +28,7 @@ from edgefleet.modelmeta import VariantMetadata
 log = logging.getLogger(__name__)
 
 RUNTIME_OVERHEAD_BYTES = {"onnxruntime": 40 * 1024 * 1024, "litert": 8 * 1024 * 1024}
+MIN_RUNS_PER_ROUND = 3  # fewer and a round's median is just noise
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,10 @@ class MeasureConfig:
 
     warmup: int = 5
     runs: int = 25  # timed runs of variant and baseline each, interleaved
+    rounds: int = 5  # the runs split into this many rounds (each >= 3 runs): one ratio each
+    # A round also lasts at least this long (more runs of a fast model, which cost little):
+    # 5 x 20 ms, so at most 0.1 s per variant and thread count.
+    min_round_ms: float = 20.0
     thread_counts: tuple[int, ...] = (1, 2)
     max_threads: int | None = None  # cap (default: this machine's cores)
     eval_limit: int | None = None  # validation frames for accuracy; None = all
@@ -42,20 +51,12 @@ class MeasureConfig:
         cap = self.max_threads or os.cpu_count() or 1
         return tuple(sorted({max(1, min(t, cap)) for t in wanted}))
 
-
-@dataclass(frozen=True)
-class Latency:
-    """Batch-1 latency at ``threads``; the baseline was timed in the same interleaved loop."""
-
-    threads: int
-    median_ms: float
-    p95_ms: float
-    baseline_median_ms: float
-    baseline_p95_ms: float
-
-    @property
-    def ratio(self) -> float:
-        return self.median_ms / self.baseline_median_ms
+    def round_sizes(self) -> tuple[int, ...]:
+        """``runs`` split as evenly as possible into at most ``rounds`` rounds of at least
+        ``MIN_RUNS_PER_ROUND`` runs (one round when there are too few runs): same total cost."""
+        runs = max(1, self.runs)
+        k = max(1, min(self.rounds, runs // MIN_RUNS_PER_ROUND))
+        return tuple(runs // k + (1 if i < runs % k else 0) for i in range(k))
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,17 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["latency"] = {
-            str(t): {**asdict(lat), "ratio": lat.ratio} for t, lat in self.latency.items()
-        }
+        data["latency"] = {str(t): lat.to_dict() for t, lat in self.latency.items()}
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Evaluation:
+        """Inverse of ``to_dict``; reports stored before latency rounds existed load too."""
+        fields = dict(data)
+        latency = {
+            int(t): Latency.from_dict(v) for t, v in (fields.pop("latency", None) or {}).items()
+        }
+        return cls(**fields, latency=latency)
 
 
 @dataclass
@@ -213,24 +221,36 @@ def measure_latency(
     threads: int,
     config: MeasureConfig,
 ) -> Latency:
-    """Alternate single runs of variant and baseline after warm-up; medians and p95 of each."""
+    """Alternate single runs of variant and baseline after warm-up, in rounds: medians and p95
+    over all runs, plus one variant/baseline ratio of medians per round."""
     for _ in range(config.warmup):
         variant.run(x_variant)
         baseline.run(x_baseline)
-    ours, theirs = [], []
-    for i in range(config.runs):
-        if i % 2:  # alternate who goes first, so neither always runs on a warm cache
-            theirs.append(_time_once(baseline, x_baseline))
-            ours.append(_time_once(variant, x_variant))
-        else:
-            ours.append(_time_once(variant, x_variant))
-            theirs.append(_time_once(baseline, x_baseline))
+    ours: list[float] = []
+    theirs: list[float] = []
+    ratios: list[float] = []
+    i = 0
+    for size in config.round_sizes():
+        start, began = len(ours), time.perf_counter_ns()
+        while (
+            len(ours) - start < size or (time.perf_counter_ns() - began) / 1e6 < config.min_round_ms
+        ):
+            if i % 2:  # alternate who goes first, so neither always runs on a warm cache
+                theirs.append(_time_once(baseline, x_baseline))
+                ours.append(_time_once(variant, x_variant))
+            else:
+                ours.append(_time_once(variant, x_variant))
+                theirs.append(_time_once(baseline, x_baseline))
+            i += 1
+        base = max(float(np.median(theirs[start:])), 1e-6)  # a 0 ms reading: clamp to 1 ns
+        ratios.append(float(np.median(ours[start:])) / base)
     return Latency(
         threads=threads,
         median_ms=float(np.median(ours)),
         p95_ms=float(np.percentile(ours, 95)),
         baseline_median_ms=float(np.median(theirs)),
         baseline_p95_ms=float(np.percentile(theirs, 95)),
+        round_ratios=tuple(ratios),
     )
 
 

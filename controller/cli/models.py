@@ -113,7 +113,14 @@ def build(
     profiles: str = typer.Option("all", "--profiles", help="p1,p2 or all."),
     no_tflite: bool = typer.Option(False, "--no-tflite", help="Skip the TFLite variants."),
     variants: str = typer.Option("", "--variants", help="Build only these (v1,v2).", hidden=True),
-    runs: int = typer.Option(0, "--runs", min=0, help="Timed runs per variant (0: default)."),
+    runs: int = typer.Option(
+        0,
+        "--runs",
+        min=0,
+        help="Timed runs of each variant, interleaved with as many of fp32; split into up to 5"
+        " rounds of at least 3 whose spread is the latency interval (0: the controller's"
+        " default, 25).",
+    ),
     timeout: float = typer.Option(3600.0, "--timeout", help="Give up after this many seconds."),
 ) -> None:
     """Build, measure, select per profile and sign; a progress bar per variant."""
@@ -211,9 +218,39 @@ def _model_dict(m: Any) -> dict[str, Any]:
     }
 
 
+TOO_CLOSE = "too close to"  # = controller.build.select.TOO_CLOSE (a test keeps them equal)
+
+
+def latency_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Ratio to fp32 and the measured interval at the most threads measured (None: no rounds,
+    e.g. a build from before latency intervals)."""
+    from controller.build.latency import Latency
+
+    stored = metrics.get("latency") or {}
+    if not stored:
+        return dict.fromkeys(
+            (
+                "latency_threads",
+                "latency_ratio",
+                "latency_ratio_interval",
+                "latency_interval_ms",
+                "latency_rounds",
+            )
+        )
+    lat = Latency.from_dict(stored[max(stored, key=int)])
+    return {
+        "latency_threads": lat.threads,
+        "latency_ratio": lat.ratio,
+        "latency_ratio_interval": list(lat.ratio_interval) if lat.has_interval else None,
+        "latency_interval_ms": list(lat.interval_ms) if lat.has_interval else None,
+        "latency_rounds": len(lat.round_ratios),
+    }
+
+
 def variants_dict(response: Any) -> dict[str, Any]:
     variants = []
     for v in response.variants:
+        metrics = json.loads(v.metrics_json or "{}")
         variants.append(
             {
                 "variant_id": v.variant_id,
@@ -232,7 +269,8 @@ def variants_dict(response: Any) -> dict[str, Any]:
                 "agreement": v.agreement,
                 "ece": v.ece,
                 "temperature": v.temperature,
-                "metrics": json.loads(v.metrics_json or "{}"),
+                **latency_summary(metrics),
+                "metrics": metrics,
             }
         )
     selections = {
@@ -243,6 +281,7 @@ def variants_dict(response: Any) -> dict[str, Any]:
             "latency_source": s.latency_source,
             "target_path": s.target_path,
             "rejected": dict(sorted(s.rejected.items())),
+            "too_close": sorted(k for k, why in s.rejected.items() if why.startswith(TOO_CLOSE)),
         }
         for s in response.selections
     }
@@ -278,22 +317,33 @@ def list_variants(
         print_variants_table(data)
 
 
+def _ratio_text(v: dict[str, Any]) -> str:
+    """``0.97 [0.93..1.02]``: latency over fp32, median and interval of the rounds."""
+    ratio, spread = v.get("latency_ratio"), v.get("latency_ratio_interval")
+    if ratio is None:
+        return "-"
+    return f"{ratio:.2f} [{spread[0]:.2f}..{spread[1]:.2f}]" if spread else f"{ratio:.2f}"
+
+
 def print_variants_table(data: dict[str, Any]) -> None:
     model = data["model"]
     typer.echo(f"{model['name']}:{model['version']}  source accuracy {data['source_accuracy']:.2%}")
     rows = []
     for v in data["variants"]:
         if v["status"] != "built":
-            rows.append([v["variant"], v["status"], "", "", "", "", "", "", "", "", v["reason"]])
+            rows.append([v["variant"], v["status"], *[""] * 10, v["reason"]])
             continue
+        interval = v.get("latency_interval_ms")
         rows.append(
             [
                 v["variant"],
                 v["status"],
                 v["size_bytes"],
                 v["zstd_bytes"],
-                f"{v['latency_median_ms']:.3f}",
-                f"{v['latency_p95_ms']:.3f}",
+                f"{v['latency_median_ms']:.4g}",
+                f"{interval[0]:.4g}..{interval[1]:.4g}" if interval else "-",
+                f"{v['latency_p95_ms']:.4g}",
+                _ratio_text(v),
                 f"{v['accuracy']:.2%}",
                 f"{v['accuracy_drop_pp']:+.2f}",
                 f"{v['agreement']:.2%}",
@@ -308,7 +358,9 @@ def print_variants_table(data: dict[str, Any]) -> None:
             "size",
             "zstd",
             "p50 ms",
+            "interval ms",
             "p95 ms",
+            "x fp32",
             "acc",
             "drop pp",
             "agree",
@@ -320,7 +372,12 @@ def print_variants_table(data: dict[str, Any]) -> None:
     typer.echo("")
     for profile, sel in data["selections"].items():
         chosen = sel["variant"] or "(nothing fits)"
-        where = f" ({sel['latency_ms']:.3f} ms, {sel['latency_source']})" if sel["variant"] else ""
+        where = f" ({sel['latency_ms']:.4g} ms, {sel['latency_source']})" if sel["variant"] else ""
         typer.echo(f"{profile}: {chosen}{where}")
+        if sel["too_close"]:
+            typer.echo(
+                f"    too close to {chosen} to separate, so the smaller compressed file won: "
+                + ", ".join(sel["too_close"])
+            )
         for variant, why in sel["rejected"].items():
             typer.echo(f"    - {variant}: {why}")

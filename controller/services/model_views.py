@@ -6,14 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.build.evaluate import Evaluation, Latency
-from controller.build.select import Selection
+from controller.build.evaluate import Evaluation
+from controller.build.select import SLOWER, TOO_CLOSE, Selection
 from controller.store.models_models import ModelRow, SelectionRow, VariantRow
 from edgefleet.modelmeta import Preprocessing, VariantMetadata
 
 EDGE, CLOUD = "edge", "cloud"
 # Reasons select_for_profile gives variants that fit the profile but lost on latency/size.
-_LOST_ON_SPEED = ("slower than", "as fast as")
+# ("as fast as": the wording of builds before latency intervals.)
+_LOST_ON_SPEED = (SLOWER, TOO_CLOSE, "as fast as")
 
 
 @dataclass(frozen=True)
@@ -201,16 +202,6 @@ def candidates_of(selection: Selection) -> list[str]:
 
 
 def evaluation_from_dict(data: dict[str, Any]) -> Evaluation:
-    """Inverse of ``Evaluation.to_dict`` (latency keys back to ints, derived ratio dropped)."""
-    fields = dict(data)
-    latency = {
-        int(t): Latency(
-            threads=int(v["threads"]),
-            median_ms=float(v["median_ms"]),
-            p95_ms=float(v["p95_ms"]),
-            baseline_median_ms=float(v["baseline_median_ms"]),
-            baseline_p95_ms=float(v["baseline_p95_ms"]),
-        )
-        for t, v in (fields.pop("latency", None) or {}).items()
-    }
-    return Evaluation(**fields, latency=latency)
+    """Inverse of ``Evaluation.to_dict`` (latency keys back to ints, derived fields dropped);
+    metrics stored before latency rounds existed load with no interval."""
+    return Evaluation.from_dict(data)
