@@ -1,11 +1,13 @@
-"""Helpers both command-line tools share: one-line errors, exit codes, table/JSON output."""
+"""Helpers both command-line tools share: one-line errors, exit codes, table/JSON output,
+``--version`` and the process setup of an entry point."""
 
 from __future__ import annotations
 
 import json
 import logging
+import numbers
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any
@@ -18,6 +20,48 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_UNAUTHENTICATED = 3
 EXIT_UNAVAILABLE = 4
+
+
+DISTRIBUTION = "edgefleet"
+
+
+def quiet_grpc_core(environ: MutableMapping[str, str]) -> None:
+    """gRPC's C core logs on stderr by itself (a failed TLS handshake, a port it cannot bind),
+    next to the one-line error the CLI prints for the same failure: silence it. An entry point
+    calls this with ``os.environ`` before anything imports grpc; an explicit GRPC_VERBOSITY
+    (e.g. ``debug``, which grpc's own errors suggest) still wins."""
+    environ.setdefault("GRPC_VERBOSITY", "NONE")
+
+
+def distribution_version() -> str:
+    """The installed distribution's version (its metadata), as ``--version`` prints it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def version_callback(program: str) -> Any:
+    """An eager ``--version`` option callback: print ``PROGRAM VERSION`` and exit 0."""
+
+    def show(value: bool) -> None:
+        if value:
+            typer.echo(f"{program} {distribution_version()}")
+            raise typer.Exit(0)
+
+    return show
+
+
+def version_option(program: str) -> Any:
+    return typer.Option(
+        False,
+        "--version",
+        callback=version_callback(program),
+        is_eager=True,
+        help="Show the version and exit.",
+    )
 
 
 class OutputFormat(StrEnum):
@@ -64,8 +108,62 @@ def errors_as_exit_codes() -> Iterator[None]:
         raise fail(str(exc), EXIT_ERROR) from None
 
 
+def _json_value(value: Any) -> Any:
+    """What ``json`` cannot encode itself: protobuf messages, NumPy scalars, paths."""
+    if hasattr(value, "DESCRIPTOR") and hasattr(value, "ListFields"):
+        return proto_dict(value)
+    if hasattr(value, "tolist"):  # NumPy scalars and arrays: Python numbers, bools, lists
+        return value.tolist()
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return str(value)  # paths, enums of other kinds, datetimes
+
+
 def print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    """The one way every ``--format json`` prints: integers are JSON numbers, always."""
+    typer.echo(json.dumps(data, indent=2, sort_keys=True, default=_json_value))
+
+
+def proto_dict(message: Any) -> dict[str, Any]:
+    """A protobuf message as plain data, field names as in the .proto, every field present.
+
+    protobuf's JSON mapping writes 64-bit integers as strings (JavaScript cannot hold them);
+    this CLI's JSON writes every integer as a number, so they are turned back here."""
+    from google.protobuf.json_format import MessageToDict
+
+    data = MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    _int64_as_numbers(message.DESCRIPTOR, data)
+    return data
+
+
+def _int64_as_numbers(descriptor: Any, data: dict[str, Any]) -> None:
+    for field in descriptor.fields:
+        if field.name not in data:
+            continue
+        value = data[field.name]
+        entry = field.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            value_field = entry.fields_by_name["value"]
+            data[field.name] = {k: _field_value(value_field, v) for k, v in value.items()}
+        elif isinstance(value, list):
+            data[field.name] = [_field_value(field, v) for v in value]
+        else:
+            data[field.name] = _field_value(field, value)
+
+
+def _field_value(field: Any, value: Any) -> Any:
+    from google.protobuf.descriptor import FieldDescriptor as F
+
+    int64 = (F.TYPE_INT64, F.TYPE_UINT64, F.TYPE_SINT64, F.TYPE_FIXED64, F.TYPE_SFIXED64)
+    if field.type in int64 and isinstance(value, str):
+        return int(value)
+    if field.message_type is not None and isinstance(value, dict):
+        _int64_as_numbers(field.message_type, value)
+    return value
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from controller.cli.context import cli_context, parse_labels
-from edgefleet.cli import OutputFormat, errors_as_exit_codes, print_json, print_table
+from edgefleet.cli import OutputFormat, errors_as_exit_codes, print_json, print_table, proto_dict
 
 app = typer.Typer(
     help="Register devices and manage their identity and labels.", no_args_is_help=True
@@ -32,11 +32,12 @@ def _when(unix_ms: int) -> str:
 
 
 def device_dict(device: Any) -> dict[str, Any]:
-    from google.protobuf.json_format import MessageToDict
+    return proto_dict(device)
 
-    return MessageToDict(
-        device, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
+
+def labels_text(labels: Any) -> str:
+    """``k=v,k2=v2`` (sorted), the form `--label` and `--selector` take."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
 
 
 @app.command()
@@ -110,7 +111,7 @@ def list_devices(
                     d.state,
                     "yes" if d.online else "no",
                     d.profile or f"({d.requested_profile})",
-                    ",".join(f"{k}={v}" for k, v in sorted(d.labels.items())),
+                    labels_text(d.labels),
                     _when(d.last_seen_unix_ms),
                 ]
                 for d in response.devices
@@ -136,6 +137,7 @@ def show(
             print_json(data)
             return
         facts = data.pop("facts", {})
+        data["labels"] = labels_text(data.get("labels", {})) or "-"
         rows = [[k, v] for k, v in data.items()]
         rows += [
             [f"facts.{k}", ", ".join(v) if isinstance(v, list) else v] for k, v in facts.items()
@@ -179,9 +181,7 @@ def label(
         if output is OutputFormat.json:
             print_json(device_dict(device))
         else:
-            typer.echo(
-                f"{device.name}: " + ",".join(f"{k}={v}" for k, v in sorted(device.labels.items()))
-            )
+            typer.echo(f"{device.name}: {labels_text(device.labels)}")
 
 
 @app.command("profiles")
@@ -194,7 +194,7 @@ def profiles(ctx: typer.Context, output: OutputFormat = FormatOption) -> None:
         conn, stub = _stub(ctx)
         response = call(conn, stub.ListProfiles, admin_pb2.ListProfilesRequest())
         if output is OutputFormat.json:
-            print_json([device_dict(p) for p in response.profiles])
+            print_json([proto_dict(p) for p in response.profiles])
             return
         print_table(
             ["NAME", "RUNTIMES", "PRECISIONS", "THREADS", "DESCRIPTION"],

@@ -19,6 +19,12 @@ FormatOption = typer.Option(OutputFormat.table, "--format", help="table or json"
 WindowOption = typer.Option(600, "--window", min=1, max=7 * 86400, help="Seconds of history.")
 SelectorOption = typer.Option([], "--selector", "-l", help="Only devices with label KEY=VALUE.")
 MIN_REFRESH_S, MAX_REFRESH_S = 0.5, 300.0
+RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # `fleet watch` while the controller is unreachable
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds to wait after ``failures`` unreachable tries in a row: 1, 2, 4, ... up to 30."""
+    return float(min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** max(failures - 1, 0)))
 
 
 def _fetch(ctx: typer.Context, window: int, selector: list[str]) -> Any:
@@ -146,10 +152,15 @@ def watch(
     selector: list[str] = SelectorOption,
     count: int = typer.Option(0, "--count", min=0, help="Stop after N refreshes (0 = Ctrl-C)."),
 ) -> None:
-    """Refresh `fleet status` in the terminal until Ctrl-C."""
+    """Refresh `fleet status` in the terminal until Ctrl-C.
+
+    While the controller is unreachable (restarting, say) it says so and retries, waiting
+    1 s, 2 s, 4 s ... up to 30 s between tries, until the controller answers again."""
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table
+
+    from edgefleet.errors import Unavailable
 
     def render(rows: list[dict[str, Any]], now_ms: int, note: str) -> Table:
         table = Table(title=f"EdgeFleet fleet - last {window}s - {note}")
@@ -160,14 +171,33 @@ def watch(
         return table
 
     with errors_as_exit_codes():
-        shown = 0
+        cli_context(ctx).connection()  # a missing address or token fails now, not in the loop
+        shown = failures = 0
+        rows: list[dict[str, Any]] = []
+        now_ms = 0
         try:
             with Live(console=Console(), auto_refresh=False) as live:
                 while True:
-                    response = _fetch(ctx, window, selector)
+                    try:
+                        response = _fetch(ctx, window, selector)
+                    except Unavailable as exc:
+                        failures += 1
+                        delay = retry_delay(failures)
+                        typer.echo(
+                            f"controller unreachable, retrying in {delay:.0f} s ({exc})", err=True
+                        )
+                        note = f"controller unreachable since {time.strftime('%H:%M:%S')}"
+                        if failures == 1:
+                            live.update(render(rows, now_ms, note), refresh=True)
+                        time.sleep(delay)
+                        continue
+                    if failures:
+                        typer.echo(f"controller reachable again after {failures} tries", err=True)
+                        failures = 0
                     rows = [device_row(d) for d in response.devices]
+                    now_ms = response.unix_ms
                     stamp = time.strftime("%H:%M:%S")
-                    live.update(render(rows, response.unix_ms, stamp), refresh=True)
+                    live.update(render(rows, now_ms, stamp), refresh=True)
                     shown += 1
                     if count and shown >= count:
                         break

@@ -11,13 +11,12 @@ import typer
 from controller.cli import devices, fleet, keys, models, rollouts, serve
 from controller.cli.context import CliContext
 from controller.config import DEFAULT_DATA_DIR
-from edgefleet.cli import configure_logging
+from edgefleet.cli import configure_logging, quiet_grpc_core, version_option
 
 app = typer.Typer(
     name="edgefleet",
     help="EdgeFleet: fleet orchestration for computer-vision models on edge devices.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(serve.app, name="controller")
@@ -51,6 +50,7 @@ def _root(
         None, "--ca-file", envvar="EDGEFLEET_CA_FILE", help="Controller CA certificate."
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    _version: bool = version_option("edgefleet"),
 ) -> None:
     configure_logging(verbose)
     root = _RootContext(data_dir or DEFAULT_DATA_DIR, controller, token, ca_file)
@@ -70,5 +70,6 @@ def demo(
 
 
 def main() -> None:
+    quiet_grpc_core(os.environ)  # before any command imports grpc
     os.umask(0o077)
     app()
