@@ -90,6 +90,18 @@ class Controller:
         self.mqtt_url = ""
 
     def start(self) -> None:
+        """Start every part in order. When one fails (a port in use, an unreachable store),
+        stop what had started, so no thread, broker or database is left behind, and re-raise."""
+        try:
+            self._start()
+        except BaseException:
+            try:
+                self.stop()
+            except Exception as cleanup:  # the first failure is the one to report
+                log.warning("stopping after a failed start: %s", cleanup)
+            raise
+
+    def _start(self) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         cfg.data_dir.chmod(0o700)

@@ -13,3 +13,7 @@ class StoreError(ControllerError):
 
 class ConfigError(ControllerError):
     """The controller's configuration is invalid."""
+
+
+class ListenError(ControllerError):
+    """A server port could not be bound (in use, or not permitted)."""

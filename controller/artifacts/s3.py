@@ -79,6 +79,27 @@ class S3ArtifactStore(PutFileFromStream):
             max_concurrency=s.max_concurrency,
         )
 
+    def check_reachable(self) -> None:
+        """Fail now, not at the first upload, when the endpoint or the bucket is not there.
+
+        Bounded like every other call: ``connect_timeout_s`` per try, ``max_attempts`` tries.
+        A 403 passes (a policy may allow objects but not HeadBucket): the endpoint answered."""
+        where = self._client.meta.endpoint_url
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = _code(exc)
+            if code in ("403", "AccessDenied", "Forbidden"):
+                logger.warning("s3://%s at %s: HeadBucket denied, continuing", self.bucket, where)
+                return
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise ArtifactStoreError(
+                    f"S3 bucket {self.bucket!r} does not exist at {where}"
+                ) from exc
+            raise ArtifactStoreError(f"S3 store s3://{self.bucket} at {where}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise ArtifactStoreError(f"S3 store unreachable at {where}: {exc}") from exc
+
     def _key(self, sha256: str) -> str:
         check_digest(sha256)
         name = f"sha256/{sha256[:2]}/{sha256}"

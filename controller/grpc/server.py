@@ -8,6 +8,7 @@ from concurrent import futures
 
 import grpc
 
+from controller.errors import ListenError
 from controller.grpc.auth import AuthInterceptor
 from controller.pki import CertificateAuthority
 
@@ -45,14 +46,22 @@ def build_server(
     for register in registrations:
         register(server)
     bound = []
-    for listen_port, client_auth in ((port, False), (device_port, True)):
+    ports = (
+        (port, False, "the TLS port for enrollment and operators (--grpc-port)"),
+        (device_port, True, "the mutual-TLS port for devices (--device-port)"),
+    )
+    for listen_port, client_auth, what in ports:
         credentials = grpc.ssl_server_credentials(
             [(ca.server_key_pem, ca.server_cert_pem)],
             root_certificates=ca.certificate_pem.encode(),
             require_client_auth=client_auth,
         )
-        actual = server.add_secure_port(f"{host}:{listen_port}", credentials)
+        failed = f"cannot listen on {host}:{listen_port}, {what}: in use or not permitted"
+        try:  # grpc raises RuntimeError on a failed bind (older versions returned 0)
+            actual = server.add_secure_port(f"{host}:{listen_port}", credentials)
+        except RuntimeError as exc:
+            raise ListenError(failed) from exc
         if actual == 0:
-            raise OSError(f"cannot listen on {host}:{listen_port} (in use or not permitted)")
+            raise ListenError(failed)
         bound.append(actual)
     return server, bound[0], bound[1]

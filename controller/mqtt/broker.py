@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,24 @@ PasswordHashLookup = Callable[[str], "str | None"]
 
 class BrokerError(ControllerError):
     """The embedded broker could not start or stop."""
+
+
+class _NoStartupTraceback(logging.Filter):
+    """amqtt logs its own startup failure with a traceback, then raises: the raise reaches
+    :meth:`EmbeddedBroker.start`, which reports it in one line, so the log record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Broker startup failed"
+
+
+def _startup_failure(error: BaseException) -> str:
+    """The root cause of a failed start, e.g. ``address already in use``, in one line."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError):
+            return os.strerror(cause.errno) if cause.errno else str(cause)
+        cause = cause.__cause__ or cause.__context__
+    return str(error)
 
 
 class EdgeFleetAuthPlugin(BaseAuthPlugin):
@@ -140,9 +159,10 @@ class EmbeddedBroker:
         if self._start_error is not None:
             self._thread.join(timeout)
             self._thread = None
-            raise BrokerError(f"embedded mqtt broker failed: {self._start_error}") from (
-                self._start_error
-            )
+            raise BrokerError(
+                f"embedded MQTT broker failed to start on {self.host}:{self._requested_port}: "
+                f"{_startup_failure(self._start_error)}"
+            ) from self._start_error
         log.info("embedded mqtt broker listening on %s", self.url)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -185,7 +205,12 @@ class EmbeddedBroker:
             },
         }
         broker = Broker(config, loop=asyncio.get_running_loop())
-        await broker.start()
+        amqtt_log, quiet = logging.getLogger("amqtt.broker"), _NoStartupTraceback()
+        amqtt_log.addFilter(quiet)
+        try:
+            await broker.start()
+        finally:
+            amqtt_log.removeFilter(quiet)
         try:
             server = broker._servers["default"].instance  # amqtt exposes no bound-address API
             self._port = int(server.sockets[0].getsockname()[1])

@@ -25,8 +25,16 @@ class ModelComponents:
 
 
 def open_store(config: ControllerConfig) -> ArtifactStore:
+    """The configured store; an S3 store must answer now, so a controller with an unreachable
+    endpoint or a missing bucket fails at start instead of reporting ready."""
     url = config.store or str(config.data_dir / "artifacts")
-    return store_from_url(url, endpoint_url=config.store_endpoint_url or None)
+    store = store_from_url(url, endpoint_url=config.store_endpoint_url or None)
+    if url.startswith("s3://"):
+        from controller.artifacts.s3 import S3ArtifactStore
+
+        assert isinstance(store, S3ArtifactStore)
+        store.check_reachable()
+    return store
 
 
 def start_models(
