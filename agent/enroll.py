@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 
 from agent.controller_client import enrollment_channel, with_retries
-from agent.errors import AgentError, ControllerUnreachable
+from agent.errors import AgentError, ControllerUnreachable, DataDirError
 from agent.identity import (
     CA_FILE,
     CERT_FILE,
@@ -55,6 +55,21 @@ def _fetch_ca(address: str, pin: str, attempts: int, timeout_s: float) -> bytes:
     raise AssertionError("unreachable")
 
 
+def _prepare_data_dir(data_dir: Path) -> None:
+    """Make sure the identity can be saved before a single-use token is spent on it."""
+    probe = data_dir / ".write-test"
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o700)
+        write_file(probe, b"")
+        probe.unlink()
+    except OSError as exc:
+        raise DataDirError(
+            f"cannot use {data_dir} as the agent's data directory: "
+            f"{exc.strerror or exc} (pass a writable --data-dir)"
+        ) from exc
+
+
 def enroll(
     data_dir: Path,
     controller: str,
@@ -68,8 +83,7 @@ def enroll(
     token = EnrollmentToken.parse(token_text)
     if (data_dir / IDENTITY_FILE).exists():
         raise AgentError(f"{data_dir} is already enrolled; use another --data-dir to enroll again")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    data_dir.chmod(0o700)
+    _prepare_data_dir(data_dir)
     ca_pem = _fetch_ca(controller, token.ca_pin, attempts, timeout_s)
     key_pem, csr_pem = create_key_and_csr()
     request = device_pb2.EnrollRequest(
@@ -88,10 +102,6 @@ def enroll(
         raise EnrollmentRefused(f"enrollment refused: {exc.details()}") from exc
     finally:
         channel.close()
-    # The key is written only now, so a refused enrollment leaves the directory as it was.
-    write_file(data_dir / KEY_FILE, key_pem, 0o600)
-    write_file(data_dir / CERT_FILE, response.certificate_pem.encode())
-    write_file(data_dir / CA_FILE, response.ca_certificate_pem.encode())
     identity = Identity(
         device_id=response.device_id,
         controller=response.device_endpoint or controller,
@@ -101,6 +111,16 @@ def enroll(
         mqtt_password=response.mqtt.password,
         mqtt_topic_prefix=response.mqtt.topic_prefix,
     )
-    identity.save(data_dir)
+    # The key is written only now, so a refused enrollment leaves the directory as it was.
+    try:
+        write_file(data_dir / KEY_FILE, key_pem, 0o600)
+        write_file(data_dir / CERT_FILE, response.certificate_pem.encode())
+        write_file(data_dir / CA_FILE, response.ca_certificate_pem.encode())
+        identity.save(data_dir)
+    except OSError as exc:
+        raise DataDirError(
+            f"enrolled as {identity.device_id}, but saving the identity in {data_dir} failed: "
+            f"{exc.strerror or exc}; the token is spent: register the device again"
+        ) from exc
     log.info("enrolled as %s (profile %s)", identity.device_id, identity.profile)
     return identity

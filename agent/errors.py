@@ -13,3 +13,7 @@ class NotEnrolled(AgentError):
 
 class ControllerUnreachable(AgentError):
     """The controller did not answer within the retry budget."""
+
+
+class DataDirError(AgentError):
+    """The agent's data directory cannot be created or written."""

@@ -18,6 +18,8 @@ from edgefleet.cli import (
     errors_as_exit_codes,
     print_json,
     print_table,
+    quiet_grpc_core,
+    version_option,
 )
 
 DEFAULT_DATA_DIR = Path("~/.edgefleet-agent").expanduser()
@@ -26,9 +28,10 @@ app = typer.Typer(
     name="edgefleet-agent",
     help="EdgeFleet device agent: enroll with a controller, then run models and report.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_show_locals=False,
 )
+
+DEFAULT_FPS = 30.0  # `run --source`: a camera's rate; unpaced (0) only when asked for
 
 DataDir = typer.Option(
     DEFAULT_DATA_DIR,
@@ -39,7 +42,10 @@ DataDir = typer.Option(
 
 
 @app.callback()
-def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+def _main(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
+    _version: bool = version_option("edgefleet-agent"),
+) -> None:
     configure_logging(verbose)
 
 
@@ -90,7 +96,13 @@ def run(
     telemetry_interval: float = typer.Option(
         10.0, "--telemetry-interval", min=0.1, help="Seconds between telemetry reports."
     ),
-    fps: float = typer.Option(0.0, "--fps", min=0.0, help="Frame rate cap (0 = unpaced)."),
+    fps: float = typer.Option(
+        DEFAULT_FPS,
+        "--fps",
+        min=0.0,
+        help="Frames per second taken from --source (a camera's rate). 0 = unpaced: as fast "
+        "as the model runs, which keeps a whole core busy.",
+    ),
     skip_threshold: float | None = typer.Option(
         None, "--skip-threshold", min=0.0, help="Skip frames differing less than this."
     ),
@@ -127,6 +139,14 @@ def run(
             raise InvalidInput(f"--confidence must be one of {', '.join(sorted(METRICS))}")
         if source and model is None and not ota:
             raise InvalidInput("--source needs --model (a variant directory) or OTA updates")
+        if source:
+            from agent.runtime.errors import FrameSourceError
+            from agent.runtime.sources import open_source
+
+            try:  # a missing or unsupported source fails now, not when a first model arrives
+                open_source(source)
+            except FrameSourceError as exc:
+                raise InvalidInput(f"--source: {exc}") from exc
         daemon = AgentDaemon(
             AgentConfig(
                 data_dir=data_dir,
@@ -284,5 +304,6 @@ def bench(
 
 
 def main() -> None:
+    quiet_grpc_core(os.environ)  # before any command imports grpc
     os.umask(0o077)
     app()
