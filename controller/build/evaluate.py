@@ -3,9 +3,17 @@ agreement with the source, and calibration (temperature + expected calibration e
 
 Latency runs are interleaved with the source model (fp32, ONNX Runtime) in the same loop:
 on a noisy shared machine the ratio of the two is what means something. The runs are split into
-rounds (same total), one ratio per round, so that the spread of the ratios tells selection how
-far to trust them; a fast model's rounds are stretched to ``min_round_ms`` each, so that they
-are not all taken within one scheduler time slice.
+rounds, one ratio per round, so that the spread of the ratios tells selection how far to trust
+them. Every round opens its own pair of runtime sessions (ORT sessions or LiteRT interpreters,
+alternating which is opened first): two sessions' thread pools share the cores differently every
+time they are made (at 2 threads the same model measured 0.8x..1.2x itself from one session pair
+to the next), so a measurement on one pair carries that pair's bias whole. With a pair per
+round the bias becomes round-to-round spread, which the interval covers and the median of many
+rounds averages out. A fast model's rounds are stretched to ``min_round_ms`` each, so that they
+are not all taken within one scheduler time slice, and a cheap measurement gets more rounds, up
+to ``max_rounds``, while it has taken less than its time budget (``runs`` x
+``budget_ms_per_run``): the models that need the most rounds cost the least per round. Sessions
+keep ONNX Runtime's default thread spinning, as on the device (see ``measure_latency``).
 """
 
 from __future__ import annotations
@@ -13,7 +21,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +40,23 @@ log = logging.getLogger(__name__)
 RUNTIME_OVERHEAD_BYTES = {"onnxruntime": 40 * 1024 * 1024, "litert": 8 * 1024 * 1024}
 MIN_RUNS_PER_ROUND = 3  # fewer and a round's median is just noise
 
+RunnerFactory = Callable[[], Runner]  # opens a fresh runtime session each call
+
 
 @dataclass(frozen=True)
 class MeasureConfig:
     """How hard to measure. Defaults keep a small-model build well under a minute."""
 
-    warmup: int = 5
-    runs: int = 25  # timed runs of variant and baseline each, interleaved
+    warmup: int = 5  # untimed runs of each, after every round's sessions are opened
+    runs: int = 25  # timed runs of variant and baseline each, interleaved, at least
     rounds: int = 5  # the runs split into this many rounds (each >= 3 runs): one ratio each
-    # A round also lasts at least this long (more runs of a fast model, which cost little):
-    # 5 x 20 ms, so at most 0.1 s per variant and thread count.
+    # A round also lasts at least this long (more runs of a fast model, which cost little).
     min_round_ms: float = 20.0
+    # More rounds (each like the last, up to max_rounds) while the measurement has taken less
+    # than runs x budget_ms_per_run: 0.5 s per variant and thread count at the defaults, about
+    # 15 rounds of a 0.05 ms model, the bare 5 rounds of a 2 ms one.
+    max_rounds: int = 30
+    budget_ms_per_run: float = 20.0
     thread_counts: tuple[int, ...] = (1, 2)
     max_threads: int | None = None  # cap (default: this machine's cores)
     eval_limit: int | None = None  # validation frames for accuracy; None = all
@@ -57,6 +73,11 @@ class MeasureConfig:
         runs = max(1, self.runs)
         k = max(1, min(self.rounds, runs // MIN_RUNS_PER_ROUND))
         return tuple(runs // k + (1 if i < runs % k else 0) for i in range(k))
+
+    @property
+    def budget_ms(self) -> float:
+        """How long a measurement may go on adding rounds past ``round_sizes``."""
+        return max(1, self.runs) * self.budget_ms_per_run
 
 
 @dataclass(frozen=True)
@@ -213,28 +234,59 @@ def _time_once(runner: Runner, x: np.ndarray) -> float:
     return (time.perf_counter_ns() - start) / 1e6
 
 
+def _open_pair(
+    open_variant: RunnerFactory, open_baseline: RunnerFactory, variant_first: bool
+) -> tuple[Runner, Runner]:
+    """Fresh sessions of both; which one is created first alternates with ``variant_first``
+    (the first one's thread pool starts on an idler machine)."""
+    if variant_first:
+        variant = open_variant()
+        return variant, open_baseline()
+    baseline = open_baseline()
+    return open_variant(), baseline
+
+
+def _elapsed_ms(since_ns: int) -> float:
+    return (time.perf_counter_ns() - since_ns) / 1e6
+
+
 def measure_latency(
-    variant: Runner,
-    baseline: Runner,
+    open_variant: RunnerFactory,
+    open_baseline: RunnerFactory,
     x_variant: np.ndarray,
     x_baseline: np.ndarray,
     threads: int,
     config: MeasureConfig,
 ) -> Latency:
-    """Alternate single runs of variant and baseline after warm-up, in rounds: medians and p95
-    over all runs, plus one variant/baseline ratio of medians per round."""
-    for _ in range(config.warmup):
-        variant.run(x_variant)
-        baseline.run(x_baseline)
+    """Time variant and baseline in rounds, each round on a new pair of sessions: open both
+    (alternating which first), warm both up, then alternate single runs (alternating which goes
+    first) for at least the round's runs and ``min_round_ms``. Medians and p95 over all runs,
+    plus one variant/baseline ratio of medians per round. After ``round_sizes`` rounds, more
+    rounds of the last size while the measurement has taken less than ``budget_ms``.
+
+    Sessions keep the default thread spinning, as the agent runs them. Measured on the fashion
+    edge model at 2 threads (median round ratio to fp32 over 12 fresh pairs): int8-static 1.23
+    interleaved with spinning, 1.23 in 100 ms blocks (each session alone, as on a device),
+    but 1.09 interleaved with spinning off: turning it off makes the ratios wrong, not quieter.
+    """
+    sizes = config.round_sizes()
+    most = max(1, config.max_rounds)
     ours: list[float] = []
     theirs: list[float] = []
     ratios: list[float] = []
     i = 0
-    for size in config.round_sizes():
-        start, began = len(ours), time.perf_counter_ns()
-        while (
-            len(ours) - start < size or (time.perf_counter_ns() - began) / 1e6 < config.min_round_ms
-        ):
+    began = time.perf_counter_ns()
+    while len(ratios) < min(len(sizes), most) or (
+        len(ratios) < most and _elapsed_ms(began) < config.budget_ms
+    ):
+        k = len(ratios)
+        size = sizes[min(k, len(sizes) - 1)]
+        variant, baseline = _open_pair(open_variant, open_baseline, variant_first=k % 2 == 0)
+        for _ in range(config.warmup):
+            variant.run(x_variant)
+            baseline.run(x_baseline)
+        start, round_began = len(ours), time.perf_counter_ns()
+        while len(ours) - start < size or _elapsed_ms(round_began) < config.min_round_ms:
             if i % 2:  # alternate who goes first, so neither always runs on a warm cache
                 theirs.append(_time_once(baseline, x_baseline))
                 ours.append(_time_once(variant, x_variant))
@@ -242,6 +294,7 @@ def measure_latency(
                 ours.append(_time_once(variant, x_variant))
                 theirs.append(_time_once(baseline, x_baseline))
             i += 1
+        del variant, baseline  # close both sessions (and their thread pools) before the next
         base = max(float(np.median(theirs[start:])), 1e-6)  # a 0 ms reading: clamp to 1 ns
         ratios.append(float(np.median(ours[start:])) / base)
     return Latency(
@@ -279,9 +332,14 @@ def evaluate_variant(
     one_src = source.validation_inputs()[:1]
     one = in_layout(one_src, src_layout, meta.preprocessing.layout)
     for threads in config.threads_to_measure(thread_counts):
-        runner = open_runner(path, meta.runtime, threads)
-        baseline = OrtRunner(source.onnx_path, threads)
-        latency[threads] = measure_latency(runner, baseline, one, one_src, threads, config)
+        latency[threads] = measure_latency(
+            partial(open_runner, path, meta.runtime, threads),
+            partial(OrtRunner, source.onnx_path, threads),
+            one,
+            one_src,
+            threads,
+            config,
+        )
 
     weights_bytes = meta.size_bytes or path.stat().st_size
     act = ref.activation_bytes // (4 if meta.extra.get("full_integer") else 1)

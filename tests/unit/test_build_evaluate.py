@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -59,29 +60,6 @@ def test_probabilities_become_log_probabilities() -> None:
     np.testing.assert_array_equal(as_logits(logits), logits)
 
 
-class CountingRunner:
-    def __init__(self, name: str, log: list[str]) -> None:
-        self.name, self.log = name, log
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        self.log.append(self.name)
-        return x
-
-
-def test_latency_runs_alternate_between_variant_and_baseline() -> None:
-    calls: list[str] = []
-    x = np.zeros((1, 4), np.float32)
-    config = MeasureConfig(warmup=2, runs=6, min_round_ms=0)
-    lat = measure_latency(CountingRunner("v", calls), CountingRunner("b", calls), x, x, 1, config)
-    timed = calls[4:]
-    assert len(timed) == 12 and timed.count("v") == 6
-    # every consecutive pair holds one run of each: interleaved, not two blocks
-    assert all({timed[i], timed[i + 1]} == {"v", "b"} for i in range(0, 12, 2))
-    assert lat.threads == 1 and lat.median_ms > 0 and lat.baseline_median_ms > 0
-    assert lat.p95_ms >= lat.median_ms
-    assert len(lat.round_ratios) == 2  # 6 runs: two rounds of 3
-
-
 def test_runs_split_into_rounds_at_the_same_cost() -> None:
     assert MeasureConfig().round_sizes() == (5, 5, 5, 5, 5)
     assert MeasureConfig(runs=27).round_sizes() == (6, 6, 5, 5, 5)
@@ -93,7 +71,7 @@ def test_runs_split_into_rounds_at_the_same_cost() -> None:
 
 
 class FakeClock:
-    """perf_counter_ns that only moves when a fake runner runs."""
+    """perf_counter_ns that only moves when a fake runner runs or a fake session opens."""
 
     def __init__(self) -> None:
         self.ns = 0
@@ -101,50 +79,167 @@ class FakeClock:
     def perf_counter_ns(self) -> int:
         return self.ns
 
+    def advance(self, ms: float) -> None:
+        self.ns += int(ms * 1e6)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(evaluate, "time", SimpleNamespace(perf_counter_ns=fake.perf_counter_ns))
+    return fake
+
 
 class CostRunner:
-    """Takes ``costs[i]`` ms on its i-th timed run (the warm-up runs are free)."""
+    """One fake session: each run after its first ``warmup`` takes ``ms`` (warm-up is free)."""
 
-    def __init__(self, clock: FakeClock, costs: list[float], warmup: int) -> None:
-        self.clock, self.costs, self.warmup, self.calls = clock, costs, warmup, 0
+    def __init__(self, name: str, clock: FakeClock, ms: float, warmup: int, log: list[str]):
+        self.name, self.clock, self.ms, self.warmup, self.log = name, clock, ms, warmup, log
+        self.calls = 0
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        i = self.calls - self.warmup
+        if self.calls >= self.warmup:
+            self.clock.advance(self.ms)
         self.calls += 1
-        if i >= 0:
-            self.clock.ns += int(self.costs[i % len(self.costs)] * 1e6)
+        self.log.append(self.name)
         return x
 
 
-def test_each_round_gives_one_ratio_of_medians(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = FakeClock()
-    monkeypatch.setattr(evaluate, "time", SimpleNamespace(perf_counter_ns=clock.perf_counter_ns))
-    x = np.zeros((1, 4), np.float32)
-    config = MeasureConfig(warmup=1, runs=9, rounds=3, min_round_ms=0)
+class Sessions:
+    """A runner factory: the j-th session it opens costs ``costs[j]`` ms a run (cycled), and
+    opening one takes ``open_ms``."""
+
+    def __init__(
+        self,
+        name: str,
+        clock: FakeClock,
+        costs: list[float],
+        log: list[str],
+        *,
+        warmup: int = 0,
+        open_ms: float = 0.0,
+    ) -> None:
+        self.name, self.clock, self.costs, self.log = name, clock, costs, log
+        self.warmup, self.open_ms = warmup, open_ms
+        self.opened: list[CostRunner] = []
+
+    def __call__(self) -> CostRunner:
+        self.clock.advance(self.open_ms)
+        self.log.append(f"open {self.name}")
+        ms = self.costs[len(self.opened) % len(self.costs)]
+        runner = CostRunner(self.name, self.clock, ms, self.warmup, self.log)
+        self.opened.append(runner)
+        return runner
+
+
+X = np.zeros((1, 4), np.float32)
+
+
+def test_every_round_opens_both_sessions_afresh_and_interleaves(clock: FakeClock) -> None:
+    log: list[str] = []
+    config = MeasureConfig(warmup=2, runs=6, min_round_ms=0, budget_ms_per_run=0)
+    variant = Sessions("v", clock, [2.0], log, warmup=2)
+    baseline = Sessions("b", clock, [1.0], log, warmup=2)
+    lat = measure_latency(variant, baseline, X, X, 1, config)
+    assert len(lat.round_ratios) == 2  # 6 runs: two rounds of 3 (no time budget)
+    assert len(variant.opened) == len(baseline.opened) == 2
+    # who is opened first alternates; each round: 2 warm-up pairs, then 3 timed pairs
+    assert log[:2] == ["open v", "open b"] and log[12:14] == ["open b", "open v"]
+    for first in (0, 12):
+        timed = log[first + 6 : first + 12]
+        # every consecutive pair holds one run of each: interleaved, not two blocks
+        assert all({timed[i], timed[i + 1]} == {"v", "b"} for i in range(0, 6, 2))
+    assert [r.calls for r in variant.opened + baseline.opened] == [5, 5, 5, 5]
+    assert lat.ratio == pytest.approx(2.0) and lat.median_ms == pytest.approx(2.0)
+    assert lat.threads == 1 and lat.baseline_median_ms == pytest.approx(1.0)
+    assert lat.p95_ms >= lat.median_ms
+
+
+def test_session_pairing_bias_becomes_spread_that_the_median_averages_out(
+    clock: FakeClock,
+) -> None:
+    log: list[str] = []
+    # The same model as the baseline, but each session pair shares the cores differently:
+    # timed on its first pair alone it would look 30% slower.
+    variant = Sessions("v", clock, [1.3, 0.95, 1.0, 1.05, 0.9, 1.0, 1.2], log)
+    baseline = Sessions("b", clock, [1.0], log)
+    config = MeasureConfig(warmup=0, runs=21, rounds=7, min_round_ms=0, budget_ms_per_run=0)
+    lat = measure_latency(variant, baseline, X, X, 2, config)
+    assert lat.round_ratios == pytest.approx((1.3, 0.95, 1.0, 1.05, 0.9, 1.0, 1.2))
+    assert lat.ratio == pytest.approx(1.0)
+    lo, hi = lat.ratio_interval
+    assert lo < 1.0 < hi and hi / lo > 1.05  # the pairing noise is in the interval
+
+
+def test_each_round_gives_one_ratio_of_medians(clock: FakeClock) -> None:
+    log: list[str] = []
+    config = MeasureConfig(warmup=1, runs=9, rounds=3, min_round_ms=0, budget_ms_per_run=0)
     # The variant takes 2 ms; the baseline 1 ms, except in the second round (busy machine).
-    variant = CostRunner(clock, [2.0], warmup=1)
-    baseline = CostRunner(clock, [1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0], warmup=1)
-    lat = measure_latency(variant, baseline, x, x, 2, config)
+    variant = Sessions("v", clock, [2.0], log, warmup=1)
+    baseline = Sessions("b", clock, [1.0, 2.0, 1.0], log, warmup=1)
+    lat = measure_latency(variant, baseline, X, X, 2, config)
     assert lat.round_ratios == pytest.approx((2.0, 1.0, 2.0))
     assert lat.ratio == pytest.approx(2.0) and lat.median_ms == pytest.approx(2.0)
     lo, hi = lat.ratio_interval
     assert lo <= 2.0 <= hi and lat.has_interval
 
 
-def test_rounds_of_a_fast_model_last_at_least_min_round_ms(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    clock = FakeClock()
-    monkeypatch.setattr(evaluate, "time", SimpleNamespace(perf_counter_ns=clock.perf_counter_ns))
-    x = np.zeros((1, 4), np.float32)
-    config = MeasureConfig(warmup=0, runs=10, rounds=2, min_round_ms=5.0)
-    variant, baseline = CostRunner(clock, [0.1], 0), CostRunner(clock, [0.15], 0)
-    lat = measure_latency(variant, baseline, x, x, 1, config)
+def test_rounds_of_a_fast_model_last_at_least_min_round_ms(clock: FakeClock) -> None:
+    log: list[str] = []
+    config = MeasureConfig(warmup=0, runs=10, rounds=2, min_round_ms=5.0, budget_ms_per_run=0)
+    variant, baseline = Sessions("v", clock, [0.1], log), Sessions("b", clock, [0.15], log)
+    lat = measure_latency(variant, baseline, X, X, 1, config)
     assert len(lat.round_ratios) == 2
-    assert variant.calls == baseline.calls == 2 * 20  # 0.25 ms a pair: 20 pairs fill 5 ms
-    slow_v, slow_b = CostRunner(clock, [10.0], 0), CostRunner(clock, [10.0], 0)
-    measure_latency(slow_v, slow_b, x, x, 1, config)
-    assert slow_v.calls == 10  # a slow model is not timed more than ``runs``
+    assert [r.calls for r in variant.opened] == [20, 20]  # 0.25 ms a pair: 20 pairs fill 5 ms
+    slow_v, slow_b = Sessions("v", clock, [10.0], log), Sessions("b", clock, [10.0], log)
+    measure_latency(slow_v, slow_b, X, X, 1, config)
+    assert sum(r.calls for r in slow_v.opened) == 10  # a slow model is not timed more than runs
+
+
+def test_cheap_measurements_get_more_rounds_within_the_time_budget(clock: FakeClock) -> None:
+    log: list[str] = []
+    # budget 10 runs x 2 ms = 20 ms; a fast model's round (20 pairs of 0.25 ms) takes 5 ms
+    config = MeasureConfig(warmup=0, runs=10, rounds=2, min_round_ms=5.0, budget_ms_per_run=2)
+    assert config.budget_ms == 20.0
+    fast = measure_latency(
+        Sessions("v", clock, [0.1], log), Sessions("b", clock, [0.15], log), X, X, 1, config
+    )
+    assert len(fast.round_ratios) == 4  # rounds are added until 20 ms have gone by
+    capped = replace(config, max_rounds=3)
+    three = measure_latency(
+        Sessions("v", clock, [0.1], log), Sessions("b", clock, [0.15], log), X, X, 1, capped
+    )
+    assert len(three.round_ratios) == 3
+    # opening sessions counts against the budget: 2.5 ms a session doubles a round's cost
+    costly = measure_latency(
+        Sessions("v", clock, [0.1], log, open_ms=2.5),
+        Sessions("b", clock, [0.15], log, open_ms=2.5),
+        X,
+        X,
+        1,
+        config,
+    )
+    assert len(costly.round_ratios) == 2
+    # a slow model gets just its rounds: 5 pairs of 20 ms are past the budget already
+    slow = measure_latency(
+        Sessions("v", clock, [10.0], log), Sessions("b", clock, [10.0], log), X, X, 1, config
+    )
+    assert len(slow.round_ratios) == 2
+    one = replace(config, max_rounds=0)  # never fewer than one round
+    assert (
+        len(
+            measure_latency(
+                Sessions("v", clock, [1.0], log), Sessions("b", clock, [1.0], log), X, X, 1, one
+            ).round_ratios
+        )
+        == 1
+    )
+
+
+def test_default_budget_is_half_a_second_per_variant_and_thread_count() -> None:
+    config = MeasureConfig()
+    assert config.budget_ms == 500.0 and config.max_rounds == 30
+    assert config.round_sizes() == (5, 5, 5, 5, 5)
 
 
 def test_latency_interval_is_robust_and_round_trips() -> None:
