@@ -89,9 +89,17 @@ def add(
             pre = preprocess.read_text() if preprocess else ""
         except OSError as exc:
             raise InvalidInput(f"cannot read {exc.filename}: {exc.strerror}") from exc
-        for path in (validation, calibration):
-            if path is not None and not path.is_file():
-                raise InvalidInput(f"{path}: no such file")
+        from controller.services.model_files import check_npz
+
+        for option, path, keys in (
+            ("--validation", validation, ("x", "y")),
+            ("--calibration", calibration, ("x",)),
+        ):
+            if path is None:
+                continue
+            if not path.is_file():
+                raise InvalidInput(f"{option}: {path}: no such file")
+            check_npz(path, keys, option)  # before anything is uploaded
         conn, stub = _stub(ctx)
         request = models_pb2.AddModelRequest(
             name=name,
@@ -122,8 +130,17 @@ def build(
         " default, 25).",
     ),
     timeout: float = typer.Option(3600.0, "--timeout", help="Give up after this many seconds."),
+    rebuild: bool = typer.Option(
+        False,
+        "--rebuild",
+        help="A built version never changes: build its sources again as a new version"
+        " (model list shows which one it rebuilt).",
+    ),
 ) -> None:
-    """Build, measure, select per profile and sign; a progress bar per variant."""
+    """Build, measure, select per profile and sign; a progress bar per variant.
+
+    A version that is already built is refused: releases never change, so a rollout of
+    NAME:VERSION always installs the same files. Use --rebuild for a new version."""
     with errors_as_exit_codes():
         import grpc
         from rich.progress import Progress
@@ -142,6 +159,7 @@ def build(
             no_tflite=no_tflite,
             only_variants=[v for v in variants.split(",") if v],
             measure_runs=runs,
+            rebuild=rebuild,
         )
         report: dict[str, Any] = {}
         steps = {"build": 1, "evaluate": 2}
@@ -164,7 +182,11 @@ def build(
                 raise Unavailable(f"controller at {conn.address}: {details}") from None
             raise error_for(code)(details) from None
         selections = report.get("selections", {})
-        typer.echo(f"built {report.get('model')}:{report.get('version')}")
+        built = f"{report.get('model')}:{report.get('version')}"
+        if rebuild:
+            typer.echo(f"built {built} (a new version rebuilt from {ref}, which is unchanged)")
+        else:
+            typer.echo(f"built {built}")
         for profile, sel in sorted(selections.items()):
             typer.echo(f"  {profile}: {sel.get('variant') or '(nothing fits)'}")
 
@@ -183,7 +205,7 @@ def list_models(ctx: typer.Context, output: OutputFormat = FormatOption) -> None
             print_json(rows)
             return
         print_table(
-            ["model", "role", "cloud for", "input", "classes", "build", "variants"],
+            ["model", "role", "cloud for", "input", "classes", "build", "variants", "rebuild of"],
             [
                 [
                     f"{r['name']}:{r['version']}",
@@ -193,6 +215,7 @@ def list_models(ctx: typer.Context, output: OutputFormat = FormatOption) -> None
                     r["num_classes"],
                     r["build_status"] or "-",
                     r["variants_built"],
+                    f"{r['name']}:{r['rebuilt_from']}" if r["rebuilt_from"] else "-",
                 ]
                 for r in rows
             ],
@@ -215,6 +238,7 @@ def _model_dict(m: Any) -> dict[str, Any]:
         "preprocessing": json.loads(m.preprocess_json or "{}"),
         "build_status": m.build_status,
         "variants_built": m.variants_built,
+        "rebuilt_from": m.rebuilt_from or None,
     }
 
 
@@ -327,7 +351,14 @@ def _ratio_text(v: dict[str, Any]) -> str:
 
 def print_variants_table(data: dict[str, Any]) -> None:
     model = data["model"]
-    typer.echo(f"{model['name']}:{model['version']}  source accuracy {data['source_accuracy']:.2%}")
+    origin = (
+        f" (rebuild of {model['name']}:{model['rebuilt_from']})"
+        if model.get("rebuilt_from")
+        else ""
+    )
+    typer.echo(
+        f"{model['name']}:{model['version']}{origin}  source accuracy {data['source_accuracy']:.2%}"
+    )
     rows = []
     for v in data["variants"]:
         if v["status"] != "built":

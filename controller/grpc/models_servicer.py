@@ -40,6 +40,7 @@ def model_to_proto(info: ModelInfo) -> models_pb2.ModelVersion:
         build_status=info.build_status,
         variants_built=info.variants_built,
         created_unix_ms=info.created_ms,
+        rebuilt_from=info.rebuilt_from,
     )
 
 
@@ -145,10 +146,13 @@ class ModelAdminServicer(models_pb2_grpc.ModelAdminServiceServicer):
             include_tflite=not request.no_tflite,
             only=tuple(request.only_variants),
             measure_runs=request.measure_runs,
+            rebuild=request.rebuild,
         )
         if request.measure_runs < 0:
             raise InvalidInput("measure_runs must not be negative")
-        self._models.resolve_profiles(build.profiles)  # bad input fails before streaming
+        # bad input fails before streaming
+        self._models.resolve_profiles(build.profiles)
+        self._models.check_variant_names(build.only)
         events: queue.Queue[tuple[str, Any]] = queue.Queue(MAX_EVENTS)
         count = 0
 

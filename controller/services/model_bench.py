@@ -1,7 +1,10 @@
 """On-device benchmarks: which variants a device may measure, and what it reported.
 
 Measurements from devices of a profile replace the controller host's latency estimate in that
-profile's selection (``ModelService`` recomputes the selection when reports arrive).
+profile's selection (``ModelService`` recomputes it when reports arrive). The selection is the
+version's recommendation, what the next rollout of it pins: a device measurement can make
+another of the version's signed candidates the selected one, but never changes the version's
+variants or targets, nor what a rollout already started installs.
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ class DeviceBenchmarks:
     db: Database
     profiles: ProfileCatalogue
 
-    def reselect(self, model: str, version: int, profile: HardwareProfile) -> None:
-        """Recompute and re-sign one profile's selection (ModelService provides it)."""
+    def reselect(self, model: str, version: int, profile: HardwareProfile) -> bool:
+        """Recompute one profile's selection; True when it changed (ModelService provides it)."""
         raise NotImplementedError
 
     def bench_candidates(self, profile: str, model: str = "") -> list[BenchCandidate]:
@@ -68,7 +71,8 @@ class DeviceBenchmarks:
     def record_benchmarks(
         self, device_id: str, profile: str, results: Sequence[BenchResult]
     ) -> list[str]:
-        """Store a device's measurements and recompute that profile's selections."""
+        """Store a device's measurements and recompute that profile's selections; returns
+        the ``model:version`` whose selection changed (a repeat report changes nothing)."""
         allowed = {c.variant_id: c for c in self.bench_candidates(profile)}
         unknown = [r.variant_id for r in results if r.variant_id not in allowed]
         if unknown:
@@ -100,8 +104,9 @@ class DeviceBenchmarks:
         touched = {(allowed[r.variant_id].model, allowed[r.variant_id].version) for r in results}
         done = []
         for name, version in models:
-            if (name, version) in touched:
-                self.reselect(name, version, self.profiles.get(profile))
+            if (name, version) in touched and self.reselect(
+                name, version, self.profiles.get(profile)
+            ):
                 done.append(f"{name}:{version}")
         return done
 

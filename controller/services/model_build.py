@@ -21,7 +21,7 @@ from controller.build.select import Selection
 from controller.build.source import SourceModel
 from controller.services.model_views import BuildRequest, ModelInfo, candidates_of
 from controller.store.models_models import BuildRow, ModelRow, SelectionRow, VariantRow
-from edgefleet.errors import InvalidInput
+from edgefleet.errors import FailedPrecondition, InvalidInput
 from edgefleet.profiles import HardwareProfile
 
 if TYPE_CHECKING:
@@ -101,6 +101,16 @@ def _record(
         row = s.scalars(
             select(ModelRow).where(ModelRow.name == info.name, ModelRow.version == info.version)
         ).one()
+        released = s.scalar(
+            select(VariantRow.variant_id)
+            .where(VariantRow.model_id == row.id, VariantRow.status == BUILT)
+            .limit(1)
+        )
+        if released is not None:  # e.g. another controller replica built it meanwhile
+            raise FailedPrecondition(
+                f"{info.ref} was built meanwhile; a built version never changes"
+            )
+        # Only an unreleased version's records are replaced (a failed or empty earlier build).
         s.execute(delete(SelectionRow).where(SelectionRow.model_id == row.id))
         s.execute(delete(VariantRow).where(VariantRow.model_id == row.id))
         s.flush()
@@ -162,23 +172,45 @@ def _write_selections(s: object, row: ModelRow, selections: dict[str, Selection]
 
 def reselect_profile(
     service: ModelService, model: str, version: int, profile: HardwareProfile
-) -> Selection:
-    """Recompute one profile's selection (device measurements replace estimates); re-sign."""
+) -> bool:
+    """Recompute one profile's recommendation from device measurements; True when it changed.
+
+    The version's signed targets (one per candidate) stay as the build published them: only
+    which candidate is ``selected`` can change, and the repository is re-signed only then.
+    Rollouts already started keep the variants they pinned."""
     with service.db.session() as s:
         row = s.scalars(
             select(ModelRow).where(ModelRow.name == model, ModelRow.version == version)
         ).one()
         selection = service.selections_for(s, row.id, model, version, [profile])[profile.name]
         old = s.get(SelectionRow, (row.id, profile.name))
+        before = _selection_state(old)
         keep = list(old.candidates) if old is not None else []
+        variant_id = f"{model}:{version}:{selection.variant}" if selection.variant else ""
+        # candidates are the build's (their targets are signed); device numbers only reorder
+        candidates = sorted(set(keep) | set(candidates_of(selection))) if keep else None
+        after = (
+            variant_id,
+            selection.latency_ms,
+            selection.latency_source if selection.variant else "",
+            dict(selection.rejected),
+            candidates if candidates is not None else candidates_of(selection),
+        )
+        if after == before:
+            return False
         _write_selections(s, row, {profile.name: selection})
         s.flush()
-        if keep:  # candidates are the build's; device numbers only reorder them
-            merged = s.get(SelectionRow, (row.id, profile.name))
-            assert merged is not None
-            merged.candidates = sorted(set(keep) | set(candidates_of(selection)))
+        merged = s.get(SelectionRow, (row.id, profile.name))
+        assert merged is not None
+        if candidates is not None:
+            merged.candidates = candidates
         s.flush()
-        service.releases.replace_targets(_prefix(model, version), service.staged_targets(s, row))
+        if before is None or (before[0], before[4]) != (after[0], after[4]):
+            service.releases.replace_targets(
+                _prefix(model, version), service.staged_targets(s, row)
+            )
+            log.info("re-signed %s:%d: %s now selected for %s", model, version,
+                     selection.variant, profile.name)  # fmt: skip
     log.info(
         "reselected %s:%d for %s: %s (%s)",
         model,
@@ -187,4 +219,16 @@ def reselect_profile(
         selection.variant,
         selection.latency_source,
     )
-    return selection
+    return True
+
+
+def _selection_state(row: SelectionRow | None) -> tuple[object, ...] | None:
+    if row is None:
+        return None
+    return (
+        row.variant_id,
+        row.latency_ms,
+        row.latency_source,
+        dict(row.rejected or {}),
+        list(row.candidates or []),
+    )

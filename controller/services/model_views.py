@@ -37,6 +37,7 @@ class ModelInfo:
     build_status: str
     variants_built: int
     created_ms: int
+    rebuilt_from: int = 0  # the version whose sources a `model build --rebuild` built again
 
     @property
     def ref(self) -> str:
@@ -139,6 +140,7 @@ class BuildRequest:
     include_tflite: bool = True
     only: tuple[str, ...] = ()
     measure_runs: int = 0
+    rebuild: bool = False  # build the version's sources as the next version (releases never change)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -162,6 +164,7 @@ def model_info(row: ModelRow, variants_built: int = 0) -> ModelInfo:
         build_status=row.build_status,
         variants_built=variants_built,
         created_ms=row.created_ms,
+        rebuilt_from=int(row.rebuilt_from or 0),
     )
 
 

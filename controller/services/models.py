@@ -10,7 +10,15 @@ Source files live content-addressed in the artifact store (uploaded before ``add
 which deletes them again when validation fails and nothing else references them). A build
 stores every built variant in the store, records variants and selections in one
 transaction, then publishes one TUF target per (profile, variant the profile can run) with
-``selected`` telling which one won. On-device benchmarks recompute that profile's selection.
+``selected`` telling which one won.
+
+Releases are immutable: once a version has built variants, its variants and signed targets
+never change. Building it again is refused (FAILED_PRECONDITION); ``BuildRequest.rebuild``
+builds the same sources as the next version instead (``rebuilt_from`` says of which). A
+rollout pins the exact variant per profile it started with (``release_variants``).
+On-device benchmarks only change the *recommendation* of a version (which of its signed
+candidates is selected for a profile, i.e. what the next rollout pins); the set of signed
+targets stays, and the repository is re-signed only when the selected variant changed.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from controller.build.select import Selection, select_variants
 from controller.build.source import SourceModel, inspect_onnx
 from controller.build.tflite_variants import Onnx2TfConfig
 from controller.services.model_bench import DeviceBenchmarks, variant_target
+from controller.services.model_files import check_npz
 from controller.services.model_views import (
     CLOUD,
     EDGE,
@@ -44,6 +53,7 @@ from controller.services.model_views import (
     CloudModelInfo,
     ModelInfo,
     SelectedVariant,
+    SelectionView,
     VariantsReport,
     evaluation_from_dict,
     model_info,
@@ -144,6 +154,9 @@ class ModelService(DeviceBenchmarks):
             files = self._materialise_sources(
                 Path(tmp), onnx_sha256, validation_sha256, calibration_sha256
             )
+            check_npz(files["validation"], ("x", "y"), "validation data")
+            if "calibration" in files:
+                check_npz(files["calibration"], ("x",), "calibration data")
             try:
                 signature = inspect_onnx(files["onnx"])
                 pre = _preprocessing(preprocess_json, signature.input_shape, signature.layout)
@@ -157,7 +170,7 @@ class ModelService(DeviceBenchmarks):
                     labels,
                 )
             except BuildError as exc:
-                raise InvalidInput(str(exc)) from exc
+                raise InvalidInput(_without_paths(str(exc), files)) from exc
         size = self.store.size(onnx_sha256)
         with self.db.session() as s:
             version = (
@@ -279,16 +292,25 @@ class ModelService(DeviceBenchmarks):
     def selected_variant(self, model: str, version: int, profile: str) -> SelectedVariant | None:
         report = self.variants(model, version)
         sel = next((x for x in report.selections if x.profile == profile), None)
-        if sel is None or not sel.variant_id:
-            return None
-        v = next(v for v in report.variants if v.variant_id == sel.variant_id)
-        return SelectedVariant(
-            variant_id=v.variant_id,
-            target_path=sel.target_path,
-            sha256=v.sha256,
-            size=v.size_bytes,
-            metadata=VariantMetadata.from_dict(v.metadata),
-        )
+        return None if sel is None else _selected(sel, {v.variant_id: v for v in report.variants})
+
+    def variant_for(self, variant_id: str, profile: str) -> SelectedVariant | None:
+        """A built variant by id, when it is one of ``profile``'s signed targets (rollbacks
+        go back to exactly the variant a device ran, whatever is recommended now)."""
+        with self.db.session() as s:
+            v = s.get(VariantRow, variant_id)
+            if v is None or v.status != BUILT:
+                return None
+            sel = s.get(SelectionRow, (v.model_id, profile))
+            if sel is None or v.kind not in (sel.candidates or ()):
+                return None
+            return SelectedVariant(
+                variant_id=v.variant_id,
+                target_path=variant_target(v.model, v.version, v.kind, profile, v.file),
+                sha256=v.artifact_sha256,
+                size=v.size_bytes,
+                metadata=VariantMetadata.from_dict(dict(v.variant_metadata)),
+            )
 
     def cloud_model_for(self, edge_model: str) -> CloudModelInfo | None:
         with self.db.session() as s:
@@ -330,20 +352,49 @@ class ModelService(DeviceBenchmarks):
             )
         return [self.profiles.get(n) for n in names]
 
+    def variant_names(self) -> list[str]:
+        """Every variant name a build knows (``BuildRequest.only`` picks among them)."""
+        from controller.build.onnx_variants import onnx_variant_specs
+        from controller.build.pipeline import MIXED
+        from controller.build.tflite_variants import FLAVOURS
+
+        defaults = BuildOptions()
+        onnx = onnx_variant_specs(
+            static_reduce_range=defaults.static_reduce_range,
+            prune_percents=defaults.prune_percents,
+            cluster_counts=defaults.cluster_counts,
+            calibration_limit=defaults.calibration_limit,
+        )
+        return [s.name for s in onnx] + [MIXED, *FLAVOURS]
+
+    def check_variant_names(self, names: Sequence[str]) -> None:
+        """InvalidInput naming the unknown ones and the known ones (before anything runs)."""
+        known = self.variant_names()
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise InvalidInput(f"unknown variant {', '.join(unknown)} (known: {', '.join(known)})")
+
     def build(self, request: BuildRequest, progress: Progress | None = None) -> BuildReport:
         from controller.services.model_build import run_build
 
         profiles = self.resolve_profiles(request.profiles)
-        with self.db.session() as s:
-            # A cloud model builds like any other: its variants are measured and selected per
-            # profile (the controller keeps serving the source model for offloads).
-            row = self._row(s, request.name, request.version)
-            key = (row.name, row.version)
-            info = model_info(row)
-        with self._lock:
+        self.check_variant_names(request.only)
+        with self._lock:  # the check and the claim are one step: one build per version
+            with self.db.session() as s:
+                # A cloud model builds like any other: its variants are measured and selected
+                # per profile (the controller keeps serving the source model for offloads).
+                row = self._row(s, request.name, request.version)
+                if request.rebuild:
+                    row = self._next_version_of(s, row)
+                elif self._built_count(s, row.id):
+                    raise FailedPrecondition(_immutable(row, self._next_version(s, row.name)))
+                key = (row.name, row.version)
+                info = model_info(row)
             if key in self._building:
                 raise FailedPrecondition(f"{key[0]}:{key[1]} is already being built")
             self._building.add(key)
+        if request.rebuild:
+            log.info("rebuilding %s:%d as %s", request.name, info.rebuilt_from, info.ref)
         try:
             self._set_status(info, "running")
             with self._build_slot:
@@ -355,6 +406,61 @@ class ModelService(DeviceBenchmarks):
             with self._lock:
                 self._building.discard(key)
         return report
+
+    @staticmethod
+    def _built_count(s: Any, model_id: int) -> int:
+        return int(
+            s.scalar(
+                select(func.count())
+                .select_from(VariantRow)
+                .where(VariantRow.model_id == model_id, VariantRow.status == BUILT)
+            )
+            or 0
+        )
+
+    @staticmethod
+    def _next_version(s: Any, name: str) -> int:
+        return (
+            int(s.scalar(select(func.max(ModelRow.version)).where(ModelRow.name == name)) or 0) + 1
+        )
+
+    def _next_version_of(self, s: Any, row: ModelRow) -> ModelRow:
+        """A new version with ``row``'s sources and settings, not built yet."""
+        copied = {
+            c.key: getattr(row, c.key)
+            for c in ModelRow.__table__.columns
+            if c.key not in ("id", "version", "build_status", "created_ms", "rebuilt_from")
+        }
+        new = ModelRow(
+            **copied,
+            version=self._next_version(s, row.name),
+            rebuilt_from=row.version,
+            build_status="",
+            created_ms=_now_ms(),
+        )
+        s.add(new)
+        s.flush()
+        return new
+
+    def check_release(self, model: str, version: int) -> None:
+        """For ``rollout start``: NotFound for an unknown version, FailedPrecondition with
+        what to do for one that has nothing built."""
+        with self.db.session() as s:
+            row = s.scalars(
+                select(ModelRow).where(ModelRow.name == model, ModelRow.version == version)
+            ).first()
+            if row is None:
+                raise NotFound(f"no model {model}:{version}")
+            if self._built_count(s, row.id):
+                return
+            raise FailedPrecondition(_unbuilt(row))
+
+    def release_variants(self, model: str, version: int) -> dict[str, SelectedVariant | None]:
+        """profile -> the variant a rollout of ``model:version`` started now installs (None:
+        nothing fits that profile), for every profile the version was built for."""
+        report = self.variants(model, version)
+        by_id = {v.variant_id: v for v in report.variants}
+        return {s.profile: _selected(s, by_id) for s in report.selections}
 
     def _set_status(self, info: ModelInfo, status: str) -> None:
         with self.db.session() as s:
@@ -368,10 +474,10 @@ class ModelService(DeviceBenchmarks):
             measure = replace(measure, runs=request.measure_runs, warmup=min(measure.warmup, 2))
         return BuildOptions(measure=measure, onnx2tf=self.onnx2tf, only=tuple(request.only))
 
-    def reselect(self, model: str, version: int, profile: HardwareProfile) -> None:
+    def reselect(self, model: str, version: int, profile: HardwareProfile) -> bool:
         from controller.services.model_build import reselect_profile
 
-        reselect_profile(self, model, version, profile)
+        return reselect_profile(self, model, version, profile)
 
     def selections_for(
         self, s: Any, model_id: int, model: str, version: int, profiles: Sequence[HardwareProfile]
@@ -406,6 +512,60 @@ class ModelService(DeviceBenchmarks):
                     )
                 )
         return targets
+
+
+_FIELDS = {
+    "onnx": "the ONNX model",
+    "validation": "validation data",
+    "calibration": "calibration data",
+}
+
+
+def _without_paths(message: str, files: dict[str, Path]) -> str:
+    """A build error about uploaded files, naming the field instead of the server's temp file."""
+    for key, path in files.items():
+        message = message.replace(str(path), _FIELDS.get(key, key))
+    return message
+
+
+def _selected(sel: SelectionView, by_id: dict[str, Any]) -> SelectedVariant | None:
+    v = by_id.get(sel.variant_id) if sel.variant_id else None
+    if v is None:
+        return None
+    return SelectedVariant(
+        variant_id=v.variant_id,
+        target_path=sel.target_path,
+        sha256=v.sha256,
+        size=v.size_bytes,
+        metadata=VariantMetadata.from_dict(v.metadata),
+    )
+
+
+def _immutable(row: ModelRow, next_version: int) -> str:
+    ref = f"{row.name}:{row.version}"
+    return (
+        f"{ref} is already built and a built version never changes (a rollout of it always"
+        f" installs the same files): register a new version with `edgefleet model add"
+        f" {row.name} ...`, or build the same sources again as {row.name}:{next_version} with"
+        f" `edgefleet model build {ref} --rebuild`"
+    )
+
+
+def _unbuilt(row: ModelRow) -> str:
+    ref = f"{row.name}:{row.version}"
+    if row.build_status == "running":
+        return f"{ref} is being built: wait for `edgefleet model build {ref}` to finish"
+    if row.build_status == "failed":
+        return f"the last build of {ref} failed: run `edgefleet model build {ref}` again"
+    if row.build_status == "succeeded":
+        return f"no variant of {ref} could be built (`edgefleet model variants {ref}` says why)"
+    if row.role == CLOUD:
+        return (
+            f"{ref} is the cloud model of {row.cloud_for}: the controller serves it for"
+            f" offloaded frames without a build, but to roll it out to devices build its"
+            f" variants first: `edgefleet model build {ref}`"
+        )
+    return f"{ref} is not built yet: run `edgefleet model build {ref}` first"
 
 
 def _preprocessing(text: str, input_shape: tuple[int, ...], layout: str) -> Preprocessing:

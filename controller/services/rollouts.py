@@ -42,6 +42,7 @@ from controller.rollout import (
 )
 from controller.rollout.model import TERMINAL_PHASES
 from controller.services.rollout_metrics import MetricsSource, gate_inputs
+from controller.services.rollout_pins import RolloutPins
 from controller.services.rollout_store import Desired, RolloutStore, StoredRollout
 from controller.store.db import Database
 from edgefleet.errors import EdgeFleetError, FailedPrecondition, NotFound
@@ -108,6 +109,7 @@ class RolloutService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = RolloutStore(db)
+        self.pins = RolloutPins(db)
         self._list_devices, self.variants = list_devices, variants
         self.metrics, self._publisher = metrics, publisher
         self._device_variant = device_variant  # telemetry's newest variant, when not reported
@@ -153,12 +155,17 @@ class RolloutService:
         # Sources that know the registry refuse a version that does not exist or is unbuilt.
         if (check_release := getattr(self.variants, "check_release", None)) is not None:
             check_release(spec.model, spec.version)
+        # The rollout pins the variant per profile the version recommends now: nothing that
+        # happens to the model later changes what this rollout installs.
+        release = getattr(self.variants, "release_variants", None)
         with self._lock:
             for other in self.store.rollouts(active_only=True):
                 if other.spec.model == spec.model:
                     raise FailedPrecondition(
                         f"rollout {other.rollout_id} of {spec.model} is still {other.state.phase}"
                     )
+            if release is not None:
+                self.pins.save(spec.rollout_id, release(spec.model, spec.version))
             self.store.create(spec, initial_state())
             self._step(spec.rollout_id, ())
             return self.store.get(spec.rollout_id)
@@ -269,7 +276,11 @@ class RolloutService:
 
     def _choose(self, spec: RolloutSpec, profiles: set[str]) -> dict[str, Any]:
         chosen: dict[str, Any] = {}
+        pinned = self.pins.load(spec.rollout_id)
         for profile in sorted(profiles):
+            if pinned is not None:  # (rollouts from before pinning look the variant up)
+                chosen[profile] = pinned.get(profile)
+                continue
             try:
                 chosen[profile] = self.variants.selected_variant(spec.model, spec.version, profile)
             except NotFound:
@@ -322,8 +333,13 @@ class RolloutService:
         model, _, rest = a.variant_id.partition(":")
         version_text = rest.partition(":")[0]
         profile = state.device(a.device_id).profile
+        by_id = getattr(self.variants, "variant_for", None)  # any signed target of the profile
         try:
-            variant = self.variants.selected_variant(model, int(version_text), profile)
+            variant = (
+                by_id(a.variant_id, profile)
+                if by_id is not None
+                else self.variants.selected_variant(model, int(version_text), profile)
+            )
         except (NotFound, ValueError):
             variant = None
         if variant is None or variant.variant_id != a.variant_id:
@@ -377,18 +393,19 @@ class _Lazy:
         return None if models is None else models.selected_variant(model, version, profile)
 
     def check_release(self, model: str, version: int) -> None:
-        """NotFound for an unknown version; FailedPrecondition for one with nothing built."""
+        """NotFound for an unknown version; FailedPrecondition (with what to do) for one with
+        nothing built."""
         models = getattr(self._c, "models", None)
-        if models is None:
-            return
-        found = [m for m in models.list_models() if (m.name, m.version) == (model, version)]
-        if not found:
-            raise NotFound(f"no model {model}:{version}")
-        if not found[0].variants_built:
-            raise FailedPrecondition(
-                f"{model}:{version} has no built variants: run `edgefleet model build "
-                f"{model}:{version}` first"
-            )
+        if models is not None:
+            models.check_release(model, version)
+
+    def release_variants(self, model: str, version: int) -> dict[str, Any]:
+        models = getattr(self._c, "models", None)
+        return {} if models is None else models.release_variants(model, version)
+
+    def variant_for(self, variant_id: str, profile: str) -> Any:
+        models = getattr(self._c, "models", None)
+        return None if models is None else models.variant_for(variant_id, profile)
 
     def cohort_metrics(
         self, device_ids: Iterable[str], since_ms: int, until_ms: int | None = None

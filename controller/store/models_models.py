@@ -1,5 +1,6 @@
 """Registry rows of the model build pipeline: model versions, builds, variants, selections
-and on-device benchmark reports. The schema is owned by migration ``0002_models``."""
+and on-device benchmark reports. The schema is owned by migrations ``0002_models`` and
+``0005_model_rebuilds``."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ class ModelRow(Base):
     calibration_sha256: Mapped[str] = mapped_column(String(64), default="")
     build_status: Mapped[str] = mapped_column(String(16), default="")  # "" | running | ...
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    # 0, or the version whose sources this one was built from (`model build --rebuild`)
+    rebuilt_from: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class BuildRow(Base):

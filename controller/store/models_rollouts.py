@@ -53,3 +53,18 @@ class DesiredStateRow(Base):
     reported_reason: Mapped[str] = mapped_column(Text, default="")
     running_variant: Mapped[str] = mapped_column(String(256), default="")
     updated_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RolloutVariantRow(Base):
+    """The variant a rollout installs on a profile, pinned when it started (migration 0006):
+    whatever later happens to the model, the rollout installs exactly these files."""
+
+    __tablename__ = "rollout_variants"
+
+    rollout_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    profile: Mapped[str] = mapped_column(String(64), primary_key=True)
+    variant_id: Mapped[str] = mapped_column(String(320), default="")  # "" = nothing fits
+    target_path: Mapped[str] = mapped_column(String(512), default="")
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    variant_metadata: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

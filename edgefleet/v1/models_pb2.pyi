@@ -41,7 +41,7 @@ class AddModelRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., onnx_sha256: _Optional[str] = ..., validation_sha256: _Optional[str] = ..., calibration_sha256: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., preprocess_json: _Optional[str] = ..., cloud_for: _Optional[str] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("name", "version", "role", "cloud_for", "source_sha256", "source_size", "input_name", "input_shape", "input_dtype", "layout", "num_classes", "preprocess_json", "labels", "build_status", "variants_built", "created_unix_ms")
+    __slots__ = ("name", "version", "role", "cloud_for", "source_sha256", "source_size", "input_name", "input_shape", "input_dtype", "layout", "num_classes", "preprocess_json", "labels", "build_status", "variants_built", "created_unix_ms", "rebuilt_from")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class ModelVersion(_message.Message):
     BUILD_STATUS_FIELD_NUMBER: _ClassVar[int]
     VARIANTS_BUILT_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    REBUILT_FROM_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     role: str
@@ -74,7 +75,8 @@ class ModelVersion(_message.Message):
     build_status: str
     variants_built: int
     created_unix_ms: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., role: _Optional[str] = ..., cloud_for: _Optional[str] = ..., source_sha256: _Optional[str] = ..., source_size: _Optional[int] = ..., input_name: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[str] = ..., layout: _Optional[str] = ..., num_classes: _Optional[int] = ..., preprocess_json: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., build_status: _Optional[str] = ..., variants_built: _Optional[int] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+    rebuilt_from: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., role: _Optional[str] = ..., cloud_for: _Optional[str] = ..., source_sha256: _Optional[str] = ..., source_size: _Optional[int] = ..., input_name: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[str] = ..., layout: _Optional[str] = ..., num_classes: _Optional[int] = ..., preprocess_json: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., build_status: _Optional[str] = ..., variants_built: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., rebuilt_from: _Optional[int] = ...) -> None: ...
 
 class AddModelResponse(_message.Message):
     __slots__ = ("model",)
@@ -83,20 +85,22 @@ class AddModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[ModelVersion, _Mapping]] = ...) -> None: ...
 
 class BuildModelRequest(_message.Message):
-    __slots__ = ("name", "version", "profiles", "no_tflite", "only_variants", "measure_runs")
+    __slots__ = ("name", "version", "profiles", "no_tflite", "only_variants", "measure_runs", "rebuild")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROFILES_FIELD_NUMBER: _ClassVar[int]
     NO_TFLITE_FIELD_NUMBER: _ClassVar[int]
     ONLY_VARIANTS_FIELD_NUMBER: _ClassVar[int]
     MEASURE_RUNS_FIELD_NUMBER: _ClassVar[int]
+    REBUILD_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     profiles: _containers.RepeatedScalarFieldContainer[str]
     no_tflite: bool
     only_variants: _containers.RepeatedScalarFieldContainer[str]
     measure_runs: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., profiles: _Optional[_Iterable[str]] = ..., no_tflite: _Optional[bool] = ..., only_variants: _Optional[_Iterable[str]] = ..., measure_runs: _Optional[int] = ...) -> None: ...
+    rebuild: bool
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., profiles: _Optional[_Iterable[str]] = ..., no_tflite: _Optional[bool] = ..., only_variants: _Optional[_Iterable[str]] = ..., measure_runs: _Optional[int] = ..., rebuild: _Optional[bool] = ...) -> None: ...
 
 class BuildProgress(_message.Message):
     __slots__ = ("variant", "phase", "index")

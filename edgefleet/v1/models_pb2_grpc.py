@@ -84,6 +84,7 @@ class ModelAdminServiceServicer:
 
     def BuildModel(self, request, context):
         """Build, evaluate, select and sign; progress events, then one event with the final report.
+        Refused for a version that is already built (releases are immutable; see rebuild).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
