@@ -1,17 +1,19 @@
-"""The agent's gRPC link to the controller: mutual TLS, deadlines, retries with backoff."""
+"""The agent's gRPC link to the controller: mutual TLS, deadlines, retries with backoff
+(``edgefleet.retry``: tenacity with one jittered schedule)."""
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 import grpc
+import tenacity
 
 from agent.errors import AgentError, ControllerUnreachable
 from agent.identity import Credentials
+from edgefleet.retry import Backoff, last_error, retrying
 from edgefleet.v1 import device_pb2, device_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -30,39 +32,45 @@ class DeviceRefused(AgentError):
     """The controller refused this device (revoked, or an unknown certificate)."""
 
 
+CALL_BACKOFF = Backoff(first_s=0.5, max_s=15.0, jitter=0.2)  # 0.5, 1, 2 ... 15 s, +-20%
+
+
+def transient(exc: BaseException) -> bool:
+    """A gRPC failure worth another try: the controller is down, slow or busy."""
+    return isinstance(exc, grpc.RpcError) and exc.code() in RETRYABLE
+
+
+def describe(exc: BaseException) -> str:
+    """How a transient failure reads in the log and in the final error."""
+    if isinstance(exc, grpc.RpcError):
+        return f"controller unreachable ({exc.code().name}: {exc.details()})"
+    return str(exc)
+
+
 def with_retries(
     call: Callable[[], T],
     *,
     what: str,
     attempts: int = 5,
-    base_delay_s: float = 0.5,
-    max_delay_s: float = 15.0,
+    backoff: Backoff = CALL_BACKOFF,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Retry transient failures with exponential backoff and jitter, saying so each time."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return call()
-        except grpc.RpcError as exc:
-            code = exc.code()
-            if code not in RETRYABLE:
-                raise
-            if attempt == attempts:
-                raise ControllerUnreachable(
-                    f"{what}: controller unreachable after {attempts} attempts "
-                    f"({code.name}: {exc.details()})"
-                ) from exc
-            delay = min(max_delay_s, base_delay_s * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
-            log.warning(
-                "%s: controller unreachable (%s), retrying in %.1f s (attempt %d/%d)",
-                what,
-                code.name,
-                delay,
-                attempt,
-                attempts,
-            )
-            sleep(delay)
-    raise AssertionError("unreachable")
+    """Retry transient failures with exponential backoff and jitter, saying so each time;
+    anything else is raised at once. ``call`` sets its own per-call timeout."""
+    retry = retrying(
+        what=what,
+        transient=transient,
+        attempts=attempts,
+        backoff=backoff,
+        describe=describe,
+        logger=log,
+        sleep=sleep,
+    )
+    try:
+        return retry(call)
+    except tenacity.RetryError as gave_up:
+        exc = last_error(gave_up)
+        raise ControllerUnreachable(f"{what}: {describe(exc)} after {attempts} attempts") from exc
 
 
 def channel_options(address_host: str, max_message_bytes: int) -> list[tuple[str, object]]:

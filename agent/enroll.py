@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import tenacity
 
-from agent.controller_client import enrollment_channel, with_retries
+from agent.controller_client import CALL_BACKOFF, enrollment_channel, with_retries
 from agent.errors import AgentError, ControllerUnreachable, DataDirError
 from agent.identity import (
     CA_FILE,
@@ -25,6 +26,7 @@ from agent.identity import (
 from edgefleet import __version__
 from edgefleet.enrollment import EnrollmentToken
 from edgefleet.hardware import HardwareFacts
+from edgefleet.retry import last_error, retrying
 from edgefleet.v1 import common_pb2, device_pb2, device_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -34,25 +36,29 @@ class EnrollmentRefused(AgentError):
     """The controller said no (unknown, used or expired token; bad request)."""
 
 
-def _fetch_ca(address: str, pin: str, attempts: int, timeout_s: float) -> bytes:
-    for attempt in range(1, attempts + 1):
-        try:
-            return fetch_pinned_ca(address, pin, timeout_s)
-        except ConnectionError as exc:
-            if attempt == attempts:
-                raise ControllerUnreachable(
-                    f"controller unreachable at {address} after {attempts} attempts: {exc}"
-                ) from exc
-            delay = min(15.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
-            log.warning(
-                "controller unreachable at %s, retrying in %.1f s (attempt %d/%d)",
-                address,
-                delay,
-                attempt,
-                attempts,
-            )
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+def _fetch_ca(
+    address: str,
+    pin: str,
+    attempts: int,
+    timeout_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bytes:
+    """The pinned CA, retrying while the controller does not answer (a refused pin is final)."""
+    retry = retrying(
+        what="enroll",
+        transient=lambda exc: isinstance(exc, ConnectionError),
+        attempts=attempts,
+        backoff=CALL_BACKOFF,
+        logger=log,
+        sleep=sleep,
+    )
+    try:
+        return retry(fetch_pinned_ca, address, pin, timeout_s)
+    except tenacity.RetryError as gave_up:
+        exc = last_error(gave_up)
+        raise ControllerUnreachable(
+            f"controller unreachable at {address} after {attempts} attempts: {exc}"
+        ) from exc
 
 
 def _prepare_data_dir(data_dir: Path) -> None:
@@ -79,12 +85,13 @@ def enroll(
     attempts: int = 5,
     timeout_s: float = 10.0,
     max_message_bytes: int = 8 * 1024 * 1024,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Identity:
     token = EnrollmentToken.parse(token_text)
     if (data_dir / IDENTITY_FILE).exists():
         raise AgentError(f"{data_dir} is already enrolled; use another --data-dir to enroll again")
     _prepare_data_dir(data_dir)
-    ca_pem = _fetch_ca(controller, token.ca_pin, attempts, timeout_s)
+    ca_pem = _fetch_ca(controller, token.ca_pin, attempts, timeout_s, sleep)
     key_pem, csr_pem = create_key_and_csr()
     request = device_pb2.EnrollRequest(
         token=token.credential,
@@ -96,7 +103,10 @@ def enroll(
     try:
         stub = device_pb2_grpc.DeviceServiceStub(channel)
         response: device_pb2.EnrollResponse = with_retries(
-            lambda: stub.Enroll(request, timeout=timeout_s), what="enroll", attempts=attempts
+            lambda: stub.Enroll(request, timeout=timeout_s),
+            what="enroll",
+            attempts=attempts,
+            sleep=sleep,
         )
     except grpc.RpcError as exc:
         raise EnrollmentRefused(f"enrollment refused: {exc.details()}") from exc

@@ -9,25 +9,31 @@
 ``GetMetadata`` (``NotFound`` when absent, which python-tuf needs to stop walking roots) and
 ``targets/<dir>/<sha256>.<file>`` -> ``DownloadArtifact`` by digest, as an iterator of
 chunks that resumes from the last received byte after a transient failure (bounded
-retries). ``download(ref, dest, offset)`` writes an artifact (digest or target path) to a
-file, resuming a partial file; it does not verify — do that against signed metadata.
+retries, ``edgefleet.retry``). ``download(ref, dest, offset)`` writes an artifact (digest or
+target path) to a file, resuming a partial file; it does not verify — do that against signed
+metadata.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
+import tenacity
 
-from agent.controller_client import RETRYABLE
+from agent.controller_client import CALL_BACKOFF, transient
 from agent.errors import AgentError, ControllerUnreachable
 from edgefleet.errors import InvalidInput, NotFound
+from edgefleet.retry import last_error, retrying
 from edgefleet.v1 import updates_pb2, updates_pb2_grpc
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class UpdateRefused(AgentError):
@@ -35,6 +41,9 @@ class UpdateRefused(AgentError):
 
 
 class UpdateClient:
+    """Every call has a deadline (``timeout_s``, per attempt) and retries transient failures
+    (``attempts`` tries, backoff from ``backoff_s`` doubling to 15 s, +-20% jitter)."""
+
     def __init__(
         self,
         channel: grpc.Channel,
@@ -47,20 +56,19 @@ class UpdateClient:
         self._stub = updates_pb2_grpc.UpdateServiceStub(channel)
         self.timeout_s = timeout_s
         self.attempts = max(1, attempts)
-        self._backoff_s, self._sleep = backoff_s, sleep
+        self._backoff = dataclasses.replace(CALL_BACKOFF, first_s=backoff_s)
+        self._sleep = sleep
 
     # -- metadata ------------------------------------------------------------------------------
     def metadata(self, name: str) -> bytes:
         """Raw bytes of a TUF metadata file; ``NotFound`` when the controller has none."""
-        for attempt in range(1, self.attempts + 1):
-            try:
-                response = self._stub.GetMetadata(
-                    updates_pb2.GetMetadataRequest(name=name), timeout=self.timeout_s
-                )
-                return bytes(response.data)
-            except grpc.RpcError as exc:
-                self._handle(exc, f"metadata {name}", attempt)
-        raise AssertionError("unreachable")
+        response = self._call(
+            f"metadata {name}",
+            lambda: self._stub.GetMetadata(
+                updates_pb2.GetMetadataRequest(name=name), timeout=self.timeout_s
+            ),
+        )
+        return bytes(response.data)
 
     def transport(self, path: str) -> bytes | Iterator[bytes]:
         """A ``edgefleet.updates.Transport`` over this client."""
@@ -76,28 +84,32 @@ class UpdateClient:
 
     # -- artifacts -----------------------------------------------------------------------------
     def chunks(self, ref: str, offset: int = 0) -> Iterator[bytes]:
-        """Artifact bytes from ``offset`` on; a broken stream resumes where it stopped."""
+        """Artifact bytes from ``offset`` on; a broken stream resumes where it stopped, and
+        every chunk received gives the stream its whole retry budget again."""
         request = (
             updates_pb2.DownloadArtifactRequest(target_path=ref)
             if "/" in ref
             else updates_pb2.DownloadArtifactRequest(sha256=ref)
         )
-        position, attempt = offset, 1
-        while True:
-            request.offset = position
-            try:
-                for chunk in self._stub.DownloadArtifact(request, timeout=self.timeout_s):
-                    if chunk.offset != position:
-                        raise UpdateRefused(
-                            f"artifact chunk at {chunk.offset}, expected {position}"
-                        )
-                    position += len(chunk.data)
-                    attempt = 1  # progress resets the retry budget
-                    yield bytes(chunk.data)
-                return
-            except grpc.RpcError as exc:
-                self._handle(exc, f"artifact {ref} at byte {position}", attempt)
-                attempt += 1
+        position = offset
+
+        def at_byte(exc: BaseException) -> str:
+            return f"{_code_name(exc)} at byte {position}"
+
+        try:
+            for attempt in self._retrying(f"artifact {ref}", at_byte):
+                with attempt:
+                    request.offset = position
+                    for chunk in self._stub.DownloadArtifact(request, timeout=self.timeout_s):
+                        if chunk.offset != position:
+                            raise UpdateRefused(
+                                f"artifact chunk at {chunk.offset}, expected {position}"
+                            )
+                        position += len(chunk.data)
+                        attempt.retry_state.attempt_number = 1  # progress: a fresh budget
+                        yield bytes(chunk.data)
+        except (tenacity.RetryError, grpc.RpcError) as exc:
+            raise self._error(f"artifact {ref} at byte {position}", exc) from None
 
     def download(self, ref: str, dest_path: str | Path, offset: int = 0) -> int:
         """Write artifact ``ref`` (sha256 or target path) into ``dest_path`` from ``offset``
@@ -116,41 +128,56 @@ class UpdateClient:
 
     # -- benchmarks ----------------------------------------------------------------------------
     def bench_candidates(self, model: str = "") -> updates_pb2.ListBenchCandidatesResponse:
-        for attempt in range(1, self.attempts + 1):
-            try:
-                response: updates_pb2.ListBenchCandidatesResponse = self._stub.ListBenchCandidates(
-                    updates_pb2.ListBenchCandidatesRequest(model=model), timeout=self.timeout_s
-                )
-                return response
-            except grpc.RpcError as exc:
-                self._handle(exc, "bench candidates", attempt)
-        raise AssertionError("unreachable")
+        response: updates_pb2.ListBenchCandidatesResponse = self._call(
+            "bench candidates",
+            lambda: self._stub.ListBenchCandidates(
+                updates_pb2.ListBenchCandidatesRequest(model=model), timeout=self.timeout_s
+            ),
+        )
+        return response
 
     def report_benchmarks(
         self, results: list[updates_pb2.BenchResult]
     ) -> updates_pb2.ReportBenchmarksResponse:
-        for attempt in range(1, self.attempts + 1):
-            try:
-                response: updates_pb2.ReportBenchmarksResponse = self._stub.ReportBenchmarks(
-                    updates_pb2.ReportBenchmarksRequest(results=results), timeout=self.timeout_s
-                )
-                return response
-            except grpc.RpcError as exc:
-                self._handle(exc, "benchmark report", attempt)
-        raise AssertionError("unreachable")
+        response: updates_pb2.ReportBenchmarksResponse = self._call(
+            "benchmark report",
+            lambda: self._stub.ReportBenchmarks(
+                updates_pb2.ReportBenchmarksRequest(results=results), timeout=self.timeout_s
+            ),
+        )
+        return response
 
-    def _handle(self, exc: grpc.RpcError, what: str, attempt: int) -> None:
-        """Sleep before a retry of a transient failure; raise for anything else."""
-        code = exc.code()
-        details = exc.details()
-        if code == grpc.StatusCode.NOT_FOUND:
-            raise NotFound(f"{what}: {details}") from None
-        if code not in RETRYABLE:
-            raise UpdateRefused(f"{what}: {code.name}: {details}") from None
-        if attempt >= self.attempts:
-            raise ControllerUnreachable(
-                f"{what}: controller unreachable after {attempt} attempts ({code.name})"
-            ) from None
-        delay = self._backoff_s * 2 ** (attempt - 1)
-        log.warning("%s: %s, retrying in %.1f s", what, code.name, delay)
-        self._sleep(delay)
+    # -- retries -------------------------------------------------------------------------------
+    def _retrying(
+        self, what: str, describe: Callable[[BaseException], str] | None = None
+    ) -> tenacity.Retrying:
+        return retrying(
+            what=what,
+            transient=transient,
+            attempts=self.attempts,
+            backoff=self._backoff,
+            describe=describe or _code_name,
+            logger=log,
+            sleep=self._sleep,
+        )
+
+    def _call(self, what: str, call: Callable[[], T]) -> T:
+        try:
+            return self._retrying(what)(call)
+        except (tenacity.RetryError, grpc.RpcError) as exc:
+            raise self._error(what, exc) from None
+
+    def _error(self, what: str, exc: tenacity.RetryError | grpc.RpcError) -> Exception:
+        """Our error for a call that failed for good: gave up, absent, or refused."""
+        if isinstance(exc, tenacity.RetryError):
+            code = _code_name(last_error(exc))
+            return ControllerUnreachable(
+                f"{what}: controller unreachable after {self.attempts} attempts ({code})"
+            )
+        if exc.code() == grpc.StatusCode.NOT_FOUND:
+            return NotFound(f"{what}: {exc.details()}")
+        return UpdateRefused(f"{what}: {exc.code().name}: {exc.details()}")
+
+
+def _code_name(exc: BaseException) -> str:
+    return exc.code().name if isinstance(exc, grpc.RpcError) else type(exc).__name__

@@ -14,6 +14,7 @@ from typing import Any
 
 from edgefleet.errors import InvalidInput
 from edgefleet.modelmeta import VariantMetadata
+from edgefleet.retry import Backoff
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -74,7 +75,9 @@ class UpdateConfig:
     latency_budget_ms: float | None = None
 
     def backoff(self, attempt: int) -> float:
-        return float(min(self.backoff_max, self.backoff_base * 2 ** max(attempt - 1, 0)))
+        """Seconds before retry ``attempt``: the shared schedule, unjittered, so that the
+        transition stays a pure function of its inputs (the shell sleeps, not the machine)."""
+        return Backoff(self.backoff_base, self.backoff_max).delay(attempt)
 
 
 @dataclass(frozen=True)

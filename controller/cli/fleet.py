@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import typer
 
 from controller.cli.context import cli_context, parse_labels
 from edgefleet.cli import OutputFormat, errors_as_exit_codes, print_json, print_table
+from edgefleet.errors import Unavailable
+from edgefleet.retry import Backoff, RetryHook, retrying
 
 app = typer.Typer(
     help="Watch fleet inference: latency, offload and accuracy.", no_args_is_help=True
@@ -19,12 +22,27 @@ FormatOption = typer.Option(OutputFormat.table, "--format", help="table or json"
 WindowOption = typer.Option(600, "--window", min=1, max=7 * 86400, help="Seconds of history.")
 SelectorOption = typer.Option([], "--selector", "-l", help="Only devices with label KEY=VALUE.")
 MIN_REFRESH_S, MAX_REFRESH_S = 0.5, 300.0
-RETRY_FIRST_S, RETRY_MAX_S = 1.0, 30.0  # `fleet watch` while the controller is unreachable
+WATCH_BACKOFF = Backoff(first_s=1.0, max_s=30.0)  # `fleet watch` while the controller is away
+T = TypeVar("T")
 
 
-def retry_delay(failures: int) -> float:
-    """Seconds to wait after ``failures`` unreachable tries in a row: 1, 2, 4, ... up to 30."""
-    return float(min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** max(failures - 1, 0)))
+def fetch_until_answered(
+    fetch: Callable[[], T], on_retry: RetryHook, sleep: Callable[[float], None] = time.sleep
+) -> tuple[T, int]:
+    """``fetch()``, tried again for as long as the controller is unreachable (``Unavailable``;
+    any other error is raised), waiting 1 s, 2 s, 4 s ... up to 30 s and calling
+    ``on_retry(error, delay, failures)`` before each wait. Returns the answer and how many
+    tries failed before it."""
+    retry = retrying(
+        what="fleet watch",
+        transient=lambda exc: isinstance(exc, Unavailable),
+        attempts=None,
+        backoff=WATCH_BACKOFF,
+        on_retry=on_retry,
+        sleep=sleep,
+    )
+    answer = retry(fetch)
+    return answer, int(retry.statistics["attempt_number"]) - 1
 
 
 def _fetch(ctx: typer.Context, window: int, selector: list[str]) -> Any:
@@ -160,8 +178,6 @@ def watch(
     from rich.live import Live
     from rich.table import Table
 
-    from edgefleet.errors import Unavailable
-
     def render(rows: list[dict[str, Any]], now_ms: int, note: str) -> Table:
         table = Table(title=f"EdgeFleet fleet - last {window}s - {note}")
         for header in HEADERS:
@@ -172,28 +188,26 @@ def watch(
 
     with errors_as_exit_codes():
         cli_context(ctx).connection()  # a missing address or token fails now, not in the loop
-        shown = failures = 0
+        shown = 0
         rows: list[dict[str, Any]] = []
         now_ms = 0
         try:
             with Live(console=Console(), auto_refresh=False) as live:
-                while True:
-                    try:
-                        response = _fetch(ctx, window, selector)
-                    except Unavailable as exc:
-                        failures += 1
-                        delay = retry_delay(failures)
-                        typer.echo(
-                            f"controller unreachable, retrying in {delay:.0f} s ({exc})", err=True
-                        )
+
+                def unreachable(exc: BaseException, delay: float, failures: int) -> None:
+                    typer.echo(
+                        f"controller unreachable, retrying in {delay:.0f} s ({exc})", err=True
+                    )
+                    if failures == 1:
                         note = f"controller unreachable since {time.strftime('%H:%M:%S')}"
-                        if failures == 1:
-                            live.update(render(rows, now_ms, note), refresh=True)
-                        time.sleep(delay)
-                        continue
+                        live.update(render(rows, now_ms, note), refresh=True)
+
+                while True:
+                    response, failures = fetch_until_answered(
+                        lambda: _fetch(ctx, window, selector), unreachable
+                    )
                     if failures:
                         typer.echo(f"controller reachable again after {failures} tries", err=True)
-                        failures = 0
                     rows = [device_row(d) for d in response.devices]
                     now_ms = response.unix_ms
                     stamp = time.strftime("%H:%M:%S")
