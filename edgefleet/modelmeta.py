@@ -3,6 +3,11 @@
 The agent derives preprocessing and confidence calibration from this, never from code: a
 variant directory holds the model file plus ``variant.json`` (``VariantMetadata.to_json``).
 The same fields ride in the TUF target's custom metadata.
+
+Parsing (``from_dict``/``from_json``) validates every field's type with pydantic over these
+plain dataclasses (``_parse``), so a wrong type is refused with its path
+("preprocessing.size: Input should be a valid tuple") instead of slipping through to the
+runtime; building them in code stays plain dataclass construction.
 """
 
 from __future__ import annotations
@@ -10,12 +15,33 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from edgefleet.errors import InvalidInput
 
 METADATA_FILE = "variant.json"
 LAYOUTS = frozenset({"NCHW", "NHWC"})
+_FORBID_UNKNOWN = ConfigDict(extra="forbid")  # pydantic's config for the dataclasses below
+T = TypeVar("T")
+
+
+_ADAPTERS: dict[type, TypeAdapter[Any]] = {}  # built on first parse: imports stay quick
+
+
+def _parse(cls: type[T], data: Any, what: str) -> T:
+    """``cls`` from JSON-shaped ``data`` (lists for tuples), every field type-checked;
+    InvalidInput naming each field that does not fit."""
+    try:
+        adapter = _ADAPTERS.get(cls) or _ADAPTERS.setdefault(cls, TypeAdapter(cls))
+        parsed: T = adapter.validate_python(data)
+        return parsed
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidInput(f"malformed {what}: {problems}") from None
 
 
 @dataclass(frozen=True)
@@ -33,6 +59,7 @@ class Preprocessing:
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     layout: str = "NCHW"
+    __pydantic_config__: ClassVar[ConfigDict] = _FORBID_UNKNOWN
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -41,17 +68,7 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
         """From JSON-shaped fields (lists for tuples); InvalidInput when they do not fit."""
-        try:
-            fields = dict(data)
-            size = fields.pop("size")
-            return cls(
-                size=(int(size[0]), int(size[1])),
-                mean=tuple(float(m) for m in fields.pop("mean", (0.0,))),
-                std=tuple(float(s) for s in fields.pop("std", (1.0,))),
-                **fields,
-            )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise InvalidInput(f"malformed preprocessing: {exc}") from exc
+        return _parse(cls, data, "preprocessing")
 
     @classmethod
     def from_file(cls, path: Path) -> Preprocessing:
@@ -75,6 +92,7 @@ class InputQuantization:
     scale: float
     zero_point: int
     dtype: str = "int8"
+    __pydantic_config__: ClassVar[ConfigDict] = _FORBID_UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -99,6 +117,7 @@ class VariantMetadata:
     sha256: str = ""
     size_bytes: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    __pydantic_config__: ClassVar[ConfigDict] = _FORBID_UNKNOWN
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,23 +127,7 @@ class VariantMetadata:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VariantMetadata:
-        try:
-            fields = dict(data)
-            pre = fields.pop("preprocessing")
-            iq = fields.pop("input_quantization", None)
-            oq = fields.pop("output_quantization", None)
-            return cls(
-                **{
-                    **fields,
-                    "input_shape": tuple(fields["input_shape"]),
-                    "labels": tuple(fields.get("labels", ())),
-                },
-                preprocessing=Preprocessing.from_dict(pre),
-                input_quantization=InputQuantization(**iq) if iq else None,
-                output_quantization=InputQuantization(**oq) if oq else None,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidInput(f"malformed variant metadata: {exc}") from exc
+        return _parse(cls, data, "variant metadata")
 
     @classmethod
     def from_json(cls, text: str) -> VariantMetadata:
