@@ -10,10 +10,12 @@ estimate is the variant's median round ratio to the fp32 baseline times the pool
 median; the interval is +- ``z`` standard errors of that median, from the noise of the whole
 build at that thread count (pooled over every variant's rounds: one steady number per build,
 where a variant's own five rounds would make the margin itself noisy), and never narrower
-than +- ``floor``. The floor is needed because the rounds of one measurement share their two
-runtime sessions and so see less noise than separate builds do (on a small busy host two ORT
-thread pools fight over the cores differently each time). A device's own measurement (a
-median, no spread) gets an assumed +- ``point_noise``; so do measurements from before rounds.
+than +- ``floor``. Each round runs on its own pair of runtime sessions (two ORT thread pools
+share a small busy host's cores differently every time they are made), so the pooled noise
+includes the session-to-session part; the floor covers what no round on this host can see
+(how far interleaved timing on the controller is from a device running one model alone) and
+the luck of a few rounds. A device's own measurement (a median, no spread) gets an assumed
++- ``point_noise``; so do measurements from before rounds.
 
 One variant *beats* another only when their intervals do not overlap: it is faster by more
 than the noise. Every variant that no other variant beats is in the fastest group; the
