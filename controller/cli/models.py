@@ -125,9 +125,9 @@ def build(
         0,
         "--runs",
         min=0,
-        help="Timed runs of each variant, interleaved with as many of fp32; split into up to 5"
-        " rounds of at least 3 whose spread is the latency interval (0: the controller's"
-        " default, 25).",
+        help="Timed runs of each variant, interleaved with as many of fp32, in rounds of at"
+        " least 3 that each open fresh sessions; the rounds' spread is the latency interval."
+        " A fast model gets extra rounds within runs x 20 ms (0: the controller's default, 25).",
     ),
     timeout: float = typer.Option(3600.0, "--timeout", help="Give up after this many seconds."),
     rebuild: bool = typer.Option(
