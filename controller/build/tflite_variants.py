@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -172,7 +173,12 @@ class Onnx2TfConversion:
         log.info("converting %s with onnx2tf", self.source.name)
         try:
             done = subprocess.run(
-                cmd, cwd=work, capture_output=True, text=True, timeout=self.config.timeout_s
+                cmd,
+                cwd=work,
+                capture_output=True,
+                text=True,
+                timeout=self.config.timeout_s,
+                env=_toolchain_env(python),
             )
         except subprocess.TimeoutExpired:
             self._error = f"onnx2tf timed out after {self.config.timeout_s:.0f} s"
@@ -186,6 +192,16 @@ class Onnx2TfConversion:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+def _toolchain_env(python: str) -> dict[str, str]:
+    """The child's environment with the toolchain interpreter's directory first on PATH, as if
+    its virtualenv were activated: onnx2tf runs the ``onnxsim`` command from PATH to fold the
+    graph, and without it converts unfolded graphs wrongly (e.g. EfficientNet's computed Pad
+    amounts end up on the channel axis) or fails."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join(p for p in (str(Path(python).parent), env.get("PATH")) if p)
+    return env
 
 
 def _first_error(done: subprocess.CompletedProcess[str]) -> str:
