@@ -1,4 +1,5 @@
-"""What demo stories share: the controller, the CLI, agent processes, and step headings."""
+"""What demo stories share: the controller, the CLI, agent processes, timed step headings and
+the reference workloads in examples/."""
 
 from __future__ import annotations
 
@@ -14,9 +15,73 @@ import typer
 
 from controller.app import Controller
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
 
 class DemoFailed(Exception):
     """A story's claim did not hold."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A reference workload in examples/: an edge model, the cloud model that answers its
+    offloaded frames, their preprocessing, labels and data splits."""
+
+    name: str  # the registry names are f"{name}-edge" and f"{name}-cloud"
+    edge_onnx: Path
+    edge_preprocess: Path
+    cloud_onnx: Path
+    cloud_preprocess: Path
+    labels: Path
+    validation: Path
+    calibration: Path
+    test_corrupted: Path
+
+    @classmethod
+    def in_examples(cls, name: str, edge_preprocess: str, cloud_preprocess: str) -> Workload:
+        d = EXAMPLES / name
+        return cls(
+            name=name,
+            edge_onnx=d / "edge.onnx",
+            edge_preprocess=d / edge_preprocess,
+            cloud_onnx=d / "cloud.onnx",
+            cloud_preprocess=d / cloud_preprocess,
+            labels=d / "labels.txt",
+            validation=d / "validation.npz",
+            calibration=d / "calibration.npz",
+            test_corrupted=d / "test_corrupted.npz",
+        )
+
+    @property
+    def edge_model(self) -> str:
+        return f"{self.name}-edge"
+
+    @property
+    def cloud_model(self) -> str:
+        return f"{self.name}-cloud"
+
+    def files(self) -> tuple[Path, ...]:
+        return (
+            self.edge_onnx,
+            self.edge_preprocess,
+            self.cloud_onnx,
+            self.cloud_preprocess,
+            self.labels,
+            self.validation,
+            self.calibration,
+            self.test_corrupted,
+        )
+
+    def require(self, *paths: Path) -> None:
+        """DemoFailed naming every missing file (all of the workload's when none are given)."""
+        missing = [p for p in paths or self.files() if not p.exists()]
+        if missing:
+            names = ", ".join(str(p) for p in missing)
+            raise DemoFailed(f"the {self.name} reference workload is incomplete: missing {names}")
+
+
+# The real workload: Fashion-MNIST frames, a small edge student, an EfficientNet-Lite0 teacher.
+FASHION = Workload.in_examples("fashion", "edge_preprocess.json", "cloud_preprocess.json")
 
 
 @dataclass
@@ -26,6 +91,32 @@ class DemoRun:
     agent_dirs: dict[str, Path] = field(default_factory=dict)
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     last_token: str = ""
+    durations: list[tuple[str, float]] = field(default_factory=list)  # finished steps
+    _current: tuple[str, float] | None = None  # the open step and when it began
+
+    def step(self, text: str) -> None:
+        """Close the open step (printing how long it took) and open the next one."""
+        now = time.monotonic()
+        self._close_step(now)
+        self._current = (text, now)
+        typer.secho(f"\n== {text}", fg=typer.colors.CYAN, bold=True)
+
+    def _close_step(self, now: float) -> None:
+        if self._current is None:
+            return
+        text, began = self._current
+        self._current = None
+        took = now - began
+        self.durations.append((text, took))
+        typer.secho(f"   [{took:.1f} s]", dim=True)
+
+    def print_durations(self, slowest: int = 5) -> None:
+        """Close the open step; print the total and the slowest steps."""
+        self._close_step(time.monotonic())
+        total = sum(took for _, took in self.durations)
+        typer.secho(f"\n{len(self.durations)} steps in {total:.0f} s; the slowest:", bold=True)
+        for text, took in sorted(self.durations, key=lambda d: -d[1])[:slowest]:
+            typer.echo(f"  {took:6.1f} s  {text[:90]}")
 
     @property
     def controller_dir(self) -> Path:
@@ -34,10 +125,6 @@ class DemoRun:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.controller.grpc_port}"
-
-    @staticmethod
-    def step(text: str) -> None:
-        typer.secho(f"\n== {text}", fg=typer.colors.CYAN, bold=True)
 
     @staticmethod
     def say(text: str) -> None:

@@ -1,11 +1,13 @@
 """Story: staged OTA rollouts gated on fleet telemetry, with automatic rollback.
 
-Four lab agents run the digits model (installed over the air: the first rollout). A good v2
-walks through its stages to 100% with `rollout status` showing each gate's value against its
-threshold; a deliberately bad v3 (noisy weights and a far slower graph) fails its latency gate
-at the first stage and every device is back on v2 without operator action.
+Four lab agents run the Fashion-MNIST edge student (installed over the air: the first
+rollout). A good v2 walks through its stages to 100% with `rollout status` showing each gate's
+value against its threshold; a deliberately bad v3 (noisy weights and a far slower graph) fails
+its latency gate at the first stage and every device is back on v2 without operator action.
 
-Self-sufficient: it adds and builds its own versions ("digits-ota") of examples/digits.
+Self-sufficient: it adds and builds its own versions ("fashion-ota") of examples/fashion's edge
+model, each with the ONNX fp32 variant only (the models story shows the full build), so three
+builds take seconds.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller.demo.context import DemoFailed, DemoRun, wait_for
+from controller.demo.context import FASHION, DemoFailed, DemoRun, wait_for
 from controller.demo.devices import enroll_device
 
-DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"
-MODEL = "digits-ota"
+MODEL = f"{FASHION.name}-ota"
 AGENTS = ("lab-1", "lab-2", "lab-3", "lab-4")
-# The digits model answers in well under a millisecond, where a relative latency gate would
-# judge scheduler noise; an absolute allowance of 2 ms still catches the slow v3 (~5 ms).
-GATES = ("p95_latency <= baseline + 2", "error_rate <= 0.01")
+# The edge student answers in well under a millisecond, where a relative latency gate would
+# judge scheduler noise: on a busy 2-core machine an agent's p95 wanders by a few milliseconds
+# between cohorts running the same model. An absolute allowance of 5 ms passes a same-speed v2
+# through that noise and still catches v3, whose SLOW extra DIM x DIM MatMuls (on 64 rows) add
+# 10-20 ms of compute per frame here (measured with ONNX Runtime, 1-2 threads).
+GATES = ("p95_latency <= baseline + 5", "error_rate <= 0.01")
+DIM, SLOW = 1024, 12
 
 
 def _variant_of(path: Path, out: Path, *, noise: float, slow: int) -> Path:
@@ -44,7 +49,7 @@ def _variant_of(path: Path, out: Path, *, noise: float, slow: int) -> Path:
         x, y = graph.input[0].name, graph.output[0].name
         for node in graph.node:
             node.output[:] = [f"{y}_fast" if o == y else o for o in node.output]
-        dim = 256
+        dim = DIM
         inits = [
             numpy_helper.from_array(rng.normal(0, 0.05, (dim, dim)).astype(np.float32), "slow_w"),
             numpy_helper.from_array(np.ones((64, dim), np.float32), "slow_base"),
@@ -71,8 +76,8 @@ def _variant_of(path: Path, out: Path, *, noise: float, slow: int) -> Path:
 def _add_and_build(demo: DemoRun, onnx_file: Path) -> str:
     out = demo.edgefleet(
         "model", "add", MODEL, "--onnx", str(onnx_file),
-        "--validation", str(DIGITS / "validation.npz"),
-        "--labels", str(DIGITS / "labels.txt"), "--preprocess", str(DIGITS / "preprocess.json"),
+        "--validation", str(FASHION.validation), "--labels", str(FASHION.labels),
+        "--preprocess", str(FASHION.edge_preprocess),
     )  # fmt: skip
     ref = out.strip().splitlines()[-1].split()[-1]
     demo.edgefleet("model", "build", ref, "--profiles", "all", "--no-tflite",
@@ -115,25 +120,28 @@ def _running(demo: DemoRun, device_ids: list[str]) -> dict[str, str | None]:
 
 
 def story(demo: DemoRun) -> None:
-    if not (DIGITS / "edge.onnx").exists():
-        raise DemoFailed(f"the digits reference model is missing in {DIGITS}")
+    FASHION.require(FASHION.edge_onnx, FASHION.edge_preprocess, FASHION.labels,
+                    FASHION.validation)  # fmt: skip
+    edge = FASHION.edge_onnx
     work = demo.root / "rollouts"
     work.mkdir(exist_ok=True)
-    demo.step("rollouts: build three versions of the digits model (v3 deliberately bad)")
-    v1 = _add_and_build(demo, DIGITS / "edge.onnx")
-    v2 = _add_and_build(demo, _variant_of(DIGITS / "edge.onnx", work / "v2.onnx", noise=0.002,
-                                          slow=0))  # fmt: skip
-    v3 = _add_and_build(demo, _variant_of(DIGITS / "edge.onnx", work / "v3.onnx", noise=0.8,
-                                          slow=12))  # fmt: skip
-    demo.say(f"{v1}: the reference; {v2}: a retrained release; {v3}: noisy weights and 12 "
-             "extra 64x256x256 MatMuls per frame")  # fmt: skip
+    demo.step(
+        f"rollouts: add and build three versions of the {FASHION.name} edge model as {MODEL} "
+        "(ONNX fp32 variant only; v3 deliberately bad)"
+    )
+    v1 = _add_and_build(demo, edge)
+    v2 = _add_and_build(demo, _variant_of(edge, work / "v2.onnx", noise=0.002, slow=0))
+    v3 = _add_and_build(demo, _variant_of(edge, work / "v3.onnx", noise=0.8, slow=SLOW))
+    demo.say(f"{v1}: the reference; {v2}: a retrained release; {v3}: noisy weights and {SLOW} "
+             f"extra 64x{DIM} by {DIM}x{DIM} MatMuls per frame")  # fmt: skip
 
-    demo.step("four lab agents with no model, fed digit frames (`edgefleet-agent run` without "
-              "--model; no cloud model here, so nothing is offloaded)")  # fmt: skip
+    demo.step(f"four lab agents with no model, fed {FASHION.name} validation frames "
+              f"(`edgefleet-agent run` without --model; {MODEL} has no cloud model, so nothing "
+              "is offloaded)")  # fmt: skip
     for name in AGENTS:
         if name not in demo.agent_dirs:
             enroll_device(demo, name, {"site": "lab", "ring": "ota"})
-        demo.start_agent(name, "--source", str(DIGITS / "validation.npz"), "--loop", "--fps",
+        demo.start_agent(name, "--source", str(FASHION.validation), "--loop", "--fps",
                          "20", "--ota-poll", "1", "--ota-probation", "2",
                          "--telemetry-interval", "1", "--offload-threshold", "0",
                          "--audit-rate", "0")  # fmt: skip

@@ -48,6 +48,7 @@ def run_demo(agents: int = 3, keep: bool = False, env: Mapping[str, str] | None 
         models.story(demo)
         inference.story(demo)
         rollouts.story(demo)
+        demo.print_durations()
         typer.secho(
             "\ndemo finished: every step above ran for real", fg=typer.colors.GREEN, bold=True
         )
