@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import select
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import pytest
@@ -31,3 +34,65 @@ def wait_until(predicate: Callable[[], object], timeout_s: float, interval_s: fl
             return True
         time.sleep(interval_s)
     return False
+
+
+class TcpForwarder:
+    """A TCP forwarder on loopback (port 0) to ``target_port``: closes the connections
+    numbered in ``drop`` (0 = the first accepted), and can be cut (every open connection shut,
+    new ones closed at once: the target unreachable) and restored."""
+
+    def __init__(self, target_port: int, drop: Collection[int] = ()) -> None:
+        self.target_port, self.drop = target_port, drop
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)
+        self.port = int(self._listener.getsockname()[1])
+        self.accepted = 0
+        self._open = threading.Event()
+        self._open.set()
+        self._stop = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            n, self.accepted = self.accepted, self.accepted + 1
+            if n in self.drop or not self._open.is_set():
+                conn.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            with self._lock:
+                self._conns += [conn, upstream]
+            threading.Thread(target=self._pump, args=(conn, upstream), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        with contextlib.suppress(OSError), a, b:
+            while self._open.is_set() and not self._stop.is_set():
+                ready, _, _ = select.select([a, b], [], [], 0.1)
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    (b if s is a else a).sendall(data)
+
+    def cut(self) -> None:
+        self._open.clear()
+        with self._lock:
+            for s in self._conns:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+            self._conns.clear()
+
+    def restore(self) -> None:
+        self._open.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.cut()
+        self._listener.close()

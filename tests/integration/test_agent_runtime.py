@@ -5,10 +5,7 @@ oversized messages."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import select
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +24,7 @@ from agent.pack import pack_model
 from controller.app import Controller
 from edgefleet import topics
 from edgefleet.v1 import fleet_pb2, fleet_pb2_grpc, inference_pb2, inference_pb2_grpc
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, TcpForwarder
 from tests.fleet import Admin, start_controller, status_code
 
 DIGITS = Path(os.environ.get("EDGEFLEET_DIGITS_DIR", REPO / "examples" / "digits"))
@@ -169,74 +166,11 @@ def test_three_agents_fleet_status_accuracy_ci(
             agent.stop()
 
 
-class CuttableProxy:
-    """A TCP forwarder between the agent and the broker that can be cut (broker unreachable)."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.port = free_port()
-        self._listener = socket.create_server(("127.0.0.1", self.port))
-        self._listener.settimeout(0.1)
-        self._open = threading.Event()
-        self._open.set()
-        self._stop = threading.Event()
-        self._conns: list[socket.socket] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not self._open.is_set():
-                client.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            with self._lock:
-                self._conns += [client, upstream]
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-
-    def _pump(self, a: socket.socket, b: socket.socket) -> None:
-        try:
-            while self._open.is_set():
-                ready, _, _ = select.select([a, b], [], [], 0.1)
-                for s in ready:
-                    data = s.recv(65536)
-                    if not data:
-                        return
-                    (b if s is a else a).sendall(data)
-        except OSError:
-            pass
-        finally:
-            a.close()
-            b.close()
-
-    def cut(self) -> None:
-        self._open.clear()
-        with self._lock:
-            for s in self._conns:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-            self._conns.clear()
-
-    def restore(self) -> None:
-        self._open.set()
-
-    def close(self) -> None:
-        self._stop.set()
-        self.cut()
-        self._listener.close()
-
-
 def store_and_forward(
     controller: Controller, admin: Admin, variant: Path, tmp_path: Path, outage_s: float
 ) -> None:
     assert controller.broker is not None
-    proxy = CuttableProxy(controller.broker.port)
+    proxy = TcpForwarder(controller.broker.port)  # between the agent and the broker
     agent = RunningAgent(
         enroll_agent(admin, tmp_path, "cam-sf"),
         model_dir=variant,

@@ -4,10 +4,7 @@ forwarder that drops connections (CA fetch and Enroll RPC both retried)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import select
-import socket
 import threading
 from collections.abc import Iterator
 from concurrent import futures
@@ -22,6 +19,7 @@ from agent.hardware import detect
 from agent.updates_client import UpdateClient, UpdateRefused
 from edgefleet.errors import NotFound
 from edgefleet.v1 import updates_pb2, updates_pb2_grpc
+from tests.conftest import TcpForwarder
 from tests.fleet import Admin, start_controller
 
 ARTIFACT = bytes(range(256)) * 40  # 10 KiB
@@ -142,45 +140,6 @@ def test_stream_without_progress_gives_up(
     assert servicer.calls["DownloadArtifact"] == 3 and len(slept) == 2
 
 
-class DroppingForwarder:
-    """TCP forwarder to ``target_port`` that closes the connections numbered in ``drop``."""
-
-    def __init__(self, target_port: int, drop: set[int]) -> None:
-        self.target_port, self.drop = target_port, drop
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self.accepted = 0
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            n, self.accepted = self.accepted, self.accepted + 1
-            if n in self.drop:
-                conn.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            threading.Thread(target=self._pump, args=(conn, upstream), daemon=True).start()
-
-    def _pump(self, a: socket.socket, b: socket.socket) -> None:
-        with contextlib.suppress(OSError), a, b:
-            while not self._stop.is_set():
-                ready, _, _ = select.select([a, b], [], [], 0.1)
-                for s in ready:
-                    data = s.recv(65536)
-                    if not data:
-                        return
-                    (b if s is a else a).sendall(data)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-
-
 def test_enroll_retries_the_ca_fetch_and_the_enroll_rpc(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -188,7 +147,7 @@ def test_enroll_retries_the_ca_fetch_and_the_enroll_rpc(
     admin = Admin(ctl)
     # connection 0: first CA fetch (dropped), 1: second CA fetch, 2: the Enroll RPC's first
     # connection (dropped); gRPC reconnects for the retried Enroll.
-    proxy = DroppingForwarder(ctl.grpc_port, drop={0, 2})
+    proxy = TcpForwarder(ctl.grpc_port, drop={0, 2})
     slept: list[float] = []
 
     def sleep(seconds: float) -> None:
