@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from controller.build.synthetic import make_tiny_cnn, self_labels, synthetic_fra
 from controller.services.rollouts import RolloutConfig
 from edgefleet.modelmeta import Preprocessing
 from edgefleet.v1 import models_pb2, models_pb2_grpc, rollouts_pb2, rollouts_pb2_grpc
-from tests.fleet import Admin
+from tests.fleet import Admin, start_controller
 
 PRE = Preprocessing(size=(32, 32), channels=1)
 
@@ -174,3 +175,54 @@ def rollout_status(
     stub: rollouts_pb2_grpc.RolloutAdminServiceStub, rid: str
 ) -> rollouts_pb2.GetRolloutResponse:
     return stub.GetRollout(rollouts_pb2.GetRolloutRequest(rollout_id=rid), timeout=10)
+
+
+class _Closes(Protocol):
+    def close(self) -> None: ...
+
+
+_Agents = TypeVar("_Agents", bound=Iterable[_Closes])
+
+
+@dataclass
+class RolloutRig:
+    """A real controller with its rollout engine sped up, an admin connection, the rollout
+    admin stub, and the agents a test keeps: ``rollout_rig`` closes them all."""
+
+    ctl: Controller
+    admin: Admin
+    stub: rollouts_pb2_grpc.RolloutAdminServiceStub
+    agents_dir: Path
+    agents: list[_Closes] = field(default_factory=list)
+
+    def keep(self, agents: _Agents) -> _Agents:
+        """Close ``agents`` on exit; returns them."""
+        self.agents.extend(agents)
+        return agents
+
+    def start_agents(self, n: int, *, probation_s: float = 0.3, **labels: str) -> list[FleetAgent]:
+        """``start_agents`` in ``agents_dir``, kept."""
+        return self.keep(
+            start_agents(
+                self.ctl, self.admin, self.agents_dir, n, probation_s=probation_s, **labels
+            )
+        )
+
+
+@contextmanager
+def rollout_rig(tmp_path: Path) -> Iterator[RolloutRig]:
+    """A controller in ``tmp_path / "controller"`` (``speed_up``) and an ``Admin`` on it, agents
+    in ``tmp_path / "agents"``; on exit the kept agents, the admin connection and the
+    controller are closed, in that order."""
+    ctl = start_controller(tmp_path / "controller")
+    admin = Admin(ctl)
+    stub = rollouts_pb2_grpc.RolloutAdminServiceStub(admin.channel)
+    rig = RolloutRig(ctl, admin, stub, tmp_path / "agents")
+    try:
+        speed_up(ctl)
+        yield rig
+    finally:
+        for a in rig.agents:
+            a.close()
+        admin.close()
+        ctl.stop()

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc
-from tests.fleet import Admin, start_controller
+from edgefleet.v1 import rollouts_pb2
 from tests.inferring_agent import start_inferring_agents
-from tests.rollout_fleet import add_and_build, rollout_status, speed_up, wait_for
+from tests.rollout_fleet import add_and_build, rollout_rig, rollout_status, wait_for
 
 N_AGENTS = 6
 
@@ -27,15 +26,11 @@ N_AGENTS = 6
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_slower_version_fails_latency_gate_on_real_telemetry(tmp_path: Path) -> None:
-    ctl = start_controller(tmp_path / "controller")
-    admin = Admin(ctl)
-    agents = []
-    try:
+    with rollout_rig(tmp_path) as rig:
+        ctl, admin, stub = rig.ctl, rig.admin, rig.stub
         v1 = add_and_build(admin, tmp_path, "tiny", 4)
         v2 = add_and_build(admin, tmp_path, "tiny", 64)  # same task, ~100x the convolutions
-        speed_up(ctl)
-        agents = start_inferring_agents(ctl, admin, tmp_path / "agents", N_AGENTS, site="lab")
-        stub = rollouts_pb2_grpc.RolloutAdminServiceStub(admin.channel)
+        agents = rig.keep(start_inferring_agents(ctl, admin, rig.agents_dir, N_AGENTS, site="lab"))
 
         first = stub.StartRollout(
             rollouts_pb2.StartRolloutRequest(
@@ -77,8 +72,3 @@ def test_slower_version_fails_latency_gate_on_real_telemetry(tmp_path: Path) -> 
         events = " ".join(e.message for e in status.events)
         assert "halted" in events
         assert all(f":{v1}:" in (a.variant or "") for a in agents)
-    finally:
-        for a in agents:
-            a.close()
-        admin.close()
-        ctl.stop()

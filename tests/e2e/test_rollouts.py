@@ -12,15 +12,8 @@ from pathlib import Path
 import pytest
 
 from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc
-from tests.fleet import Admin, edgefleet_cli, start_controller
-from tests.rollout_fleet import (
-    VariantMetrics,
-    add_and_build,
-    rollout_status,
-    speed_up,
-    start_agents,
-    wait_for,
-)
+from tests.fleet import edgefleet_cli
+from tests.rollout_fleet import VariantMetrics, add_and_build, rollout_rig, rollout_status, wait_for
 
 N_AGENTS = 20
 EDGEFLEET = Path(sys.executable).parent / "edgefleet"
@@ -41,16 +34,12 @@ def _start(stub: Stub, version: int) -> str:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_rollout_succeeds_then_bad_version_rolls_back(tmp_path: Path) -> None:
-    ctl = start_controller(tmp_path / "controller")
-    admin = Admin(ctl)
-    agents = []
-    try:
+    with rollout_rig(tmp_path) as rig:
+        ctl, admin, stub = rig.ctl, rig.admin, rig.stub
         v1 = add_and_build(admin, tmp_path, "tiny", 8)
         v2 = add_and_build(admin, tmp_path, "tiny", 6)
         ctl.rollouts.metrics = VariantMetrics(ctl, bad=lambda v: f":{v2}:" in v)
-        speed_up(ctl)
-        agents = start_agents(ctl, admin, tmp_path / "agents", N_AGENTS, site="lab")
-        stub = rollouts_pb2_grpc.RolloutAdminServiceStub(admin.channel)
+        agents = rig.start_agents(N_AGENTS, site="lab")
 
         good = _start(stub, v1)
         wait_for(
@@ -84,8 +73,3 @@ def test_rollout_succeeds_then_bad_version_rolls_back(tmp_path: Path) -> None:
         assert shown["state"]["phase"] == "rolled_back" and "p95_latency" in cli.stdout
         table = edgefleet_cli(ctl.config.data_dir, "rollout", "list").stdout
         assert good in table and "completed" in table and "rolled_back" in table
-    finally:
-        for a in agents:
-            a.close()
-        admin.close()
-        ctl.stop()

@@ -10,16 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc
-from tests.fleet import Admin, start_controller
-from tests.rollout_fleet import (
-    VariantMetrics,
-    add_and_build,
-    rollout_status,
-    speed_up,
-    start_agents,
-    wait_for,
-)
+from edgefleet.v1 import rollouts_pb2
+from tests.rollout_fleet import VariantMetrics, add_and_build, rollout_rig, rollout_status, wait_for
 
 WATCHED = ("controller.services.rollouts", "controller.grpc", "agent.ota")
 
@@ -29,15 +21,11 @@ def test_polls_that_change_nothing_log_at_debug(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    ctl = start_controller(tmp_path / "controller")
-    admin = Admin(ctl)
-    agents = []
-    try:
+    with rollout_rig(tmp_path) as rig:
+        ctl, admin, stub = rig.ctl, rig.admin, rig.stub
         v1 = add_and_build(admin, tmp_path, "tiny", 8)
         ctl.rollouts.metrics = VariantMetrics(ctl, bad=lambda v: False)
-        speed_up(ctl)
-        agents = start_agents(ctl, admin, tmp_path / "agents", 1, site="lab")
-        stub = rollouts_pb2_grpc.RolloutAdminServiceStub(admin.channel)
+        rig.start_agents(1, site="lab")
         rid = stub.StartRollout(
             rollouts_pb2.StartRolloutRequest(model="tiny", version=v1, selector={"site": "lab"},
                                              stages=[1.0], soak_seconds=0.0),
@@ -57,8 +45,3 @@ def test_polls_that_change_nothing_log_at_debug(
         quiet = [r for r in caplog.records
                  if r.name.startswith(WATCHED) and "no change" in r.getMessage()]  # fmt: skip
         assert len(quiet) >= 2 and all(r.levelno == logging.DEBUG for r in quiet)
-    finally:
-        for a in agents:
-            a.close()
-        admin.close()
-        ctl.stop()

@@ -15,32 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc
-from tests.fleet import Admin, start_controller
-from tests.rollout_fleet import (
-    VariantMetrics,
-    add_and_build,
-    rollout_status,
-    speed_up,
-    start_agents,
-    wait_for,
-)
+from edgefleet.v1 import rollouts_pb2
+from tests.rollout_fleet import VariantMetrics, add_and_build, rollout_rig, rollout_status, wait_for
 
 PROBATION_S = 120.0
 
 
 @pytest.mark.timeout(120)
 def test_device_on_the_rollback_target_is_rolled_back_at_once(tmp_path: Path) -> None:
-    ctl = start_controller(tmp_path / "controller")
-    admin = Admin(ctl)
-    agents = []
-    try:
+    with rollout_rig(tmp_path) as rig:
+        ctl, admin, stub = rig.ctl, rig.admin, rig.stub
         v1 = add_and_build(admin, tmp_path, "tiny", 8)
         ctl.rollouts.metrics = VariantMetrics(ctl, bad=lambda v: False)
-        speed_up(ctl)
-        agents = start_agents(ctl, admin, tmp_path / "agents", 2, probation_s=PROBATION_S,
-                              site="lab")  # fmt: skip
-        stub = rollouts_pb2_grpc.RolloutAdminServiceStub(admin.channel)
+        agents = rig.start_agents(2, probation_s=PROBATION_S, site="lab")
 
         def start() -> str:
             return str(stub.StartRollout(
@@ -75,8 +62,3 @@ def test_device_on_the_rollback_target_is_rolled_back_at_once(tmp_path: Path) ->
         state = json.loads(rollout_status(stub, second).state_json)
         assert all(d["state"] == "rolled_back" for d in state["devices"]), state
         assert all(f":{v1}:" in (a.variant or "") for a in agents)
-    finally:
-        for a in agents:
-            a.close()
-        admin.close()
-        ctl.stop()
