@@ -62,11 +62,8 @@ class UpdateClient:
     # -- metadata ------------------------------------------------------------------------------
     def metadata(self, name: str) -> bytes:
         """Raw bytes of a TUF metadata file; ``NotFound`` when the controller has none."""
-        response = self._call(
-            f"metadata {name}",
-            lambda: self._stub.GetMetadata(
-                updates_pb2.GetMetadataRequest(name=name), timeout=self.timeout_s
-            ),
+        response = self._unary(
+            f"metadata {name}", self._stub.GetMetadata, updates_pb2.GetMetadataRequest(name=name)
         )
         return bytes(response.data)
 
@@ -128,22 +125,20 @@ class UpdateClient:
 
     # -- benchmarks ----------------------------------------------------------------------------
     def bench_candidates(self, model: str = "") -> updates_pb2.ListBenchCandidatesResponse:
-        response: updates_pb2.ListBenchCandidatesResponse = self._call(
+        response: updates_pb2.ListBenchCandidatesResponse = self._unary(
             "bench candidates",
-            lambda: self._stub.ListBenchCandidates(
-                updates_pb2.ListBenchCandidatesRequest(model=model), timeout=self.timeout_s
-            ),
+            self._stub.ListBenchCandidates,
+            updates_pb2.ListBenchCandidatesRequest(model=model),
         )
         return response
 
     def report_benchmarks(
         self, results: list[updates_pb2.BenchResult]
     ) -> updates_pb2.ReportBenchmarksResponse:
-        response: updates_pb2.ReportBenchmarksResponse = self._call(
+        response: updates_pb2.ReportBenchmarksResponse = self._unary(
             "benchmark report",
-            lambda: self._stub.ReportBenchmarks(
-                updates_pb2.ReportBenchmarksRequest(results=results), timeout=self.timeout_s
-            ),
+            self._stub.ReportBenchmarks,
+            updates_pb2.ReportBenchmarksRequest(results=results),
         )
         return response
 
@@ -161,9 +156,10 @@ class UpdateClient:
             sleep=self._sleep,
         )
 
-    def _call(self, what: str, call: Callable[[], T]) -> T:
+    def _unary(self, what: str, rpc: Callable[..., T], request: object) -> T:
+        """``rpc(request)``, this client's deadline on each attempt, transient failures retried."""
         try:
-            return self._retrying(what)(call)
+            return self._retrying(what)(lambda: rpc(request, timeout=self.timeout_s))
         except (tenacity.RetryError, grpc.RpcError) as exc:
             raise self._error(what, exc) from None
 
