@@ -83,6 +83,19 @@ class Admin:
         self.channel.close()
 
 
+@contextmanager
+def controller_with_admin(data_dir: Path) -> Iterator[tuple[Controller, Admin]]:
+    """``start_controller(data_dir)`` and an ``Admin`` on it; on exit the admin connection and
+    then the controller are closed."""
+    controller = start_controller(data_dir)
+    admin = Admin(controller)
+    try:
+        yield controller, admin
+    finally:
+        admin.close()
+        controller.stop()
+
+
 def status_code(exc: BaseException) -> grpc.StatusCode:
     assert isinstance(exc, grpc.RpcError)
     return exc.code()

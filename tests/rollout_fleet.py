@@ -31,7 +31,7 @@ from controller.build.synthetic import make_tiny_cnn, self_labels, synthetic_fra
 from controller.services.rollouts import RolloutConfig
 from edgefleet.modelmeta import Preprocessing
 from edgefleet.v1 import models_pb2, models_pb2_grpc, rollouts_pb2, rollouts_pb2_grpc
-from tests.fleet import Admin, start_controller
+from tests.fleet import Admin, controller_with_admin
 
 PRE = Preprocessing(size=(32, 32), channels=1)
 
@@ -214,15 +214,12 @@ def rollout_rig(tmp_path: Path) -> Iterator[RolloutRig]:
     """A controller in ``tmp_path / "controller"`` (``speed_up``) and an ``Admin`` on it, agents
     in ``tmp_path / "agents"``; on exit the kept agents, the admin connection and the
     controller are closed, in that order."""
-    ctl = start_controller(tmp_path / "controller")
-    admin = Admin(ctl)
-    stub = rollouts_pb2_grpc.RolloutAdminServiceStub(admin.channel)
-    rig = RolloutRig(ctl, admin, stub, tmp_path / "agents")
-    try:
-        speed_up(ctl)
-        yield rig
-    finally:
-        for a in rig.agents:
-            a.close()
-        admin.close()
-        ctl.stop()
+    with controller_with_admin(tmp_path / "controller") as (ctl, admin):
+        stub = rollouts_pb2_grpc.RolloutAdminServiceStub(admin.channel)
+        rig = RolloutRig(ctl, admin, stub, tmp_path / "agents")
+        try:
+            speed_up(ctl)
+            yield rig
+        finally:
+            for a in rig.agents:
+                a.close()

@@ -29,7 +29,7 @@ from edgefleet.v1 import (
     updates_pb2,
     updates_pb2_grpc,
 )
-from tests.fleet import Admin, edgefleet_cli, start_controller, status_code
+from tests.fleet import Admin, controller_with_admin, edgefleet_cli, status_code
 from tests.rollout_fleet import PRE, add_tiny
 
 FEW = ["onnx-fp32", "onnx-fp16", "onnx-int8-static"]
@@ -65,10 +65,8 @@ def _targets_json(ctl: Controller) -> bytes:
 
 
 def test_a_built_version_never_changes(tmp_path: Path) -> None:
-    ctl = start_controller(tmp_path / "controller")
-    admin = Admin(ctl)
-    stub = models_pb2_grpc.ModelAdminServiceStub(admin.channel)
-    try:
+    with controller_with_admin(tmp_path / "controller") as (ctl, admin):
+        stub = models_pb2_grpc.ModelAdminServiceStub(admin.channel)
         version = add_tiny(admin, tmp_path, "tiny", 8)
         # unknown variant names: refused before anything runs, the known ones listed
         with pytest.raises(grpc.RpcError) as err:
@@ -120,9 +118,6 @@ def test_a_built_version_never_changes(tmp_path: Path) -> None:
         assert "rebuild of" in table and f"tiny:{version}" in table
         shown = edgefleet_cli(ctl.config.data_dir, "model", "variants", f"tiny:{version + 1}")
         assert f"tiny:{version + 1} (rebuild of tiny:{version})" in shown.stdout
-    finally:
-        admin.close()
-        ctl.stop()
 
 
 def _enroll(ctl: Controller, admin: Admin, root: Path, name: str) -> Identity:
@@ -132,11 +127,9 @@ def _enroll(ctl: Controller, admin: Admin, root: Path, name: str) -> Identity:
 
 
 def test_a_rollout_installs_the_variants_it_pinned(tmp_path: Path) -> None:
-    ctl = start_controller(tmp_path / "controller")
-    admin = Admin(ctl)
-    models = models_pb2_grpc.ModelAdminServiceStub(admin.channel)
-    rollouts = rollouts_pb2_grpc.RolloutAdminServiceStub(admin.channel)
-    try:
+    with controller_with_admin(tmp_path / "controller") as (ctl, admin):
+        models = models_pb2_grpc.ModelAdminServiceStub(admin.channel)
+        rollouts = rollouts_pb2_grpc.RolloutAdminServiceStub(admin.channel)
         version = add_tiny(admin, tmp_path, "tiny", 8)
         _build(models, "tiny", version)
         a = _enroll(ctl, admin, tmp_path, "cam-a")
@@ -189,9 +182,6 @@ def test_a_rollout_installs_the_variants_it_pinned(tmp_path: Path) -> None:
         assert desired_b.target_path in ctl.model_parts.releases.targets()
         desired_a = ctl.rollouts.store.desired(a.device_id)
         assert desired_a is not None and desired_a.sha256 == pinned.sha256
-    finally:
-        admin.close()
-        ctl.stop()
 
 
 def _upload(stub: models_pb2_grpc.ModelAdminServiceStub, data: bytes) -> str:
@@ -209,11 +199,9 @@ def _files(tmp_path: Path) -> tuple[Path, bytes]:
 
 
 def test_an_onnx_file_as_validation_data_is_a_one_line_error(tmp_path: Path) -> None:
-    ctl = start_controller(tmp_path / "controller")
-    admin = Admin(ctl)
-    models = models_pb2_grpc.ModelAdminServiceStub(admin.channel)
-    data_dir = ctl.config.data_dir
-    try:
+    with controller_with_admin(tmp_path / "controller") as (ctl, admin):
+        models = models_pb2_grpc.ModelAdminServiceStub(admin.channel)
+        data_dir = ctl.config.data_dir
         onnx, val = _files(tmp_path)
         # an ONNX file as validation data: one line naming the option, no server temp path
         for option in ("--validation", "--calibration"):
@@ -236,17 +224,12 @@ def test_an_onnx_file_as_validation_data_is_a_one_line_error(tmp_path: Path) -> 
         assert status_code(err.value) == grpc.StatusCode.INVALID_ARGUMENT
         assert err.value.details() == "validation data: not an .npz file with x and y arrays"
         assert ctl.models.list_models() == []
-    finally:
-        admin.close()
-        ctl.stop()
 
 
 def test_rollout_hint_for_an_unbuilt_cloud_model_works(tmp_path: Path) -> None:
-    ctl = start_controller(tmp_path / "controller")
-    admin = Admin(ctl)
-    models = models_pb2_grpc.ModelAdminServiceStub(admin.channel)
-    rollouts = rollouts_pb2_grpc.RolloutAdminServiceStub(admin.channel)
-    try:
+    with controller_with_admin(tmp_path / "controller") as (_, admin):
+        models = models_pb2_grpc.ModelAdminServiceStub(admin.channel)
+        rollouts = rollouts_pb2_grpc.RolloutAdminServiceStub(admin.channel)
         onnx, val = _files(tmp_path)
         # rollout start of an unbuilt cloud model: the hint says what it is and what works
         edge = add_tiny(admin, tmp_path, "tiny", 8)
@@ -274,6 +257,3 @@ def test_rollout_hint_for_an_unbuilt_cloud_model_works(tmp_path: Path) -> None:
         _build(models, "tiny-cloud", cloud.version, only=["onnx-fp32"])
         started = rollouts.StartRollout(start, timeout=10)
         assert started.rollout.rollout_id
-    finally:
-        admin.close()
-        ctl.stop()
