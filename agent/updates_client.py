@@ -125,22 +125,14 @@ class UpdateClient:
 
     # -- benchmarks ----------------------------------------------------------------------------
     def bench_candidates(self, model: str = "") -> updates_pb2.ListBenchCandidatesResponse:
-        response: updates_pb2.ListBenchCandidatesResponse = self._unary(
-            "bench candidates",
-            self._stub.ListBenchCandidates,
-            updates_pb2.ListBenchCandidatesRequest(model=model),
-        )
-        return response
+        request = updates_pb2.ListBenchCandidatesRequest(model=model)
+        return self._unary("bench candidates", self._stub.ListBenchCandidates, request)
 
     def report_benchmarks(
         self, results: list[updates_pb2.BenchResult]
     ) -> updates_pb2.ReportBenchmarksResponse:
-        response: updates_pb2.ReportBenchmarksResponse = self._unary(
-            "benchmark report",
-            self._stub.ReportBenchmarks,
-            updates_pb2.ReportBenchmarksRequest(results=results),
-        )
-        return response
+        request = updates_pb2.ReportBenchmarksRequest(results=results)
+        return self._unary("benchmark report", self._stub.ReportBenchmarks, request)
 
     # -- retries -------------------------------------------------------------------------------
     def _retrying(
