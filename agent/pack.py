@@ -47,8 +47,11 @@ def pack_model(
         )
     name = name or onnx_file.resolve().parent.name
     data = onnx_file.read_bytes()
-    out.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(onnx_file, out / "model.onnx")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(onnx_file, out / "model.onnx")
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write the variant to {out}: {exc.strerror or exc}") from exc
     meta = VariantMetadata(
         model=name,
         version=version,
@@ -67,5 +70,8 @@ def pack_model(
         sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
     )
-    (out / METADATA_FILE).write_text(meta.to_json())
+    try:
+        (out / METADATA_FILE).write_text(meta.to_json())
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot write the variant to {out}: {exc.strerror or exc}") from exc
     return meta

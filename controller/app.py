@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.config import ControllerConfig
+from controller.errors import ConfigError
 from controller.grpc.admin_servicer import DeviceAdminServicer
 from controller.grpc.auth import AuthInterceptor
 from controller.grpc.device_servicer import DeviceServicer
@@ -103,8 +104,17 @@ class Controller:
 
     def _start(self) -> None:
         cfg = self.config
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        cfg.data_dir.chmod(0o700)
+        try:
+            cfg.data_dir.mkdir(parents=True, exist_ok=True)
+            cfg.data_dir.chmod(0o700)
+            probe = cfg.data_dir / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot use {cfg.data_dir} as the controller's data directory: "
+                f"{exc.strerror or exc} (pass a writable --data-dir)"
+            ) from exc
         self.db = Database(cfg.db_url)
         self.db.migrate()
         self.profiles = ProfileCatalogue.load(cfg.profiles_file)

@@ -162,6 +162,25 @@ def test_enroll_unwritable_data_dir_is_one_line(tmp_path: Path) -> None:
     assert_one_line_error(result, f"cannot use {data_dir} as the agent's data directory")
 
 
+def test_serve_unwritable_data_dir_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    data_dir = tmp_path / "a-file" / "ctl"  # under a regular file: cannot be created
+    result = _run(*_serve_args(data_dir))
+    assert_one_line_error(result, f"cannot use {data_dir} as the controller's data directory")
+    assert "--data-dir" in result.stderr and "controller ready" not in result.stderr
+
+
+def test_pack_model_unwritable_out_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "variant"
+    fashion = REPO / "examples" / "fashion"
+    result = _run(
+        BIN / "edgefleet-agent", "pack-model", "--onnx", str(fashion / "edge.onnx"),
+        "--preprocess", str(fashion / "edge_preprocess.json"), "--out", str(out),
+    )  # fmt: skip
+    assert_one_line_error(result, f"cannot write the variant to {out}")
+
+
 @dataclass
 class Fleet:
     """One in-process controller, one registered and enrolled device (`cam-1`, site=lab)."""
