@@ -58,6 +58,7 @@ class OnnxRuntimeBackend:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: graph-optimizer advice is not for operators
         try:
             self.session = ort.InferenceSession(
                 str(path), sess_options=options, providers=self.providers
