@@ -3,8 +3,9 @@
     .venv/bin/python bench/bench_agent.py [--seconds 3] [--only overhead,cascade,batching]
 
 1. overhead: per-frame latency through Agent.infer (telemetry on) vs raw
-   InferenceSession.run on the same model and frames, for the edge student and the teacher
-   (packed with agent.pack, loaded at this host's profile thread count). Goal <= 1.10x.
+   InferenceSession.run of the same session on the same frames (preprocessed), for the edge
+   student and the teacher (packed with agent.pack, loaded at this host's profile thread
+   count). Goal <= 1.10x.
 2. cascade: the edge student (its onnx-fp32 variant as the controller builds it: temperature
    and validation confidence quantiles in variant.json) runs the agent daemon's inference path
    (agent.inference_setup.build_inference: default budget policy, audits, deadline) on
@@ -54,6 +55,7 @@ from agent.inference import (  # noqa: E402
 )
 from agent.pack import pack_model  # noqa: E402
 from agent.runtime import ModelHolder, load_variant  # noqa: E402
+from agent.runtime.backends import OnnxRuntimeBackend  # noqa: E402
 from agent.telemetry import TelemetryAggregator  # noqa: E402
 from controller.services.offload import load_cloud_model  # noqa: E402
 from controller.serving import (  # noqa: E402
@@ -83,8 +85,6 @@ def goal(name: str, measured: str, op: str, value: str, ok: bool) -> bool:
 def overhead_one(
     tmp: Path, workload: Workload, role: str, threads: int, seconds: float
 ) -> tuple[float, float]:
-    import onnxruntime as ort
-
     if role == "edge":
         model, pre_file, name = workload.edge_model, workload.edge_preprocess, EDGE_NAME
     else:
@@ -94,9 +94,11 @@ def overhead_one(
     loaded = load_variant(directory, threads)
     telemetry = TelemetryAggregator("bench")
     agent = Agent(ModelHolder(loaded), FixedThreshold(0.0), None, telemetry)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    raw = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    # The raw side is the very session the agent runs: two sessions of 2 intra-op threads on a
+    # 2-core host slow each other down (their threads spin after a run), which would measure
+    # the sessions' fight, not the agent.
+    assert isinstance(loaded.backend, OnnxRuntimeBackend)
+    raw = loaded.backend.session
     input_name = raw.get_inputs()[0].name
     frames = workload.split("test")[0][:16]  # the 28 x 28 frames a camera hands the agent
     tensors = [loaded.preprocessor(f) for f in frames]
@@ -109,9 +111,7 @@ def overhead_one(
     local_ms: list[float] = []
     end = time.monotonic() + seconds
     i = 0
-    # Alternating blocks, so drift hits both sides equally. Not call by call: each session's
-    # intra-op threads spin for a while after a run and would slow the other session's next
-    # call, which measures two sessions fighting, not the agent.
+    # Alternating blocks, so drift hits every side equally.
     while time.monotonic() < end:
         for _ in range(16):
             t = time.perf_counter()

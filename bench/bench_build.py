@@ -134,14 +134,11 @@ def ratio_cell(values: Sequence[float]) -> str:
 def print_table(runs: ModelRuns, threads: Sequence[int]) -> None:
     first = runs.builds[0]
     src = runs.source
-    base = {
-        t: [e.latency[t].baseline_median_ms for e in _all(runs, "onnx-fp32") if t in e.latency]
-        for t in threads
-    }
-    base_txt = ", ".join(f"{statistics.median(v):.3f} ms @{t}t" for t, v in base.items() if v)
+    base_txt = ", ".join(f"{pooled_baseline_ms(runs, t):.3f} ms @{t}t" for t in threads)
     print(
         f"\n== {first.model} ({runs.goal_name}, input {list(src.signature.input_shape)}): "
-        f"{runs.source_bytes / 1e6:.2f} MB, ORT fp32 {base_txt}; source top-1 "
+        f"{runs.source_bytes / 1e6:.2f} MB, ORT fp32 {base_txt} (median over every variant's "
+        f"interleaved baseline, all builds); source top-1 "
         f"{first.source_accuracy:.2%} on validation ({len(src.validation_y)}), "
         f"{runs.source_test_accuracy:.2%} on test"
     )
@@ -178,6 +175,22 @@ def print_table(runs: ModelRuns, threads: Sequence[int]) -> None:
             f"   {r.variant:22} {ev.size_bytes / runs.source_bytes:6.3f}{cells} {ms:8.3f} "
             f"{ev.accuracy:8.2%} {-ev.accuracy_drop_pp:+6.2f} {test_pp} {ev.agreement:6.1%}"
             f"{flag}{built}"
+        )
+
+
+def print_noise(runs: ModelRuns, threads: Sequence[int]) -> None:
+    """onnx-fp32 is the source re-saved: its ratio to the baseline is pure measurement noise."""
+    cells = []
+    for t in threads:
+        ratios = [
+            x for e in _all(runs, "onnx-fp32") if t in e.latency for x in e.latency[t].round_ratios
+        ]
+        if ratios:
+            cells.append(f"{min(ratios):.2f}-{max(ratios):.2f} @{t}t")
+    if cells:
+        print(
+            "   noise: onnx-fp32 (the source re-saved) against the baseline, round ratios of all "
+            f"builds span {', '.join(cells)}"
         )
 
 
@@ -354,16 +367,34 @@ def investigate(runs: ModelRuns, host: HardwareProfile, confirm_rounds: int) -> 
     )
     last = len(runs.builds) - 1
     if confirm_rounds and runs.evaluation(last, fastest.variant):
-        timed = []
+        timed = {}
         for t in sorted({1, host.threads}):
             ours, theirs = side_by_side(runs, last, fastest.variant, t, confirm_rounds)
             print(
                 f"     fastest re-timed in blocks of 10 (build {last + 1}): {fastest.variant} "
                 f"{ours:.3f} ms vs ORT fp32 {theirs:.3f} ms @{t}t = {theirs / ours:.2f}x"
             )
-            timed.append(f"{theirs / ours:.2f}x @{t}t")
-        summary += f" ({', '.join(timed)} re-timed)"
+            timed[t] = (ours, theirs)
+        summary += " (" + ", ".join(f"{b / a:.2f}x @{t}t" for t, (a, b) in timed.items())
+        summary += " re-timed)"
+        if len(timed) == 2:
+            (a1, b1), (a2, b2) = timed[1], timed[host.threads]
+            summary += (
+                f"; from 1 to {host.threads} threads {fastest.variant} goes {a1:.3f} -> "
+                f"{a2:.3f} ms ({a1 / a2:.2f}x), ORT fp32 {b1:.3f} -> {b2:.3f} ms ({b1 / b2:.2f}x)"
+            )
     return summary
+
+
+def pooled_baseline_ms(runs: ModelRuns, threads: int) -> float:
+    """ORT fp32 of the source at ``threads``: the median of the baseline medians timed next to
+    every variant of every build (one variant's pairing can be far off at 2 threads)."""
+    return statistics.median(
+        lat.baseline_median_ms
+        for b in runs.builds
+        for r in b.results
+        if r.evaluation is not None and (lat := r.evaluation.latency_at(threads)) is not None
+    )
 
 
 def median_ratio(runs: ModelRuns, variant: str, threads: int) -> float:
@@ -461,11 +492,11 @@ def op_breakdown(path: Path, x: np.ndarray, threads: int, runs: int = 300) -> di
     return out
 
 
-def print_breakdown(runs: ModelRuns, variant: str, threads: int) -> None:
+def print_breakdown(runs: ModelRuns, variant: str, threads: int) -> dict[str, float]:
     ev = runs.evaluation(len(runs.builds) - 1, variant)
     result = next(r for r in runs.builds[-1].results if r.variant == variant)
     if ev is None or result.metadata is None or ev.runtime != "onnxruntime":
-        return
+        return {}
     x = runs.source.validation_inputs()[:1]
     ops = op_breakdown(Path(result.directory) / result.metadata.file, x, threads)
     run, n_nodes = ops.pop("(run)"), ops.pop("(nodes)")
@@ -475,6 +506,7 @@ def print_breakdown(runs: ModelRuns, variant: str, threads: int) -> None:
         f"     ORT profiler @{threads}t, {variant}: {run:.4f} ms/run (profiled), {n_nodes:.0f} "
         f"nodes, {sum(ops.values()) / run:.0%} in kernels: {cells} ms"
     )
+    return {**ops, "(run)": run, "(nodes)": n_nodes}
 
 
 def speed_cause(
@@ -499,9 +531,7 @@ def speed_cause(
         include_tflite=tflite,
         options=replace(options, only=only, measure=measure),
     )
-    fp32_ms = statistics.median(
-        lat.baseline_median_ms for e in _all(runs, "onnx-fp32") if (lat := e.latency_at(t))
-    )
+    fp32_ms = pooled_baseline_ms(runs, t)
     print(
         f"   cause {runs.goal_name}: fixed per-call cost = a trivial model with the same input "
         f"{list(src.signature.input_shape)} (GlobalAveragePool+Gemm), build measurement, batch 1"
@@ -539,7 +569,7 @@ def speed_cause(
         )
         runs.cause.append(
             f"fixed per-call cost (trivial model, {floor_variant}) {floor:.4f} ms = "
-            f"{floor / fp32_ms:.0%} of ORT fp32's {fp32_ms:.4f} ms @{t}t, so it caps the "
+            f"{floor / fp32_ms:.1%} of ORT fp32's {fp32_ms:.4f} ms @{t}t, so it caps the "
             f"speed-up at {fp32_ms / floor:.1f}x"
         )
     int8 = [
@@ -547,13 +577,21 @@ def speed_cause(
         for ev in runnable_on(runs, len(runs.builds) - 1, host)
         if ev.runtime == "onnxruntime" and ev.precision == "int8"
     ]
-    print_breakdown(runs, "onnx-fp32", 1)
+    fp32_ops = print_breakdown(runs, "onnx-fp32", 1)
     if int8:
         best = min(int8, key=lambda ev: median_ratio(runs, ev.variant, t))
-        print_breakdown(runs, best.variant, 1)
+        ops = print_breakdown(runs, best.variant, 1)
+        glue_txt = ""
+        if ops and fp32_ops:
+            glue = sum(ops.get(k, 0.0) for k in ("QuantizeLinear", "DequantizeLinear", "Pad"))
+            glue_txt = (
+                f"; profiled @1t it runs {ops['(nodes)']:.0f} nodes to fp32's "
+                f"{fp32_ops['(nodes)']:.0f}, QuantizeLinear+DequantizeLinear+Pad "
+                f"{glue / ops['(run)']:.0%} of its run"
+            )
         runs.cause.append(
             f"the fastest ONNX Runtime int8 variant, {best.variant}, runs at "
-            f"{1 / median_ratio(runs, best.variant, t):.2f}x fp32's speed @{t}t"
+            f"{1 / median_ratio(runs, best.variant, t):.2f}x fp32's speed @{t}t{glue_txt}"
         )
 
 
@@ -645,6 +683,9 @@ def main() -> int:
         differs: dict[str, list[str]] = {}
         for runs in models:
             print_table(
+                runs, measure.threads_to_measure(tuple(p.threads for p in BUILTIN_PROFILES))
+            )
+            print_noise(
                 runs, measure.threads_to_measure(tuple(p.threads for p in BUILTIN_PROFILES))
             )
             walls = ", ".join(f"{s:.1f}" for s in runs.seconds)

@@ -1,7 +1,7 @@
 """The Fashion-MNIST reference workload (examples/fashion) as the benchmarks use it.
 
     edge.onnx  + edge_preprocess.json   the edge student, input [N, 1, 28, 28]
-    cloud.onnx + cloud_preprocess.json  the cloud teacher (EfficientNet-Lite0), [N, 3, 96, 96]
+    cloud.onnx + cloud_preprocess.json  the cloud teacher (EfficientNet-Lite0, 3 x 64 x 64 input)
     validation.npz (2000), calibration.npz (500), test.npz (2000), test_corrupted.npz (2000)
 
 Build sources are made the way the controller makes them (``SourceModel.from_files``: the
