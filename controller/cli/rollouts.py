@@ -26,6 +26,18 @@ _GATE_EPILOG = "\n\n".join(
         "An interval metric passes only when its whole 95% interval satisfies the gate, fails "
         "only when none of it does, and otherwise waits for more evidence. There is no drift "
         "score: the controller keeps no confidence histograms to compute one.",
+        "A gate relative to the baseline passes as 'not applicable' (and says so in rollout "
+        "status) when there is nothing to compare with: on a first install, or when the "
+        "baseline cohort (control devices, else the canary devices before the rollout) has "
+        "reported telemetry without that metric, e.g. no agreement when there was no cloud "
+        "model. A baseline that has not reported yet makes the gate wait.",
+        "Gate timeout: gates wait for data at most --gate-timeout (default 1h) after each "
+        "stage's soak (time paused does not count). Then the rollout halts with a message "
+        "naming the gates still waiting; it does not roll back by itself, since missing data "
+        "is no evidence of harm: run rollout rollback or abort.",
+        "Abort stops the rollout and withdraws the assignment of every device that has not "
+        "installed yet (its desired state goes back to what it ran before, or to none); "
+        "devices that already installed keep the new variant: rollout rollback reverts them.",
     ]
 )
 
@@ -86,6 +98,11 @@ def start(
     ),
     max_downloads: int = typer.Option(10, "--max-concurrent-downloads", min=1),
     min_samples: int = typer.Option(0, "--min-samples", min=0, help="Frames per cohort."),
+    gate_timeout: str = typer.Option(
+        "1h",
+        "--gate-timeout",
+        help="Longest the gates wait for data after a stage's soak; then the rollout halts.",
+    ),
     no_auto_rollback: bool = typer.Option(False, "--no-auto-rollback"),
     output: OutputFormat = FormatOption,
 ) -> None:
@@ -100,12 +117,15 @@ def start(
         from controller.rollout.selector import parse_selector
 
         parse_selector(target)  # a bad selector fails here, before any connection
+        timeout_s = parse_duration(gate_timeout)
+        if timeout_s <= 0:
+            raise typer.BadParameter(f"--gate-timeout must be > 0, not {gate_timeout!r}")
         conn, stub = _stub(ctx)
         r = call(conn, stub.StartRollout, rollouts_pb2.StartRolloutRequest(
             model=name, version=int(version), target=target, stages=parse_stages(stages),
             min_devices=min_devices, soak_seconds=parse_duration(soak), gates=gate,
             max_concurrent_downloads=max_downloads, no_auto_rollback=no_auto_rollback,
-            min_samples=min_samples,
+            min_samples=min_samples, gate_timeout_seconds=timeout_s,
         )).rollout  # fmt: skip
         if output is OutputFormat.json:
             print_json(_summary(r))
@@ -168,6 +188,13 @@ def _value(gate: dict[str, Any]) -> Any:
     return f"{shown} [{low:.4g}, {high:.4g}]"
 
 
+_DOCS = {
+    "abort": "Abort a rollout: devices that have not installed yet get their assignment "
+    "withdrawn (back to what they had before); devices that installed keep the new variant "
+    "(use rollback to revert them).",
+}
+
+
 def _command(kind: str) -> Any:
     def run(ctx: typer.Context, rollout_id: str,
             reason: str = typer.Option("", "--reason")) -> None:  # fmt: skip
@@ -179,9 +206,37 @@ def _command(kind: str) -> Any:
             r = call(conn, stub.RolloutCommand, rollouts_pb2.RolloutCommandRequest(
                 rollout_id=rollout_id, command=kind, reason=reason)).rollout  # fmt: skip
             typer.echo(f"rollout {r.rollout_id}: {r.phase}")
+            if kind == "abort":
+                got = call(conn, stub.GetRollout,
+                           rollouts_pb2.GetRolloutRequest(rollout_id=rollout_id))  # fmt: skip
+                typer.echo(_abort_summary(json.loads(got.state_json)))
 
-    run.__doc__ = f"{kind.capitalize()} a rollout."
+    run.__doc__ = _DOCS.get(kind, f"{kind.capitalize()} a rollout.")
     return run
+
+
+def _abort_summary(state: dict[str, Any]) -> str:
+    """What an abort did to each device: withdrawn before install, or left as installed."""
+    devices = state["devices"]
+    withdrawn = [d["device_id"] for d in devices if d["state"] == "withdrawn"]
+    kept = [
+        d["device_id"]
+        for d in devices
+        if d["state"] in ("installed", "healthy") and d["previous_variant"] != d["target_variant"]
+    ]
+    line = f"withdrew {len(withdrawn)} assignments not installed yet"
+    if withdrawn:
+        line += (
+            f" ({', '.join(withdrawn)}): their desired state is back to what they ran "
+            "before the rollout, or none"
+        )
+    lines = [line]
+    if kept:
+        lines.append(
+            f"{len(kept)} devices had installed and keep the new variant ({', '.join(kept)}); "
+            "abort does not revert them: run `edgefleet rollout rollback` for that"
+        )
+    return "\n".join(lines)
 
 
 for _kind in ("pause", "resume", "promote", "abort", "rollback"):

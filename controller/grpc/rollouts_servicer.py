@@ -102,6 +102,8 @@ class RolloutAdminServicer(rollouts_pb2_grpc.RolloutAdminServiceServicer):
             spec["min_samples"] = int(request.min_samples)
         if request.install_failure_threshold > 0:
             spec["install_failure_threshold"] = float(request.install_failure_threshold)
+        if request.gate_timeout_seconds > 0:
+            spec["gate_timeout_seconds"] = float(request.gate_timeout_seconds)
         rollout = self._rollouts.start_rollout(spec)
         return rollouts_pb2.StartRolloutResponse(rollout=summary_to_proto(rollout))
 

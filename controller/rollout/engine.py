@@ -215,7 +215,7 @@ class _Step:
                     self._resume(why)
                 self.promote(f"{self.stage_label()}; {why} (gates skipped)")
             elif c.kind == "abort":
-                self.decide(why, "aborted")
+                self.abort(why)
             else:
                 self.start_rollback(why)
 
@@ -261,6 +261,35 @@ class _Step:
         self.decide(f"{reason}; rolling back {reverted} devices", "rolling_back")
         self.settle_reverts()
 
+    def abort(self, reason: str) -> None:
+        """Stop the rollout where it is. An assignment a device has not installed yet is
+        withdrawn (its desired state goes back to what it ran before the rollout, or to
+        none), so a device that was offline does not install the aborted variant later.
+        Devices that installed already keep it: reverting them is what rollback is for."""
+        withdrawn = kept = 0
+        for d in list(self.devices.values()):
+            if d.stage < 0:
+                continue
+            if d.state == "pending":
+                self.set_device(d, "pending", "stage cancelled by abort", stage=-1)
+            elif d.state in IN_FLIGHT:
+                self.actions.append(RevertDevice(d.device_id, d.previous_variant, reason))
+                back = d.previous_variant or "no assignment"
+                why = f"abort withdrew the assignment before install; desired state back to {back}"
+                self.set_device(d, "withdrawn", why)
+                withdrawn += 1
+            elif d.state in ("installed", "healthy") and d.previous_variant != d.target_variant:
+                why = f"installed before the abort: keeps {d.target_variant} (rollback reverts it)"
+                self.set_device(d, d.state, why)
+                kept += 1
+        summary = f"{reason}; withdrew {withdrawn} assignments not installed yet"
+        if kept:
+            summary += (
+                f"; {kept} devices that installed keep the new variant "
+                "(abort does not revert them: use rollback)"
+            )
+        self.decide(summary, "aborted")
+
     def already_back(self, d: DeviceRollout) -> bool:
         """An installed or healthy device that runs its rollback target already (it was on
         the target before, or its update never took) counts as rolled back at once: waiting
@@ -295,7 +324,7 @@ class _Step:
         if self.spec.auto_rollback:
             self.start_rollback(why)
         else:
-            self.decide(why, "aborted")
+            self.abort(why)
         return True
 
     def fill_stage(self) -> None:
@@ -358,10 +387,26 @@ class _Step:
         ):
             self.evaluate()
 
+    def wait_for_gates(self, why: str) -> None:
+        """Wait for gate data, at most ``gate_timeout_seconds`` after the soak ended; then halt
+        saying what was missing. No automatic rollback: missing data is no evidence of harm,
+        so the operator decides (rollback, abort, or a new rollout with other gates)."""
+        soaked = (self.state.soak_started_at or self.now) + self.spec.soak_seconds
+        waited = self.now - soaked
+        limit = self.spec.gate_timeout_seconds
+        if waited < limit:
+            self.decide(f"{self.stage_label()}; {why}")
+            return
+        self.decide(
+            f"{self.stage_label()}; gates still waiting for data {waited:g} s after the soak "
+            f"(gate timeout {limit:g} s): {why}: halted",
+            "halted",
+        )
+
     def evaluate(self) -> None:
         metrics = self.obs.metrics
         if metrics is None:
-            self.decide(f"{self.stage_label()}; waiting for data (no cohort metrics yet)")
+            self.wait_for_gates("waiting for data (no cohort metrics yet)")
             return
         failed = sum(1 for d in self.members() if d.state == "failed")
         attempted = sum(1 for d in self.members() if d.state in ("failed", "installed", "healthy"))
@@ -388,7 +433,7 @@ class _Step:
             return
         waiting = [r for r in results if r.status == INSUFFICIENT]
         if waiting:
-            self.decide(f"{self.stage_label()}; " + "; ".join(r.reason for r in waiting))
+            self.wait_for_gates("; ".join(r.reason for r in waiting))
             return
         self.promote(f"{self.stage_label()}; " + "; ".join(r.reason for r in results))
         if self.state.phase == "promoting":
@@ -422,6 +467,17 @@ def describe(state: RolloutState, spec: RolloutSpec | None = None) -> str:
         )
     for g in state.last_gates:
         lines.append(f"  [{g.status}] {g.reason}")
+    if state.phase == "aborted":
+        withdrawn = state.count("withdrawn")
+        kept = sum(
+            1
+            for d in state.devices
+            if d.state in ("installed", "healthy") and d.previous_variant != d.target_variant
+        )
+        lines.append(
+            f"abort: {withdrawn} assignments withdrawn before install; {kept} devices had "
+            "installed and keep the new variant (abort does not revert them; rollback does)"
+        )
     if state.history:
         lines.append(f"last decision: {state.history[-1].reason}")
     if state.phase in TERMINAL_PHASES:

@@ -8,7 +8,9 @@ Grammar (no eval)::
            | "baseline" ("+" | "-") NUMBER
 
 "baseline" is the control cohort's value (same profile, still on the old version), or the
-canary devices' own pre-rollout value when no control cohort exists.
+canary devices' own pre-rollout value when no control cohort exists. A baseline cohort that
+reported telemetry without the gate's metric makes the gate "not applicable" (it passes,
+saying so); one that has not reported yet makes it wait.
 
 METRIC must be one of ``controller.rollout.metrics.GATE_METRICS`` (``check_gate_metrics``
 refuses the others when a rollout starts). A metric measured with an interval
@@ -236,8 +238,10 @@ def evaluate_gate(
 ) -> GateResult:
     """Evaluate one gate; too little data or a missing metric yields ``insufficient``.
 
-    On a first install (no device had a model before) a gate relative to the baseline has
-    nothing to compare with: it passes, saying so, rather than waiting forever."""
+    A gate relative to the baseline that has nothing to compare with passes, saying it is
+    not applicable, rather than waiting forever: on a first install (no device had a model
+    before), and when the baseline cohort has reported telemetry (enough of it) but without
+    this metric (its model produced none). A baseline that has not reported yet waits."""
 
     def waiting(why: str, value: float | None = None) -> GateResult:
         return GateResult(
@@ -281,6 +285,18 @@ def evaluate_gate(
         if short:
             return waiting(short, value)
         baseline = cohort.values.get(gate.metric)
+        if (baseline is None or not math.isfinite(baseline)) and cohort.samples > 0:
+            # The baseline cohort has reported, but its model produced no value for this
+            # metric (e.g. no cloud model, so no agreement): nothing to compare with.
+            return GateResult(
+                gate.text,
+                gate.metric,
+                PASS,
+                value,
+                None,
+                f"gate {gate.metric} {_fmt(gate.metric, value)}: {source} reported "
+                f"{cohort.samples} frames but no {gate.metric}, no baseline: not applicable",
+            )
         if baseline is None or not math.isfinite(baseline):
             return waiting(f"{source} reports no {gate.metric}", value)
     threshold = gate.threshold(baseline)

@@ -18,9 +18,11 @@ PHASES = frozenset(
     }
 )  # fmt: skip
 TERMINAL_PHASES = frozenset({"completed", "halted", "rolled_back", "aborted"})
+# "withdrawn": an abort took back the assignment before the device installed it.
 DEVICE_STATES = frozenset(
-    {"pending", "assigned", "downloading", "installed", "healthy", "failed", "rolled_back"}
-)
+    {"pending", "assigned", "downloading", "installed", "healthy", "failed", "rolled_back",
+     "withdrawn"}
+)  # fmt: skip
 IN_FLIGHT = frozenset({"assigned", "downloading"})
 REPORT_STATUSES = frozenset({"downloading", "installed", "healthy", "failed", "rolled_back"})
 COMMANDS = frozenset({"pause", "resume", "promote", "abort", "rollback"})
@@ -51,6 +53,9 @@ class RolloutSpec:
     max_concurrent_downloads: int = 10
     install_failure_threshold: float = 0.1  # abort when failed/attempted exceeds this
     min_samples: int = 100  # frames a cohort needs before a gate can pass
+    # The longest the gates may wait for data once a stage's soak is over; then the rollout
+    # halts saying which gates were still waiting (no rollout waits forever).
+    gate_timeout_seconds: float = 3600.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "selector", selector_from_data(self.selector))
@@ -64,6 +69,8 @@ class RolloutSpec:
             raise InvalidRollout("install_failure_threshold must be in [0, 1], soak finite")
         if self.soak_seconds < 0 or self.min_samples < 0:
             raise InvalidRollout("soak_seconds and min_samples must be >= 0")
+        if not (math.isfinite(self.gate_timeout_seconds) and self.gate_timeout_seconds > 0):
+            raise InvalidRollout("gate_timeout_seconds must be a finite number > 0")
         self.parsed_gates()  # raises InvalidGate early
 
     def parsed_gates(self) -> tuple[Gate, ...]:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65\x64gefleet/v1/rollouts.proto\x12\x0c\x65\x64gefleet.v1\"\xc5\x01\n\x0c\x44\x65siredState\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x12\n\nvariant_id\x18\x04 \x01(\t\x12\x13\n\x0btarget_path\x18\x05 \x01(\t\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12\x0e\n\x06length\x18\x07 \x01(\x03\x12\x12\n\nrollout_id\x18\x08 \x01(\t\x12\x10\n\x08revision\x18\t \x01(\x03\x12\x13\n\x0btarget_json\x18\n \x01(\t\"1\n\x16GetDesiredStateRequest\x12\x17\n\x0f\x63urrent_variant\x18\x01 \x01(\t\"X\n\x17GetDesiredStateResponse\x12\x10\n\x08\x61ssigned\x18\x01 \x01(\x08\x12+\n\x07\x64\x65sired\x18\x02 \x01(\x0b\x32\x1a.edgefleet.v1.DesiredState\"y\n\x19ReportUpdateStatusRequest\x12\r\n\x05state\x18\x01 \x01(\t\x12\x12\n\nvariant_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x17\n\x0f\x63urrent_variant\x18\x04 \x01(\t\x12\x10\n\x08revision\x18\x05 \x01(\x03\"\x1c\n\x1aReportUpdateStatusResponse\"\xf7\x02\n\x13StartRolloutRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x41\n\x08selector\x18\x03 \x03(\x0b\x32/.edgefleet.v1.StartRolloutRequest.SelectorEntry\x12\x0e\n\x06stages\x18\x04 \x03(\x01\x12\x13\n\x0bmin_devices\x18\x05 \x01(\x05\x12\x14\n\x0csoak_seconds\x18\x06 \x01(\x01\x12\r\n\x05gates\x18\x07 \x03(\t\x12 \n\x18max_concurrent_downloads\x18\x08 \x01(\x05\x12\x18\n\x10no_auto_rollback\x18\t \x01(\x08\x12\x13\n\x0bmin_samples\x18\n \x01(\x05\x12!\n\x19install_failure_threshold\x18\x0b \x01(\x01\x12\x0e\n\x06target\x18\x0c \x01(\t\x1a/\n\rSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc6\x01\n\x0eRolloutSummary\x12\x12\n\nrollout_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\r\n\x05phase\x18\x04 \x01(\t\x12\r\n\x05stage\x18\x05 \x01(\x05\x12\x0e\n\x06stages\x18\x06 \x01(\x05\x12\x0f\n\x07\x64\x65vices\x18\x07 \x01(\x05\x12\x0f\n\x07healthy\x18\x08 \x01(\x05\x12\x17\n\x0f\x63reated_unix_ms\x18\t \x01(\x03\x12\x17\n\x0fupdated_unix_ms\x18\n \x01(\x03\"E\n\x14StartRolloutResponse\x12-\n\x07rollout\x18\x01 \x01(\x0b\x32\x1c.edgefleet.v1.RolloutSummary\"\x15\n\x13ListRolloutsRequest\"F\n\x14ListRolloutsResponse\x12.\n\x08rollouts\x18\x01 \x03(\x0b\x32\x1c.edgefleet.v1.RolloutSummary\"\'\n\x11GetRolloutRequest\x12\x12\n\nrollout_id\x18\x01 \x01(\t\"?\n\x0cRolloutEvent\x12\x0f\n\x07unix_ms\x18\x01 \x01(\x03\x12\r\n\x05level\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xab\x01\n\x12GetRolloutResponse\x12-\n\x07rollout\x18\x01 \x01(\x0b\x32\x1c.edgefleet.v1.RolloutSummary\x12\x11\n\tspec_json\x18\x02 \x01(\t\x12\x12\n\nstate_json\x18\x03 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x04 \x01(\t\x12*\n\x06\x65vents\x18\x05 \x03(\x0b\x32\x1a.edgefleet.v1.RolloutEvent\"L\n\x15RolloutCommandRequest\x12\x12\n\nrollout_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"G\n\x16RolloutCommandResponse\x12-\n\x07rollout\x18\x01 \x01(\x0b\x32\x1c.edgefleet.v1.RolloutSummary2\xde\x01\n\x13\x44\x65siredStateService\x12^\n\x0fGetDesiredState\x12$.edgefleet.v1.GetDesiredStateRequest\x1a%.edgefleet.v1.GetDesiredStateResponse\x12g\n\x12ReportUpdateStatus\x12\'.edgefleet.v1.ReportUpdateStatusRequest\x1a(.edgefleet.v1.ReportUpdateStatusResponse2\xf1\x02\n\x13RolloutAdminService\x12U\n\x0cStartRollout\x12!.edgefleet.v1.StartRolloutRequest\x1a\".edgefleet.v1.StartRolloutResponse\x12U\n\x0cListRollouts\x12!.edgefleet.v1.ListRolloutsRequest\x1a\".edgefleet.v1.ListRolloutsResponse\x12O\n\nGetRollout\x12\x1f.edgefleet.v1.GetRolloutRequest\x1a .edgefleet.v1.GetRolloutResponse\x12[\n\x0eRolloutCommand\x12#.edgefleet.v1.RolloutCommandRequest\x1a$.edgefleet.v1.RolloutCommandResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65\x64gefleet/v1/rollouts.proto\x12\x0c\x65\x64gefleet.v1\"\xc5\x01\n\x0c\x44\x65siredState\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\x12\n\nvariant_id\x18\x04 \x01(\t\x12\x13\n\x0btarget_path\x18\x05 \x01(\t\x12\x0e\n\x06sha256\x18\x06 \x01(\t\x12\x0e\n\x06length\x18\x07 \x01(\x03\x12\x12\n\nrollout_id\x18\x08 \x01(\t\x12\x10\n\x08revision\x18\t \x01(\x03\x12\x13\n\x0btarget_json\x18\n \x01(\t\"1\n\x16GetDesiredStateRequest\x12\x17\n\x0f\x63urrent_variant\x18\x01 \x01(\t\"X\n\x17GetDesiredStateResponse\x12\x10\n\x08\x61ssigned\x18\x01 \x01(\x08\x12+\n\x07\x64\x65sired\x18\x02 \x01(\x0b\x32\x1a.edgefleet.v1.DesiredState\"y\n\x19ReportUpdateStatusRequest\x12\r\n\x05state\x18\x01 \x01(\t\x12\x12\n\nvariant_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x17\n\x0f\x63urrent_variant\x18\x04 \x01(\t\x12\x10\n\x08revision\x18\x05 \x01(\x03\"\x1c\n\x1aReportUpdateStatusResponse\"\x95\x03\n\x13StartRolloutRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x41\n\x08selector\x18\x03 \x03(\x0b\x32/.edgefleet.v1.StartRolloutRequest.SelectorEntry\x12\x0e\n\x06stages\x18\x04 \x03(\x01\x12\x13\n\x0bmin_devices\x18\x05 \x01(\x05\x12\x14\n\x0csoak_seconds\x18\x06 \x01(\x01\x12\r\n\x05gates\x18\x07 \x03(\t\x12 \n\x18max_concurrent_downloads\x18\x08 \x01(\x05\x12\x18\n\x10no_auto_rollback\x18\t \x01(\x08\x12\x13\n\x0bmin_samples\x18\n \x01(\x05\x12!\n\x19install_failure_threshold\x18\x0b \x01(\x01\x12\x0e\n\x06target\x18\x0c \x01(\t\x12\x1c\n\x14gate_timeout_seconds\x18\r \x01(\x01\x1a/\n\rSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc6\x01\n\x0eRolloutSummary\x12\x12\n\nrollout_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\x12\r\n\x05phase\x18\x04 \x01(\t\x12\r\n\x05stage\x18\x05 \x01(\x05\x12\x0e\n\x06stages\x18\x06 \x01(\x05\x12\x0f\n\x07\x64\x65vices\x18\x07 \x01(\x05\x12\x0f\n\x07healthy\x18\x08 \x01(\x05\x12\x17\n\x0f\x63reated_unix_ms\x18\t \x01(\x03\x12\x17\n\x0fupdated_unix_ms\x18\n \x01(\x03\"E\n\x14StartRolloutResponse\x12-\n\x07rollout\x18\x01 \x01(\x0b\x32\x1c.edgefleet.v1.RolloutSummary\"\x15\n\x13ListRolloutsRequest\"F\n\x14ListRolloutsResponse\x12.\n\x08rollouts\x18\x01 \x03(\x0b\x32\x1c.edgefleet.v1.RolloutSummary\"\'\n\x11GetRolloutRequest\x12\x12\n\nrollout_id\x18\x01 \x01(\t\"?\n\x0cRolloutEvent\x12\x0f\n\x07unix_ms\x18\x01 \x01(\x03\x12\r\n\x05level\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xab\x01\n\x12GetRolloutResponse\x12-\n\x07rollout\x18\x01 \x01(\x0b\x32\x1c.edgefleet.v1.RolloutSummary\x12\x11\n\tspec_json\x18\x02 \x01(\t\x12\x12\n\nstate_json\x18\x03 \x01(\t\x12\x13\n\x0b\x65xplanation\x18\x04 \x01(\t\x12*\n\x06\x65vents\x18\x05 \x03(\x0b\x32\x1a.edgefleet.v1.RolloutEvent\"L\n\x15RolloutCommandRequest\x12\x12\n\nrollout_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"G\n\x16RolloutCommandResponse\x12-\n\x07rollout\x18\x01 \x01(\x0b\x32\x1c.edgefleet.v1.RolloutSummary2\xde\x01\n\x13\x44\x65siredStateService\x12^\n\x0fGetDesiredState\x12$.edgefleet.v1.GetDesiredStateRequest\x1a%.edgefleet.v1.GetDesiredStateResponse\x12g\n\x12ReportUpdateStatus\x12\'.edgefleet.v1.ReportUpdateStatusRequest\x1a(.edgefleet.v1.ReportUpdateStatusResponse2\xf1\x02\n\x13RolloutAdminService\x12U\n\x0cStartRollout\x12!.edgefleet.v1.StartRolloutRequest\x1a\".edgefleet.v1.StartRolloutResponse\x12U\n\x0cListRollouts\x12!.edgefleet.v1.ListRolloutsRequest\x1a\".edgefleet.v1.ListRolloutsResponse\x12O\n\nGetRollout\x12\x1f.edgefleet.v1.GetRolloutRequest\x1a .edgefleet.v1.GetRolloutResponse\x12[\n\x0eRolloutCommand\x12#.edgefleet.v1.RolloutCommandRequest\x1a$.edgefleet.v1.RolloutCommandResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,29 +44,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REPORTUPDATESTATUSRESPONSE']._serialized_start=509
   _globals['_REPORTUPDATESTATUSRESPONSE']._serialized_end=537
   _globals['_STARTROLLOUTREQUEST']._serialized_start=540
-  _globals['_STARTROLLOUTREQUEST']._serialized_end=915
-  _globals['_STARTROLLOUTREQUEST_SELECTORENTRY']._serialized_start=868
-  _globals['_STARTROLLOUTREQUEST_SELECTORENTRY']._serialized_end=915
-  _globals['_ROLLOUTSUMMARY']._serialized_start=918
-  _globals['_ROLLOUTSUMMARY']._serialized_end=1116
-  _globals['_STARTROLLOUTRESPONSE']._serialized_start=1118
-  _globals['_STARTROLLOUTRESPONSE']._serialized_end=1187
-  _globals['_LISTROLLOUTSREQUEST']._serialized_start=1189
-  _globals['_LISTROLLOUTSREQUEST']._serialized_end=1210
-  _globals['_LISTROLLOUTSRESPONSE']._serialized_start=1212
-  _globals['_LISTROLLOUTSRESPONSE']._serialized_end=1282
-  _globals['_GETROLLOUTREQUEST']._serialized_start=1284
-  _globals['_GETROLLOUTREQUEST']._serialized_end=1323
-  _globals['_ROLLOUTEVENT']._serialized_start=1325
-  _globals['_ROLLOUTEVENT']._serialized_end=1388
-  _globals['_GETROLLOUTRESPONSE']._serialized_start=1391
-  _globals['_GETROLLOUTRESPONSE']._serialized_end=1562
-  _globals['_ROLLOUTCOMMANDREQUEST']._serialized_start=1564
-  _globals['_ROLLOUTCOMMANDREQUEST']._serialized_end=1640
-  _globals['_ROLLOUTCOMMANDRESPONSE']._serialized_start=1642
-  _globals['_ROLLOUTCOMMANDRESPONSE']._serialized_end=1713
-  _globals['_DESIREDSTATESERVICE']._serialized_start=1716
-  _globals['_DESIREDSTATESERVICE']._serialized_end=1938
-  _globals['_ROLLOUTADMINSERVICE']._serialized_start=1941
-  _globals['_ROLLOUTADMINSERVICE']._serialized_end=2310
+  _globals['_STARTROLLOUTREQUEST']._serialized_end=945
+  _globals['_STARTROLLOUTREQUEST_SELECTORENTRY']._serialized_start=898
+  _globals['_STARTROLLOUTREQUEST_SELECTORENTRY']._serialized_end=945
+  _globals['_ROLLOUTSUMMARY']._serialized_start=948
+  _globals['_ROLLOUTSUMMARY']._serialized_end=1146
+  _globals['_STARTROLLOUTRESPONSE']._serialized_start=1148
+  _globals['_STARTROLLOUTRESPONSE']._serialized_end=1217
+  _globals['_LISTROLLOUTSREQUEST']._serialized_start=1219
+  _globals['_LISTROLLOUTSREQUEST']._serialized_end=1240
+  _globals['_LISTROLLOUTSRESPONSE']._serialized_start=1242
+  _globals['_LISTROLLOUTSRESPONSE']._serialized_end=1312
+  _globals['_GETROLLOUTREQUEST']._serialized_start=1314
+  _globals['_GETROLLOUTREQUEST']._serialized_end=1353
+  _globals['_ROLLOUTEVENT']._serialized_start=1355
+  _globals['_ROLLOUTEVENT']._serialized_end=1418
+  _globals['_GETROLLOUTRESPONSE']._serialized_start=1421
+  _globals['_GETROLLOUTRESPONSE']._serialized_end=1592
+  _globals['_ROLLOUTCOMMANDREQUEST']._serialized_start=1594
+  _globals['_ROLLOUTCOMMANDREQUEST']._serialized_end=1670
+  _globals['_ROLLOUTCOMMANDRESPONSE']._serialized_start=1672
+  _globals['_ROLLOUTCOMMANDRESPONSE']._serialized_end=1743
+  _globals['_DESIREDSTATESERVICE']._serialized_start=1746
+  _globals['_DESIREDSTATESERVICE']._serialized_end=1968
+  _globals['_ROLLOUTADMINSERVICE']._serialized_start=1971
+  _globals['_ROLLOUTADMINSERVICE']._serialized_end=2340
 # @@protoc_insertion_point(module_scope)

@@ -63,7 +63,7 @@ class ReportUpdateStatusResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class StartRolloutRequest(_message.Message):
-    __slots__ = ("model", "version", "selector", "stages", "min_devices", "soak_seconds", "gates", "max_concurrent_downloads", "no_auto_rollback", "min_samples", "install_failure_threshold", "target")
+    __slots__ = ("model", "version", "selector", "stages", "min_devices", "soak_seconds", "gates", "max_concurrent_downloads", "no_auto_rollback", "min_samples", "install_failure_threshold", "target", "gate_timeout_seconds")
     class SelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +83,7 @@ class StartRolloutRequest(_message.Message):
     MIN_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     INSTALL_FAILURE_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    GATE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     selector: _containers.ScalarMap[str, str]
@@ -95,7 +96,8 @@ class StartRolloutRequest(_message.Message):
     min_samples: int
     install_failure_threshold: float
     target: str
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., selector: _Optional[_Mapping[str, str]] = ..., stages: _Optional[_Iterable[float]] = ..., min_devices: _Optional[int] = ..., soak_seconds: _Optional[float] = ..., gates: _Optional[_Iterable[str]] = ..., max_concurrent_downloads: _Optional[int] = ..., no_auto_rollback: _Optional[bool] = ..., min_samples: _Optional[int] = ..., install_failure_threshold: _Optional[float] = ..., target: _Optional[str] = ...) -> None: ...
+    gate_timeout_seconds: float
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., selector: _Optional[_Mapping[str, str]] = ..., stages: _Optional[_Iterable[float]] = ..., min_devices: _Optional[int] = ..., soak_seconds: _Optional[float] = ..., gates: _Optional[_Iterable[str]] = ..., max_concurrent_downloads: _Optional[int] = ..., no_auto_rollback: _Optional[bool] = ..., min_samples: _Optional[int] = ..., install_failure_threshold: _Optional[float] = ..., target: _Optional[str] = ..., gate_timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class RolloutSummary(_message.Message):
     __slots__ = ("rollout_id", "model", "version", "phase", "stage", "stages", "devices", "healthy", "created_unix_ms", "updated_unix_ms")

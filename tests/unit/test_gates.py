@@ -121,3 +121,29 @@ def test_baseline_gates_do_not_block_a_first_install() -> None:
     # too little data still waits, first install or not
     few = GateInputs(CohortMetrics({"p95_latency": 7.0}, 5, 2))
     assert evaluate_gate(gate, few, min_samples=100, first_install=True).status == "insufficient"
+
+
+def test_baseline_that_reported_without_the_metric_is_not_applicable() -> None:
+    """The pre-rollout model produced no agreement (no cloud model): the canary is not held
+    back forever; the gate passes and says why. A baseline with no telemetry yet waits."""
+    gate = parse_gate("agreement >= baseline - 0.01")
+    canary = CohortMetrics({"agreement": 0.97, "p95_latency": 7.0}, 500, 2)
+    reported = CohortMetrics({"p95_latency": 7.0}, 400, 2)  # telemetry, but no agreement
+    result = evaluate_gate(gate, GateInputs(canary, pre_rollout=reported), min_samples=100)
+    assert result.status == PASS and result.threshold is None
+    assert "pre-rollout reported 400 frames but no agreement" in result.reason
+    assert "not applicable" in result.reason
+    # the same for a control cohort whose model produced none
+    control = evaluate_gate(gate, GateInputs(canary, control=reported), min_samples=100)
+    assert control.status == PASS and "control reported 400 frames" in control.reason
+    # not reported yet (or not enough yet): still waiting, as before
+    assert evaluate_gate(gate, GateInputs(canary), min_samples=100).status == INSUFFICIENT
+    thin = CohortMetrics({"p95_latency": 7.0}, 20, 2)
+    short = evaluate_gate(gate, GateInputs(canary, pre_rollout=thin), min_samples=100)
+    assert short.status == INSUFFICIENT and "pre-rollout has 20 of 100 frames" in short.reason
+    empty = CohortMetrics({}, 0, 0)
+    nothing = evaluate_gate(gate, GateInputs(canary, pre_rollout=empty), min_samples=0)
+    assert nothing.status == INSUFFICIENT
+    # the canary still has to measure the metric itself
+    no_canary = GateInputs(CohortMetrics({"p95_latency": 7.0}, 500, 2), pre_rollout=reported)
+    assert evaluate_gate(gate, no_canary, min_samples=100).status == INSUFFICIENT

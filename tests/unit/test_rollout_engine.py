@@ -394,3 +394,106 @@ def test_devices_already_on_the_rollback_target_are_rolled_back_at_once() -> Non
     fleet.running["d02"] = OLD  # d02 goes back; no report needed to see it
     fleet.tick()
     assert fleet.state.phase == "rolled_back"
+
+
+def no_agreement_before() -> GateInputs:
+    """No control cohort (one stage) and a pre-rollout model that produced no agreement (no
+    cloud model to agree with); the canary is healthy."""
+    canary = healthy_metrics().canary
+    pre = {k: v for k, v in healthy_metrics().control.values.items()}  # type: ignore[union-attr]
+    del pre["agreement"]
+    return GateInputs(canary, None, CohortMetrics(pre, 5000, 20))
+
+
+def test_baseline_without_the_metric_does_not_hold_the_rollout() -> None:
+    fleet = Fleet(spec(stages=(1.0,)), n=4, running={f"d{i:02d}": OLD for i in range(4)})
+    fleet.run_until("completed", no_agreement_before(), limit=20)
+    gate = next(g for g in fleet.log[-1].state.last_gates if g.metric == "agreement")
+    assert gate.status == "pass" and "not applicable" in gate.reason
+    assert "pre-rollout reported 5000 frames but no agreement" in describe(fleet.state)
+
+
+def test_gates_waiting_past_the_gate_timeout_halt_the_rollout() -> None:
+    """A baseline that never reports: the gates wait, but only gate_timeout_seconds after the
+    soak; then the rollout halts saying what it waited for (no automatic rollback)."""
+    fleet = Fleet(spec(stages=(1.0,), soak_seconds=60.0, gate_timeout_seconds=300.0), n=2)
+    no_baseline = GateInputs(healthy_metrics().canary)  # neither control nor pre-rollout
+    fleet.tick(1.0, no_baseline)
+    fleet.tick(1.0, no_baseline)
+    assert fleet.state.phase == "soaking"
+    soaked = (fleet.state.soak_started_at or 0.0) + 60.0
+    while fleet.now + 10.0 < soaked + 300.0:
+        fleet.tick(10.0, no_baseline)
+        assert fleet.state.phase == "soaking", describe(fleet.state, fleet.spec)
+    assert "waiting for data" in fleet.state.history[-1].reason
+    fleet.tick(10.0, no_baseline)
+    assert fleet.state.phase == "halted"
+    last = fleet.state.history[-1].reason
+    assert "gate timeout 300 s" in last and "no control cohort and no pre-rollout" in last
+    assert not any(isinstance(a, RevertDevice) for r in fleet.log for a in r.actions)
+    # No metrics at all counts as waiting too, and pausing stops the clock.
+    other = Fleet(spec(stages=(1.0,), soak_seconds=0.0, gate_timeout_seconds=100.0), n=2)
+    other.tick()
+    other.tick()
+    other.tick(50.0)
+    other.tick(1.0, commands=(Command("pause"),))
+    other.tick(500.0)
+    other.tick(1.0, commands=(Command("resume"),))
+    other.tick(30.0)
+    assert other.state.phase == "soaking"
+    other.tick(30.0)
+    assert other.state.phase == "halted" and "no cohort metrics" in other.state.history[-1].reason
+
+
+def test_gate_timeout_is_validated_and_old_specs_load() -> None:
+    with pytest.raises(InvalidRollout):
+        spec(gate_timeout_seconds=0.0)
+    with pytest.raises(InvalidRollout):
+        spec(gate_timeout_seconds=float("inf"))
+    stored = spec().to_dict()
+    del stored["gate_timeout_seconds"]  # a rollout stored before the field existed
+    assert RolloutSpec.from_dict(stored).gate_timeout_seconds == 3600.0
+
+
+def test_abort_withdraws_assignments_not_installed_and_keeps_installed_devices() -> None:
+    fleet = Fleet(spec(stages=(1.0,)), n=4, auto_report=False)
+    fleet.running = {"d00": OLD, "d01": OLD, "d02": None, "d03": OLD}
+    fleet.tick()
+    assert fleet.state.count("assigned") == 4
+    fleet.inbox = [DeviceReport("d00", "healthy", NEW), DeviceReport("d01", "downloading", NEW)]
+    result = fleet.tick(1.0, commands=(Command("abort", "wrong model"),))
+    assert fleet.state.phase == "aborted"
+    reverts = {a.device_id: a.variant_id for a in result.actions if isinstance(a, RevertDevice)}
+    # d01 (downloading), d02 and d03 (assigned) go back to what they had: OLD, or nothing
+    assert reverts == {"d01": OLD, "d02": None, "d03": OLD}
+    assert {fleet.state.device(d).state for d in reverts} == {"withdrawn"}
+    d00 = fleet.state.device("d00")
+    assert d00.state == "healthy" and "keeps" in d00.reason and "rollback" in d00.reason
+    last = fleet.state.history[-1].reason
+    assert "withdrew 3 assignments" in last and "1 devices that installed keep" in last
+    shown = describe(fleet.state, fleet.spec)
+    assert "3 assignments withdrawn before install; 1 devices had installed" in shown
+    # Late reports change nothing and assign nothing; rollback still reverts d00.
+    fleet.inbox = [DeviceReport("d03", "healthy", NEW)]
+    later = fleet.tick(10.0, healthy_metrics())
+    assert not any(isinstance(a, AssignVariant | RevertDevice) for a in later.actions)
+    back = fleet.tick(1.0, commands=(Command("rollback"),))
+    assert [a.device_id for a in back.actions if isinstance(a, RevertDevice)] == ["d00"]
+
+
+def test_abort_on_install_failures_withdraws_assignments_in_flight() -> None:
+    fleet = Fleet(
+        spec(stages=(1.0,), min_devices=2, install_failure_threshold=0.2, auto_rollback=False,
+             max_concurrent_downloads=3),
+        n=4, auto_report=False,
+    )  # fmt: skip
+    fleet.tick()
+    first = fleet.assigned()
+    assert len(first) == 3
+    fleet.inbox = [DeviceReport(d, "failed", NEW, "boom") for d in first[:2]]
+    result = fleet.tick()
+    assert fleet.state.phase == "aborted"
+    assert [a.device_id for a in result.actions if isinstance(a, RevertDevice)] == [first[2]]
+    assert fleet.state.device(first[2]).state == "withdrawn"
+    (left,) = set(fleet.profiles) - set(first)
+    assert fleet.state.device(left).stage == -1  # picked but never assigned: nothing to undo
