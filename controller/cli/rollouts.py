@@ -170,7 +170,7 @@ def status(ctx: typer.Context, rollout_id: str, output: OutputFormat = FormatOpt
         now = state["stage_index"] + 1
         typer.echo(f"stages: {stages} (now {now}); soak {spec['soak_seconds']} s")
         gates = [{"gate": g["gate"], "status": g["status"], "value": _value(g),
-                  "threshold": g["threshold"]} for g in state["last_gates"]]  # fmt: skip
+                  "threshold": _number(g["threshold"])} for g in state["last_gates"]]  # fmt: skip
         if gates:
             _table(gates, ["gate", "status", "value", "threshold"])
         devices = [{"device": d["device_id"], "stage": d["stage"] + 1 if d["stage"] >= 0 else "-",
@@ -179,11 +179,16 @@ def status(ctx: typer.Context, rollout_id: str, output: OutputFormat = FormatOpt
         _table(devices, ["device", "stage", "state", "target", "reason"])
 
 
+def _number(value: Any) -> Any:
+    """A float to 4 significant digits for the table (JSON keeps every digit)."""
+    return f"{value:.4g}" if isinstance(value, float) else value
+
+
 def _value(gate: dict[str, Any]) -> Any:
     """A gate's value, with its 95% interval when it has one (waiting gates say so)."""
     value, low, high = gate["value"], gate.get("low"), gate.get("high")
     if low is None or high is None:
-        return value
+        return _number(value)
     shown = "n/a" if value is None else f"{value:.4g}"
     return f"{shown} [{low:.4g}, {high:.4g}]"
 

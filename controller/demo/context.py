@@ -114,7 +114,9 @@ class DemoRun:
         """Close the open step; print the total and the slowest steps."""
         self._close_step(time.monotonic())
         total = sum(took for _, took in self.durations)
-        typer.secho(f"\n{len(self.durations)} steps in {total:.0f} s; the slowest:", bold=True)
+        typer.secho(
+            f"\n{len(self.durations)} steps, {total:.0f} s in steps; the slowest:", bold=True
+        )
         for text, took in sorted(self.durations, key=lambda d: -d[1])[:slowest]:
             typer.echo(f"  {took:6.1f} s  {text[:90]}")
 

@@ -7,9 +7,16 @@ selected per hardware profile; the EfficientNet-Lite0 teacher is registered as i
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from controller.demo.context import FASHION, DemoFailed, DemoRun
+from edgefleet.modelmeta import METADATA_FILE, VariantMetadata
+
+if TYPE_CHECKING:
+    from edgefleet.updates import TrustedUpdater
 
 # Timed runs per variant and thread count (the build's default is 25): the student answers in
 # tens of microseconds, so even the whole build, LiteRT included, takes seconds.
@@ -60,6 +67,7 @@ def story(demo: DemoRun) -> None:
         raise DemoFailed("the build selected no variant for any profile")
 
     device = next(iter(demo.agent_dirs))
+    profile = demo.edgefleet_json("device", "show", device)["profile"]
     demo.step(f"{device} benchmarks its candidates on the device and reports them")
     bench = subprocess.run(
         demo.agent_cmd("bench", "--data-dir", str(demo.agent_dirs[device])),
@@ -71,22 +79,42 @@ def story(demo: DemoRun) -> None:
     if bench.returncode != 0:
         raise DemoFailed(f"edgefleet-agent bench failed: {bench.stderr.strip()}")
     demo.say(bench.stdout.strip())
+    after = demo.edgefleet_json("model", "variants", ref)["selections"]
+    changes = selection_changes(report["selections"], after)
+    if changes:
+        demo.say(f"{device}'s measurements ({profile}) changed these selections of {ref}:")
+        for line in changes:
+            demo.say(f"  {line}")
+    else:
+        demo.say(f"{device}'s measurements ({profile}) left every selection of {ref} as it was")
 
     demo.step("the signed metadata verifies with python-tuf; one flipped byte does not")
-    _verify_and_tamper(demo, device, ref)
+    _verify_and_tamper(demo, profile, ref)
 
 
-def _verify_and_tamper(demo: DemoRun, device: str, ref: str) -> None:
-    """Check a selected variant the way a device does, with python-tuf (edgefleet.updates),
-    reading the same signed files and artifacts the device API serves."""
-    from edgefleet.updates import ArtifactMismatch, TrustedUpdater, verify_artifact_stream
+def _selection_text(sel: dict[str, Any] | None) -> str:
+    if not sel or not sel.get("variant"):
+        return "(nothing fits)"
+    return f"{sel['variant']} ({sel['latency_ms']:.4g} ms, {sel['latency_source']})"
+
+
+def selection_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """``profile: old -> new`` for each profile whose selected variant differs between two
+    ``model variants --format json`` selections."""
+    changes = []
+    for profile in sorted(set(before) | set(after)):
+        old, new = before.get(profile), after.get(profile)
+        if (old or {}).get("variant") != (new or {}).get("variant"):
+            changes.append(f"{profile}: {_selection_text(old)} -> {_selection_text(new)}")
+    return changes
+
+
+def signed_updater(demo: DemoRun, metadata_dir: Path) -> TrustedUpdater:
+    """A python-tuf updater (edgefleet.updates) reading the same signed metadata files and
+    artifacts the device API serves, straight from the controller's release store."""
+    from edgefleet.updates import TrustedUpdater
 
     parts = demo.controller.model_parts
-    profile = demo.edgefleet_json("device", "show", device)["profile"]
-    name, version = ref.split(":")
-    selected = demo.controller.models.selected_variant(name, int(version), profile)
-    if selected is None:
-        raise DemoFailed(f"no variant was selected for {profile}")
 
     def transport(path: str) -> bytes:
         kind, _, rest = path.partition("/")
@@ -97,11 +125,46 @@ def _verify_and_tamper(demo: DemoRun, device: str, ref: str) -> None:
             return artifact.read()
 
     updater = TrustedUpdater(
-        demo.root / "tuf-check",
-        transport,
-        bootstrap_root=parts.releases.metadata_file("1.root.json"),
+        metadata_dir, transport, bootstrap_root=parts.releases.metadata_file("1.root.json")
     )
     updater.refresh()
+    return updater
+
+
+_META_FIELDS = {f.name for f in dataclasses.fields(VariantMetadata)}
+
+
+def fetch_selected(
+    demo: DemoRun, updater: TrustedUpdater, ref: str, profile: str, dest: Path
+) -> VariantMetadata:
+    """Write the variant the controller selected for ``profile`` into ``dest`` as a device
+    would install it: the artifact verified against the signed targets metadata, and
+    ``variant.json`` from the signed target's custom fields (what `edgefleet-agent run
+    --model DIR` loads)."""
+    name, version = ref.split(":")
+    selected = demo.controller.models.selected_variant(name, int(version), profile)
+    if selected is None:
+        raise DemoFailed(f"no variant of {ref} was selected for {profile}")
+    target = updater.get_target(selected.target_path, profile, variant_id=selected.variant_id)
+    metadata = VariantMetadata.from_dict(
+        {k: v for k, v in target.custom.items() if k in _META_FIELDS}
+    )
+    dest.mkdir(parents=True, exist_ok=True)
+    updater.download_target(target, dest / metadata.file)
+    (dest / METADATA_FILE).write_text(metadata.to_json())
+    return metadata
+
+
+def _verify_and_tamper(demo: DemoRun, profile: str, ref: str) -> None:
+    """Check a selected variant the way a device does, with python-tuf (edgefleet.updates),
+    reading the same signed files and artifacts the device API serves."""
+    from edgefleet.updates import ArtifactMismatch, verify_artifact_stream
+
+    name, version = ref.split(":")
+    selected = demo.controller.models.selected_variant(name, int(version), profile)
+    if selected is None:
+        raise DemoFailed(f"no variant was selected for {profile}")
+    updater = signed_updater(demo, demo.root / "tuf-check")
     target = updater.get_target(selected.target_path, profile)
     dest = updater.download_target(target, demo.root / "verified.bin")
     demo.say(

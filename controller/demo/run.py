@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,6 +21,13 @@ def run_demo(agents: int = 3, keep: bool = False, env: Mapping[str, str] | None 
     """``env``: the process environment, read only for EDGEFLEET_ONNX2TF_PYTHON; the LiteRT
     toolchain is otherwise found the way `controller serve` finds it (controller/config.py)."""
     logging.getLogger().setLevel(logging.WARNING)
+    # The stories show what the controller does; its warnings about it (a device rolled back,
+    # say) would interleave with them. Errors still show.
+    controller_log = logging.getLogger("controller")
+    controller_level = controller_log.level
+    # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." (the build measuring
+    # LiteRT variants in this process) comes from its minimal C++ logger, which
+    # TF_CPP_MIN_LOG_LEVEL does not govern (ai-edge-litert 2.3.0, levels 1-3 tried): it stays.
     onnx2tf = discover_onnx2tf(
         (env or {}).get(ONNX2TF_ENV, ""), ONNX2TF_ENV, ToolchainSearch.of_this_process()
     )
@@ -44,6 +52,7 @@ def run_demo(agents: int = 3, keep: bool = False, env: Mapping[str, str] | None 
             f"MQTT {controller.mqtt_url}, data in {demo.controller_dir}"
         )
         demo.say(onnx2tf.describe())
+        controller_log.setLevel(logging.ERROR)
         devices.story(demo, agents)
         models.story(demo)
         inference.story(demo)
@@ -57,9 +66,19 @@ def run_demo(agents: int = 3, keep: bool = False, env: Mapping[str, str] | None 
         typer.secho(f"\ndemo failed: {exc}", fg=typer.colors.RED, bold=True, err=True)
         return 1
     finally:
+        controller_log.setLevel(controller_level)
         demo.stop_all()
         controller.stop()
         if keep:
             typer.echo(f"demo data kept in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+        typer.secho(f"{_since_process_start():.0f} s in all, start-up and teardown included",
+                    bold=True)  # fmt: skip
+
+
+def _since_process_start() -> float:
+    """Wall seconds since this process started (what `time` reports for the command)."""
+    import psutil
+
+    return time.time() - psutil.Process().create_time()

@@ -91,7 +91,7 @@ def test_steps_are_timed_and_the_slowest_listed(
     demo.print_durations()
     assert demo.durations == [("first", 2.5), ("second", 30.0)]
     out = capsys.readouterr().out
-    assert "[2.5 s]" in out and "2 steps in 32 s" in out
+    assert "[2.5 s]" in out and "2 steps, 32 s in steps" in out
     assert out.index("30.0 s  second") < out.index("2.5 s  first")
 
 
@@ -111,3 +111,49 @@ def test_answers_are_read_by_frame_position(tmp_path: Path) -> None:
     assert answers.edge_label.tolist() == [2, 6, 3, -1]
     assert answers.by_cloud.tolist() == [False, True, False, False]
     assert answers.offloaded.tolist() == [False, True, True, False]
+
+
+def test_the_bench_step_names_each_selection_the_device_changed() -> None:
+    def sel(variant: str, ms: float, source: str) -> dict[str, Any]:
+        return {"variant": variant, "latency_ms": ms, "latency_source": source}
+
+    before = {
+        "x86-64-vnni": sel("tflite-fp16", 0.04422, "controller-estimate"),
+        "arm64-a72": sel("tflite-fp32", 0.04373, "controller-estimate"),
+    }
+    after = {
+        "x86-64-vnni": sel("tflite-fp32", 0.031, "device"),
+        "arm64-a72": sel("tflite-fp32", 0.04373, "controller-estimate"),
+    }
+    assert models.selection_changes(before, after) == [
+        "x86-64-vnni: tflite-fp16 (0.04422 ms, controller-estimate) -> tflite-fp32 (0.031 ms, "
+        "device)"
+    ]
+    assert models.selection_changes(before, before) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (0.937, "inside the interval"),
+        (0.862, "OUTSIDE the interval (below it)"),
+        (0.99, "OUTSIDE the interval (above it)"),
+    ],
+)
+def test_the_estimate_says_whether_a_value_is_inside_its_interval(value: float, said: str) -> None:
+    assert inference.where_in(value, 0.895, 0.974) == said
+
+
+def test_the_inference_caption_calls_its_pacing_an_upper_bound() -> None:
+    source = Path(cast(str, inference.__file__)).read_text()
+    assert "paced at up to {FPS} frames/s" in source
+    assert "pack-model" not in source  # the agents run the selected, signed variants
+
+
+def test_rollout_status_rounds_the_gate_table_only() -> None:
+    from controller.cli import rollouts as cli_rollouts
+
+    gate = {"value": 0.7954714285714289, "low": None, "high": None}
+    assert cli_rollouts._value(gate) == "0.7955"
+    assert cli_rollouts._number(5.792746153846154) == "5.793"
+    assert cli_rollouts._number(0.0) == "0" and cli_rollouts._number(3) == 3
