@@ -91,7 +91,8 @@ def load_cloud_model(
             raise ConfigError(f"cloud model {path}: {exc}") from exc
     if labels is None:
         labels_file = path.parent / "labels.txt"
-        labels = labels_file.read_text().split() if labels_file.is_file() else ()
+        lines = labels_file.read_text().splitlines() if labels_file.is_file() else []
+        labels = [line.strip() for line in lines if line.strip()]  # names may hold spaces
     return CloudModel(path, preprocessing, model_id, labels, threads=threads or None)
 
 

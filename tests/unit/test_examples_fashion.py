@@ -119,3 +119,14 @@ def test_offloading_a_quarter_of_the_corrupted_frames_reaches_the_cloud() -> Non
     hardest = np.argsort(confidence, kind="stable")[: len(y) // 4]
     answer[hardest] = cloud.argmax(axis=1)[hardest]
     assert float((answer == y).mean()) >= 0.99 * float((cloud.argmax(axis=1) == y).mean())
+
+
+def test_the_cloud_server_reads_label_names_with_spaces() -> None:
+    from controller.services.offload import load_cloud_model
+
+    model = load_cloud_model(
+        FASHION / "cloud.onnx", "fashion-cloud:1", None, None,
+        preprocess_file=FASHION / "cloud_preprocess.json",
+    )  # fmt: skip
+    assert list(model.labels) == (FASHION / "labels.txt").read_text().splitlines()
+    assert len(model.labels) == 10 and "ankle boot" in model.labels
