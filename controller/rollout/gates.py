@@ -269,16 +269,15 @@ def evaluate_gate(
     if gate.uses_baseline:
         source = "control" if inputs.control is not None else "pre-rollout"
         cohort = inputs.control if inputs.control is not None else inputs.pre_rollout
-        if cohort is None and first_install:
+
+        def not_applicable(why: str) -> GateResult:
             return GateResult(
-                gate.text,
-                gate.metric,
-                PASS,
-                value,
-                None,
-                f"gate {gate.metric} {_fmt(gate.metric, value)}: no baseline on a first install, "
-                "not applicable",
-            )
+                gate.text, gate.metric, PASS, value, None,
+                f"gate {gate.metric} {_fmt(gate.metric, value)}: {why}, not applicable",
+            )  # fmt: skip
+
+        if cohort is None and first_install:
+            return not_applicable("no baseline on a first install")
         if cohort is None:
             return waiting("no control cohort and no pre-rollout values", value)
         short = _short(source, cohort, min_samples, min_devices)
@@ -288,14 +287,8 @@ def evaluate_gate(
         if (baseline is None or not math.isfinite(baseline)) and cohort.samples > 0:
             # The baseline cohort has reported, but its model produced no value for this
             # metric (e.g. no cloud model, so no agreement): nothing to compare with.
-            return GateResult(
-                gate.text,
-                gate.metric,
-                PASS,
-                value,
-                None,
-                f"gate {gate.metric} {_fmt(gate.metric, value)}: {source} reported "
-                f"{cohort.samples} frames but no {gate.metric}, no baseline: not applicable",
+            return not_applicable(
+                f"{source} reported {cohort.samples} frames but no {gate.metric}, no baseline"
             )
         if baseline is None or not math.isfinite(baseline):
             return waiting(f"{source} reports no {gate.metric}", value)
