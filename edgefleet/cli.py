@@ -33,6 +33,27 @@ def quiet_grpc_core(environ: MutableMapping[str, str]) -> None:
     environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 
+def run_app(app: typer.Typer) -> None:
+    """Run a CLI app with a bad flag or value reported as one line (``error: ...``, exit 2)
+    instead of click's usage box; help, --version and commands behave as typer runs them."""
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except usage_error as exc:  # type: ignore[misc]
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: its help, as before
+            exc.show()
+            sys.exit(exc.exit_code)
+        path = exc.ctx.command_path if exc.ctx is not None else ""
+        hint = f" (see {path} --help)" if path else ""
+        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
 def distribution_version() -> str:
     """The installed distribution's version (its metadata), as ``--version`` prints it."""
     from importlib.metadata import PackageNotFoundError, version

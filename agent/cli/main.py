@@ -19,6 +19,7 @@ from edgefleet.cli import (
     print_json,
     print_table,
     quiet_grpc_core,
+    run_app,
     version_option,
 )
 
@@ -306,4 +307,4 @@ def bench(
 def main() -> None:
     quiet_grpc_core(os.environ)  # before any command imports grpc
     os.umask(0o077)
-    app()
+    run_app(app)

@@ -11,7 +11,7 @@ import typer
 from controller.cli import devices, fleet, keys, models, rollouts, serve
 from controller.cli.context import CliContext
 from controller.config import DEFAULT_DATA_DIR
-from edgefleet.cli import configure_logging, quiet_grpc_core, version_option
+from edgefleet.cli import configure_logging, quiet_grpc_core, run_app, version_option
 
 app = typer.Typer(
     name="edgefleet",
@@ -72,4 +72,4 @@ def demo(
 def main() -> None:
     quiet_grpc_core(os.environ)  # before any command imports grpc
     os.umask(0o077)
-    app()
+    run_app(app)

@@ -382,3 +382,18 @@ def test_fleet_watch_retries_while_the_controller_restarts(tmp_path: Path) -> No
         if watch.poll() is None:
             watch.kill()
         stop(controller)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        ((BIN / "edgefleet", "device", "list", "--format", "yaml"), "Invalid value for '--format'"),
+        ((BIN / "edgefleet", "--bogus"), "No such option: --bogus"),
+        ((BIN / "edgefleet-agent", "run", "--fps", "-5"), "Invalid value for '--fps'"),
+    ],
+)
+def test_a_bad_flag_or_value_is_one_line(argv: tuple[Path | str, ...], needle: str) -> None:
+    result = _run(*(str(a) for a in argv))
+    assert result.returncode == 2
+    assert_one_line_error(result, needle)
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr  # no usage box
