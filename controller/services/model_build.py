@@ -22,6 +22,7 @@ from controller.build.source import SourceModel
 from controller.services.model_views import BuildRequest, ModelInfo, candidates_of
 from controller.store.models_models import BuildRow, ModelRow, SelectionRow, VariantRow
 from edgefleet.errors import FailedPrecondition, InvalidInput
+from edgefleet.modelmeta import Preprocessing
 from edgefleet.profiles import HardwareProfile
 
 if TYPE_CHECKING:
@@ -45,8 +46,6 @@ def run_build(
     request: BuildRequest,
     progress: Progress | None,
 ) -> BuildReport:
-    from controller.services.models import _pre_from_dict
-
     started = _now_ms()
     with tempfile.TemporaryDirectory(prefix=f"build-{info.name}-", dir=service.workdir) as tmp:
         work = Path(tmp)
@@ -58,7 +57,7 @@ def run_build(
                 files["onnx"],
                 info.name,
                 info.version,
-                _pre_from_dict(info.preprocessing),
+                Preprocessing.from_dict(info.preprocessing),
                 files["validation"],
                 files.get("calibration"),
                 info.labels,

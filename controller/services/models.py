@@ -331,7 +331,7 @@ class ModelService(DeviceBenchmarks):
             self.materialise(info.source_sha256, tmp)
             tmp.replace(dest)
         return CloudModelInfo(
-            info.name, info.version, dest, _pre_from_dict(info.preprocessing), info.labels
+            info.name, info.version, dest, Preprocessing.from_dict(info.preprocessing), info.labels
         )
 
     def is_variant_artifact(self, sha256: str) -> bool:
@@ -571,7 +571,7 @@ def _unbuilt(row: ModelRow) -> str:
 def _preprocessing(text: str, input_shape: tuple[int, ...], layout: str) -> Preprocessing:
     if text:
         try:
-            return _pre_from_dict(json.loads(text))
+            return Preprocessing.from_dict(json.loads(text))
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
             raise InvalidInput(f"invalid preprocessing JSON: {exc}") from exc
     if layout == "NCHW":
@@ -581,17 +581,6 @@ def _preprocessing(text: str, input_shape: tuple[int, ...], layout: str) -> Prep
     if min(size) <= 0 or channels <= 0:
         raise InvalidInput("the model's input size is dynamic: pass --preprocess")
     return Preprocessing(size=size, channels=channels, layout=layout)
-
-
-def _pre_from_dict(data: dict[str, Any]) -> Preprocessing:
-    fields = dict(data)
-    size = fields.pop("size")
-    return Preprocessing(
-        size=(int(size[0]), int(size[1])),
-        mean=tuple(float(m) for m in fields.pop("mean", (0.0,))),
-        std=tuple(float(x) for x in fields.pop("std", (1.0,))),
-        **fields,
-    )
 
 
 def _pre_dict(pre: Preprocessing) -> dict[str, Any]:
