@@ -29,6 +29,14 @@ class FailedPrecondition(EdgeFleetError):
     """The request is well-formed but the system is not in a state to accept it."""
 
 
+class ResourceExhausted(EdgeFleetError):
+    """The caller sent too much or too often (a rate or size bound); it may retry later."""
+
+    def __init__(self, message: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class Unavailable(EdgeFleetError):
     """A peer (controller, broker, store) could not be reached in time."""
 
