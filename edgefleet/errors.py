@@ -41,5 +41,9 @@ class Unavailable(EdgeFleetError):
     """A peer (controller, broker, store) could not be reached in time."""
 
 
+class DeadlineExceeded(Unavailable):
+    """An answer did not come within the caller's deadline."""
+
+
 class VerificationError(EdgeFleetError):
     """Signed metadata or an artifact failed verification."""

@@ -6,6 +6,7 @@ import grpc
 
 from edgefleet.errors import (
     AlreadyExists,
+    DeadlineExceeded,
     EdgeFleetError,
     FailedPrecondition,
     InvalidInput,
@@ -27,8 +28,8 @@ ERROR_STATUS: tuple[tuple[type[EdgeFleetError], grpc.StatusCode], ...] = (
     (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
     (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
     (ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (Unavailable, grpc.StatusCode.UNAVAILABLE),
-    (Unavailable, grpc.StatusCode.DEADLINE_EXCEEDED),
     (VerificationError, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
