@@ -57,13 +57,9 @@ from agent.pack import pack_model  # noqa: E402
 from agent.runtime import ModelHolder, load_variant  # noqa: E402
 from agent.runtime.backends import OnnxRuntimeBackend  # noqa: E402
 from agent.telemetry import TelemetryAggregator  # noqa: E402
+from controller.grpc.offload_servicer import OffloadServicer, start_insecure_server  # noqa: E402
 from controller.services.offload import load_cloud_model  # noqa: E402
-from controller.serving import (  # noqa: E402
-    BatchedModel,
-    CloudModel,
-    OffloadServicer,
-    start_insecure_server,
-)
+from controller.serving import BatchedModel, CloudModel  # noqa: E402
 from edgefleet.profiles import HardwareProfile  # noqa: E402
 
 CASCADE_RATIO_GOAL = 0.99

@@ -15,6 +15,7 @@ import grpc
 from controller.config import ControllerConfig
 from controller.grpc.auth import current_device
 from controller.grpc.fleet_servicer import FleetAdminServicer
+from controller.grpc.offload_servicer import OffloadServicer
 from controller.services.offload import (
     BatchingConfig,
     CloudModels,
@@ -24,7 +25,6 @@ from controller.services.offload import (
     parse_cloud_model_spec,
 )
 from controller.services.telemetry import TelemetryStore, TelemetryStoreConfig
-from controller.serving.servicer import OffloadServicer
 from edgefleet.v1 import fleet_pb2_grpc, inference_pb2_grpc
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,6 @@ import numpy as np
 
 from controller.errors import ConfigError
 from controller.serving.cloud_model import BatchedModel, CloudModel, Prediction, Predictor
-from controller.serving.servicer import LabelledPair
 from edgefleet.modelmeta import Preprocessing
 
 log = logging.getLogger(__name__)
@@ -205,6 +204,22 @@ class CloudModels(Mapping[str, Predictor]):
             for model in self._loaded.values():
                 model.close()
             self._loaded.clear()
+
+
+@dataclass(frozen=True)
+class LabelledPair:
+    """The edge model's answer and the cloud's, for one offloaded or audited frame."""
+
+    device_id: str
+    model: str
+    edge_variant_id: str
+    frame_id: str
+    edge_label: int
+    edge_confidence: float
+    cloud_label: int
+    cloud_confidence: float
+    cloud_model_id: str
+    audit: bool
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from controller.serving.batcher import DynamicBatcher
-from controller.serving.errors import MalformedFrame, ServingFailure
+from controller.serving.errors import AnswerTimeout, MalformedFrame, ServingFailure
 from edgefleet.errors import InvalidInput
 from edgefleet.frames import frame_tensor
 from edgefleet.modelmeta import Preprocessing
@@ -121,7 +121,7 @@ class CloudModel:
 
 class BatchedModel:
     """A CloudModel behind a DynamicBatcher: preprocessing in the caller's thread, inference
-    batched. Overloaded propagates when the queue is full; TimeoutError past `timeout_s`."""
+    batched. Overloaded propagates when the queue is full; AnswerTimeout past `timeout_s`."""
 
     def __init__(
         self,
@@ -146,7 +146,7 @@ class BatchedModel:
             prediction = future.result(timeout=timeout_s)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise TimeoutError(f"no answer from {self.model_id} within {timeout_s}s") from None
+            raise AnswerTimeout(f"no answer from {self.model_id} within {timeout_s}s") from None
         waited_ms = (time.perf_counter() - start) * 1000.0
         return replace(prediction, queue_ms=max(0.0, waited_ms - prediction.infer_ms))
 

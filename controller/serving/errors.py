@@ -1,20 +1,24 @@
-"""Serving errors, rooted in the controller's hierarchy."""
+"""Serving errors, rooted in the controller's hierarchy and mapped by the shared status table."""
 
 from controller.errors import ControllerError
-from edgefleet.errors import InvalidInput, NotFound
+from edgefleet.errors import DeadlineExceeded, InvalidInput, NotFound, ResourceExhausted
 
 
-class Overloaded(ControllerError):
-    """The batching queue is full (maps to RESOURCE_EXHAUSTED)."""
+class Overloaded(ResourceExhausted, ControllerError):
+    """The batching queue is full (RESOURCE_EXHAUSTED)."""
+
+
+class AnswerTimeout(DeadlineExceeded, ControllerError):
+    """The cloud model did not answer within the caller's deadline (DEADLINE_EXCEEDED)."""
 
 
 class UnknownModel(NotFound, ControllerError):
-    """No cloud model serves the requested task (maps to NOT_FOUND)."""
+    """No cloud model serves the requested task (NOT_FOUND)."""
 
 
 class MalformedFrame(InvalidInput, ControllerError):
-    """A frame tensor or image cannot be decoded (maps to INVALID_ARGUMENT)."""
+    """A frame tensor or image cannot be decoded, or is too large (INVALID_ARGUMENT)."""
 
 
 class ServingFailure(ControllerError):
-    """The cloud model failed to load or run."""
+    """The cloud model failed to load or run (INTERNAL)."""

@@ -20,15 +20,9 @@ from agent.inference import (
 )
 from agent.runtime import ModelHolder, load_variant
 from agent.telemetry import TelemetryAggregator
-from controller.serving import (
-    BatchedModel,
-    CloudModel,
-    DynamicBatcher,
-    LabelledPair,
-    OffloadServicer,
-    Prediction,
-    start_insecure_server,
-)
+from controller.grpc.offload_servicer import OffloadServicer, start_insecure_server
+from controller.services.offload import LabelledPair
+from controller.serving import BatchedModel, CloudModel, DynamicBatcher, Prediction
 from edgefleet.v1 import inference_pb2, inference_pb2_grpc
 from tests.conftest import free_port
 from tests.unit.test_runtime_models import (

@@ -1,19 +1,21 @@
-"""Thin gRPC OffloadService: decode the frame, call the cloud model, encode the answer."""
+"""OffloadService (devices, mutual TLS) — thin: decode the frame, ask the cloud model, encode
+the answer. Domain errors reach the caller through the shared status table (the auth
+interceptor on the controller's server, ErrorStatusInterceptor on a plain test server)."""
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable, Mapping
 from concurrent import futures
-from dataclasses import dataclass
 
 import grpc
 import numpy as np
 
+from controller.grpc.error_status import ErrorStatusInterceptor
+from controller.services.offload import LabelledPair
 from controller.serving.cloud_model import Prediction, Predictor
-from controller.serving.errors import MalformedFrame, Overloaded, ServingFailure, UnknownModel
-from edgefleet.errors import EdgeFleetError, PermissionDenied, Unauthenticated
+from controller.serving.errors import MalformedFrame, UnknownModel
+from controller.serving.images import decode_image
 from edgefleet.v1 import inference_pb2, inference_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -26,22 +28,6 @@ _DTYPES: dict[int, np.dtype] = {
     inference_pb2.TENSOR_DTYPE_FLOAT16: np.dtype("<f2"),
     inference_pb2.TENSOR_DTYPE_FLOAT32: np.dtype("<f4"),
 }
-
-
-@dataclass(frozen=True)
-class LabelledPair:
-    """The edge model's answer and the cloud's, for one offloaded or audited frame."""
-
-    device_id: str
-    model: str
-    edge_variant_id: str
-    frame_id: str
-    edge_label: int
-    edge_confidence: float
-    cloud_label: int
-    cloud_confidence: float
-    cloud_model_id: str
-    audit: bool
 
 
 def decode_tensor(tensor: inference_pb2.Tensor) -> np.ndarray:
@@ -62,24 +48,12 @@ def decode_tensor(tensor: inference_pb2.Tensor) -> np.ndarray:
     return frame
 
 
-def decode_image(image: inference_pb2.EncodedImage) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(image.data)) as opened:
-            opened.load()
-            decoded = opened if opened.mode in ("L", "RGB") else opened.convert("RGB")
-            return np.asarray(decoded)
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise MalformedFrame(f"cannot decode {image.format or 'image'}: {exc}") from exc
-
-
 def decode_request(request: inference_pb2.OffloadRequest) -> np.ndarray:
     kind = request.WhichOneof("payload")
     if kind == "frame":
         return decode_tensor(request.frame)
     if kind == "image":
-        return decode_image(request.image)
+        return decode_image(request.image.data, request.image.format)
     raise MalformedFrame("request carries neither a frame nor an image")
 
 
@@ -95,21 +69,27 @@ def encode_prediction(p: Prediction, with_probabilities: bool) -> inference_pb2.
     )
 
 
-_STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
-    (MalformedFrame, grpc.StatusCode.INVALID_ARGUMENT),
-    (UnknownModel, grpc.StatusCode.NOT_FOUND),
-    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (TimeoutError, grpc.StatusCode.DEADLINE_EXCEEDED),
-    (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
-    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
-    (ServingFailure, grpc.StatusCode.INTERNAL),
-)
+def labelled_pair(
+    device_id: str, request: inference_pb2.OffloadRequest, p: Prediction
+) -> LabelledPair:
+    return LabelledPair(
+        device_id=device_id,
+        model=request.model,
+        edge_variant_id=request.edge_variant_id,
+        frame_id=request.frame_id,
+        edge_label=request.edge_label,
+        edge_confidence=request.edge_confidence,
+        cloud_label=p.label,
+        cloud_confidence=p.confidence,
+        cloud_model_id=p.model_id,
+        audit=request.audit,
+    )
 
 
 class OffloadServicer(inference_pb2_grpc.OffloadServiceServicer):
     """`models` maps an edge task name to its cloud predictor (CloudModel or BatchedModel);
     `identify` returns the caller's device id (from the mTLS certificate); `on_pair` receives
-    each labelled pair (it must be quick and must not raise)."""
+    each labelled pair (it must be quick; its failures are logged, never the caller's)."""
 
     def __init__(
         self,
@@ -126,43 +106,18 @@ class OffloadServicer(inference_pb2_grpc.OffloadServiceServicer):
     def Offload(
         self, request: inference_pb2.OffloadRequest, context: grpc.ServicerContext
     ) -> inference_pb2.OffloadResponse:
-        try:
-            device_id = self.identify(context)
-            model = self.models.get(request.model)
-            if model is None:
-                raise UnknownModel(f"no cloud model serves {request.model!r}")
-            frame = decode_request(request)
-            prediction = model.predict(frame, timeout_s=context.time_remaining())
-        except (EdgeFleetError, TimeoutError) as exc:
-            code = next((c for t, c in _STATUS if isinstance(exc, t)), grpc.StatusCode.INTERNAL)
-            if code is grpc.StatusCode.INTERNAL:
-                log.error("offload of %s failed: %s", request.frame_id, exc)
-            context.abort(code, str(exc))
-            raise AssertionError("unreachable") from None  # abort raises
+        device_id = self.identify(context)
+        model = self.models.get(request.model)
+        if model is None:
+            raise UnknownModel(f"no cloud model serves {request.model!r}")
+        frame = decode_request(request)
+        prediction = model.predict(frame, timeout_s=context.time_remaining())
         if self.on_pair is not None:
-            self._emit_pair(device_id, request, prediction)
+            try:
+                self.on_pair(labelled_pair(device_id, request, prediction))
+            except Exception:  # a listener's bug is not the device's error
+                log.exception("on_pair listener failed for device=%s", device_id)
         return encode_prediction(prediction, self.with_probabilities)
-
-    def _emit_pair(
-        self, device_id: str, request: inference_pb2.OffloadRequest, p: Prediction
-    ) -> None:
-        assert self.on_pair is not None
-        pair = LabelledPair(
-            device_id=device_id,
-            model=request.model,
-            edge_variant_id=request.edge_variant_id,
-            frame_id=request.frame_id,
-            edge_label=request.edge_label,
-            edge_confidence=request.edge_confidence,
-            cloud_label=p.label,
-            cloud_confidence=p.confidence,
-            cloud_model_id=p.model_id,
-            audit=request.audit,
-        )
-        try:
-            self.on_pair(pair)
-        except Exception:
-            log.exception("on_pair callback failed for device %s", device_id)
 
 
 def server_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:
@@ -182,9 +137,10 @@ def start_insecure_server(
     max_workers: int = 32,
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> tuple[grpc.Server, int]:
-    """A plain-text server for tests and benchmarks (production adds mTLS credentials)."""
+    """A plain-text server for tests and benchmarks (the controller serves it with mTLS)."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="offload-rpc"),
+        interceptors=[ErrorStatusInterceptor()],
         options=server_options(max_message_bytes),
     )
     add_to_server(servicer, server)

@@ -1,0 +1,62 @@
+"""Domain errors -> gRPC status through the shared table, for servers without the auth
+interceptor (which does the same mapping on the controller's own server)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from edgefleet.errors import EdgeFleetError
+from edgefleet.status import status_for
+
+log = logging.getLogger(__name__)
+
+
+def abort_with_status(context: grpc.ServicerContext, method: str, error: EdgeFleetError) -> None:
+    code = status_for(error)
+    log.log(logging.ERROR if code is grpc.StatusCode.INTERNAL else logging.INFO,
+            "%s -> %s: %s", method, code.name, error)  # fmt: skip
+    context.abort(code, str(error))
+
+
+class ErrorStatusInterceptor(grpc.ServerInterceptor):
+    """Answers every EdgeFleetError a servicer raises with its status code from the table."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+
+        def unary(behavior: Callable[..., Any]) -> Callable[..., Any]:
+            def call(request: Any, context: grpc.ServicerContext) -> Any:
+                try:
+                    return behavior(request, context)
+                except EdgeFleetError as exc:
+                    abort_with_status(context, method, exc)
+
+            return call
+
+        def streaming(behavior: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+            def call(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                try:
+                    yield from behavior(request, context)
+                except EdgeFleetError as exc:
+                    abort_with_status(context, method, exc)
+
+            return call
+
+        if handler.unary_unary:
+            return handler._replace(unary_unary=unary(handler.unary_unary))
+        if handler.stream_unary:
+            return handler._replace(stream_unary=unary(handler.stream_unary))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=streaming(handler.unary_stream))
+        return handler._replace(stream_stream=streaming(handler.stream_stream))
