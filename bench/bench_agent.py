@@ -222,8 +222,8 @@ def bench_cascade(
 
     from agent.daemon import AgentConfig as DaemonConfig
     from agent.inference_setup import DEFAULT_BUDGET, build_inference
+    from controller.app import batching_defaults
     from controller.config import ControllerConfig
-    from controller.inference_app import batching_defaults
     from controller.services.offload import CloudModels, CloudModelSpec, OffloadPairs
 
     if missing := workload.missing(cloud=True):

@@ -1,30 +1,52 @@
-"""The controller process: wires config, database, PKI, MQTT and gRPC, and shuts down cleanly."""
+"""The controller process: one typed assembly, ``build_controller(config)``.
+
+It constructs every part from the config in order — data directory, database, PKI and
+secrets, device registry, telemetry store, model registry, cloud models, MQTT broker and
+ingest, rollouts, the gRPC server, background loops — each started as it is built and
+registered on one exit stack, so ``Controller.stop()`` (or a failure part-way through a start)
+stops exactly what was started, in reverse order. Parts get their collaborators as typed
+constructor arguments; nothing is filled in afterwards.
+"""
 
 from __future__ import annotations
 
 import logging
 import secrets
-import shlex
-import subprocess
 import threading
 import time
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from controller.config import ControllerConfig
 from controller.errors import ConfigError
 from controller.grpc.admin_servicer import DeviceAdminServicer
-from controller.grpc.auth import AuthInterceptor
+from controller.grpc.auth import AuthInterceptor, current_device
 from controller.grpc.device_servicer import DeviceServicer
+from controller.grpc.fleet_servicer import FleetAdminServicer
 from controller.grpc.server import build_server
+from controller.mqtt.ingest import ControllerMqttIngest
+from controller.mqtt_setup import BrokerHandle, start_broker
 from controller.pki import CertificateAuthority, write_private
 from controller.services.devices import DeviceRegistry, mark_stale_offline
-from controller.services.offload import CloudModels, OffloadPairs
-from controller.services.telemetry import TelemetryStore
+from controller.services.models import ModelService
+from controller.services.models_setup import ModelComponents, refresh_timestamps, start_models
+from controller.services.offload import (
+    BatchingConfig,
+    CloudModels,
+    HardExampleStore,
+    OffloadPairs,
+    RecordingModels,
+    parse_cloud_model_spec,
+)
+from controller.services.rollouts import RolloutConfig, RolloutService
+from controller.services.telemetry import TelemetryStore, TelemetryStoreConfig
+from controller.services.telemetry_math import ReportSample
+from controller.serving.cloud_model import Predictor
 from controller.store.db import Database
 from edgefleet.profiles import ProfileCatalogue
-from edgefleet.v1 import admin_pb2_grpc, device_pb2_grpc, telemetry_pb2
+from edgefleet.v1 import telemetry_pb2
 
 log = logging.getLogger(__name__)
 
@@ -58,229 +80,307 @@ def write_client_file(data_dir: Path, info: ClientInfo) -> None:
     (data_dir / CLIENT_FILE).write_text("\n".join(lines) + "\n")
 
 
-class _PresenceSink:
-    """MQTT presence into the registry, telemetry into the store (on the MQTT client's thread)."""
+def batching_defaults(cfg: ControllerConfig) -> BatchingConfig:
+    return BatchingConfig(
+        max_batch_size=cfg.offload_max_batch_size,
+        max_queue_delay_ms=cfg.offload_max_queue_delay_ms,
+        max_queue_size=cfg.offload_max_queue_size,
+    )
 
-    def __init__(self, registry: DeviceRegistry, telemetry: Any = None) -> None:
+
+class DeviceMessages:
+    """Validated MQTT messages into the registry and the telemetry store (on paho's thread).
+
+    Only enrolled devices are heard (``admit``, from memory): a revoked device's presence
+    and telemetry are dropped, counted and logged, never stored or fed to rollout gates, even
+    while its broker session outlives the revocation."""
+
+    def __init__(self, registry: DeviceRegistry, telemetry: TelemetryStore) -> None:
         self._registry = registry
-        if telemetry is not None:
-            self.device_telemetry = telemetry.submit_from
+        self._telemetry = telemetry
+        self._admitted: frozenset[str] = frozenset()
+        self.dropped_not_enrolled = 0
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read who is enrolled (a device was enrolled or revoked)."""
+        self._admitted = frozenset(device_id for device_id, _ in self._registry.mqtt_credentials())
+
+    def admit(self, device_id: str) -> bool:
+        if device_id in self._admitted:
+            return True
+        self.dropped_not_enrolled += 1
+        if self.dropped_not_enrolled & (self.dropped_not_enrolled - 1) == 0:  # 1, 2, 4, 8, ...
+            log.warning(
+                "dropped MQTT message from a device that is not enrolled device=%s (%d so far)",
+                device_id,
+                self.dropped_not_enrolled,
+            )
+        return False
 
     def device_status(self, device_id: str, online: bool, unix_ms: int, agent_version: str) -> None:
-        self._registry.record_presence(
-            device_id, online=online, unix_ms=unix_ms, agent_version=agent_version
-        )
+        if self.admit(device_id):
+            self._registry.record_presence(
+                device_id, online=online, unix_ms=unix_ms, agent_version=agent_version
+            )
 
     def device_heartbeat(self, device_id: str, heartbeat: telemetry_pb2.Heartbeat) -> None:
-        self._registry.record_presence(device_id, online=True, unix_ms=heartbeat.unix_ms)
+        if self.admit(device_id):
+            self._registry.record_presence(device_id, online=True, unix_ms=heartbeat.unix_ms)
+
+    def device_telemetry(self, device_id: str, sample: ReportSample) -> None:
+        if self.admit(device_id):
+            self._telemetry.submit_from(device_id, sample)
 
 
 class Controller:
-    """Start with ``start()``; ``stop()`` lets in-flight RPCs finish, then closes everything."""
+    """A running controller: every part, typed. Made only by :func:`build_controller`."""
 
-    # Set in start() by controller.inference_app.start_inference:
-    telemetry: TelemetryStore  # cohort_metrics(...) / device_variant(...) for rollout gates
-    cloud_models: CloudModels
-    offload_pairs: OffloadPairs
-
-    def __init__(self, config: ControllerConfig) -> None:
+    def __init__(self, config: ControllerConfig, stack: ExitStack) -> None:
         self.config = config
+        self._stack = stack
         self._stopped = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._stop_lock = threading.Lock()
+        # Assigned by build_controller in construction order.
+        self.db: Database
+        self.profiles: ProfileCatalogue
+        self.ca: CertificateAuthority
+        self.operator_token: str
+        self.registry: DeviceRegistry
+        self.telemetry: TelemetryStore
+        self.model_parts: ModelComponents
+        self.models: ModelService
+        self.cloud_models: CloudModels
+        self.offload_pairs: OffloadPairs
+        self.hard_examples: HardExampleStore | None
+        self.broker: BrokerHandle
+        self.ingest: ControllerMqttIngest
+        self.device_messages: DeviceMessages
+        self.rollouts: RolloutService
         self.grpc_port = 0
-        self.mqtt_url = ""
+        self.device_port = 0
 
-    def start(self) -> None:
-        """Start every part in order. When one fails (a port in use, an unreachable store),
-        stop what had started, so no thread, broker or database is left behind, and re-raise."""
-        try:
-            self._start()
-        except BaseException:
-            try:
-                self.stop()
-            except Exception as cleanup:  # the first failure is the one to report
-                log.warning("stopping after a failed start: %s", cleanup)
-            raise
+    @property
+    def mqtt_url(self) -> str:
+        return self.broker.device_url
 
-    def _start(self) -> None:
-        cfg = self.config
-        try:
-            cfg.data_dir.mkdir(parents=True, exist_ok=True)
-            cfg.data_dir.chmod(0o700)
-            probe = cfg.data_dir / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot use {cfg.data_dir} as the controller's data directory: "
-                f"{exc.strerror or exc} (pass a writable --data-dir)"
-            ) from exc
-        self.db = Database(cfg.db_url)
-        self.db.migrate()
-        self.profiles = ProfileCatalogue.load(cfg.profiles_file)
-        self.ca = CertificateAuthority(cfg.data_dir / "pki", server_names=(cfg.advertise_host,))
-        token_file = cfg.data_dir / "operator.token"
-        self.operator_token = load_or_create_secret(token_file)
-        self._mqtt_controller_password = load_or_create_secret(cfg.data_dir / "mqtt.secret")
-
-        from controller.mqtt.credentials import hash_password
-
-        self._controller_password_hash = hash_password(self._mqtt_controller_password)
-
-        self.registry = DeviceRegistry(
-            self.db,
-            self.ca,
-            self.profiles,
-            hash_mqtt_password=hash_password,
-            on_credentials_changed=self._credentials_changed,
-        )
-        from controller.inference_app import register_inference, start_inference
-
-        start_inference(self)  # sets self.telemetry, self.cloud_models, self.offload_pairs
-        self._start_mqtt()
-        from controller.grpc.models_servicer import add_model_services
-        from controller.services.models_setup import refresh_timestamps, start_models
-
-        self.model_parts = start_models(cfg, self.db, self.profiles)
-        self.models = self.model_parts.models
-        from controller.grpc.rollouts_servicer import add_rollout_services
-        from controller.services.rollouts import create_rollouts
-
-        self.rollouts = create_rollouts(self)
-        self.server, self.grpc_port, self.device_port = build_server(
-            self.ca,
-            AuthInterceptor(self.registry, self.operator_token),
-            [
-                lambda s: device_pb2_grpc.add_DeviceServiceServicer_to_server(
-                    DeviceServicer(self.registry, self.mqtt_url, self._device_endpoint), s
-                ),
-                lambda s: add_rollout_services(s, self.rollouts),
-                lambda s: add_model_services(s, self.model_parts, self.profiles),
-                lambda s: admin_pb2_grpc.add_DeviceAdminServiceServicer_to_server(
-                    DeviceAdminServicer(self.registry, self.profiles), s
-                ),
-                lambda s: register_inference(self, s),
-            ],
-            host=cfg.grpc_host,
-            port=cfg.grpc_port,
-            device_port=cfg.device_port,
-            workers=cfg.grpc_workers,
-            max_message_bytes=cfg.max_message_bytes,
-        )
-        self.server.start()
-        self.rollouts.start()
-        write_client_file(
-            cfg.data_dir,
-            ClientInfo(
-                f"{cfg.advertise_host}:{self.grpc_port}",
-                cfg.data_dir / "pki" / "ca.pem",
-                token_file,
-            ),
-        )
-        self._spawn("presence-sweeper", self._sweep_presence)
-        self._spawn(
-            "tuf-timestamp", lambda: refresh_timestamps(self.model_parts.releases, self._stopped)
-        )
-        log.info(
-            "controller listening on %s: gRPC %d (TLS), %d (devices, mutual TLS), MQTT %s",
-            cfg.grpc_host,
-            self.grpc_port,
-            self.device_port,
-            self.mqtt_url,
-        )
-
-    # -- MQTT -------------------------------------------------------------------------------
-    def _start_mqtt(self) -> None:
-        from controller.mqtt.ingest import ControllerMqttIngest, IngestConfig
-
-        cfg = self.config
-        if cfg.embedded_mqtt:
-            from controller.mqtt.broker import EmbeddedBroker
-
-            local = cfg.advertise_host in {"127.0.0.1", "localhost"}
-            self.broker: EmbeddedBroker | None = EmbeddedBroker(
-                host="127.0.0.1" if local else "0.0.0.0",
-                port=cfg.mqtt_port,
-                lookup_password_hash=self._broker_password_hash,
-            )
-            self.broker.start()
-            self.mqtt_url = f"mqtt://{cfg.advertise_host}:{self.broker.port}"
-            ingest_url = f"mqtt://127.0.0.1:{self.broker.port}"
-            password = self._mqtt_controller_password
-        else:
-            self.broker = None
-            self.mqtt_url = ingest_url = cfg.mqtt
-            password = cfg.mqtt_password or self._mqtt_controller_password
-            self._credentials_changed()
-        self.ingest = ControllerMqttIngest(
-            IngestConfig(url=ingest_url, username=cfg.mqtt_username, password=password),
-            sink=_PresenceSink(self.registry, getattr(self, "telemetry", None)),
-        )
-        self.ingest.start()
-
-    def _device_endpoint(self) -> str:
-        return f"{self.config.advertise_host}:{self.device_port}"
-
-    def _broker_password_hash(self, username: str) -> str | None:
-        if username == self.config.mqtt_username:
-            return self._controller_password_hash
-        return self.registry.mqtt_password_hash(username)
-
-    def _credentials_changed(self) -> None:
-        """Keep Mosquitto's password and ACL files in step with the registry."""
-        if self.config.embedded_mqtt:
-            return  # the embedded broker asks the registry at every connect
-        from controller.mqtt.credentials import write_mosquitto_auth
-
-        write_mosquitto_auth(
-            self.config.data_dir / "mosquitto",
-            self._mqtt_controller_password,
-            self.registry.mqtt_credentials(),
-        )
-        if command := self.config.mqtt_reload_command:
-            try:
-                subprocess.run(shlex.split(command), check=True, timeout=10, capture_output=True)
-            except (OSError, subprocess.SubprocessError) as exc:
-                log.error("MQTT broker reload command failed: %s", exc)
-
-    # -- background -------------------------------------------------------------------------
-    def _spawn(self, name: str, target) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
-
-    def _sweep_presence(self) -> None:
-        while not self._stopped.wait(5.0):
-            cutoff = int((time.time() - PRESENCE_TIMEOUT_S) * 1000)
-            try:
-                if n := mark_stale_offline(self.db, cutoff):
-                    log.info("marked %d silent devices offline", n)
-            except Exception:  # the sweeper must outlive a database hiccup
-                log.exception("presence sweep failed")
+    @property
+    def stopped(self) -> threading.Event:
+        return self._stopped
 
     def stop(self) -> None:
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
-        grace = self.config.shutdown_grace_s
-        log.info("stopping: finishing in-flight calls (up to %.0f s)", grace)
-        # Whatever start() got to, in reverse order.
-        if rollouts := getattr(self, "rollouts", None):
-            rollouts.stop()
-        if server := getattr(self, "server", None):
-            server.stop(grace).wait(grace + 1)
-        if ingest := getattr(self, "ingest", None):
-            ingest.stop()
-        if broker := getattr(self, "broker", None):
-            broker.stop()
-        for thread in self._threads:
-            thread.join(timeout=2)
-        from controller.inference_app import stop_inference
-
-        stop_inference(self)
-        if db := getattr(self, "db", None):
-            db.close()
-        log.info("controller stopped")
+        """Let in-flight RPCs finish, then stop every part in reverse order. Idempotent."""
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            self._stopped.set()
+            log.info(
+                "stopping: finishing in-flight calls (up to %.0f s)", self.config.shutdown_grace_s
+            )
+            self._stack.close()
+            log.info("controller stopped")
 
     def wait(self) -> None:
         self._stopped.wait()
+
+
+def build_controller(config: ControllerConfig) -> Controller:
+    """Construct and start every part in order. When one fails (a port in use, an unreachable
+    store) what had started is stopped, so no thread, broker or database is left behind, and
+    the error propagates."""
+    stack = ExitStack()
+    controller = Controller(config, stack)
+    try:
+        _assemble(controller, stack)
+    except BaseException:
+        try:
+            controller.stop()
+        except Exception as cleanup:  # the first failure is the one to report
+            log.warning("stopping after a failed start: %s", cleanup)
+        raise
+    return controller
+
+
+def _assemble(c: Controller, stack: ExitStack) -> None:
+    cfg = c.config
+    _open_data_dir(cfg.data_dir)
+    c.db = Database(cfg.db_url)
+    stack.callback(c.db.close)
+    c.db.migrate()
+    c.profiles = ProfileCatalogue.load(cfg.profiles_file)
+    c.ca = CertificateAuthority(cfg.data_dir / "pki", server_names=(cfg.advertise_host,))
+    token_file = cfg.data_dir / "operator.token"
+    c.operator_token = load_or_create_secret(token_file)
+    mqtt_password = load_or_create_secret(cfg.data_dir / "mqtt.secret")
+
+    from controller.mqtt.credentials import hash_password
+
+    credentials_listeners: list[Callable[[], None]] = []
+    c.registry = DeviceRegistry(
+        c.db,
+        c.ca,
+        c.profiles,
+        hash_mqtt_password=hash_password,
+        on_credentials_changed=lambda: _notify(credentials_listeners),
+    )
+    c.telemetry = TelemetryStore(
+        c.db,
+        TelemetryStoreConfig(
+            raw_retention_s=cfg.telemetry_raw_retention_s,
+            rollup_retention_s=cfg.telemetry_rollup_retention_s,
+        ),
+    )
+    c.telemetry.start()
+    stack.callback(c.telemetry.stop)
+
+    c.model_parts = start_models(cfg, c.db, c.profiles)
+    c.models = c.model_parts.models
+    defaults = batching_defaults(cfg)
+    specs = [parse_cloud_model_spec(text, defaults) for text in cfg.cloud_models]
+    c.cloud_models = CloudModels(specs, defaults, registry=lambda: c.models)
+    stack.callback(c.cloud_models.close)
+    c.cloud_models.preload()
+    c.offload_pairs = OffloadPairs()
+    c.hard_examples = None
+    if cfg.hard_examples_max_bytes > 0:
+        c.hard_examples = HardExampleStore(
+            cfg.hard_examples_max_bytes,
+            directory=cfg.data_dir / "hard-examples",
+            artifacts=c.model_parts.store,
+        )
+
+    c.device_messages = DeviceMessages(c.registry, c.telemetry)
+    credentials_listeners.append(c.device_messages.refresh)
+    c.broker = start_broker(
+        cfg,
+        controller_password=mqtt_password,
+        registry=c.registry,
+        sink=c.device_messages,
+        stack=stack,
+    )
+    c.ingest = c.broker.ingest
+    credentials_listeners.append(c.broker.credentials_changed)
+
+    c.rollouts = RolloutService(
+        c.db,
+        c.registry.list_devices,
+        c.models,
+        metrics=c.telemetry,
+        publisher=c.broker.ingest,
+        config=RolloutConfig(tick_interval_s=cfg.rollout_tick_s),
+        device_variant=c.telemetry.device_variant,
+    )
+    _start_grpc(c, stack)
+    c.rollouts.start()
+    stack.callback(c.rollouts.stop)
+
+    write_client_file(
+        cfg.data_dir,
+        ClientInfo(
+            f"{cfg.advertise_host}:{c.grpc_port}", cfg.data_dir / "pki" / "ca.pem", token_file
+        ),
+    )
+    threads: list[threading.Thread] = []
+    stack.callback(_join, threads)
+    _spawn(threads, "presence-sweeper", lambda: _sweep_presence(c.db, c.stopped))
+    releases = c.model_parts.releases
+    _spawn(threads, "tuf-timestamp", lambda: refresh_timestamps(releases, c.stopped))
+    log.info(
+        "controller listening on %s: gRPC %d (TLS), %d (devices, mutual TLS), MQTT %s",
+        cfg.grpc_host,
+        c.grpc_port,
+        c.device_port,
+        c.mqtt_url,
+    )
+
+
+def _start_grpc(c: Controller, stack: ExitStack) -> None:
+    from controller.grpc.models_servicer import add_model_services
+    from controller.grpc.offload_servicer import OffloadServicer
+    from controller.grpc.rollouts_servicer import add_rollout_services
+    from edgefleet.v1 import admin_pb2_grpc, device_pb2_grpc, fleet_pb2_grpc, inference_pb2_grpc
+
+    cfg = c.config
+
+    def device_id(_context: object = None) -> str:
+        return current_device().device_id
+
+    offload_models: Mapping[str, Predictor] = c.cloud_models
+    if c.hard_examples is not None:
+        offload_models = RecordingModels(c.cloud_models, c.hard_examples, device_id)
+    device_servicer = DeviceServicer(
+        c.registry,
+        c.mqtt_url,
+        lambda: f"{cfg.advertise_host}:{c.device_port}",
+        c.model_parts.releases.trusted_root,  # pinned by devices at enrollment
+    )
+    server, c.grpc_port, c.device_port = build_server(
+        c.ca,
+        AuthInterceptor(c.registry, c.operator_token),
+        [
+            lambda s: device_pb2_grpc.add_DeviceServiceServicer_to_server(device_servicer, s),
+            lambda s: add_rollout_services(s, c.rollouts),
+            lambda s: add_model_services(s, c.model_parts, c.profiles),
+            lambda s: admin_pb2_grpc.add_DeviceAdminServiceServicer_to_server(
+                DeviceAdminServicer(c.registry, c.profiles), s
+            ),
+            lambda s: inference_pb2_grpc.add_OffloadServiceServicer_to_server(
+                OffloadServicer(offload_models, identify=device_id, on_pair=c.offload_pairs.record),
+                s,
+            ),
+            lambda s: fleet_pb2_grpc.add_FleetAdminServiceServicer_to_server(
+                FleetAdminServicer(c.registry, c.telemetry, c.offload_pairs), s
+            ),
+        ],
+        host=cfg.grpc_host,
+        port=cfg.grpc_port,
+        device_port=cfg.device_port,
+        workers=cfg.grpc_workers,
+        max_message_bytes=cfg.max_message_bytes,
+    )
+    server.start()
+    grace = cfg.shutdown_grace_s
+    stack.callback(lambda: server.stop(grace).wait(grace + 1))
+
+
+def _open_data_dir(data_dir: Path) -> None:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o700)
+        probe = data_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot use {data_dir} as the controller's data directory: "
+            f"{exc.strerror or exc} (pass a writable --data-dir)"
+        ) from exc
+
+
+def _notify(listeners: list[Callable[[], None]]) -> None:
+    for listener in listeners:
+        try:
+            listener()
+        except Exception:  # one failing listener must not keep the others from hearing
+            log.exception("credentials listener failed")
+
+
+def _spawn(threads: list[threading.Thread], name: str, target: Callable[[], None]) -> None:
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    threads.append(thread)
+
+
+def _join(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join(timeout=2)
+
+
+def _sweep_presence(db: Database, stopped: threading.Event) -> None:
+    while not stopped.wait(5.0):
+        cutoff = int((time.time() - PRESENCE_TIMEOUT_S) * 1000)
+        try:
+            if n := mark_stale_offline(db, cutoff):
+                log.info("marked %d silent devices offline", n)
+        except Exception:  # the sweeper must outlive a database hiccup
+            log.exception("presence sweep failed")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 
-from controller.app import Controller
+from controller.app import Controller, build_controller
 from controller.cli.client import Connection, open_channel
 from controller.config import ControllerConfig
 from edgefleet.v1 import admin_pb2, admin_pb2_grpc
@@ -55,9 +55,7 @@ def start_controller(data_dir: Path, db: str = "", **overrides: object) -> Contr
         shutdown_grace_s=2.0,
         **overrides,  # type: ignore[arg-type]
     )
-    controller = Controller(config)
-    controller.start()
-    return controller
+    return build_controller(config)
 
 
 class Admin:

@@ -77,7 +77,7 @@ def serve(
 ) -> None:
     """Serve the device and admin APIs (gRPC) and MQTT; stop cleanly on SIGINT/SIGTERM."""
     with errors_as_exit_codes():
-        from controller.app import Controller
+        from controller.app import build_controller
         from controller.config import ToolchainSearch, load_config
 
         root = ctx.find_root().obj
@@ -108,8 +108,7 @@ def serve(
         )
         config = loaded.config
         typer.echo(loaded.onnx2tf.describe(), err=True)
-        controller = Controller(config)
-        controller.start()
+        controller = build_controller(config)
         typer.echo(
             f"controller ready: gRPC {config.advertise_host}:{controller.grpc_port}, "
             f"MQTT {controller.mqtt_url}, data {config.data_dir}",

@@ -13,7 +13,8 @@ from typing import Any
 
 import typer
 
-from controller.app import Controller
+from controller.app import Controller, build_controller
+from controller.config import ControllerConfig
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -87,7 +88,8 @@ FASHION = Workload.in_examples("fashion", "edge_preprocess.json", "cloud_preproc
 @dataclass
 class DemoRun:
     root: Path
-    controller: Controller
+    config: ControllerConfig
+    _controller: Controller | None = None
     agent_dirs: dict[str, Path] = field(default_factory=dict)
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     last_token: str = ""
@@ -120,9 +122,23 @@ class DemoRun:
         for text, took in sorted(self.durations, key=lambda d: -d[1])[:slowest]:
             typer.echo(f"  {took:6.1f} s  {text[:90]}")
 
+    def start_controller(self) -> Controller:
+        self._controller = build_controller(self.config)
+        return self._controller
+
+    def stop_controller(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+
+    @property
+    def controller(self) -> Controller:
+        if self._controller is None:
+            raise DemoFailed("the controller is not running")
+        return self._controller
+
     @property
     def controller_dir(self) -> Path:
-        return self.controller.config.data_dir
+        return self.config.data_dir
 
     @property
     def address(self) -> str:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import typer
 
-from controller.app import Controller
 from controller.config import ONNX2TF_ENV, ControllerConfig, ToolchainSearch, discover_onnx2tf
 from controller.demo import devices, inference, models, rollouts
 from controller.demo.context import DemoFailed, DemoRun
@@ -32,8 +31,9 @@ def run_demo(agents: int = 3, keep: bool = False, env: Mapping[str, str] | None 
         (env or {}).get(ONNX2TF_ENV, ""), ONNX2TF_ENV, ToolchainSearch.of_this_process()
     )
     root = Path(tempfile.mkdtemp(prefix="edgefleet-demo-"))
-    controller = Controller(
-        ControllerConfig(
+    demo = DemoRun(
+        root=root,
+        config=ControllerConfig(
             data_dir=root / "controller",
             grpc_host="127.0.0.1",
             grpc_port=0,
@@ -41,12 +41,11 @@ def run_demo(agents: int = 3, keep: bool = False, env: Mapping[str, str] | None 
             mqtt_port=0,
             shutdown_grace_s=2.0,
             onnx2tf_python=onnx2tf.python if onnx2tf.usable else "",
-        )
+        ),
     )
-    demo = DemoRun(root=root, controller=controller)
     try:
         demo.step("start a controller: SQLite, its own CA, TLS + mutual-TLS gRPC, embedded MQTT")
-        controller.start()
+        controller = demo.start_controller()
         demo.say(
             f"gRPC {demo.address} (devices: {controller.device_port}), "
             f"MQTT {controller.mqtt_url}, data in {demo.controller_dir}"
@@ -68,7 +67,7 @@ def run_demo(agents: int = 3, keep: bool = False, env: Mapping[str, str] | None 
     finally:
         controller_log.setLevel(controller_level)
         demo.stop_all()
-        controller.stop()
+        demo.stop_controller()
         if keep:
             typer.echo(f"demo data kept in {root}")
         else:

@@ -8,7 +8,7 @@ cohort exists, e.g. at the last stage).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from controller.rollout import CohortMetrics, GateInputs, RolloutState
@@ -33,7 +33,7 @@ class MetricsSource(Protocol):
     """``TelemetryStore.cohort_metrics``."""
 
     def cohort_metrics(
-        self, device_ids: Iterable[str], since_ms: int, until_ms: int | None = None
+        self, device_ids: Sequence[str], since_ms: int, until_ms: int | None = None
     ) -> Any: ...
 
 

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -59,10 +59,33 @@ _REPORT_MAP = {
 }  # fmt: skip
 
 
-class VariantSource(Protocol):
-    """``ModelService.selected_variant``: the variant chosen for a profile, or None."""
+class ReleaseCatalogue(Protocol):
+    """What rollouts read of the model registry (the model catalogue implements it)."""
 
-    def selected_variant(self, model: str, version: int, profile: str) -> Any: ...
+    def selected_variant(self, model: str, version: int, profile: str) -> Any:
+        """The variant chosen for a profile now, or None."""
+
+    def check_release(self, model: str, version: int) -> None:
+        """NotFound for an unknown version; FailedPrecondition for one with nothing built."""
+
+    def release_variants(self, model: str, version: int) -> Mapping[str, Any]:
+        """profile -> the variant a rollout started now pins (None: nothing fits)."""
+
+    def variant_for(self, variant_id: str, profile: str) -> Any:
+        """A built variant by id when it is one of the profile's signed targets, else None."""
+
+
+class FleetDevice(Protocol):
+    """What rollouts read of a registered device (``controller.services.devices.Device``)."""
+
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def profile(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
 
 
 class DesiredPublisher(Protocol):
@@ -99,8 +122,8 @@ class RolloutService:
     def __init__(
         self,
         db: Database,
-        list_devices: Callable[[Mapping[str, str]], Sequence[Any]],
-        variants: VariantSource,
+        list_devices: Callable[[Mapping[str, str]], Sequence[FleetDevice]],
+        variants: ReleaseCatalogue,
         *,
         metrics: MetricsSource | None = None,
         publisher: DesiredPublisher | None = None,
@@ -152,20 +175,18 @@ class RolloutService:
         fields["selector"] = (*selector_from_data(fields.get("selector", ())), *target)
         spec = RolloutSpec.from_dict({**fields, "rollout_id": uuid.uuid4().hex[:12]})
         check_gate_metrics(spec.gates)  # a gate nothing measures would wait forever
-        # Sources that know the registry refuse a version that does not exist or is unbuilt.
-        if (check_release := getattr(self.variants, "check_release", None)) is not None:
-            check_release(spec.model, spec.version)
+        # A version that does not exist or is unbuilt is refused here.
+        self.variants.check_release(spec.model, spec.version)
         # The rollout pins the variant per profile the version recommends now: nothing that
         # happens to the model later changes what this rollout installs.
-        release = getattr(self.variants, "release_variants", None)
+        release = self.variants.release_variants(spec.model, spec.version)
         with self._lock:
             for other in self.store.rollouts(active_only=True):
                 if other.spec.model == spec.model:
                     raise FailedPrecondition(
                         f"rollout {other.rollout_id} of {spec.model} is still {other.state.phase}"
                     )
-            if release is not None:
-                self.pins.save(spec.rollout_id, release(spec.model, spec.version))
+            self.pins.save(spec.rollout_id, dict(release))
             self.store.create(spec, initial_state())
             self._step(spec.rollout_id, ())
             return self.store.get(spec.rollout_id)
@@ -229,7 +250,7 @@ class RolloutService:
         devices = [
             d
             for d in self._list_devices(_equalities(spec.selector))
-            if _enrolled(d) and matches(spec.selector, getattr(d, "labels", {}))
+            if d.state == "enrolled" and d.profile and matches(spec.selector, d.labels)
         ]
         statuses = self.store.statuses(d.device_id for d in devices)
         chosen = self._choose(spec, {d.profile for d in devices})
@@ -263,9 +284,9 @@ class RolloutService:
                 profile = result.state.device(action.device_id).profile
                 desired.append(self._desired(spec, action.device_id, chosen[profile]))
             elif isinstance(action, RevertDevice):
-                d = self._revert(spec, result.state, action)
-                if d is not None:
-                    desired.append(d)
+                reverted = self._revert(spec, result.state, action)
+                if reverted is not None:
+                    desired.append(reverted)
         if result.state == state and not events and not desired:
             return
         for level, message in events:
@@ -333,13 +354,8 @@ class RolloutService:
         model, _, rest = a.variant_id.partition(":")
         version_text = rest.partition(":")[0]
         profile = state.device(a.device_id).profile
-        by_id = getattr(self.variants, "variant_for", None)  # any signed target of the profile
-        try:
-            variant = (
-                by_id(a.variant_id, profile)
-                if by_id is not None
-                else self.variants.selected_variant(model, int(version_text), profile)
-            )
+        try:  # any signed target of the profile, not only the one recommended now
+            variant = self.variants.variant_for(a.variant_id, profile)
         except (NotFound, ValueError):
             variant = None
         if variant is None or variant.variant_id != a.variant_id:
@@ -366,82 +382,11 @@ def _equalities(selector: Sequence[Requirement]) -> dict[str, str]:
     return {r.key: r.values[0] for r in selector if r.op == "="}
 
 
-def _enrolled(device: Any) -> bool:
-    return getattr(device, "state", "enrolled") == "enrolled" and bool(device.profile)
-
-
 __all__ = [
     "CommandRejected",
+    "ReleaseCatalogue",
     "RolloutConfig",
     "RolloutService",
-    "create_rollouts",
-    "desired_payload",
-    "target_of",
-]
-
-
-class _Lazy:
-    """Reaches the controller's model service and telemetry store at call time, so the
-    order in which ``Controller.start`` creates them does not matter. Without a model
-    service no profile has a variant (every device is reported as unsupported)."""
-
-    def __init__(self, controller: Any) -> None:
-        self._c = controller
-
-    def selected_variant(self, model: str, version: int, profile: str) -> Any:
-        models = getattr(self._c, "models", None)
-        return None if models is None else models.selected_variant(model, version, profile)
-
-    def check_release(self, model: str, version: int) -> None:
-        """NotFound for an unknown version; FailedPrecondition (with what to do) for one with
-        nothing built."""
-        models = getattr(self._c, "models", None)
-        if models is not None:
-            models.check_release(model, version)
-
-    def release_variants(self, model: str, version: int) -> dict[str, Any]:
-        models = getattr(self._c, "models", None)
-        return {} if models is None else models.release_variants(model, version)
-
-    def variant_for(self, variant_id: str, profile: str) -> Any:
-        models = getattr(self._c, "models", None)
-        return None if models is None else models.variant_for(variant_id, profile)
-
-    def cohort_metrics(
-        self, device_ids: Iterable[str], since_ms: int, until_ms: int | None = None
-    ) -> Any:
-        telemetry = getattr(self._c, "telemetry", None)
-        if telemetry is None:
-            return None
-        return telemetry.cohort_metrics(list(device_ids), since_ms, until_ms)
-
-    def device_variant(self, device_id: str) -> str | None:
-        telemetry = getattr(self._c, "telemetry", None)
-        return None if telemetry is None else telemetry.device_variant(device_id)
-
-
-def create_rollouts(controller: Any) -> RolloutService:
-    """Build the service from a ``Controller``'s parts."""
-    registry = controller.registry
-    lazy = _Lazy(controller)
-    return RolloutService(
-        controller.db,
-        getattr(registry, "list_devices", None) or registry.list,
-        lazy,
-        metrics=lazy,
-        publisher=getattr(controller, "ingest", None),
-        config=RolloutConfig(
-            tick_interval_s=float(getattr(controller.config, "rollout_tick_s", 2.0))
-        ),
-        device_variant=lazy.device_variant,
-    )
-
-
-__all__ = [
-    "CommandRejected",
-    "RolloutConfig",
-    "RolloutService",
-    "create_rollouts",
     "desired_payload",
     "target_of",
 ]

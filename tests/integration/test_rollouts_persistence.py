@@ -15,7 +15,9 @@ from controller.store.db import Database
 from edgefleet.modelmeta import Preprocessing, VariantMetadata
 from tests.fleet import postgres_available, postgres_database
 
-DEVICES = [SimpleNamespace(device_id=f"d{i}", profile="p", state="enrolled") for i in range(4)]
+DEVICES = [
+    SimpleNamespace(device_id=f"d{i}", profile="p", state="enrolled", labels={}) for i in range(4)
+]
 
 
 class Variants:
@@ -28,6 +30,16 @@ class Variants:
         )  # fmt: skip
         return SimpleNamespace(variant_id=vid, target_path=f"models/{vid}", sha256="a" * 64,
                                size=10, metadata=meta)  # fmt: skip
+
+    def check_release(self, model: str, version: int) -> None:
+        pass  # every version of this fake registry is built
+
+    def release_variants(self, model: str, version: int) -> dict[str, Any]:
+        return {"p": self.selected_variant(model, version, "p")}
+
+    def variant_for(self, variant_id: str, profile: str) -> Any:
+        model, version, _ = variant_id.split(":")
+        return self.selected_variant(model, int(version), profile)
 
 
 class Metrics:
