@@ -16,11 +16,18 @@ from edgefleet.v1 import device_pb2, device_pb2_grpc
 
 class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
     def __init__(
-        self, registry: DeviceRegistry, mqtt_url: str, device_endpoint: Callable[[], str]
+        self,
+        registry: DeviceRegistry,
+        mqtt_url: str,
+        device_endpoint: Callable[[], str],
+        trusted_root: Callable[[], bytes] | None = None,
     ) -> None:
+        """``trusted_root``: the current signed TUF ``root.json`` (``Releases.trusted_root``),
+        which the device pins at enrollment (without it, the device accepts no update)."""
         self._registry = registry
         self._mqtt_url = mqtt_url
         self._device_endpoint = device_endpoint
+        self._trusted_root = trusted_root
 
     def Enroll(
         self, request: device_pb2.EnrollRequest, context: grpc.ServicerContext
@@ -41,6 +48,7 @@ class DeviceServicer(device_pb2_grpc.DeviceServiceServicer):
                 topic_prefix=topics.device_prefix(device.device_id),
             ),
             device_endpoint=self._device_endpoint(),
+            tuf_root_json=self._trusted_root() if self._trusted_root is not None else b"",
         )
 
     def Heartbeat(

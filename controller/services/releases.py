@@ -90,6 +90,10 @@ class Releases:
         with self._lock:
             return self.repo.metadata_file(name)
 
+    def trusted_root(self) -> bytes:
+        """The current signed ``root.json``: what a device pins at enrollment."""
+        return self.metadata_file("root.json")
+
     def replace_targets(self, prefix: str, targets: Iterable[StagedTarget]) -> int:
         """Drop every target under ``prefix``, add ``targets``, publish; the targets version."""
         with self._lock:

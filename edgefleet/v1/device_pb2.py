@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from edgefleet.v1 import common_pb2 as edgefleet_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64gefleet/v1/device.proto\x12\x0c\x65\x64gefleet.v1\x1a\x19\x65\x64gefleet/v1/common.proto\"r\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\t\x12*\n\x05\x66\x61\x63ts\x18\x03 \x01(\x0b\x32\x1b.edgefleet.v1.HardwareFacts\x12\x15\n\ragent_version\x18\x04 \x01(\t\"X\n\x0fMqttCredentials\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x14\n\x0ctopic_prefix\x18\x04 \x01(\t\"\xaf\x01\n\x0e\x45nrollResponse\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\t\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x03 \x01(\t\x12\x0f\n\x07profile\x18\x04 \x01(\t\x12+\n\x04mqtt\x18\x05 \x01(\x0b\x32\x1d.edgefleet.v1.MqttCredentials\x12\x17\n\x0f\x64\x65vice_endpoint\x18\x06 \x01(\t\"D\n\x10HeartbeatRequest\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63tive_variant_id\x18\x02 \x01(\t\"O\n\x11HeartbeatResponse\x12\x16\n\x0eserver_unix_ms\x18\x01 \x01(\x03\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x0f\n\x07profile\x18\x03 \x01(\t2\xa2\x01\n\rDeviceService\x12\x43\n\x06\x45nroll\x12\x1b.edgefleet.v1.EnrollRequest\x1a\x1c.edgefleet.v1.EnrollResponse\x12L\n\tHeartbeat\x12\x1e.edgefleet.v1.HeartbeatRequest\x1a\x1f.edgefleet.v1.HeartbeatResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64gefleet/v1/device.proto\x12\x0c\x65\x64gefleet.v1\x1a\x19\x65\x64gefleet/v1/common.proto\"r\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\t\x12*\n\x05\x66\x61\x63ts\x18\x03 \x01(\x0b\x32\x1b.edgefleet.v1.HardwareFacts\x12\x15\n\ragent_version\x18\x04 \x01(\t\"X\n\x0fMqttCredentials\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08password\x18\x03 \x01(\t\x12\x14\n\x0ctopic_prefix\x18\x04 \x01(\t\"\xc6\x01\n\x0e\x45nrollResponse\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\t\x12\x1a\n\x12\x63\x61_certificate_pem\x18\x03 \x01(\t\x12\x0f\n\x07profile\x18\x04 \x01(\t\x12+\n\x04mqtt\x18\x05 \x01(\x0b\x32\x1d.edgefleet.v1.MqttCredentials\x12\x17\n\x0f\x64\x65vice_endpoint\x18\x06 \x01(\t\x12\x15\n\rtuf_root_json\x18\x07 \x01(\x0c\"D\n\x10HeartbeatRequest\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x19\n\x11\x61\x63tive_variant_id\x18\x02 \x01(\t\"O\n\x11HeartbeatResponse\x12\x16\n\x0eserver_unix_ms\x18\x01 \x01(\x03\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x0f\n\x07profile\x18\x03 \x01(\t2\xa2\x01\n\rDeviceService\x12\x43\n\x06\x45nroll\x12\x1b.edgefleet.v1.EnrollRequest\x1a\x1c.edgefleet.v1.EnrollResponse\x12L\n\tHeartbeat\x12\x1e.edgefleet.v1.HeartbeatRequest\x1a\x1f.edgefleet.v1.HeartbeatResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,11 +37,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MQTTCREDENTIALS']._serialized_start=186
   _globals['_MQTTCREDENTIALS']._serialized_end=274
   _globals['_ENROLLRESPONSE']._serialized_start=277
-  _globals['_ENROLLRESPONSE']._serialized_end=452
-  _globals['_HEARTBEATREQUEST']._serialized_start=454
-  _globals['_HEARTBEATREQUEST']._serialized_end=522
-  _globals['_HEARTBEATRESPONSE']._serialized_start=524
-  _globals['_HEARTBEATRESPONSE']._serialized_end=603
-  _globals['_DEVICESERVICE']._serialized_start=606
-  _globals['_DEVICESERVICE']._serialized_end=768
+  _globals['_ENROLLRESPONSE']._serialized_end=475
+  _globals['_HEARTBEATREQUEST']._serialized_start=477
+  _globals['_HEARTBEATREQUEST']._serialized_end=545
+  _globals['_HEARTBEATRESPONSE']._serialized_start=547
+  _globals['_HEARTBEATRESPONSE']._serialized_end=626
+  _globals['_DEVICESERVICE']._serialized_start=629
+  _globals['_DEVICESERVICE']._serialized_end=791
 # @@protoc_insertion_point(module_scope)

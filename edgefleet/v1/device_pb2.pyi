@@ -31,20 +31,22 @@ class MqttCredentials(_message.Message):
     def __init__(self, url: _Optional[str] = ..., username: _Optional[str] = ..., password: _Optional[str] = ..., topic_prefix: _Optional[str] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
-    __slots__ = ("device_id", "certificate_pem", "ca_certificate_pem", "profile", "mqtt", "device_endpoint")
+    __slots__ = ("device_id", "certificate_pem", "ca_certificate_pem", "profile", "mqtt", "device_endpoint", "tuf_root_json")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
     CA_CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
     PROFILE_FIELD_NUMBER: _ClassVar[int]
     MQTT_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ENDPOINT_FIELD_NUMBER: _ClassVar[int]
+    TUF_ROOT_JSON_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     certificate_pem: str
     ca_certificate_pem: str
     profile: str
     mqtt: MqttCredentials
     device_endpoint: str
-    def __init__(self, device_id: _Optional[str] = ..., certificate_pem: _Optional[str] = ..., ca_certificate_pem: _Optional[str] = ..., profile: _Optional[str] = ..., mqtt: _Optional[_Union[MqttCredentials, _Mapping]] = ..., device_endpoint: _Optional[str] = ...) -> None: ...
+    tuf_root_json: bytes
+    def __init__(self, device_id: _Optional[str] = ..., certificate_pem: _Optional[str] = ..., ca_certificate_pem: _Optional[str] = ..., profile: _Optional[str] = ..., mqtt: _Optional[_Union[MqttCredentials, _Mapping]] = ..., device_endpoint: _Optional[str] = ..., tuf_root_json: _Optional[bytes] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("agent_version", "active_variant_id")
