@@ -1,4 +1,5 @@
-"""ModelAdminService (operator) — thin: decode, call ModelService, encode."""
+"""ModelAdminService (operator) — thin: decode, call the model catalogue or the build runner,
+encode."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import grpc
 
 from controller.artifacts import ArtifactStore
+from controller.services.model_build import BuildRunner
 from controller.services.model_views import BuildRequest, ModelInfo, VariantsReport
-from controller.services.models import ModelService
-from edgefleet.errors import EdgeFleetError, InvalidInput
+from controller.services.models import ModelCatalogue
+from controller.services.models_setup import ModelComponents
+from edgefleet.errors import EdgeFleetError
+from edgefleet.profiles import HardwareProfile
 from edgefleet.v1 import models_pb2, models_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -108,9 +112,8 @@ class _Chunks:
 
 
 class ModelAdminServicer(models_pb2_grpc.ModelAdminServiceServicer):
-    def __init__(self, models: ModelService, store: ArtifactStore) -> None:
-        self._models = models
-        self._store = store
+    def __init__(self, models: ModelCatalogue, builds: BuildRunner, store: ArtifactStore) -> None:
+        self._models, self._builds, self._store = models, builds, store
 
     def UploadArtifact(
         self,
@@ -148,11 +151,7 @@ class ModelAdminServicer(models_pb2_grpc.ModelAdminServiceServicer):
             measure_runs=request.measure_runs,
             rebuild=request.rebuild,
         )
-        if request.measure_runs < 0:
-            raise InvalidInput("measure_runs must not be negative")
-        # bad input fails before streaming
-        self._models.resolve_profiles(build.profiles)
-        self._models.check_variant_names(build.only)
+        self._builds.check(build)  # bad input fails before streaming
         events: queue.Queue[tuple[str, Any]] = queue.Queue(MAX_EVENTS)
         count = 0
 
@@ -163,7 +162,7 @@ class ModelAdminServicer(models_pb2_grpc.ModelAdminServiceServicer):
 
         def work() -> None:
             try:
-                report = self._models.build(build, progress)
+                report = self._builds.build(build, progress)
                 events.put(("report", report.to_json()))
             except BaseException as exc:
                 events.put(("error", exc))
@@ -198,16 +197,17 @@ class ModelAdminServicer(models_pb2_grpc.ModelAdminServiceServicer):
         return variants_to_proto(self._models.variants(request.name, request.version))
 
 
-def add_model_services(server: grpc.Server, parts: Any, profiles: Any) -> None:
-    """Register ModelAdminService and the device-facing UpdateService (``parts`` is
-    ``controller.services.models_setup.ModelComponents``)."""
+def add_model_services(
+    server: grpc.Server, parts: ModelComponents, profiles: Iterable[HardwareProfile]
+) -> None:
+    """Register ModelAdminService and the device-facing UpdateService."""
     from controller.grpc.updates_servicer import UpdateServicer
     from edgefleet.v1 import updates_pb2_grpc
 
     models_pb2_grpc.add_ModelAdminServiceServicer_to_server(
-        ModelAdminServicer(parts.models, parts.store), server
+        ModelAdminServicer(parts.models, parts.builds, parts.store), server
     )
     threads = {p.name: p.threads for p in profiles}
     updates_pb2_grpc.add_UpdateServiceServicer_to_server(
-        UpdateServicer(parts.models, parts.releases, parts.store, threads), server
+        UpdateServicer(parts.benchmarks, parts.releases, parts.store, threads), server
     )

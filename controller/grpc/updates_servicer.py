@@ -8,8 +8,8 @@ import grpc
 
 from controller.artifacts import ArtifactNotFound, ArtifactStore
 from controller.grpc.auth import current_device
+from controller.services.model_bench import DeviceBenchmarks
 from controller.services.model_views import BenchResult
-from controller.services.models import ModelService
 from controller.services.releases import Releases
 from controller.signing.errors import MetadataNotFound
 from edgefleet.errors import InvalidInput, NotFound
@@ -21,7 +21,7 @@ CHUNK_BYTES = 256 * 1024
 class UpdateServicer(updates_pb2_grpc.UpdateServiceServicer):
     def __init__(
         self,
-        models: ModelService,
+        models: DeviceBenchmarks,
         releases: Releases,
         store: ArtifactStore,
         threads_of: dict[str, int],

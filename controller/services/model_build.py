@@ -1,233 +1,286 @@
-"""The write side of a model build: run the pipeline, store variants, record, sign.
+"""The build runner: one build at a time per controller, recorded and signed as one step.
 
-Kept apart from ``models.py`` so each stays small; ``ModelService.build`` calls ``run_build``.
+    runner = BuildRunner(catalogue, releases, profiles, workdir)
+    report = runner.build(BuildRequest("digits", profiles=("x86-64-vnni",)), progress=cb)
+
+A build stores every built variant in the artifact store, records variants and selections
+in one transaction, then publishes one TUF target per (profile, variant the profile can
+run). A version that has built variants is never built again (FAILED_PRECONDITION);
+``BuildRequest.rebuild`` builds the same sources as the next version instead. Bad input
+(unknown profile or variant names) is refused before anything is registered or signed.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-import time
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from sqlalchemy import delete, select
 
 from controller.artifacts import ArtifactRef
 from controller.build.errors import BuildError
-from controller.build.pipeline import BUILT, BuildReport, build_model
-from controller.build.select import Selection
+from controller.build.evaluate import MeasureConfig
+from controller.build.pipeline import BUILT, BuildOptions, BuildReport, VariantResult, build_model
 from controller.build.source import SourceModel
-from controller.services.model_views import BuildRequest, ModelInfo, candidates_of
+from controller.build.tflite_variants import Onnx2TfConfig
+from controller.services.model_checks import immutable_hint
+from controller.services.model_records import (
+    built_count,
+    now_ms,
+    release_prefix,
+    staged_targets,
+    write_selection,
+)
+from controller.services.model_views import BuildRequest, ModelInfo, model_info
+from controller.services.models import ModelCatalogue, model_row, next_version
+from controller.services.releases import Releases
 from controller.store.models_models import BuildRow, ModelRow, SelectionRow, VariantRow
 from edgefleet.errors import FailedPrecondition, InvalidInput
 from edgefleet.modelmeta import Preprocessing
-from edgefleet.profiles import HardwareProfile
-
-if TYPE_CHECKING:
-    from controller.services.models import ModelService, Progress
+from edgefleet.profiles import HardwareProfile, ProfileCatalogue
 
 log = logging.getLogger(__name__)
 
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
+Progress = Callable[[str, str], None]
 
 
-def _prefix(model: str, version: int) -> str:
-    return f"models/{model}/{version}/"
+def variant_names() -> list[str]:
+    """Every variant name a build knows (``BuildRequest.only`` picks among them)."""
+    from controller.build.onnx_variants import onnx_variant_specs
+    from controller.build.pipeline import MIXED
+    from controller.build.tflite_variants import FLAVOURS
 
-
-def run_build(
-    service: ModelService,
-    info: ModelInfo,
-    profiles: Sequence[HardwareProfile],
-    request: BuildRequest,
-    progress: Progress | None,
-) -> BuildReport:
-    started = _now_ms()
-    with tempfile.TemporaryDirectory(prefix=f"build-{info.name}-", dir=service.workdir) as tmp:
-        work = Path(tmp)
-        files = service._materialise_sources(
-            work, info.source_sha256, info.validation_sha256, info.calibration_sha256
-        )
-        try:
-            source = SourceModel.from_files(
-                files["onnx"],
-                info.name,
-                info.version,
-                Preprocessing.from_dict(info.preprocessing),
-                files["validation"],
-                files.get("calibration"),
-                info.labels,
-            )
-        except BuildError as exc:
-            raise InvalidInput(str(exc)) from exc
-        report = build_model(
-            source,
-            profiles,
-            work / "variants",
-            progress=progress,
-            include_tflite=request.include_tflite,
-            options=service.options(request),
-        )
-        stored = {}
-        for result in report.built():
-            assert result.metadata is not None
-            path = Path(result.directory) / result.metadata.file
-            stored[result.variant] = service.store.put_file(path)
-    _record(service, info, profiles, report, stored, started)
-    log.info(
-        "built %s:%d: %d variants, selections %s",
-        info.name,
-        info.version,
-        len(stored),
-        {p: s.variant for p, s in report.selections.items()},
+    defaults = BuildOptions()
+    onnx = onnx_variant_specs(
+        static_reduce_range=defaults.static_reduce_range,
+        prune_percents=defaults.prune_percents,
+        cluster_counts=defaults.cluster_counts,
+        calibration_limit=defaults.calibration_limit,
     )
-    return report
+    return [s.name for s in onnx] + [MIXED, *FLAVOURS]
 
 
-def _record(
-    service: ModelService,
-    info: ModelInfo,
-    profiles: Sequence[HardwareProfile],
-    report: BuildReport,
-    stored: dict[str, ArtifactRef],
-    started: int,
-) -> None:
-    with service.db.session() as s:
-        row = s.scalars(
-            select(ModelRow).where(ModelRow.name == info.name, ModelRow.version == info.version)
-        ).one()
-        released = s.scalar(
-            select(VariantRow.variant_id)
-            .where(VariantRow.model_id == row.id, VariantRow.status == BUILT)
-            .limit(1)
-        )
-        if released is not None:  # e.g. another controller replica built it meanwhile
-            raise FailedPrecondition(
-                f"{info.ref} was built meanwhile; a built version never changes"
+class BuildRunner:
+    def __init__(
+        self,
+        catalogue: ModelCatalogue,
+        releases: Releases,
+        profiles: ProfileCatalogue,
+        workdir: Path,
+        *,
+        measure: MeasureConfig | None = None,
+        onnx2tf: Onnx2TfConfig | None = None,
+    ) -> None:
+        self.catalogue, self.releases, self.profiles = catalogue, releases, profiles
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.measure = measure or MeasureConfig()
+        self.onnx2tf = onnx2tf or Onnx2TfConfig()
+        self._building: set[tuple[str, int]] = set()
+        self._lock = threading.Lock()
+        self._build_slot = threading.Semaphore(1)  # builds are CPU-heavy: one at a time
+        with catalogue.db.session() as s:  # builds interrupted by a restart
+            for row in s.scalars(select(ModelRow).where(ModelRow.build_status == "running")):
+                row.build_status = "failed"
+
+    # -- checks before anything runs ---------------------------------------------------------
+    def resolve_profiles(self, names: Sequence[str]) -> list[HardwareProfile]:
+        if not names or list(names) == ["all"]:
+            return list(self.profiles)
+        unknown = [n for n in names if n not in self.profiles]
+        if unknown:
+            raise InvalidInput(
+                f"unknown profile {', '.join(unknown)} (known: {', '.join(self.profiles.names())})"
             )
-        # Only an unreleased version's records are replaced (a failed or empty earlier build).
-        s.execute(delete(SelectionRow).where(SelectionRow.model_id == row.id))
-        s.execute(delete(VariantRow).where(VariantRow.model_id == row.id))
-        s.flush()
-        for r in report.results:
-            ev, meta = r.evaluation, r.metadata
+        return [self.profiles.get(n) for n in names]
+
+    def check_variant_names(self, names: Sequence[str]) -> None:
+        """InvalidInput naming the unknown ones and the known ones (before anything runs)."""
+        known = variant_names()
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise InvalidInput(f"unknown variant {', '.join(unknown)} (known: {', '.join(known)})")
+
+    def check(self, request: BuildRequest) -> list[HardwareProfile]:
+        """Every check of a request that needs no build: profiles, variant names, runs."""
+        if request.measure_runs < 0:
+            raise InvalidInput("measure_runs must not be negative")
+        profiles = self.resolve_profiles(request.profiles)
+        self.check_variant_names(request.only)
+        return profiles
+
+    # -- building ----------------------------------------------------------------------------
+    def build(self, request: BuildRequest, progress: Progress | None = None) -> BuildReport:
+        profiles = self.check(request)
+        db = self.catalogue.db
+        with self._lock:  # the check and the claim are one step: one build per version
+            with db.session() as s:
+                # A cloud model builds like any other: its variants are measured and selected
+                # per profile (the controller keeps serving the source model for offloads).
+                row = model_row(s, request.name, request.version)
+                if request.rebuild:
+                    row = _next_version_of(s, row)
+                elif built_count(s, row.id):
+                    raise FailedPrecondition(immutable_hint(row, next_version(s, row.name)))
+                key = (row.name, row.version)
+                info = model_info(row)
+            if key in self._building:
+                raise FailedPrecondition(f"{key[0]}:{key[1]} is already being built")
+            self._building.add(key)
+        if request.rebuild:
+            log.info("rebuilding %s:%d as %s", request.name, info.rebuilt_from, info.ref)
+        try:
+            self._set_status(info, "running")
+            with self._build_slot:
+                report = self._run(info, profiles, request, progress)
+        except BaseException:
+            self._set_status(info, "failed")
+            raise
+        finally:
+            with self._lock:
+                self._building.discard(key)
+        return report
+
+    def options(self, request: BuildRequest) -> BuildOptions:
+        measure = self.measure
+        if request.measure_runs:
+            measure = replace(measure, runs=request.measure_runs, warmup=min(measure.warmup, 2))
+        return BuildOptions(measure=measure, onnx2tf=self.onnx2tf, only=tuple(request.only))
+
+    def _set_status(self, info: ModelInfo, status: str) -> None:
+        with self.catalogue.db.session() as s:
+            model_row(s, info.name, info.version).build_status = status
+
+    def _run(
+        self,
+        info: ModelInfo,
+        profiles: Sequence[HardwareProfile],
+        request: BuildRequest,
+        progress: Progress | None,
+    ) -> BuildReport:
+        started = now_ms()
+        with tempfile.TemporaryDirectory(prefix=f"build-{info.name}-", dir=self.workdir) as tmp:
+            work = Path(tmp)
+            files = self.catalogue.materialise_sources(
+                work, info.source_sha256, info.validation_sha256, info.calibration_sha256
+            )
+            try:
+                source = SourceModel.from_files(
+                    files["onnx"],
+                    info.name,
+                    info.version,
+                    Preprocessing.from_dict(info.preprocessing),
+                    files["validation"],
+                    files.get("calibration"),
+                    info.labels,
+                )
+            except BuildError as exc:
+                raise InvalidInput(str(exc)) from exc
+            report = build_model(
+                source,
+                profiles,
+                work / "variants",
+                progress=progress,
+                include_tflite=request.include_tflite,
+                options=self.options(request),
+            )
+            stored = {}
+            for result in report.built():
+                assert result.metadata is not None
+                path = Path(result.directory) / result.metadata.file
+                stored[result.variant] = self.catalogue.store.put_file(path)
+        self._record(info, profiles, report, stored, started)
+        log.info(
+            "built %s: %d variants, selections %s",
+            info.ref,
+            len(stored),
+            {p: s.variant for p, s in report.selections.items()},
+        )
+        return report
+
+    def _record(
+        self,
+        info: ModelInfo,
+        profiles: Sequence[HardwareProfile],
+        report: BuildReport,
+        stored: dict[str, ArtifactRef],
+        started: int,
+    ) -> None:
+        with self.catalogue.db.session() as s:
+            row = model_row(s, info.name, info.version)
+            if built_count(s, row.id):  # e.g. another controller replica built it meanwhile
+                raise FailedPrecondition(
+                    f"{info.ref} was built meanwhile; a built version never changes"
+                )
+            # Only an unreleased version's records are replaced (a failed or empty build).
+            s.execute(delete(SelectionRow).where(SelectionRow.model_id == row.id))
+            s.execute(delete(VariantRow).where(VariantRow.model_id == row.id))
+            s.flush()
+            for r in report.results:
+                s.add(_variant_row(info, row.id, r, stored.get(r.variant)))
+            for profile, sel in report.selections.items():
+                write_selection(s, row, profile, sel)
             s.add(
-                VariantRow(
-                    variant_id=f"{info.name}:{info.version}:{r.variant}",
+                BuildRow(
                     model_id=row.id,
-                    model=info.name,
-                    version=info.version,
-                    kind=r.variant,
-                    runtime=r.runtime,
-                    precision=r.precision,
-                    status=r.status,
-                    reason=r.reason[:1000],
-                    artifact_sha256=getattr(stored.get(r.variant), "sha256", ""),
-                    file=meta.file if meta else "",
-                    size_bytes=getattr(stored.get(r.variant), "size", 0),
-                    zstd_bytes=ev.zstd_bytes if ev else 0,
-                    metrics=ev.to_dict() if ev and r.status == BUILT else {},
-                    variant_metadata=meta.to_dict() if meta and r.status == BUILT else {},
+                    status="succeeded",
+                    profiles=[p.name for p in profiles],
+                    report=report.to_dict(),
+                    started_ms=started,
+                    finished_ms=now_ms(),
                 )
             )
-        _write_selections(s, row, report.selections)
-        s.add(
-            BuildRow(
-                model_id=row.id,
-                status="succeeded",
-                profiles=[p.name for p in profiles],
-                report=report.to_dict(),
-                started_ms=started,
-                finished_ms=_now_ms(),
-            )
-        )
-        row.build_status = "succeeded"
-        s.flush()
-        targets = service.staged_targets(s, row)
-        # Sign inside the transaction: a failure to publish rolls the records back too.
-        service.releases.replace_targets(_prefix(info.name, info.version), targets)
+            row.build_status = "succeeded"
+            s.flush()
+            targets = staged_targets(s, row)
+            if targets:  # nothing built: nothing to sign (and nothing signed to replace)
+                # Sign inside the transaction: a failure to publish rolls the records back too.
+                self.releases.replace_targets(release_prefix(info.name, info.version), targets)
 
 
-def _write_selections(s: object, row: ModelRow, selections: dict[str, Selection]) -> None:
-    now = _now_ms()
-    for profile, sel in selections.items():
-        s.merge(  # type: ignore[attr-defined]
-            SelectionRow(
-                model_id=row.id,
-                profile=profile,
-                variant_id=f"{row.name}:{row.version}:{sel.variant}" if sel.variant else "",
-                latency_ms=sel.latency_ms,
-                latency_source=sel.latency_source if sel.variant else "",
-                rejected=dict(sel.rejected),
-                candidates=candidates_of(sel),
-                updated_ms=now,
-            )
-        )
-
-
-def reselect_profile(
-    service: ModelService, model: str, version: int, profile: HardwareProfile
-) -> bool:
-    """Recompute one profile's recommendation from device measurements; True when it changed.
-
-    The version's signed targets (one per candidate) stay as the build published them: only
-    which candidate is ``selected`` can change, and the repository is re-signed only then.
-    Rollouts already started keep the variants they pinned."""
-    with service.db.session() as s:
-        row = s.scalars(
-            select(ModelRow).where(ModelRow.name == model, ModelRow.version == version)
-        ).one()
-        selection = service.selections_for(s, row.id, model, version, [profile])[profile.name]
-        old = s.get(SelectionRow, (row.id, profile.name))
-        before = _selection_state(old)
-        keep = list(old.candidates) if old is not None else []
-        variant_id = f"{model}:{version}:{selection.variant}" if selection.variant else ""
-        # candidates are the build's (their targets are signed); device numbers only reorder
-        candidates = sorted(set(keep) | set(candidates_of(selection))) if keep else None
-        after = (
-            variant_id,
-            selection.latency_ms,
-            selection.latency_source if selection.variant else "",
-            dict(selection.rejected),
-            candidates if candidates is not None else candidates_of(selection),
-        )
-        if after == before:
-            return False
-        _write_selections(s, row, {profile.name: selection})
-        s.flush()
-        merged = s.get(SelectionRow, (row.id, profile.name))
-        assert merged is not None
-        if candidates is not None:
-            merged.candidates = candidates
-        s.flush()
-        if before is None or (before[0], before[4]) != (after[0], after[4]):
-            service.releases.replace_targets(
-                _prefix(model, version), service.staged_targets(s, row)
-            )
-            log.info("re-signed %s:%d: %s now selected for %s", model, version,
-                     selection.variant, profile.name)  # fmt: skip
-    log.info(
-        "reselected %s:%d for %s: %s (%s)",
-        model,
-        version,
-        profile.name,
-        selection.variant,
-        selection.latency_source,
+def _variant_row(
+    info: ModelInfo, model_id: int, r: VariantResult, ref: ArtifactRef | None
+) -> VariantRow:
+    ev, meta = r.evaluation, r.metadata
+    built = r.status == BUILT
+    return VariantRow(
+        variant_id=f"{info.name}:{info.version}:{r.variant}",
+        model_id=model_id,
+        model=info.name,
+        version=info.version,
+        kind=r.variant,
+        runtime=r.runtime,
+        precision=r.precision,
+        status=r.status,
+        reason=r.reason[:1000],
+        artifact_sha256=ref.sha256 if ref else "",
+        file=meta.file if meta else "",
+        size_bytes=ref.size if ref else 0,
+        zstd_bytes=ev.zstd_bytes if ev else 0,
+        metrics=ev.to_dict() if ev and built else {},
+        variant_metadata=meta.to_dict() if meta and built else {},
     )
-    return True
 
 
-def _selection_state(row: SelectionRow | None) -> tuple[object, ...] | None:
-    if row is None:
-        return None
-    return (
-        row.variant_id,
-        row.latency_ms,
-        row.latency_source,
-        dict(row.rejected or {}),
-        list(row.candidates or []),
+def _next_version_of(s: Any, row: ModelRow) -> ModelRow:
+    """A new version with ``row``'s sources and settings, not built yet."""
+    copied = {
+        c.key: getattr(row, c.key)
+        for c in ModelRow.__table__.columns
+        if c.key not in ("id", "version", "build_status", "created_ms", "rebuilt_from")
+    }
+    new = ModelRow(
+        **copied,
+        version=next_version(s, row.name),
+        rebuilt_from=row.version,
+        build_status="",
+        created_ms=now_ms(),
     )
+    s.add(new)
+    s.flush()
+    return new

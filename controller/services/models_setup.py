@@ -1,4 +1,5 @@
-"""Wire the model registry into a controller: artifact store, TUF repository, ModelService."""
+"""Wire the model registry into a controller: artifact store, TUF repository, and the three
+model services (catalogue, build runner, device benchmarks)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from dataclasses import dataclass
 from controller.artifacts import ArtifactStore, store_from_url
 from controller.build.tflite_variants import Onnx2TfConfig
 from controller.config import ControllerConfig
-from controller.services.models import ModelService
+from controller.services.model_bench import DeviceBenchmarks
+from controller.services.model_build import BuildRunner
+from controller.services.models import ModelCatalogue
 from controller.services.releases import Releases, TufPaths
 from controller.store.db import Database
 from edgefleet.profiles import ProfileCatalogue
@@ -21,7 +24,9 @@ log = logging.getLogger(__name__)
 class ModelComponents:
     store: ArtifactStore
     releases: Releases
-    models: ModelService
+    models: ModelCatalogue  # read side: versions, variants, selections (rollouts, serving)
+    builds: BuildRunner  # operator builds
+    benchmarks: DeviceBenchmarks  # device reports
 
 
 def open_store(config: ControllerConfig) -> ArtifactStore:
@@ -42,9 +47,12 @@ def start_models(
 ) -> ModelComponents:
     store = open_store(config)
     releases = Releases(TufPaths.of(config.data_dir))
+    workdir = config.data_dir / "work"
+    catalogue = ModelCatalogue(db, store, workdir)
     onnx2tf = Onnx2TfConfig(python=config.onnx2tf_python or None)
-    models = ModelService(db, store, releases, profiles, config.data_dir / "work", onnx2tf=onnx2tf)
-    return ModelComponents(store, releases, models)
+    builds = BuildRunner(catalogue, releases, profiles, workdir, onnx2tf=onnx2tf)
+    benchmarks = DeviceBenchmarks(catalogue, profiles)
+    return ModelComponents(store, releases, catalogue, builds, benchmarks)
 
 
 def refresh_timestamps(releases: Releases, stopped: threading.Event) -> None:
