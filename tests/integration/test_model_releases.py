@@ -257,3 +257,60 @@ def test_rollout_hint_for_an_unbuilt_cloud_model_works(tmp_path: Path) -> None:
         _build(models, "tiny-cloud", cloud.version, only=["onnx-fp32"])
         started = rollouts.StartRollout(start, timeout=10)
         assert started.rollout.rollout_id
+
+
+def test_device_benchmarks_are_checked_bounded_and_never_re_sign(tmp_path: Path) -> None:
+    with controller_with_admin(tmp_path / "controller") as (ctl, admin):
+        models = models_pb2_grpc.ModelAdminServiceStub(admin.channel)
+        version = add_tiny(admin, tmp_path, "tiny", 8)
+        _build(models, "tiny", version)
+        a = _enroll(ctl, admin, tmp_path, "cam-a")
+        channel = device_channel(a.controller, Credentials.load(tmp_path / "cam-a"), 4 << 20)
+        device = updates_pb2_grpc.UpdateServiceStub(channel)
+        listing = device.ListBenchCandidates(
+            updates_pb2.ListBenchCandidatesRequest(model="tiny"), timeout=10
+        )
+        ids = [c.variant_id for c in listing.candidates]
+        assert len(ids) >= 2, ids
+        metadata_dir = ctl.config.data_dir / "tuf" / "metadata"
+        files_before, targets_json = sorted(metadata_dir.iterdir()), _targets_json(ctl)
+        before = ctl.models.variants("tiny", version).selections
+
+        def report(
+            fast: str, median: float = 1.0, p95: float = 2.0
+        ) -> updates_pb2.ReportBenchmarksResponse:
+            results = [
+                updates_pb2.BenchResult(variant_id=i, ok=True,
+                                        latency_median_ms=median if i == fast else 50.0,
+                                        latency_p95_ms=p95 if i == fast else 60.0)
+                for i in ids
+            ]  # fmt: skip
+            return device.ReportBenchmarks(
+                updates_pb2.ReportBenchmarksRequest(results=results), timeout=10
+            )
+
+        # not measurements: refused whole, one line naming the variant, nothing stored
+        for median, p95 in ((float("inf"), float("inf")), (float("nan"), 1.0), (-1.0, 1.0),
+                            (0.0, 0.0), (1e12, 1e12), (5.0, 1.0)):  # fmt: skip
+            with pytest.raises(grpc.RpcError) as err:
+                report(ids[1], median, p95)
+            assert status_code(err.value) == grpc.StatusCode.INVALID_ARGUMENT, (median, p95)
+            assert ids[1] in err.value.details() and "\n" not in err.value.details()
+        assert ctl.models.variants("tiny", version).selections == before
+
+        # 60 reports that keep moving the recommendation: a bounded number accepted, the rest
+        # RESOURCE_EXHAUSTED; the signed metadata never changes (the recommendation is not signed)
+        answers: list[str] = []
+        for n in range(60):
+            try:
+                answers.append("ok" if report(ids[n % 2]).reselected else "same")
+            except grpc.RpcError as exc:
+                assert status_code(exc) == grpc.StatusCode.RESOURCE_EXHAUSTED, exc.details()
+                answers.append("bounded")
+        accepted = [x for x in answers if x != "bounded"]
+        assert 0 < len(accepted) <= 10 and answers[-1] == "bounded", answers
+        assert "ok" in accepted  # device numbers still move the recommendation
+        assert ctl.models.variants("tiny", version).selections != before
+        assert sorted(metadata_dir.iterdir()) == files_before  # not one metadata file more
+        assert _targets_json(ctl) == targets_json
+        channel.close()
