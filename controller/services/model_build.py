@@ -112,6 +112,15 @@ class BuildRunner:
             raise InvalidInput("measure_runs must not be negative")
         profiles = self.resolve_profiles(request.profiles)
         self.check_variant_names(request.only)
+        if not request.include_tflite:
+            from controller.build.tflite_variants import FLAVOURS
+
+            litert = [n for n in request.only if n in FLAVOURS]
+            if litert:
+                raise InvalidInput(
+                    f"LiteRT variants ({', '.join(litert)}) cannot be built with --no-tflite:"
+                    " drop one or the other"
+                )
         return profiles
 
     # -- building ----------------------------------------------------------------------------

@@ -314,3 +314,32 @@ def test_device_benchmarks_are_checked_bounded_and_never_re_sign(tmp_path: Path)
         assert sorted(metadata_dir.iterdir()) == files_before  # not one metadata file more
         assert _targets_json(ctl) == targets_json
         channel.close()
+
+
+def test_a_rebuild_naming_variants_it_cannot_build_changes_nothing(tmp_path: Path) -> None:
+    with controller_with_admin(tmp_path / "controller") as (ctl, admin):
+        stub = models_pb2_grpc.ModelAdminServiceStub(admin.channel)
+        version = add_tiny(admin, tmp_path, "tiny", 8)
+        _build(stub, "tiny", version, only=["onnx-fp32"])
+        signed, targets_json = _signed(ctl, "models/tiny/"), _targets_json(ctl)
+        assert signed
+        listed = ctl.models.list_models()
+        # names no build knows, and LiteRT names with TFLite switched off: refused up front
+        refused = {
+            "bogus": ("unknown variant bogus", "known: onnx-fp32"),
+            "tflite-fp32": ("tflite-fp32", "--no-tflite"),
+        }
+        for name, words in refused.items():
+            with pytest.raises(grpc.RpcError) as err:
+                _build(stub, "tiny", version, only=[name], rebuild=True)
+            assert status_code(err.value) == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+            assert all(w in err.value.details() for w in words), err.value.details()
+        assert _signed(ctl, "models/tiny/") == signed
+        assert _targets_json(ctl) == targets_json
+        assert ctl.models.list_models() == listed  # no empty version registered either
+        cli = edgefleet_cli(ctl.config.data_dir, "model", "build", f"tiny:{version}",
+                            "--rebuild", "--variants", "onnx-fp32,bogus", check=False)  # fmt: skip
+        lines = cli.stderr.strip().splitlines()
+        assert cli.returncode != 0 and len(lines) == 1, cli.stderr
+        assert "unknown variant bogus" in lines[0] and "known: onnx-fp32" in lines[0]
+        assert _targets_json(ctl) == targets_json
