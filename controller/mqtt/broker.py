@@ -8,6 +8,13 @@ rules the Mosquitto files carry. Passwords are never logged.
 ``lookup_password_hash`` runs on the broker's loop: keep it quick (a dict lookup or one
 indexed query). It must also answer for the controller's own user
 (:data:`controller.mqtt.acl.CONTROLLER_USERNAME`).
+
+This broker is the fallback when Mosquitto is missing, and it only listens on loopback. What it
+closes: a socket that sends no CONNECT is dropped after ``connect_timeout_s``; retained messages
+go only to clients the receive rule allows; :meth:`EmbeddedBroker.credentials_changed` drops
+open sessions whose credentials no longer verify. What stays open (amqtt looks a CONNECT's
+session up, and takes it over, before it authenticates it): a local process can end another
+client's session by connecting with its client id. Mosquitto has none of this.
 """
 
 from __future__ import annotations
@@ -22,21 +29,21 @@ from typing import Any
 
 from amqtt.broker import Broker
 from amqtt.contexts import Action
+from amqtt.errors import AMQTTError
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
-from controller.errors import ControllerError
 from controller.mqtt import acl
 from controller.mqtt.credentials import verify_password
+from controller.mqtt.errors import BrokerError
+from controller.mqtt.hosts import is_loopback
 from edgefleet.errors import Unavailable
+
+__all__ = ["BrokerError", "EmbeddedBroker"]
 
 log = logging.getLogger(__name__)
 
 PasswordHashLookup = Callable[[str], "str | None"]
-
-
-class BrokerError(ControllerError):
-    """The embedded broker could not start or stop."""
 
 
 class _NoStartupTraceback(logging.Filter):
@@ -117,8 +124,55 @@ class EdgeFleetTopicPlugin(BaseTopicPlugin):
         return allowed
 
 
+class _GuardedBroker(Broker):
+    """amqtt's broker with a CONNECT deadline and the receive rule on retained messages.
+
+    Both hooks override private amqtt methods (0.12): there is no public way to do either."""
+
+    connect_timeout_s: float = 10.0
+
+    async def _initialize_client_session(self, reader: Any, writer: Any, *args: Any) -> Any:
+        try:
+            return await asyncio.wait_for(
+                super()._initialize_client_session(reader, writer, *args), self.connect_timeout_s
+            )
+        except TimeoutError:
+            log.info("mqtt connection closed: no CONNECT within %.0fs", self.connect_timeout_s)
+            await writer.close()
+            raise AMQTTError("no CONNECT in time") from None
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        topic_filter, qos = subscription
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        sends = [
+            handler.mqtt_publish(topic, kept.data, min(qos, kept.qos or qos), retain=True)
+            for topic, kept in list(self._retained_messages.items())
+            if self._matches(topic, topic_filter) and acl.may_receive(session.username, topic)
+        ]
+        if sends:
+            await asyncio.gather(*sends)
+
+    async def drop_sessions(self, still_allowed: Callable[[Session], bool]) -> list[str]:
+        """Close the connection of every connected session ``still_allowed`` refuses; its will
+        is published as for any lost connection."""
+        dropped = []
+        for client_id, (session, handler) in list(self._sessions.items()):
+            if session.transitions.is_connected() and not still_allowed(session):
+                dropped.append(client_id)
+                if handler is not None and handler.writer is not None:
+                    await handler.writer.close()
+        return dropped
+
+
 class EmbeddedBroker:
-    """Start with :meth:`start`, connect to :attr:`url`, end with :meth:`stop`."""
+    """Start with :meth:`start`, connect to :attr:`url`, end with :meth:`stop`.
+
+    Only loopback addresses can be bound (BrokerError otherwise): off this host, run Mosquitto.
+    """
 
     def __init__(
         self,
@@ -126,8 +180,16 @@ class EmbeddedBroker:
         host: str = "127.0.0.1",
         port: int = 0,
         max_connections: int = 10_000,
+        connect_timeout_s: float = 10.0,
     ) -> None:
+        if not is_loopback(host):
+            raise BrokerError(
+                f"the embedded MQTT broker only listens on loopback, not {host!r}: "
+                "install mosquitto or use an external broker"
+            )
         self._lookup = lookup_password_hash
+        self._connect_timeout_s = connect_timeout_s
+        self._broker: _GuardedBroker | None = None
         self.host = host
         self._requested_port = port
         self._max_connections = max_connections
@@ -148,6 +210,35 @@ class EmbeddedBroker:
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def ingest_url(self) -> str:
+        """Where the controller's ingest connects (the same loopback listener)."""
+        return self.url
+
+    def credentials_changed(self, timeout: float = 10.0) -> list[str]:
+        """Drop the open sessions whose user's password no longer verifies (revoked devices);
+        new CONNECTs ask ``lookup_password_hash`` anyway. Returns the dropped client ids."""
+        loop, broker = self._loop, self._broker
+        if loop is None or broker is None or loop.is_closed():
+            return []
+        future = asyncio.run_coroutine_threadsafe(broker.drop_sessions(self._still_allowed), loop)
+        try:
+            dropped = future.result(timeout)
+        except TimeoutError as exc:
+            future.cancel()
+            raise Unavailable(f"embedded broker did not drop sessions within {timeout}s") from exc
+        for client_id in dropped:
+            log.info("mqtt session dropped: credentials revoked client=%s", client_id)
+        return dropped
+
+    def _still_allowed(self, session: Session) -> bool:
+        try:
+            hashed = self._lookup(session.username or "")
+        except Exception:
+            log.exception("password lookup failed user=%s", session.username)
+            return True  # a store hiccup must not disconnect the whole fleet
+        return hashed is not None and verify_password(session.password or "", hashed)
 
     def start(self, timeout: float = 10.0) -> None:
         if self._thread is not None:
@@ -204,7 +295,9 @@ class EmbeddedBroker:
                 f"{__name__}.EdgeFleetTopicPlugin": {},
             },
         }
-        broker = Broker(config, loop=asyncio.get_running_loop())
+        broker = _GuardedBroker(config, loop=asyncio.get_running_loop())
+        broker.connect_timeout_s = self._connect_timeout_s
+        self._broker = broker
         amqtt_log, quiet = logging.getLogger("amqtt.broker"), _NoStartupTraceback()
         amqtt_log.addFilter(quiet)
         try:
@@ -217,4 +310,5 @@ class EmbeddedBroker:
             self._started.set()
             await self._stop_requested.wait()
         finally:
+            self._broker = None
             await broker.shutdown()

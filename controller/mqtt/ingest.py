@@ -1,8 +1,9 @@
 """Controller-side MQTT ingest: device status, heartbeats and telemetry in, desired state out.
 
-Every payload is validated (topic shape, protobuf decoding, device id in the payload equal to
-the one in the topic) before the sink sees it; anything else is counted in :class:`IngestStats`,
-logged, and dropped. Nothing a device sends can stop the ingest.
+Every payload is validated (topic shape, size, the device admitted now, protobuf decoding,
+device id in the payload equal to the one in the topic) before the sink sees it; anything else
+is counted in :class:`IngestStats`, logged at a bounded rate, and dropped. Nothing a device
+sends can stop the ingest.
 
 Threading: sink methods are called on paho's network thread, one message at a time. They must
 be quick (hand the value to a bounded queue or do one small DB write); a slow sink delays all
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -65,6 +67,7 @@ class IngestConfig:
     max_queued_messages: int = 10_000
     reconnect_min_delay_s: int = 1
     reconnect_max_delay_s: int = 30
+    max_payload_bytes: int = 256 * 1024  # larger messages are dropped unread
 
     def __repr__(self) -> str:  # never show the password
         return f"IngestConfig(url={self.url!r}, username={self.username!r})"
@@ -80,6 +83,35 @@ class IngestStats:
     sink_errors: int = 0
     telemetry_received: int = 0
     dropped_invalid_report: int = 0  # decodes, but is inconsistent (histograms, counts, times)
+    dropped_not_admitted: int = 0  # the device may not report now (unknown, revoked)
+    dropped_oversize: int = 0  # payload larger than IngestConfig.max_payload_bytes
+    disconnects: int = 0  # connections to the broker lost (not counting stop())
+
+
+DeviceAdmission = Callable[[str], bool]  # device id -> may it report now? Called on paho's thread
+
+
+def admit_every_device(_device_id: str) -> bool:
+    return True
+
+
+class _BoundedLog:
+    """At most one warning per ``interval_s`` per kind of drop, with how many were not logged."""
+
+    def __init__(self, interval_s: float = 10.0) -> None:
+        self._interval_s = interval_s
+        self._next: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def warning(self, kind: str, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now < self._next.get(kind, 0.0):
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        self._next[kind] = now + self._interval_s
+        if suppressed := self._suppressed.pop(kind, 0):
+            message += f" (and {suppressed} more not logged)"
+        log.warning(message, *args)
 
 
 _STATUS = topics.subscription(topics.STATUS)
@@ -88,9 +120,21 @@ _TELEMETRY = topics.subscription(topics.TELEMETRY)
 
 
 class ControllerMqttIngest:
-    def __init__(self, config: IngestConfig, sink: TelemetrySink) -> None:
+    """``admit(device_id)`` says whether a device may report now (e.g. enrolled, not revoked);
+    messages of a device it refuses are counted and dropped. It runs on paho's thread for
+    every message: keep it a quick lookup."""
+
+    def __init__(
+        self,
+        config: IngestConfig,
+        sink: TelemetrySink,
+        *,
+        admit: DeviceAdmission = admit_every_device,
+    ) -> None:
         self._config = config
         self._sink = sink
+        self._admit = admit
+        self._drop_log = _BoundedLog()
         self.stats = IngestStats()
         self._connected = threading.Event()
         self._stopping = False
@@ -192,10 +236,11 @@ class ControllerMqttIngest:
     ) -> None:
         self._connected.clear()
         if not self._stopping:
+            self.stats.disconnects += 1
             log.warning("mqtt ingest disconnected: %s (reconnecting)", reason)
 
     def _on_status(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        device_id = self._device_of(msg.topic)
+        device_id = self._device_of(msg)
         if device_id is None:
             return
         status = telemetry_pb2.DeviceStatus()
@@ -208,7 +253,7 @@ class ControllerMqttIngest:
         )
 
     def _on_heartbeat(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        device_id = self._device_of(msg.topic)
+        device_id = self._device_of(msg)
         if device_id is None:
             return
         beat = telemetry_pb2.Heartbeat()
@@ -220,7 +265,7 @@ class ControllerMqttIngest:
     def _on_telemetry(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         from controller.mqtt.telemetry_decode import sample_from_report
 
-        device_id = self._device_of(msg.topic)
+        device_id = self._device_of(msg)
         if device_id is None:
             return
         report = report_pb2.TelemetryReport()
@@ -230,19 +275,46 @@ class ControllerMqttIngest:
             sample = sample_from_report(report, device_id, time.time_ns() // 1_000_000)
         except InvalidInput as exc:
             self.stats.dropped_invalid_report += 1
-            log.warning("mqtt ingest dropped invalid telemetry of device=%s: %s", device_id, exc)
+            self._drop_log.warning(
+                "invalid", "mqtt ingest dropped invalid telemetry of device=%s: %s", device_id, exc
+            )
             return
         self.stats.telemetry_received += 1
         self._call_sink(self._telemetry_sink, device_id, sample)
 
     # -- validation -----------------------------------------------------------------------------
 
-    def _device_of(self, topic: str) -> str | None:
+    def _device_of(self, msg: mqtt.MQTTMessage) -> str | None:
+        """The sending device, when the topic is valid, the payload small enough and the
+        device admitted; None (counted, logged) otherwise."""
         try:
-            device_id, _kind = topics.parse_device_topic(topic)
+            device_id, _kind = topics.parse_device_topic(msg.topic)
         except InvalidInput:
             self.stats.dropped_bad_topic += 1
-            log.warning("mqtt ingest dropped message on unparseable topic %r", topic[:200])
+            self._drop_log.warning(
+                "topic", "mqtt ingest dropped message on unparseable topic %r", msg.topic[:200]
+            )
+            return None
+        if len(msg.payload) > self._config.max_payload_bytes:
+            self.stats.dropped_oversize += 1
+            self._drop_log.warning(
+                "oversize",
+                "mqtt ingest dropped %d-byte message of device=%s (limit %d)",
+                len(msg.payload),
+                device_id,
+                self._config.max_payload_bytes,
+            )
+            return None
+        try:
+            admitted = self._admit(device_id)
+        except Exception:  # a failing lookup refuses the message, it does not kill paho's thread
+            log.exception("mqtt ingest admission check failed device=%s", device_id)
+            admitted = False
+        if not admitted:
+            self.stats.dropped_not_admitted += 1
+            self._drop_log.warning(
+                "admit", "mqtt ingest dropped message of device=%s: not admitted", device_id
+            )
             return None
         return device_id
 
@@ -253,11 +325,14 @@ class ControllerMqttIngest:
             message.ParseFromString(msg.payload)
         except DecodeError:
             self.stats.dropped_malformed += 1
-            log.warning("mqtt ingest dropped malformed payload on %s", msg.topic)
+            self._drop_log.warning(
+                "malformed", "mqtt ingest dropped malformed payload on %s", msg.topic
+            )
             return False
         if message.device_id != device_id:
             self.stats.dropped_device_mismatch += 1
-            log.warning(
+            self._drop_log.warning(
+                "mismatch",
                 "mqtt ingest dropped payload for device=%r on topic of device=%s",
                 message.device_id[:200],
                 device_id,
