@@ -1,4 +1,5 @@
-"""Enrollment: trust the pinned controller CA, send a CSR and facts, keep the certificate."""
+"""Enrollment: trust the pinned controller CA, send a CSR and facts, keep the certificate and
+pin the controller's TUF root (the trust anchor of every model update)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from agent.identity import (
     Identity,
     create_key_and_csr,
     fetch_pinned_ca,
+    pin_tuf_root,
     write_file,
 )
 from edgefleet import __version__
@@ -126,6 +128,7 @@ def enroll(
         write_file(data_dir / KEY_FILE, key_pem, 0o600)
         write_file(data_dir / CERT_FILE, response.certificate_pem.encode())
         write_file(data_dir / CA_FILE, response.ca_certificate_pem.encode())
+        pin_tuf_root(data_dir, response.tuf_root_json)
         identity.save(data_dir)
     except OSError as exc:
         raise DataDirError(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import _ssl  # the public ssl module exposes the certificate chain only from 3.13
 import json
+import logging
 import os
 import socket
 import ssl
@@ -22,10 +23,14 @@ from cryptography.x509.oid import NameOID
 from agent.errors import AgentError, NotEnrolled
 from edgefleet.enrollment import certificate_fingerprint
 
+log = logging.getLogger(__name__)
+
 KEY_FILE = "device.key"
 CERT_FILE = "device.pem"
 CA_FILE = "ca.pem"
 IDENTITY_FILE = "identity.json"
+TUF_DIR = "tuf"  # python-tuf's trusted metadata; root.json in it is pinned at enrollment
+TUF_ROOT_FILE = "root.json"
 
 
 def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -38,6 +43,24 @@ def write_file(path: Path, data: bytes, mode: int = 0o644) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def pin_tuf_root(data_dir: Path, root_json: bytes) -> None:
+    """Keep the TUF root received at enrollment (over the CA-pinned channel) as the trust
+    anchor: python-tuf accepts only newer roots that chain from it. Without one (a
+    controller too old to send it) the device refuses every update."""
+    if not root_json:
+        log.warning("the controller sent no TUF root at enrollment: updates will be refused")
+        return
+    try:
+        signed = json.loads(root_json)["signed"]
+        if signed["_type"] != "root":
+            raise ValueError(f"a {signed['_type']!r} document")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AgentError(f"the controller sent an invalid TUF root at enrollment: {exc}") from exc
+    tuf_dir = data_dir / TUF_DIR
+    tuf_dir.mkdir(mode=0o700, exist_ok=True)
+    write_file(tuf_dir / TUF_ROOT_FILE, root_json, 0o600)
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,11 @@ from typing import Any
 from edgefleet.errors import InvalidInput
 from edgefleet.modelmeta import VariantMetadata
 from edgefleet.retry import Backoff
+from edgefleet.updates import VerifiedTarget
+from edgefleet.updates.custom import variant_fields
+from edgefleet.updates.names import check_model_file_name
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_TARGET_BYTES = 4 << 30
 
 
@@ -55,13 +57,25 @@ class TargetInfo:
             raise InvalidInput(f"target length must be a positive int, not {length!r}")
         if not isinstance(sha, str) or not _SHA256.match(sha):
             raise InvalidInput("target sha256 must be 64 lowercase hex digits")
-        if not isinstance(path, str) or not path or ".." in path.split("/"):
+        if not isinstance(path, str) or not path or ".." in path.split("/") or "\0" in path:
             raise InvalidInput(f"bad target path {path!r}")
-        meta = VariantMetadata.from_dict(dict(custom) if isinstance(custom, Mapping) else {})
-        if not _SAFE_NAME.match(meta.file):
-            raise InvalidInput(f"unsafe model file name {meta.file!r}")
-        raw = {**dict(data), "variant_id": meta.variant_id}
+        custom = dict(custom) if isinstance(custom, Mapping) else {}
+        meta = VariantMetadata.from_dict(variant_fields(custom))
+        check_model_file_name(meta.file)
+        if (meta.sha256 and meta.sha256 != sha) or (meta.size_bytes and meta.size_bytes != length):
+            raise InvalidInput("variant metadata names another artifact than its target")
+        raw = {"path": path, "length": length, "hashes": {"sha256": sha}, "custom": custom,
+               "variant_id": meta.variant_id}  # fmt: skip
         return cls(meta.variant_id, path, length, sha, meta.to_dict(), raw)
+
+    @classmethod
+    def from_signed(cls, signed: VerifiedTarget) -> TargetInfo:
+        """What to install from a *verified* TUF target: every installed field (labels,
+        temperature, preprocessing, file name, runtime...) is the signed custom metadata."""
+        hashes = {"sha256": signed.sha256}
+        data = {"path": signed.path, "length": signed.length, "hashes": hashes,
+                "custom": signed.custom}  # fmt: skip
+        return cls.from_dict(data)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,8 @@ from agent.ota import machine as m
 from agent.ota.errors import OtaError
 from agent.ota.slots import SlotStore
 from agent.ota.updater import Updater, UpdateStatus
-from edgefleet.errors import EdgeFleetError, Unavailable
+from edgefleet.errors import EdgeFleetError, InvalidInput, Unavailable
+from edgefleet.updates import VerifiedTarget
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,9 @@ class DesiredSource(Protocol):
 
 
 class Verifier(Protocol):
-    def preflight(self, target: Mapping[str, Any]) -> Any: ...
+    def preflight(self, target: Mapping[str, Any]) -> VerifiedTarget: ...
+
+    def verify_target(self, target: Mapping[str, Any]) -> VerifiedTarget: ...
 
     def verify_file(self, target: Mapping[str, Any], path: Path) -> None: ...
 
@@ -75,6 +79,7 @@ class OtaService:
         self._handled: tuple[str, int] | None = None
         self._last_report: UpdateStatus | None = None
         self.reports: list[UpdateStatus] = []  # newest last, bounded
+        self.refused: Counter[str] = Counter()  # desired states refused, by kind
         self.updater = Updater(
             store,
             fetch_chunks=chunks,
@@ -197,32 +202,50 @@ class OtaService:
             return
         if self._switch_to_previous(variant):
             return
-        target = desired.get("target")
-        target = dict(target) if isinstance(target, Mapping) else {}
         try:
-            signed = self._verifier.preflight(target)
+            claimed = _claimed_target(desired)
+            signed = self._verifier.preflight(claimed)
+            target = m.TargetInfo.from_signed(signed)
         except Unavailable as exc:
             self._handled = None  # transient: try again at the next pull
             log.info("update metadata unavailable: %s", exc)
             return
         except (EdgeFleetError, KeyError, TypeError, ValueError) as exc:
-            self._report(UpdateStatus("failed", variant, f"verification failed: {exc}"))
+            self._refuse("unverified", variant, f"verification failed: {exc}")
             return
-        trusted = {**target, "length": signed.length, "hashes": {"sha256": signed.sha256}}
-        self.updater.apply(trusted)
+        differ = _disagreements(desired, target)
+        if differ:
+            why = f"desired state disagrees with the signed target on {', '.join(differ)}"
+            self._refuse("mismatch", variant, f"verification failed: {why}")
+            return
+        self.updater.apply(target)
         self._after_apply()
 
+    def _refuse(self, kind: str, variant: str | None, reason: str) -> None:
+        """A desired state refused before any download: counted, logged and reported."""
+        self.refused[kind] += 1
+        log.warning("refused desired state for %s: %s", variant, reason)
+        self._report(UpdateStatus("failed", variant, reason))
+
     def _switch_to_previous(self, variant: str) -> bool:
-        """Going back to the variant in the previous slot needs no download."""
+        """Going back to the variant in the previous slot needs no download, but the slot
+        must still be exactly a signed target: bytes re-hashed against its manifest, and its
+        target and variant metadata checked against freshly verified TUF metadata."""
         state = self.store.state()
         if state.previous is None or state.probation is not None:
             return False
         try:
-            if self.store.verify_slot(state.previous).variant_id != variant:
+            slot = self.store.verify_slot(state.previous)
+            if slot.variant_id != variant:
                 return False
+            self._verifier.verify_target(slot.target)
             self.store.activate(state.previous)
             self.store.commit()
-        except OtaError as exc:
+        except Unavailable as exc:
+            log.warning("cannot re-verify the previous slot (%s); downloading %s", exc, variant)
+            return False
+        except (EdgeFleetError, KeyError, TypeError) as exc:
+            self.refused["previous_slot"] += 1
             log.warning("previous slot unusable (%s); downloading %s", exc, variant)
             return False
         self.updater.state = m.UpdateState(current_variant=variant)
@@ -272,3 +295,63 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
+
+
+def _claimed_target(desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The target a desired state names (path, length, sha256, variant id): only an
+    identifier; what gets installed comes from the signed target it names."""
+    raw = desired.get("target")
+    target = dict(raw) if isinstance(raw, Mapping) else {}
+    hashes = target.get("hashes")
+    hashes = hashes if isinstance(hashes, Mapping) else {}
+    path = target.get("path") or desired.get("target_path")
+    if not isinstance(path, str) or not path:
+        raise InvalidInput("desired state names no target path")
+    return {
+        "path": path,
+        "length": target.get("length", desired.get("length")),
+        "hashes": {"sha256": hashes.get("sha256") or desired.get("sha256")},
+        "custom": {"variant_id": desired.get("variant_id")},
+    }
+
+
+def _disagreements(desired: Mapping[str, Any], target: m.TargetInfo) -> list[str]:
+    """Fields of the unsigned message that differ from the signed target it names."""
+    signed: dict[str, Any] = {
+        "target_path": target.path, "length": target.length, "sha256": target.sha256,
+        **_prefixed(target.raw["custom"]),
+    }  # fmt: skip
+    given = {k: desired[k] for k in ("target_path", "length", "sha256", "variant_id", "model",
+                                     "version") if desired.get(k) not in (None, "", 0)}  # fmt: skip
+    if "variant_id" in given:
+        given["custom.variant_id"] = given.pop("variant_id")
+    for key in ("model", "version"):
+        if key in given:
+            given[f"custom.{key}"] = given.pop(key)
+    raw = desired.get("target")
+    if isinstance(raw, Mapping):
+        given.update({k: raw[k] for k in ("length",) if k in raw})
+        if "path" in raw:
+            given["target_path"] = raw["path"]
+        hashes = raw.get("hashes")
+        if isinstance(hashes, Mapping) and "sha256" in hashes:
+            given["sha256"] = hashes["sha256"]
+        custom = raw.get("custom")
+        if custom is not None:
+            if not isinstance(custom, Mapping):
+                return ["custom"]
+            given.update(_prefixed(custom))
+    return sorted(k for k, v in given.items() if _canon(v) != _canon(signed.get(k, _ABSENT)))
+
+
+def _prefixed(custom: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"custom.{k}": v for k, v in custom.items()}
+
+
+_ABSENT = object()
+
+
+def _canon(value: Any) -> str:
+    if value is _ABSENT:
+        return "<absent>"
+    return json.dumps(value, sort_keys=True, default=list)

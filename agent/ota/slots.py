@@ -27,14 +27,20 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from agent.ota.errors import DiskFull, InstallFailed, SlotCorrupted
+from edgefleet.errors import InvalidInput
+from edgefleet.modelmeta import VariantMetadata
+from edgefleet.updates.custom import variant_fields
+from edgefleet.updates.names import (
+    MANIFEST_FILE,
+    TARGET_FILE,
+    VARIANT_FILE,
+    check_model_file_name,
+)
 
 log = logging.getLogger(__name__)
 
 SLOTS = ("A", "B")
 STATE_FILE = "state.json"
-MANIFEST_FILE = "manifest.json"
-TARGET_FILE = "target.json"
-VARIANT_FILE = "variant.json"
 _CHUNK = 1 << 20
 
 Writer = Callable[[BinaryIO, bytes], None]
@@ -212,6 +218,10 @@ class SlotStore:
         raised; the active slot and the state file are never touched.
         """
         sha = str(target["hashes"]["sha256"])
+        try:
+            check_model_file_name(model_file)
+        except InvalidInput as exc:
+            raise InstallFailed(str(exc)) from exc
         src = self.download_path(sha)
         state = self.state()
         slot = "A" if state.active is None else _other(state.active)
@@ -296,6 +306,7 @@ class SlotStore:
                 raise SlotCorrupted(f"slot {slot}: {name} sha256 {actual[:12]} != {digest[:12]}")
         if files.get(model_file) != target.get("hashes", {}).get("sha256"):
             raise SlotCorrupted(f"slot {slot}: model hash differs from its target info")
+        _check_metadata(slot, path, target, model_file, variant_id)
         return InstalledSlot(slot, path, variant_id, model_file, files, target)
 
     def recover(self) -> Recovery:
@@ -361,6 +372,28 @@ class SlotStore:
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True, exist_ok=True)
         fsync_dir(path.parent)
+
+
+def _check_metadata(
+    slot: str, path: Path, target: Mapping[str, Any], model_file: str, variant_id: str
+) -> None:
+    """The slot's variant.json is exactly the variant metadata of the target it was
+    verified against at install (its signed custom fields), naming the same file."""
+    custom = target.get("custom")
+    try:
+        if not isinstance(custom, Mapping):
+            raise ValueError("its target info has no custom metadata")
+        signed = VariantMetadata.from_dict(variant_fields(dict(custom)))
+        installed = json.loads((path / VARIANT_FILE).read_text())
+    except (OSError, ValueError, InvalidInput) as exc:
+        raise SlotCorrupted(f"slot {slot}: metadata unreadable: {exc}") from exc
+    want = json.loads(json.dumps(signed.to_dict()))
+    if installed != want or signed.file != model_file or signed.variant_id != variant_id:
+        differ = sorted(k for k in want if installed.get(k) != want[k]) if isinstance(
+            installed, dict) else ["all"]  # fmt: skip
+        raise SlotCorrupted(
+            f"slot {slot}: variant metadata differs from its verified target ({differ})"
+        )
 
 
 def _install_error(what: str, exc: OSError) -> InstallFailed:

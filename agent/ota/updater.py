@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.ota import machine as m
-from agent.ota.errors import DiskFull, InstallFailed, OtaError, SlotCorrupted
+from agent.ota.errors import DiskFull, OtaError, SlotCorrupted
 from agent.ota.slots import Recovery, SlotStore
 from agent.ota.smoke import SmokeRun, make_smoke_test
 from edgefleet.errors import EdgeFleetError, InvalidInput, VerificationError
@@ -62,14 +62,17 @@ class Updater:
         self._events: deque[m.Event] = deque()
 
     # -- entry points ---------------------------------------------------------------------
-    def apply(self, desired: Any) -> m.UpdateState:
-        """Run an update for the controller's desired target as far as probation.
+    def apply(self, desired: m.TargetInfo | Mapping[str, Any]) -> m.UpdateState:
+        """Run an update for a target (verified ``TargetInfo``, or target info to validate)
+        as far as probation.
 
         Returns in phase ``probation`` (new model active, awaiting ``observe``/``tick``),
         ``failed`` (current model kept; reason reported) or unchanged (nothing to do).
         """
         try:
-            target = m.TargetInfo.from_dict(desired)
+            target = (
+                desired if isinstance(desired, m.TargetInfo) else m.TargetInfo.from_dict(desired)
+            )
         except InvalidInput as exc:
             reason = f"refused desired state: {exc}"
             log.warning(reason)
@@ -193,7 +196,7 @@ class Updater:
     def _write_slot(self, t: m.TargetInfo) -> None:
         try:
             slot = self.store.install(t.raw, t.model_file, json.dumps(dict(t.metadata), indent=2))
-        except (InstallFailed, OSError) as exc:
+        except (OtaError, OSError) as exc:  # never left in "installing" with nothing said
             self._emit(m.WriteFailed(str(exc)))
             return
         self._emit(m.WriteOk(slot.name))

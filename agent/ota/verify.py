@@ -1,27 +1,41 @@
-"""TUF verification of a desired target before (preflight) and after the download."""
+"""TUF verification of a desired target before (preflight) and after the download.
+
+The trust anchor is the ``root.json`` pinned at enrollment (``agent.enroll`` writes it into
+``metadata_dir``); python-tuf only accepts newer roots that chain from it. A device without
+one refuses every update (``NoTrustedRoot``) instead of trusting whatever root it is served.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgefleet.errors import EdgeFleetError, VerificationError
+from edgefleet.errors import VerificationError
 from edgefleet.updates import Transport, TrustedUpdater, VerifiedTarget
+from edgefleet.updates.errors import MetadataError
 
 log = logging.getLogger(__name__)
 
-ROOT_BOOTSTRAP = "metadata/1.root.json"
+PINNED_ROOT = "root.json"
+
+
+class NoTrustedRoot(MetadataError):
+    """The device holds no TUF root pinned at enrollment, so it trusts no release."""
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=list)
 
 
 class TufVerifier:
     """Checks a target against signed metadata: signatures, thresholds, expiry, versions,
     and that the target is meant for this device's profile and the variant it names.
 
-    The trust root lives in ``metadata_dir``; when missing it is fetched once at first use
-    (trust on first use over the device's mutually authenticated channel).
+    ``bootstrap_root`` (the root pinned at enrollment) is written into ``metadata_dir`` only
+    when it holds no root yet; there is no trust on first use.
     """
 
     def __init__(
@@ -32,14 +46,16 @@ class TufVerifier:
         self._bootstrap = bootstrap_root
 
     def _updater(self) -> TrustedUpdater:
-        root = self._bootstrap
-        if root is None and not (self.dir / "root.json").exists():
-            data = self._transport(ROOT_BOOTSTRAP)
-            root = data if isinstance(data, bytes) else b"".join(data)
-        return TrustedUpdater(self.dir, self._transport, bootstrap_root=root)
+        if self._bootstrap is None and not (self.dir / PINNED_ROOT).exists():
+            raise NoTrustedRoot(
+                f"no TUF root pinned at enrollment in {self.dir}: refusing every update "
+                "(re-enroll the device to pin the controller's root)"
+            )
+        return TrustedUpdater(self.dir, self._transport, bootstrap_root=self._bootstrap)
 
     def preflight(self, target: Mapping[str, Any]) -> VerifiedTarget:
-        """Refresh metadata and return the signed target (raises VerificationError)."""
+        """Refresh metadata and return the signed target (raises VerificationError) after
+        checking the length and sha256 ``target`` claims against it."""
         custom = target.get("custom") if isinstance(target, Mapping) else None
         variant_id = custom.get("variant_id") if isinstance(custom, Mapping) else None
         updater = self._updater()
@@ -52,30 +68,17 @@ class TufVerifier:
             )
         return signed
 
-    def verify_file(self, target: Mapping[str, Any], path: Path) -> None:
-        """The ``Updater`` verify hook: signed target again, then the file's length and hash."""
+    def verify_target(self, target: Mapping[str, Any]) -> VerifiedTarget:
+        """``target`` (as stored in a slot or about to be) is exactly a signed target:
+        path, length, sha256 and every custom field (labels, temperature, file...)."""
         signed = self.preflight(target)
-        size = path.stat().st_size
-        if size != signed.length:
-            raise VerificationError(f"length {size} != signed {signed.length}")
-        h = hashlib.sha256()
-        with path.open("rb") as fh:
-            while block := fh.read(1 << 20):
-                h.update(block)
-        if h.hexdigest() != signed.sha256:
-            raise VerificationError("artifact sha256 does not match signed metadata")
+        if _canonical(dict(target.get("custom") or {})) != _canonical(signed.custom):
+            raise VerificationError(
+                f"target {signed.path}: metadata differs from the signed target's"
+            )
+        return signed
 
-
-def as_verify(
-    preflight: Callable[[Mapping[str, Any]], object],
-) -> Callable[[Mapping[str, Any]], str | None]:
-    """Wrap ``preflight`` to return a refusal reason instead of raising."""
-
-    def check(target: Mapping[str, Any]) -> str | None:
-        try:
-            preflight(target)
-        except (EdgeFleetError, KeyError, TypeError) as exc:
-            return f"verification failed: {exc}"
-        return None
-
-    return check
+    def verify_file(self, target: Mapping[str, Any], path: Path) -> None:
+        """The ``Updater`` verify hook, after the download's length and sha256 were checked
+        once while streaming: the target is still signed, metadata included."""
+        self.verify_target(target)

@@ -55,6 +55,7 @@ from controller.signing.errors import (
 from controller.signing.keys import TOP_LEVEL_ROLES, KeyStore
 from edgefleet.errors import InvalidInput
 from edgefleet.updates.custom import encode_custom
+from edgefleet.updates.names import check_model_file_name
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +223,12 @@ class Repository:
             raise InvalidTarget(f"target {path} custom fields lack {missing}")
         if not path.startswith("models/") or ".." in path.split("/"):
             raise InvalidTarget(f"target path {path!r} is outside models/")
+        try:
+            check_model_file_name(path.rsplit("/", 1)[-1])
+            if "file" in custom:  # the name the device gives the model file in its slot
+                check_model_file_name(custom["file"])
+        except InvalidInput as exc:
+            raise InvalidTarget(f"target {path}: {exc}") from exc
         try:
             encoded = encode_custom(dict(custom))
         except InvalidInput as exc:

@@ -43,3 +43,12 @@ def decode_custom(value: Any) -> Any:
     if isinstance(value, list):
         return [decode_custom(v) for v in value]
     return value
+
+
+# Custom fields of a signed target that describe the release, not the variant installed.
+RELEASE_FIELDS = frozenset({"profile", "selected"})
+
+
+def variant_fields(custom: dict[str, Any]) -> dict[str, Any]:
+    """The variant metadata in a target's (decoded) custom fields: all but the release's."""
+    return {k: v for k, v in custom.items() if k not in RELEASE_FIELDS}

@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 import pytest
 
-from agent.ota.errors import DiskFull, SlotCorrupted
+from agent.ota.errors import DiskFull, InstallFailed, SlotCorrupted
 from agent.ota.local import make_target
 from agent.ota.slots import MANIFEST_FILE, SlotStore
 
@@ -155,3 +155,35 @@ def test_installed_but_never_activated_is_not_adopted(tmp_path: Path) -> None:
     install(store, b"never smoke-tested")  # crashed right after the manifest landed
     rec = SlotStore(tmp_path).recover()
     assert rec.slot is None and rec.state.active is None
+
+
+def test_rollback_refuses_a_previous_slot_whose_metadata_was_rewritten(tmp_path: Path) -> None:
+    """Labels and temperature rewritten in variant.json, its manifest hash updated to match:
+    the slot no longer equals the target it was verified against at install."""
+    import hashlib
+
+    store = SlotStore(tmp_path)
+    store.activate(install(store, b"good"))
+    store.commit()
+    store.activate(install(store, b"newer"))
+    slot_dir = store.slot_dir("A")
+    meta = json.loads((slot_dir / "variant.json").read_text())
+    meta["labels"], meta["temperature"] = ["renamed"], 0.001
+    (slot_dir / "variant.json").write_text(json.dumps(meta))
+    manifest = json.loads((slot_dir / MANIFEST_FILE).read_text())
+    manifest["files"]["variant.json"] = hashlib.sha256(
+        (slot_dir / "variant.json").read_bytes()
+    ).hexdigest()
+    (slot_dir / MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(SlotCorrupted, match=r"labels.*temperature"):
+        store.rollback("probation failed")
+    assert store.state().active == "B"
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "target.json", "variant.json", "x.tmp", ".."])
+def test_install_refuses_a_model_file_name_of_its_own(tmp_path: Path, name: str) -> None:
+    store = SlotStore(tmp_path)
+    target = stage_download(store, b"model")
+    with pytest.raises(InstallFailed):
+        store.install(target, name, json.dumps(target["custom"]))
+    assert not any(store.slot_dir("A").iterdir())
