@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.ota.verify import NoTrustedRoot
 from agent.updates_client import UpdateClient
 from edgefleet.modelmeta import METADATA_FILE, VariantMetadata
 from edgefleet.updates import TrustedUpdater
@@ -38,12 +39,11 @@ class BenchOutcome:
 
 
 def trusted_updater(data_dir: Path, client: UpdateClient) -> TrustedUpdater:
-    """A TrustedUpdater whose root is pinned in the data dir (fetched on first use)."""
+    """A TrustedUpdater anchored in the root pinned in the data dir at enrollment."""
     meta_dir = data_dir / "tuf"
-    bootstrap = None
     if not (meta_dir / "root.json").exists():
-        bootstrap = client.metadata("1.root.json")
-    return TrustedUpdater(meta_dir, client.transport, bootstrap_root=bootstrap)
+        raise NoTrustedRoot(f"no TUF root pinned at enrollment in {meta_dir}: re-enroll")
+    return TrustedUpdater(meta_dir, client.transport)
 
 
 def time_variant(directory: Path, threads: int, warmup: int, runs: int) -> tuple[float, float]:
