@@ -7,8 +7,8 @@
    student and the teacher (packed with agent.pack, loaded at this host's profile thread
    count). Goal <= 1.10x.
 2. cascade: the edge student (its onnx-fp32 variant as the controller builds it: temperature
-   and validation confidence quantiles in variant.json) runs the agent daemon's inference path
-   (agent.inference_setup.build_inference: default budget policy, audits, deadline) on
+   and validation confidence quantiles in variant.json) runs the agent's inference path
+   (agent.assembly.build_inference: default budget policy, audits, deadline) on
    test_corrupted.npz, offloading over live loopback gRPC to the teacher served the
    controller's way (CloudModels + OffloadServicer, default batching). Edge-only, cloud-only,
    the cascade, and the oracle. Goal >= 0.99 of cloud-only accuracy at <= 25% offload.
@@ -21,6 +21,7 @@ Each goal prints one line: ``goal <name>: <measured> (target <op> <value>) OK | 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -220,8 +221,10 @@ def bench_cascade(
 ) -> bool | None:
     import grpc
 
-    from agent.daemon import AgentConfig as DaemonConfig
-    from agent.inference_setup import DEFAULT_BUDGET, build_inference
+    from agent.assembly import AgentConfig, build_inference
+    from agent.inference.active import ActiveModel
+    from agent.inference.policy import DEFAULT_BUDGET
+    from agent.telemetry.aggregator import TelemetryAggregator
     from controller.app import batching_defaults
     from controller.config import ControllerConfig
     from controller.services.offload import CloudModels, CloudModelSpec, OffloadPairs
@@ -245,7 +248,7 @@ def bench_cascade(
     server, port = start_insecure_server(servicer)
 
     # the device side: the daemon's own inference assembly, its defaults, this host's threads
-    cfg = DaemonConfig(
+    cfg = AgentConfig(
         data_dir=tmp / "agent",
         model_dir=edge_dir,
         source=str(workload.folder / "test_corrupted.npz"),
@@ -253,13 +256,17 @@ def bench_cascade(
         results_file=tmp / "agent" / "results.jsonl",
     )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    parts = build_inference(cfg, "bench-device", channel, None)
-    assert parts.inference is not None
-    started = time.perf_counter()
-    parts.inference.start()
-    parts.inference.done.wait(timeout=3600)
-    wall = time.perf_counter() - started
-    parts.inference.stop()
+    with contextlib.ExitStack() as stack:
+        model = ActiveModel(host.threads)
+        telemetry = TelemetryAggregator("bench-device")
+        model.listeners.append(lambda m: telemetry.set_model(m.metadata.model, m.variant_id))
+        inference = build_inference(cfg, model, telemetry, channel, [], stack)
+        model.load(edge_dir)
+        started = time.perf_counter()
+        inference.start()
+        inference.done.wait(timeout=3600)
+        wall = time.perf_counter() - started
+        inference.stop()
     channel.close()
     server.stop(None)
     cloud_models.close()

@@ -72,9 +72,19 @@ def enroll(
         typer.echo(f"enrolled as {identity.device_id} (profile {identity.profile})")
 
 
-@app.command()
+RUN_ENV_PREFIX = "EDGEFLEET_AGENT"  # `run` reads EDGEFLEET_AGENT_<OPTION> (e.g. _FPS) too
+
+
+@app.command(context_settings={"auto_envvar_prefix": RUN_ENV_PREFIX})
 def run(
+    ctx: typer.Context,
     data_dir: Path = DataDir,
+    config_file: Path | None = typer.Option(
+        None,
+        "--config",
+        help="TOML file of run options (keys as the flags: fps, ota-poll, ..."
+        "); a flag or EDGEFLEET_AGENT_<OPTION> variable wins over the file.",
+    ),
     heartbeat_interval: float = typer.Option(5.0, min=0.1, help="Seconds between heartbeats."),
     source: str | None = typer.Option(
         None, "--source", help="Frames: image directory, .npy/.npz, video file or camera:N."
@@ -125,87 +135,78 @@ def run(
     ota_probation: float = typer.Option(
         300.0, "--ota-probation", min=0.0, help="Seconds a new model stays on probation."
     ),
+    ota_latency_budget: float | None = typer.Option(
+        None,
+        "--ota-latency-budget",
+        min=0.0,
+        help="Median local ms a new model may take on probation before it is rolled back "
+        "[default: the frame period at --fps, 33.3 ms at 30 fps; 250 ms at --fps 0]. 0 = no "
+        "latency check.",
+    ),
+    ota_max_error_rate: float = typer.Option(
+        0.05,
+        "--ota-max-error-rate",
+        min=0.0,
+        max=1.0,
+        help="Share of frames a new model may fail on during probation.",
+    ),
 ) -> None:
     """Run the agent until SIGINT/SIGTERM (or until the controller revokes this device).
 
     Without --model it runs the model OTA installed last, or waits for the first rollout."""
     with errors_as_exit_codes():
-        from agent.daemon import AgentConfig, AgentDaemon
+        from agent.assembly import build_agent
+        from agent.cli.options import with_config_file
+        from agent.config import AgentConfig, OtaSettings
         from edgefleet.confidence import METRICS
         from edgefleet.errors import InvalidInput
 
-        if offload_threshold is not None and offload_budget is not None:
+        o = with_config_file(ctx, config_file)
+        if o["offload_threshold"] is not None and o["offload_budget"] is not None:
             raise InvalidInput("give --offload-threshold or --offload-budget, not both")
-        if confidence not in METRICS:
+        if o["confidence"] not in METRICS:
             raise InvalidInput(f"--confidence must be one of {', '.join(sorted(METRICS))}")
-        if source and model is None and not ota:
+        if o["source"] and o["model"] is None and not o["ota"]:
             raise InvalidInput("--source needs --model (a variant directory) or OTA updates")
-        if source:
+        if o["source"]:
             from agent.runtime.errors import FrameSourceError
             from agent.runtime.sources import open_source
 
             try:  # a missing or unsupported source fails now, not when a first model arrives
-                open_source(source)
+                open_source(o["source"])
             except FrameSourceError as exc:
                 raise InvalidInput(f"--source: {exc}") from exc
-        daemon = AgentDaemon(
+        ota_settings = OtaSettings(
+            poll_interval_s=o["ota_poll"],
+            probation_s=o["ota_probation"],
+            latency_budget_ms=o["ota_latency_budget"],
+            max_error_rate=o["ota_max_error_rate"],
+        )
+        agent = build_agent(
             AgentConfig(
-                data_dir=data_dir,
-                heartbeat_interval_s=heartbeat_interval,
-                mqtt_url=mqtt or "",
-                model_dir=model,
-                source=source or "",
-                offload_threshold=offload_threshold,
-                offload_budget=offload_budget,
-                confidence=confidence,
-                audit_rate=audit_rate,
-                offload_deadline_s=offload_deadline,
-                telemetry_interval_s=telemetry_interval,
-                fps=fps,
-                skip_threshold=skip_threshold,
-                loop=loop,
-                results_file=results,
-                threads=threads or None,
+                data_dir=Path(o["data_dir"]),
+                heartbeat_interval_s=o["heartbeat_interval"],
+                mqtt_url=o["mqtt"] or "",
+                ota=ota_settings if o["ota"] else None,
+                model_dir=_path(o["model"]),
+                source=o["source"] or "",
+                offload_threshold=o["offload_threshold"],
+                offload_budget=o["offload_budget"],
+                confidence=o["confidence"],
+                audit_rate=o["audit_rate"],
+                offload_deadline_s=o["offload_deadline"],
+                telemetry_interval_s=o["telemetry_interval"],
+                fps=o["fps"],
+                skip_threshold=o["skip_threshold"],
+                loop=o["loop"],
+                results_file=_path(o["results"]),
+                threads=o["threads"] or None,
             )
         )
-        if ota:
-            _add_ota(daemon, ota_poll, ota_probation)
         for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: daemon.stopping.set())
-        code = daemon.run()
+            signal.signal(signum, lambda *_: agent.stopping.set())
+        code = agent.run()
     raise typer.Exit(code)
-
-
-def _add_ota(daemon: object, poll_s: float, probation_s: float) -> None:
-    """OTA component: run what it installed last (unless --model), swap in what it installs."""
-    from agent.daemon import AgentDaemon
-    from agent.ota.component import ProbationFeed, build_ota
-    from agent.ota.machine import UpdateConfig
-    from agent.ota.service import OtaConfig
-
-    assert isinstance(daemon, AgentDaemon)
-    feed: list[ProbationFeed] = []
-
-    def on_model_update(variant_dir: Path) -> str:
-        variant_id = daemon.on_model_update(variant_dir)
-        if daemon.inference is not None and daemon.inference.on_result is None:
-            daemon.inference.on_result = feed[0].on_result  # a first model started inference
-        return variant_id
-
-    config = OtaConfig(poll_interval_s=poll_s, update=UpdateConfig(probation_seconds=probation_s))
-    component = build_ota(
-        daemon.config.data_dir, daemon.identity, daemon.credentials,
-        on_model_update=on_model_update, config=config,
-    )  # fmt: skip
-    feed.append(ProbationFeed(component.service))
-    installed = component.service.recover()
-    if installed is not None and daemon.config.model_dir is None:
-        daemon.config = dataclasses.replace(daemon.config, model_dir=installed)
-    daemon.build()
-    component.mqtt = daemon.mqtt
-    if daemon.inference is not None:
-        daemon.inference.on_result = feed[0].on_result
-    daemon.components.append(component)
 
 
 @app.command("pack-model")
@@ -308,3 +309,7 @@ def main() -> None:
     quiet_grpc_core(os.environ)  # before any command imports grpc
     os.umask(0o077)
     run_app(app)
+
+
+def _path(value: object) -> Path | None:
+    return None if value is None else Path(str(value))

@@ -8,13 +8,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from agent.inference.offload import CloudAnswer, OffloadClient, OffloadFailed, OffloadFrame
 from agent.inference.policy import AuditSampler, OffloadPolicy
-from agent.runtime.errors import BadFrame
-from agent.runtime.model import LoadedModel, ModelHolder
+from agent.runtime.errors import BadFrame, RuntimeFailure
+from agent.runtime.model import LoadedModel
 from agent.runtime.skipper import FrameSkipper
 from agent.telemetry.aggregator import TelemetryAggregator
 from edgefleet.confidence import calibrated_probabilities, confidence_function
@@ -53,13 +54,33 @@ class Result:
     offload_error: str | None = None
 
 
+@dataclass(frozen=True)
+class FrameFailed:
+    """The model failed on a frame (its runtime raised, or it answered NaN/inf)."""
+
+    frame_id: str
+    variant_id: str
+    error: str
+
+
+InferenceEvent = Result | FrameFailed
+InferenceListener = Callable[[InferenceEvent], None]
+
+
+class ModelSource(Protocol):
+    """Where each frame takes its model from (a ModelHolder, or the agent's ActiveModel)."""
+
+    def current(self) -> LoadedModel: ...
+
+
 def _label_name(model: LoadedModel, label: int) -> str:
     labels = model.metadata.labels
     return labels[label] if 0 <= label < len(labels) else str(label)
 
 
 class Agent:
-    """`infer(frame)` answers one frame; `run(frames)` answers a stream, skipping bad frames.
+    """`infer(frame)` answers one frame; `run(frames)` answers a stream, skipping bad frames
+    and turning model failures into `FrameFailed` events (counted as inference errors).
 
     Offloads run on a bounded thread pool. A hard frame waits for the cloud at most the
     deadline, then keeps its local answer (the failure is counted). Audit frames (and hard
@@ -69,7 +90,7 @@ class Agent:
 
     def __init__(
         self,
-        holder: ModelHolder,
+        holder: ModelSource,
         policy: OffloadPolicy,
         client: OffloadClient | None = None,
         telemetry: TelemetryAggregator | None = None,
@@ -84,21 +105,22 @@ class Agent:
         self.on_cloud_answer = on_cloud_answer
         self._confidence = confidence_function(self.config.confidence_metric)
         self._audit = AuditSampler(self.config.audit_fraction, self.config.seed)
+        self._failures = 0
         self._slots = threading.BoundedSemaphore(self.config.max_in_flight)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.config.max_in_flight, thread_name_prefix="offload"
         )
-        if telemetry is not None:
-            meta = holder.current().metadata
-            telemetry.set_model(meta.model, meta.variant_id)
+        if telemetry is not None and (model := _peek(holder)) is not None:
+            telemetry.set_model(model.metadata.model, model.metadata.variant_id)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def run(
         self, frames: Iterable[tuple[str, np.ndarray]], skipper: FrameSkipper | None = None
-    ) -> Iterator[Result]:
-        """Answer each frame; near-duplicates (skipper) and bad frames are counted and skipped."""
+    ) -> Iterator[InferenceEvent]:
+        """Answer each frame; near-duplicates (skipper) and bad frames are counted and skipped;
+        a frame the model fails on becomes a `FrameFailed` (counted as an inference error)."""
         for frame_id, frame in frames:
             if skipper is not None and skipper.should_skip(frame):
                 if self.telemetry is not None:
@@ -108,6 +130,18 @@ class Agent:
                 yield self.infer(frame, frame_id)
             except BadFrame as exc:
                 log.warning("skipping bad frame %s: %s", frame_id, exc)
+            except RuntimeFailure as exc:
+                yield self._frame_failed(frame_id, exc)
+
+    def _frame_failed(self, frame_id: str, exc: RuntimeFailure) -> FrameFailed:
+        if self.telemetry is not None:
+            self.telemetry.record_error("inference")
+        variant = _peek(self.holder)
+        self._failures += 1
+        if self._failures in (1, 10, 100) or self._failures % 1000 == 0:  # bounded logging
+            log.warning("inference failed on frame %s (%d so far): %s", frame_id,
+                        self._failures, exc)  # fmt: skip
+        return FrameFailed(frame_id, variant.metadata.variant_id if variant else "", str(exc))
 
     def infer(self, frame: np.ndarray, frame_id: str = "") -> Result:
         start = time.perf_counter()
@@ -119,6 +153,8 @@ class Agent:
             if self.telemetry is not None:
                 self.telemetry.record_bad_frame()
             raise
+        if not np.all(np.isfinite(output)):
+            raise RuntimeFailure(f"{meta.variant_id} answered NaN or infinite values")
         probabilities = calibrated_probabilities(output, meta.temperature, meta.outputs_are_logits)
         edge_label = int(np.argmax(probabilities))
         edge_confidence = self._confidence(probabilities)
@@ -245,6 +281,14 @@ class Agent:
                 self.telemetry.record_error(f"audit_{kind}")
             else:
                 self.telemetry.record_offload_failure(kind)
+
+
+def _peek(holder: ModelSource) -> LoadedModel | None:
+    """The holder's model, or None while it has none yet (an agent waiting for OTA)."""
+    try:
+        return holder.current()
+    except LookupError:
+        return None
 
 
 def _replace(result: Result, **changes: object) -> Result:

@@ -139,3 +139,15 @@ class AuditSampler:
 
     def should_audit(self) -> bool:
         return self.fraction > 0 and self._rng.random() < self.fraction
+
+
+DEFAULT_BUDGET = 0.2  # share of frames offloaded when neither threshold nor budget is given
+
+
+def make_policy(threshold: float | None, budget: float | None) -> OffloadPolicy:
+    """A fixed threshold, or a budget (prime it with the model's validation confidences)."""
+    if threshold is not None and budget is not None:
+        raise ValueError("give an offload threshold or an offload budget, not both")
+    if threshold is not None:
+        return FixedThreshold(threshold)
+    return BudgetPolicy(target_fraction=DEFAULT_BUDGET if budget is None else budget)

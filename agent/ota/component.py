@@ -1,28 +1,23 @@
-"""Assemble the OTA component for the agent daemon from its identity and data directory.
-
-ota = build_ota(data_dir, identity, credentials, on_model_update=daemon.on_model_update)
-model_dir = ota.service.recover() or given_model_dir     # once per boot, before loading
-ota.mqtt = daemon.mqtt                                    # retained desired state (optional)
-daemon.components.append(ota)
-inference.on_result = ProbationFeed(ota.service).on_result  # probation health per frame
-"""
+"""The agent's OTA parts around OtaService: the ONNX smoke test, the probation feed (inference
+events -> probation health) and the component that starts and stops the service. The
+assembly (agent.assembly) builds them."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
+from agent.inference.agent import InferenceEvent, Result
+from agent.mqtt.client import AgentMqttClient
 from agent.ota import machine as m
-from agent.ota.remote import DesiredStateClient, UpdateServiceSource
-from agent.ota.service import OtaConfig, OtaService
-from agent.ota.slots import SlotStore
+from agent.ota.service import OtaService
 from agent.ota.smoke import SmokeRun, make_smoke_test
-from agent.ota.verify import TufVerifier
 
 log = logging.getLogger(__name__)
 
@@ -52,30 +47,50 @@ def onnx_smoke_test(
     return make_smoke_test(load_and_run, latency_budget_ms=latency_budget_ms)
 
 
+class ProbationObserver(Protocol):
+    def observe(self, metrics: m.ProbationMetrics) -> None: ...
+
+
 class ProbationFeed:
-    """Turns inference results (anything with ``local_ms``) into probation health: every
-    ``window`` frames, ``service.observe(ProbationMetrics(frames, 0.0, median latency))``.
-    Inference errors are not results; a crashing model shows up as boot attempts instead."""
+    """An inference listener that turns answers and failed frames into probation health:
+    every ``window`` frames of one variant, ``observe(ProbationMetrics(frames, share of frames
+    the model failed on, median local latency of the answered ones))``. Frames of another
+    variant (in flight across a swap) start a new window."""
 
-    def __init__(self, service: OtaService, window: int = 20) -> None:
-        self._service, self._window = service, window
+    def __init__(self, observer: ProbationObserver, window: int = 20) -> None:
+        self._observer, self._window = observer, window
+        self._lock = threading.Lock()
+        self._variant = ""
         self._latencies: list[float] = []
+        self._failed = 0
+        self.observed = 0  # windows handed to the observer
 
-    def on_result(self, result: Any) -> None:
-        self._latencies.append(float(getattr(result, "local_ms", 0.0)))
-        if len(self._latencies) >= self._window:
-            window, self._latencies = sorted(self._latencies), []
-            median = window[len(window) // 2]
-            self._service.observe(m.ProbationMetrics(len(window), 0.0, median))
+    def __call__(self, event: InferenceEvent) -> None:
+        with self._lock:
+            if event.variant_id != self._variant:
+                self._variant, self._latencies, self._failed = event.variant_id, [], 0
+            if isinstance(event, Result):
+                self._latencies.append(event.local_ms)
+            else:
+                self._failed += 1
+            frames = len(self._latencies) + self._failed
+            if frames < self._window:
+                return
+            latencies, failed = sorted(self._latencies), self._failed
+            self._latencies, self._failed = [], 0
+            self.observed += 1
+        median = latencies[len(latencies) // 2] if latencies else None
+        self._observer.observe(m.ProbationMetrics(frames, failed / frames, median))
 
 
 class OtaComponent:
+    """Starts the update loop, with desired states pushed over MQTT (when there is a broker)
+    as well as pulled over gRPC."""
+
     name = "ota"
 
-    def __init__(
-        self, service: OtaService, mqtt: Any = None, close: Callable[[], object] | None = None
-    ):
-        self.service, self.mqtt, self._close = service, mqtt, close
+    def __init__(self, service: OtaService, mqtt: AgentMqttClient | None) -> None:
+        self.service, self.mqtt = service, mqtt
 
     def start(self) -> None:
         if self.mqtt is not None:
@@ -84,33 +99,3 @@ class OtaComponent:
 
     def stop(self) -> None:
         self.service.stop()
-        if self._close is not None:
-            self._close()
-
-
-def build_ota(
-    data_dir: Path,
-    identity: Any,
-    credentials: Any,
-    *,
-    on_model_update: Callable[[Path], object],
-    mqtt: Any = None,
-    config: OtaConfig | None = None,
-    rpc_timeout_s: float = 5.0,
-    max_message_bytes: int = 8 * 1024 * 1024,
-    smoke_test: Callable[[Path], None] | None = None,
-) -> OtaComponent:
-    from agent.controller_client import device_channel
-
-    channel = device_channel(identity.controller, credentials, max_message_bytes)
-    source = UpdateServiceSource(channel, timeout_s=max(30.0, rpc_timeout_s))
-    service = OtaService(
-        SlotStore(Path(data_dir) / "ota"),
-        desired=DesiredStateClient(channel, rpc_timeout_s),
-        chunks=source.chunks,
-        verifier=TufVerifier(Path(data_dir) / "tuf", source.transport, identity.profile),
-        smoke_test=smoke_test or onnx_smoke_test(),
-        on_model_update=on_model_update,
-        config=config,
-    )
-    return OtaComponent(service, mqtt, channel.close)

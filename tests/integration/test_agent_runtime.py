@@ -16,7 +16,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from agent.daemon import AgentConfig, AgentDaemon
+from agent.assembly import AgentConfig, build_agent
 from agent.enroll import enroll
 from agent.hardware import detect
 from agent.inference.agent import Result
@@ -47,10 +47,10 @@ class RunningAgent:
 
     def __init__(self, data_dir: Path, **options: object) -> None:
         self.results: list[Result] = []
-        self.daemon = AgentDaemon(AgentConfig(data_dir=data_dir, **options))  # type: ignore[arg-type]
-        self.daemon.build()
-        if self.daemon.inference is not None:
-            self.daemon.inference.on_result = lambda r: self.results.append(r)  # type: ignore[arg-type]
+        self.daemon = build_agent(
+            AgentConfig(data_dir=data_dir, **options),  # type: ignore[arg-type]
+            listeners=[lambda e: self.results.append(e) if isinstance(e, Result) else None],
+        )
         self.thread = threading.Thread(target=self.daemon.run, daemon=True)
         self.thread.start()
 

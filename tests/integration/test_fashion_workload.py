@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.daemon import AgentConfig, AgentDaemon
+from agent.assembly import AgentConfig, build_agent
 from agent.enroll import enroll
 from agent.hardware import detect
 from agent.inference.agent import Result
@@ -124,15 +124,14 @@ def test_agent_offloads_hard_frames_to_the_teacher(controller: Controller, tmp_p
     finally:
         admin.close()
     results: list[Result] = []
-    daemon = AgentDaemon(
+    daemon = build_agent(
         AgentConfig(
             data_dir=tmp_path / "cam", model_dir=variant, source=str(tmp_path / "frames.npz"),
             offload_budget=0.25, offload_deadline_s=5.0, telemetry_interval_s=1.0,
-        )
+        ),
+        listeners=[lambda e: results.append(e) if isinstance(e, Result) else None],
     )  # fmt: skip
-    daemon.build()
     assert daemon.inference is not None
-    daemon.inference.on_result = results.append  # type: ignore[assignment]
     thread = threading.Thread(target=daemon.run, daemon=True)
     thread.start()
     try:
