@@ -109,8 +109,26 @@ def configure_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def printable(text: str, *, newlines: bool = False) -> str:
+    """``text`` with every character a terminal would not show as itself escaped (``\\x00``,
+    ``\\u202e``): control, bidi-override and other format characters, line separators, and
+    newlines unless ``newlines``. Names come from the controller's database: a stored NUL or
+    right-to-left override must not rearrange what the operator reads."""
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() or (newlines and c == "\n") else c.encode("unicode_escape").decode()
+        for c in text
+    )
+
+
+def echo(message: str = "", *, err: bool = False) -> None:
+    """``typer.echo`` of ``printable(message, newlines=True)``: how the CLIs print text."""
+    typer.echo(printable(message, newlines=True), err=err)
+
+
 def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    echo(f"error: {printable(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -188,7 +206,10 @@ def _field_value(field: Any, value: Any) -> Any:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    cells = [[str(c) for c in headers], *[[("" if c is None else str(c)) for c in r] for r in rows]]
+    cells = [
+        [printable(str(c)) for c in headers],
+        *[[("" if c is None else printable(str(c))) for c in r] for r in rows],
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     for i, row in enumerate(cells):
         typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

@@ -8,7 +8,15 @@ from typing import Any
 import typer
 
 from controller.cli.context import cli_context, parse_labels
-from edgefleet.cli import OutputFormat, errors_as_exit_codes, print_json, print_table, proto_dict
+from edgefleet.cli import (
+    OutputFormat,
+    echo,
+    errors_as_exit_codes,
+    print_json,
+    print_table,
+    printable,
+    proto_dict,
+)
 
 app = typer.Typer(
     help="Register devices and manage their identity and labels.", no_args_is_help=True
@@ -37,7 +45,7 @@ def device_dict(device: Any) -> dict[str, Any]:
 
 def labels_text(labels: Any) -> str:
     """``k=v,k2=v2`` (sorted), the form `--label` and `--selector` take."""
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return printable(",".join(f"{k}={v}" for k, v in sorted(labels.items())))
 
 
 @app.command()
@@ -71,12 +79,10 @@ def register(
                 }
             )
             return
-        typer.echo(f"registered {response.device.name} as {response.device.device_id}")
-        typer.echo(
-            f"enrollment token (single use, expires {_when(response.token_expires_unix_ms)}):"
-        )
-        typer.echo(response.enrollment_token)
-        typer.echo(
+        echo(f"registered {printable(response.device.name)} as {response.device.device_id}")
+        echo(f"enrollment token (single use, expires {_when(response.token_expires_unix_ms)}):")
+        echo(response.enrollment_token)
+        echo(
             f"on the device: edgefleet-agent enroll --controller {conn.address} "
             f"--token {response.enrollment_token}"
         )
@@ -154,7 +160,7 @@ def revoke(ctx: typer.Context, name: str = typer.Argument(..., help="Device name
 
         conn, stub = _stub(ctx)
         device = call(conn, stub.RevokeDevice, admin_pb2.RevokeDeviceRequest(name_or_id=name))
-        typer.echo(f"revoked {device.device.name} ({device.device.device_id})")
+        echo(f"revoked {printable(device.device.name)} ({device.device.device_id})")
 
 
 @app.command()
@@ -181,7 +187,7 @@ def label(
         if output is OutputFormat.json:
             print_json(device_dict(device))
         else:
-            typer.echo(f"{device.name}: {labels_text(device.labels)}")
+            echo(f"{printable(device.name)}: {labels_text(device.labels)}")
 
 
 @app.command("profiles")

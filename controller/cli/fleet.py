@@ -10,7 +10,14 @@ from typing import Any, TypeVar
 import typer
 
 from controller.cli.context import cli_context, parse_labels
-from edgefleet.cli import OutputFormat, errors_as_exit_codes, print_json, print_table
+from edgefleet.cli import (
+    OutputFormat,
+    echo,
+    errors_as_exit_codes,
+    print_json,
+    print_table,
+    printable,
+)
 from edgefleet.errors import Unavailable
 from edgefleet.retry import Backoff, RetryHook, retrying
 
@@ -177,13 +184,14 @@ def watch(
     from rich.console import Console
     from rich.live import Live
     from rich.table import Table
+    from rich.text import Text
 
     def render(rows: list[dict[str, Any]], now_ms: int, note: str) -> Table:
         table = Table(title=f"EdgeFleet fleet - last {window}s - {note}")
         for header in HEADERS:
             table.add_column(header)
         for row in table_rows(rows, now_ms):
-            table.add_row(*[str(c) for c in row])
+            table.add_row(*[Text(printable(str(c))) for c in row])  # no markup either
         return table
 
     with errors_as_exit_codes():
@@ -195,9 +203,7 @@ def watch(
             with Live(console=Console(), auto_refresh=False) as live:
 
                 def unreachable(exc: BaseException, delay: float, failures: int) -> None:
-                    typer.echo(
-                        f"controller unreachable, retrying in {delay:.0f} s ({exc})", err=True
-                    )
+                    echo(f"controller unreachable, retrying in {delay:.0f} s ({exc})", err=True)
                     if failures == 1:
                         note = f"controller unreachable since {time.strftime('%H:%M:%S')}"
                         live.update(render(rows, now_ms, note), refresh=True)
@@ -207,7 +213,7 @@ def watch(
                         lambda: _fetch(ctx, window, selector), unreachable
                     )
                     if failures:
-                        typer.echo(f"controller reachable again after {failures} tries", err=True)
+                        echo(f"controller reachable again after {failures} tries", err=True)
                     rows = [device_row(d) for d in response.devices]
                     now_ms = response.unix_ms
                     stamp = time.strftime("%H:%M:%S")

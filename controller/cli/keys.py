@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from controller.cli.context import cli_context
-from edgefleet.cli import OutputFormat, errors_as_exit_codes, print_json, print_table
+from edgefleet.cli import OutputFormat, echo, errors_as_exit_codes, print_json, print_table
 
 app = typer.Typer(help="Create, list and rotate the release signing keys.", no_args_is_help=True)
 
@@ -61,9 +61,7 @@ def init(
             )
         except _signing_errors() as exc:
             raise InvalidInput(str(exc)) from exc
-        typer.echo(
-            f"created TUF keys and metadata in {TufPaths.of(cli_context(ctx).data_dir).root}"
-        )
+        echo(f"created TUF keys and metadata in {TufPaths.of(cli_context(ctx).data_dir).root}")
 
 
 @app.command("list")
@@ -132,6 +130,4 @@ def rotate(
             new = repo.rotate_key(role, signers, passphrase=passphrase if role == "root" else None)
         except _signing_errors() as exc:
             raise InvalidInput(str(exc)) from exc
-        typer.echo(
-            f"rotated {role}: new key {new[0].public_key.keyid[:16]}, root v{repo.root().version}"
-        )
+        echo(f"rotated {role}: new key {new[0].public_key.keyid[:16]}, root v{repo.root().version}")

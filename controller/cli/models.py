@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from controller.cli.context import cli_context
-from edgefleet.cli import OutputFormat, errors_as_exit_codes, print_json, print_table
+from edgefleet.cli import OutputFormat, echo, errors_as_exit_codes, print_json, print_table
 
 app = typer.Typer(help="Add models, build per-device variants, inspect them.", no_args_is_help=True)
 
@@ -111,7 +111,7 @@ def add(
             cloud_for=cloud_for,
         )
         model = call(conn, stub.AddModel, request).model
-        typer.echo(f"{model.name}:{model.version}")
+        echo(f"{model.name}:{model.version}")
 
 
 @app.command()
@@ -184,11 +184,11 @@ def build(
         selections = report.get("selections", {})
         built = f"{report.get('model')}:{report.get('version')}"
         if rebuild:
-            typer.echo(f"built {built} (a new version rebuilt from {ref}, which is unchanged)")
+            echo(f"built {built} (a new version rebuilt from {ref}, which is unchanged)")
         else:
-            typer.echo(f"built {built}")
+            echo(f"built {built}")
         for profile, sel in sorted(selections.items()):
-            typer.echo(f"  {profile}: {sel.get('variant') or '(nothing fits)'}")
+            echo(f"  {profile}: {sel.get('variant') or '(nothing fits)'}")
 
 
 @app.command("list")
@@ -356,7 +356,7 @@ def print_variants_table(data: dict[str, Any]) -> None:
         if model.get("rebuilt_from")
         else ""
     )
-    typer.echo(
+    echo(
         f"{model['name']}:{model['version']}{origin}  source accuracy {data['source_accuracy']:.2%}"
     )
     rows = []
@@ -400,15 +400,15 @@ def print_variants_table(data: dict[str, Any]) -> None:
         ],
         rows,
     )
-    typer.echo("")
+    echo("")
     for profile, sel in data["selections"].items():
         chosen = sel["variant"] or "(nothing fits)"
         where = f" ({sel['latency_ms']:.4g} ms, {sel['latency_source']})" if sel["variant"] else ""
-        typer.echo(f"{profile}: {chosen}{where}")
+        echo(f"{profile}: {chosen}{where}")
         if sel["too_close"]:
-            typer.echo(
+            echo(
                 f"    too close to {chosen} to separate, so the smaller compressed file won: "
                 + ", ".join(sel["too_close"])
             )
         for variant, why in sel["rejected"].items():
-            typer.echo(f"    - {variant}: {why}")
+            echo(f"    - {variant}: {why}")

@@ -11,7 +11,7 @@ import typer
 from controller.cli.context import cli_context
 from controller.rollout.gates import DEFAULT_GATES
 from controller.rollout.metrics import GATE_METRICS
-from edgefleet.cli import OutputFormat, errors_as_exit_codes, print_json, print_table
+from edgefleet.cli import OutputFormat, echo, errors_as_exit_codes, print_json, print_table
 
 app = typer.Typer(help="Staged over-the-air model rollouts with health gates.",
                   no_args_is_help=True)  # fmt: skip
@@ -130,7 +130,7 @@ def start(
         if output is OutputFormat.json:
             print_json(_summary(r))
         else:
-            typer.echo(f"rollout {r.rollout_id} started: {r.model}:{r.version}, {r.phase}")
+            echo(f"rollout {r.rollout_id} started: {r.model}:{r.version}, {r.phase}")
 
 
 @app.command("list")
@@ -165,10 +165,10 @@ def status(ctx: typer.Context, rollout_id: str, output: OutputFormat = FormatOpt
                         "events": [{"unix_ms": e.unix_ms, "level": e.level, "message": e.message}
                                    for e in r.events]})  # fmt: skip
             return
-        typer.echo(r.explanation)
+        echo(r.explanation)
         stages = ", ".join(f"{s:.0%}" for s in spec["stages"])
         now = state["stage_index"] + 1
-        typer.echo(f"stages: {stages} (now {now}); soak {spec['soak_seconds']} s")
+        echo(f"stages: {stages} (now {now}); soak {spec['soak_seconds']} s")
         gates = [{"gate": g["gate"], "status": g["status"], "value": _value(g),
                   "threshold": _number(g["threshold"])} for g in state["last_gates"]]  # fmt: skip
         if gates:
@@ -210,11 +210,11 @@ def _command(kind: str) -> Any:
             conn, stub = _stub(ctx)
             r = call(conn, stub.RolloutCommand, rollouts_pb2.RolloutCommandRequest(
                 rollout_id=rollout_id, command=kind, reason=reason)).rollout  # fmt: skip
-            typer.echo(f"rollout {r.rollout_id}: {r.phase}")
+            echo(f"rollout {r.rollout_id}: {r.phase}")
             if kind == "abort":
                 got = call(conn, stub.GetRollout,
                            rollouts_pb2.GetRolloutRequest(rollout_id=rollout_id))  # fmt: skip
-                typer.echo(_abort_summary(json.loads(got.state_json)))
+                echo(_abort_summary(json.loads(got.state_json)))
 
     run.__doc__ = _DOCS.get(kind, f"{kind.capitalize()} a rollout.")
     return run

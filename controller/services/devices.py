@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import secrets
 import time
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,7 +94,20 @@ def _to_device(row: DeviceRow) -> Device:
     )
 
 
-def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
+def check_shown_text(what: str, text: str) -> None:
+    """InvalidInput when ``text`` holds a character a terminal would not show as itself:
+    control (NUL, ESC ...), format (bidi overrides, zero-width joiners ...), private-use,
+    unassigned or a line/paragraph separator. Names and labels end up on operators' screens."""
+    for i, c in enumerate(text):
+        if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp"):
+            name = unicodedata.name(c, "a control character")
+            raise InvalidInput(
+                f"{what} must not contain U+{ord(c):04X} ({name}, at position {i + 1}):"
+                " use printable characters"
+            )
+
+
+def check_labels(labels: Mapping[str, str], *, characters: bool = True) -> dict[str, str]:
     if len(labels) > MAX_LABELS:
         raise InvalidInput(f"at most {MAX_LABELS} labels per device")
     for key, value in labels.items():
@@ -101,6 +115,8 @@ def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
             raise InvalidInput(f"invalid label key {key!r}: use letters, digits and -_./")
         if len(value) > 253 or "," in value or "=" in value:
             raise InvalidInput(f"invalid label value {value!r} for {key!r}")
+        if characters:
+            check_shown_text(f"label {key}", value)
     return dict(labels)
 
 
@@ -127,6 +143,7 @@ class DeviceRegistry:
         self, name: str, profile: str, labels: Mapping[str, str], token_ttl_s: int = 0
     ) -> Registration:
         name = name.strip()
+        check_shown_text("device name", name)
         if not name or len(name) > 128 or any(c.isspace() for c in name):
             raise InvalidInput("device name must be 1-128 characters without spaces")
         try:
@@ -208,10 +225,11 @@ class DeviceRegistry:
         with self._db.session() as s:
             row = self._find(s, name_or_id)
             labels = dict(row.labels or {})
-            labels.update(set_)
+            labels.update(check_labels(set_))
             for key in remove:
                 labels.pop(key, None)
-            row.labels = check_labels(labels)
+            # labels stored before the character check stay until removed or replaced
+            row.labels = check_labels(labels, characters=False)
             return _to_device(row)
 
     # -- device actions ---------------------------------------------------------------------
