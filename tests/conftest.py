@@ -39,10 +39,11 @@ def wait_until(predicate: Callable[[], object], timeout_s: float, interval_s: fl
 class TcpForwarder:
     """A TCP forwarder on loopback (port 0) to ``target_port``: closes the connections
     numbered in ``drop`` (0 = the first accepted), and can be cut (every open connection shut,
-    new ones closed at once: the target unreachable) and restored."""
+    new ones closed at once: the target unreachable) and restored. ``source_host`` (another
+    loopback address, e.g. 127.0.0.2) is the address the target sees the calls come from."""
 
-    def __init__(self, target_port: int, drop: Collection[int] = ()) -> None:
-        self.target_port, self.drop = target_port, drop
+    def __init__(self, target_port: int, drop: Collection[int] = (), source_host: str = "") -> None:
+        self.target_port, self.drop, self.source_host = target_port, drop, source_host
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)
         self.port = int(self._listener.getsockname()[1])
@@ -66,7 +67,11 @@ class TcpForwarder:
             if n in self.drop or not self._open.is_set():
                 conn.close()
                 continue
-            upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            upstream = socket.create_connection(
+                ("127.0.0.1", self.target_port),
+                timeout=5,
+                source_address=(self.source_host, 0) if self.source_host else None,
+            )
             with self._lock:
                 self._conns += [conn, upstream]
             threading.Thread(target=self._pump, args=(conn, upstream), daemon=True).start()
