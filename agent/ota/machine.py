@@ -83,6 +83,11 @@ class UpdateConfig:
     max_retries: int = 5  # consecutive failed fetches without progress
     backoff_base: float = 1.0
     backoff_max: float = 60.0
+    # After a download gave up on a transient failure, the same target is tried again this
+    # many more times (resuming its partial download), ``round_backoff_s`` later, doubling.
+    retry_rounds: int = 3
+    round_backoff_s: float = 30.0
+    round_backoff_max_s: float = 900.0
     probation_seconds: float = 300.0
     min_probation_frames: int = 0
     max_error_rate: float = 0.05
@@ -92,6 +97,10 @@ class UpdateConfig:
         """Seconds before retry ``attempt``: the shared schedule, unjittered, so that the
         transition stays a pure function of its inputs (the shell sleeps, not the machine)."""
         return Backoff(self.backoff_base, self.backoff_max).delay(attempt)
+
+    def round_backoff(self, round_: int) -> float:
+        """Seconds before download round ``round_`` + 1 of a target that gave up."""
+        return Backoff(self.round_backoff_s, self.round_backoff_max_s).delay(round_)
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,7 @@ class UpdateState:
     probation_frames: int = 0
     reason: str = ""
     current_variant: str | None = None
+    rounds: int = 0  # download rounds that gave up on this target so far
 
 
 # -- events -------------------------------------------------------------------------------
@@ -288,6 +298,10 @@ def transition(config: UpdateConfig, state: UpdateState, event: Event) -> Result
             return _retry(config, state, reason, now)
         case "downloading", Timer(now=now) if state.retry_at is not None and now >= state.retry_at:
             return replace(state, retry_at=None), (Fetch(t, state.offset),)
+        case "failed", Timer(now=now) if state.retry_at is not None and now >= state.retry_at:
+            again = f"download round {state.rounds + 1} (after: {state.reason})"
+            return _step(state, "downloading", Fetch(t, state.offset), retry_at=None,
+                         attempts=0, reason=again)  # fmt: skip
         case "verifying", VerificationOk():
             return _step(state, "installing", WriteSlot(t))
         case "verifying", VerificationFailed(reason=reason):
@@ -329,7 +343,14 @@ def _desired(state: UpdateState, event: DesiredState) -> Result:
 def _retry(config: UpdateConfig, state: UpdateState, reason: str, now: float) -> Result:
     attempts = state.attempts + 1
     if attempts > config.max_retries:
-        return _fail(state, f"{reason} (gave up after {config.max_retries} retries)")
+        why = f"{reason} (gave up after {config.max_retries} retries)"
+        if state.rounds >= config.retry_rounds:
+            return _fail(state, why)
+        rounds = state.rounds + 1  # a transient failure: try this target again later
+        delay = config.round_backoff(rounds)
+        why = f"{why}; download round {rounds + 1} of {config.retry_rounds + 1} in {delay:.0f} s"
+        failed, actions = _fail(replace(state, rounds=rounds), why)
+        return replace(failed, retry_at=now + delay), actions
     until = now + config.backoff(attempts)
     return replace(state, attempts=attempts, retry_at=until, reason=reason), (Wait(until),)
 

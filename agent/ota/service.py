@@ -140,6 +140,17 @@ class OtaService:
                 self.updater.observe(metrics)
                 self._after_probation_step()
 
+    def tick(self) -> None:
+        """Let time pass: commit after probation, or start a failed download's next round."""
+        with self._lock:
+            state = self.updater.state
+            if state.phase == "probation":
+                self.updater.tick()
+                self._after_probation_step()
+            elif state.phase == "failed" and state.retry_at is not None:
+                self.updater.tick()
+                self._after_apply()
+
     # -- the loop ---------------------------------------------------------------------------
     def _loop(self) -> None:
         next_pull = 0.0  # pull at connect
@@ -155,10 +166,7 @@ class OtaService:
             try:
                 if item is not None:
                     self.handle(item)
-                with self._lock:
-                    if self.updater.state.phase == "probation":
-                        self.updater.tick()
-                        self._after_probation_step()
+                self.tick()
             except Exception:  # never let a bad message kill the update loop
                 log.exception("OTA step failed")
 

@@ -42,6 +42,7 @@ from controller.services.releases import TufPaths, initialise
 from controller.signing import InvalidTarget
 from edgefleet.updates.custom import decode_custom, encode_custom, variant_fields
 from edgefleet.v1 import updates_pb2, updates_pb2_grpc
+from tests.conftest import wait_until
 from tests.integration.test_ota_refusals import (  # noqa: F401 - fixtures used by name
     Agent,
     Fleet,
@@ -300,8 +301,10 @@ def test_failed_resume_is_retried_with_backoff(fleet: Fleet, agent: Agent) -> No
             chunks=source.chunks,
             verifier=verifier,
             smoke_test=onnx_smoke_test(frames=1),
-            config=OtaConfig(
-                update=m.UpdateConfig(max_retries=2, backoff_base=0.05, probation_seconds=0.0)
+            config=OtaConfig(  # one retry per round: the failed resume ends the first round
+                update=m.UpdateConfig(
+                    max_retries=1, backoff_base=0.05, round_backoff_s=0.2, probation_seconds=0.0
+                )
             ),
         )
         service.recover()
@@ -311,11 +314,19 @@ def test_failed_resume_is_retried_with_backoff(fleet: Fleet, agent: Agent) -> No
         d = agent.desired.get(service.current_variant)
         assert d is not None
         service.handle(d)
-        service.updater.tick()
+        gave_up = service.updater.state
+        assert gave_up.phase == "failed" and gave_up.retry_at is not None, gave_up
+        assert "resume failed" in gave_up.reason
+        assert "download round 2 of 4 in 0 s" in gave_up.reason
+        assert reported(fleet.ctl, agent)[0] == "failed"
+        assert wait_until(
+            lambda: service.tick() or service.updater.state.phase == "probation", timeout_s=10
+        )
+        service.tick()  # zero-second probation: commit
         assert service.current_variant == v2.variant_id, service.reports
         assert reported(fleet.ctl, agent)[0] == "committed"
-        assert proxy.offsets[0] == 0 and proxy.offsets[1] == 3 * 1024  # broke, resumed
-        assert proxy.offsets.count(3 * 1024) >= 2  # the failed resume was tried again
+        # broke at 3 KiB, the resume there failed (round 1 gave up), round 2 resumed there
+        assert proxy.offsets == [0, 3 * 1024, 3 * 1024], proxy.offsets
     finally:
         channel.close()
         server.stop(None)

@@ -178,3 +178,24 @@ def test_out_of_phase_events_are_ignored() -> None:
 def test_garbage_targets_rejected(garbage: object) -> None:
     with pytest.raises(InvalidInput):
         m.TargetInfo.from_dict(garbage)
+
+
+def test_a_download_that_gave_up_is_tried_again_in_bounded_rounds() -> None:
+    cfg = m.UpdateConfig(max_retries=0, retry_rounds=2, round_backoff_s=30.0)
+    t = target()
+    s, _ = m.transition(cfg, m.UpdateState(), m.DesiredState(t, 0.0))
+    s, _ = m.transition(cfg, s, m.ChunkReceived(40))
+    now, delays = 0.0, []
+    for _ in range(2):
+        s, acts = m.transition(cfg, s, m.DownloadFailed("resume failed", now))
+        assert s.phase == "failed" and s.retry_at is not None and kinds(acts) == ["Report"]
+        delays.append(s.retry_at - now)
+        assert m.transition(cfg, s, m.Timer(s.retry_at - 1))[1] == ()  # not yet
+        assert m.transition(cfg, s, m.DesiredState(t, now))[1] == ()  # same target: waits
+        now = s.retry_at
+        s, acts = m.transition(cfg, s, m.Timer(now))
+        assert s.phase == "downloading" and m.Fetch(t, 40) in acts  # resumes at its offset
+    assert delays == [30.0, 60.0]
+    s, acts = m.transition(cfg, s, m.DownloadFailed("resume failed", now))
+    assert s.phase == "failed" and s.retry_at is None  # rounds spent: failed for good
+    assert m.transition(cfg, s, m.Timer(now + 1e6))[1] == ()
