@@ -5,6 +5,10 @@ an unknown peer; ``*AdminService`` calls need the operator token; every other ed
 service is device-facing and needs a certificate the registry still trusts (revocation takes
 effect at the next call). Anything outside edgefleet.v1 is refused. The interceptor also maps
 domain errors to status codes and logs each call, so servicers stay thin.
+
+Calls that present a guessable credential (the operator token, an enrollment secret) pass a
+``CredentialThrottle`` first: a caller address with too many wrong ones in a window is
+answered RESOURCE_EXHAUSTED without its credential being looked at.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from controller.grpc.throttle import CredentialThrottle, caller_address
 from controller.services.devices import Device, DeviceRegistry
 from edgefleet.enrollment import certificate_fingerprint
 from edgefleet.errors import (
     EdgeFleetError,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
 )
 from edgefleet.status import status_for
@@ -55,9 +61,16 @@ def peer_certificate_fingerprint(context: grpc.ServicerContext) -> str | None:
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
-    def __init__(self, registry: DeviceRegistry, operator_token: str) -> None:
+    def __init__(
+        self,
+        registry: DeviceRegistry,
+        operator_token: str,
+        *,
+        throttle: CredentialThrottle | None = None,
+    ) -> None:
         self._registry = registry
         self._operator_token = operator_token.encode()
+        self.throttle = throttle or CredentialThrottle()
 
     def intercept_service(self, continuation, handler_call_details):
         handler = continuation(handler_call_details)
@@ -66,7 +79,9 @@ class AuthInterceptor(grpc.ServerInterceptor):
         method: str = handler_call_details.method
         metadata = dict(handler_call_details.invocation_metadata or ())
         check = self._checker(method, metadata)
-        return _wrap(handler, method, check)
+        service = method.split("/")[1] if method.count("/") >= 2 else ""
+        guessable = method in PUBLIC_METHODS or service.endswith(ADMIN_SERVICE_SUFFIX)
+        return _wrap(handler, method, check, self.throttle if guessable else None)
 
     def _checker(
         self, method: str, metadata: dict[str, Any]
@@ -104,14 +119,30 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
 def _abort(context: grpc.ServicerContext, method: str, error: EdgeFleetError) -> None:
     code = status_for(error)
-    log.info("%s -> %s: %s", method, code.name, error)
+    if not isinstance(error, ResourceExhausted):  # the throttle logs those, bounded
+        log.info("%s -> %s: %s", method, code.name, error)
     context.abort(code, str(error))
 
 
-def _wrap(handler: grpc.RpcMethodHandler, method: str, check: Callable[..., Device | None]):
+def _wrap(
+    handler: grpc.RpcMethodHandler,
+    method: str,
+    check: Callable[..., Device | None],
+    throttle: CredentialThrottle | None,
+):
     def enter(context: grpc.ServicerContext) -> contextvars.Token[Device] | None:
-        device = check(context)
+        if throttle is not None:
+            throttle.check(caller_address(context.peer()))
+        try:
+            device = check(context)
+        except Unauthenticated:
+            failed(context)
+            raise
         return _current_device.set(device) if device is not None else None
+
+    def failed(context: grpc.ServicerContext) -> None:
+        if throttle is not None:
+            throttle.failed(caller_address(context.peer()))
 
     def leave(token: contextvars.Token[Device] | None, started: float) -> None:
         if token is not None:
@@ -123,7 +154,11 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, check: Callable[..., Devi
             started, token = time.perf_counter(), None
             try:
                 token = enter(context)
-                return behavior(request, context)
+                try:
+                    return behavior(request, context)
+                except Unauthenticated:
+                    failed(context)  # e.g. a wrong enrollment secret
+                    raise
             except EdgeFleetError as exc:
                 _abort(context, method, exc)
             finally:
