@@ -91,15 +91,14 @@ def batching_defaults(cfg: ControllerConfig) -> BatchingConfig:
 class DeviceMessages:
     """Validated MQTT messages into the registry and the telemetry store (on paho's thread).
 
-    Only enrolled devices are heard (``admit``, from memory): a revoked device's presence
-    and telemetry are dropped, counted and logged, never stored or fed to rollout gates, even
-    while its broker session outlives the revocation."""
+    ``admit`` (the ingest asks it for every message, from memory) hears only enrolled devices:
+    a revoked device's presence and telemetry are dropped and counted by the ingest, never
+    stored or fed to rollout gates, even while its broker session outlives the revocation."""
 
     def __init__(self, registry: DeviceRegistry, telemetry: TelemetryStore) -> None:
         self._registry = registry
         self._telemetry = telemetry
         self._admitted: frozenset[str] = frozenset()
-        self.dropped_not_enrolled = 0
         self.refresh()
 
     def refresh(self) -> None:
@@ -107,30 +106,18 @@ class DeviceMessages:
         self._admitted = frozenset(device_id for device_id, _ in self._registry.mqtt_credentials())
 
     def admit(self, device_id: str) -> bool:
-        if device_id in self._admitted:
-            return True
-        self.dropped_not_enrolled += 1
-        if self.dropped_not_enrolled & (self.dropped_not_enrolled - 1) == 0:  # 1, 2, 4, 8, ...
-            log.warning(
-                "dropped MQTT message from a device that is not enrolled device=%s (%d so far)",
-                device_id,
-                self.dropped_not_enrolled,
-            )
-        return False
+        return device_id in self._admitted
 
     def device_status(self, device_id: str, online: bool, unix_ms: int, agent_version: str) -> None:
-        if self.admit(device_id):
-            self._registry.record_presence(
-                device_id, online=online, unix_ms=unix_ms, agent_version=agent_version
-            )
+        self._registry.record_presence(
+            device_id, online=online, unix_ms=unix_ms, agent_version=agent_version
+        )
 
     def device_heartbeat(self, device_id: str, heartbeat: telemetry_pb2.Heartbeat) -> None:
-        if self.admit(device_id):
-            self._registry.record_presence(device_id, online=True, unix_ms=heartbeat.unix_ms)
+        self._registry.record_presence(device_id, online=True, unix_ms=heartbeat.unix_ms)
 
     def device_telemetry(self, device_id: str, sample: ReportSample) -> None:
-        if self.admit(device_id):
-            self._telemetry.submit_from(device_id, sample)
+        self._telemetry.submit_from(device_id, sample)
 
 
 class Controller:
@@ -256,6 +243,7 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
         controller_password=mqtt_password,
         registry=c.registry,
         sink=c.device_messages,
+        admit=c.device_messages.admit,
         stack=stack,
     )
     c.ingest = c.broker.ingest

@@ -1,5 +1,5 @@
-"""The controller's MQTT side, assembled: the broker it runs (or the external one it uses),
-the files that broker authenticates from, and the ingest client.
+"""The controller's MQTT side, assembled: the broker it supervises (Mosquitto by default, the
+embedded loopback-only broker as the fallback) or the external one it uses, and the ingest.
 
 Part of :func:`controller.app.build_controller`; everything started here is registered on
 the caller's exit stack.
@@ -12,11 +12,20 @@ import shlex
 import subprocess
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from controller.config import ControllerConfig
+from controller.config import ControllerConfig, plan_mqtt
 from controller.mqtt.credentials import hash_password, write_mosquitto_auth
-from controller.mqtt.ingest import ControllerMqttIngest, IngestConfig, TelemetrySink
+from controller.mqtt.ingest import (
+    ControllerMqttIngest,
+    DeviceAdmission,
+    IngestConfig,
+    TelemetrySink,
+)
+from controller.mqtt.mosquitto_conf import BrokerLimits, find_mosquitto
+
+if TYPE_CHECKING:  # amqtt is imported only when the embedded broker runs
+    from controller.mqtt.broker import EmbeddedBroker
 
 log = logging.getLogger(__name__)
 
@@ -29,28 +38,25 @@ class DeviceCredentials(Protocol):
     def mqtt_credentials(self) -> list[tuple[str, str]]: ...
 
 
-class RunningBroker(Protocol):
-    """A broker process or thread this controller started and stops."""
+class AuthFollower(Protocol):
+    """Whatever must hear at once that a device was enrolled or revoked."""
 
-    @property
-    def port(self) -> int: ...
-
-    def stop(self, timeout: float = 10.0) -> None: ...
+    def credentials_changed(self) -> object: ...
 
 
 @dataclass
 class BrokerHandle:
     """What the rest of the controller sees of MQTT."""
 
+    kind: str  # mosquitto | embedded | external
     device_url: str  # what devices are told to connect to
     ingest: ControllerMqttIngest
-    broker: RunningBroker | None  # None: an external broker
-    external_auth: _ExternalAuthFiles | None = None
+    auth: AuthFollower
 
     def credentials_changed(self) -> None:
-        """A device was enrolled or revoked: the broker must know at once."""
-        if self.external_auth is not None:
-            self.external_auth.write()
+        """A device was enrolled or revoked: the broker reloads its users and drops the
+        sessions of revoked ones."""
+        self.auth.credentials_changed()
 
 
 @dataclass
@@ -62,7 +68,7 @@ class _ExternalAuthFiles:
     controller_password: str
     registry: DeviceCredentials
 
-    def write(self) -> None:
+    def credentials_changed(self) -> None:
         write_mosquitto_auth(
             self.config.data_dir / "mosquitto",
             self.controller_password,
@@ -81,33 +87,57 @@ def start_broker(
     controller_password: str,
     registry: DeviceCredentials,
     sink: TelemetrySink,
+    admit: DeviceAdmission,
     stack: ExitStack,
 ) -> BrokerHandle:
-    broker: RunningBroker | None = None
-    external: _ExternalAuthFiles | None = None
+    plan = plan_mqtt(config, find_mosquitto)
+    if plan.warning:
+        log.warning("%s", plan.warning)
     password = controller_password
-    if config.embedded_mqtt:
-        broker = _start_embedded(config, controller_password, registry)
-        stack.callback(broker.stop)
-        device_url = f"mqtt://{config.advertise_host}:{broker.port}"
-        ingest_url = f"mqtt://127.0.0.1:{broker.port}"
+    auth: AuthFollower
+    if plan.broker == "mosquitto":
+        from controller.mqtt.mosquitto import MosquittoBroker
+
+        mosquitto = MosquittoBroker(
+            config.data_dir / "mosquitto",
+            host=plan.bind_host,
+            port=config.mqtt_port,
+            controller_password=controller_password,
+            credentials=registry.mqtt_credentials,
+            binary=plan.mosquitto,
+            limits=BrokerLimits(
+                max_packet_bytes=config.mqtt_max_packet_bytes,
+                max_connections=config.mqtt_max_connections,
+            ),
+        )
+        mosquitto.start()
+        stack.callback(mosquitto.stop)
+        auth, port, ingest_url = mosquitto, mosquitto.port, mosquitto.ingest_url
+    elif plan.broker == "embedded":
+        embedded = _start_embedded(config, plan.bind_host, controller_password, registry)
+        stack.callback(embedded.stop)
+        auth, port, ingest_url = embedded, embedded.port, f"mqtt://127.0.0.1:{embedded.port}"
     else:
-        device_url = ingest_url = config.mqtt
         password = config.mqtt_password or controller_password
         external = _ExternalAuthFiles(config, controller_password, registry)
-        external.write()
+        external.credentials_changed()
+        auth, ingest_url = external, config.mqtt
+    device_url = (
+        config.mqtt if plan.broker == "external" else f"mqtt://{config.advertise_host}:{port}"
+    )
     ingest = ControllerMqttIngest(
         IngestConfig(url=ingest_url, username=config.mqtt_username, password=password),
         sink=sink,
+        admit=admit,
     )
     ingest.start()
     stack.callback(ingest.stop)
-    return BrokerHandle(device_url, ingest, broker, external)
+    return BrokerHandle(plan.broker, device_url, ingest, auth)
 
 
 def _start_embedded(
-    config: ControllerConfig, controller_password: str, registry: DeviceCredentials
-) -> RunningBroker:
+    config: ControllerConfig, host: str, controller_password: str, registry: DeviceCredentials
+) -> EmbeddedBroker:
     from controller.mqtt.broker import EmbeddedBroker
 
     controller_hash = hash_password(controller_password)
@@ -117,11 +147,6 @@ def _start_embedded(
             return controller_hash
         return registry.mqtt_password_hash(username)
 
-    local = config.advertise_host in {"127.0.0.1", "localhost"}
-    broker = EmbeddedBroker(
-        host="127.0.0.1" if local else "0.0.0.0",
-        port=config.mqtt_port,
-        lookup_password_hash=password_hash,
-    )
+    broker = EmbeddedBroker(host=host, port=config.mqtt_port, lookup_password_hash=password_hash)
     broker.start()
     return broker

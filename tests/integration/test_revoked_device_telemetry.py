@@ -64,7 +64,7 @@ def test_revoked_device_telemetry_is_not_stored(tmp_path: Path) -> None:
         time.sleep(1.5)
         assert frames() == 10, "a revoked device's telemetry must not be stored"
         if still_connected and device.connected:
-            assert controller.device_messages.dropped_not_enrolled >= 1
+            assert controller.ingest.stats.dropped_not_admitted >= 1
     finally:
         if device is not None:
             device.stop()
