@@ -26,20 +26,29 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from controller.errors import ConfigError
+from controller.mqtt.hosts import is_loopback
 
 DEFAULT_DATA_DIR = Path("~/.edgefleet").expanduser()
-EMBEDDED = "embedded"
+# The `mqtt` setting: which broker devices and the ingest use.
+AUTO = "auto"  # a Mosquitto the controller supervises; the embedded broker when none is found
+MOSQUITTO = "mosquitto"  # a Mosquitto the controller supervises; an error when none is found
+EMBEDDED = "embedded"  # the embedded pure-Python broker (amqtt), loopback only
+# anything else: mqtt://host:port or mqtts://host:port of an external broker
 
 
 @dataclass(frozen=True)
 class ControllerConfig:
     data_dir: Path = DEFAULT_DATA_DIR
     db: str = ""  # SQLAlchemy URL; "" = SQLite file in data_dir
-    mqtt: str = EMBEDDED  # "embedded" or mqtt://host:port of an external broker
-    mqtt_port: int = 18830  # the embedded broker's port (0 = any free port)
+    mqtt: str = AUTO  # auto | mosquitto | embedded | mqtt(s)://host:port (see AUTO above)
+    mqtt_port: int = 18830  # devices' port of the broker the controller runs (0 = any free)
+    mqtt_host: str = ""  # its bind address; "" = loopback if advertise_host is, else 0.0.0.0
+    mosquitto_binary: str = ""  # "" = mosquitto on PATH, then /usr/sbin, /usr/local/sbin
+    mqtt_max_packet_bytes: int = 256 * 1024  # larger MQTT packets: the client is disconnected
+    mqtt_max_connections: int = 10_000  # device connections the broker accepts at once
     mqtt_username: str = "edgefleet-controller"
     mqtt_password: str = ""  # external broker; "" = the one in <data_dir>/mqtt.secret
     mqtt_reload_command: str = ""  # run after rewriting Mosquitto's passwd/acl files
@@ -70,7 +79,70 @@ class ControllerConfig:
 
     @property
     def embedded_mqtt(self) -> bool:
+        """Explicitly the embedded broker (``auto`` may also end there: see plan_mqtt)."""
         return self.mqtt == EMBEDDED
+
+    @property
+    def external_mqtt(self) -> bool:
+        return self.mqtt not in (AUTO, MOSQUITTO, EMBEDDED)
+
+    @property
+    def mqtt_bind_host(self) -> str:
+        if self.mqtt_host:
+            return self.mqtt_host
+        return "127.0.0.1" if is_loopback(self.advertise_host) else "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class MqttPlan:
+    """Which broker the controller runs or uses, decided from the config and this machine.
+
+    ``broker`` is ``mosquitto`` (start and supervise ``mosquitto`` at ``bind_host``),
+    ``embedded`` (the amqtt fallback at ``bind_host``, always loopback) or ``external``
+    (connect to ``config.mqtt``). ``warning`` is for the startup log when not empty."""
+
+    broker: Literal["mosquitto", "embedded", "external"]
+    bind_host: str = ""
+    mosquitto: Path | None = None
+    warning: str = ""
+
+
+def plan_mqtt(
+    config: ControllerConfig, find_mosquitto: Callable[[str | None], Path | None]
+) -> MqttPlan:
+    """``find_mosquitto(explicit)`` is :func:`controller.mqtt.mosquitto_conf.find_mosquitto`
+    (injected so this stays free of I/O in tests). ConfigError for what cannot be run safely."""
+    if config.external_mqtt:
+        scheme = config.mqtt.split("://", 1)[0]
+        if scheme not in ("mqtt", "mqtts") or "://" not in config.mqtt:
+            raise ConfigError(
+                f"mqtt must be auto, mosquitto, embedded or mqtt://HOST:PORT, not {config.mqtt!r}"
+            )
+        return MqttPlan("external")
+    host = config.mqtt_bind_host
+    if config.mqtt == EMBEDDED:
+        if not is_loopback(host):
+            raise ConfigError(
+                f"the embedded MQTT broker only listens on loopback, not {host}: install "
+                "mosquitto (--mqtt auto) or pass --mqtt mqtt://HOST:PORT of an external broker"
+            )
+        return MqttPlan("embedded", host)
+    binary = find_mosquitto(config.mosquitto_binary or None)
+    if binary is not None:
+        return MqttPlan("mosquitto", host, binary)
+    if config.mosquitto_binary:
+        raise ConfigError(f"mosquitto_binary {config.mosquitto_binary!r} is not an executable")
+    if config.mqtt == MOSQUITTO or not is_loopback(host):
+        raise ConfigError(
+            f"no mosquitto binary found for an MQTT broker on {host}: install mosquitto "
+            "(apt-get install mosquitto) or pass --mqtt mqtt://HOST:PORT of an external broker"
+        )
+    return MqttPlan(
+        "embedded",
+        host,
+        warning="mosquitto not found: using the embedded MQTT broker on loopback "
+        "(install mosquitto for devices on other hosts)",
+    )
 
 
 _ENV_PREFIX = "EDGEFLEET_"

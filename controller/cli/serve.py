@@ -20,8 +20,26 @@ def serve(
         None, "--data-dir", help="State directory [~/.edgefleet]."
     ),
     db: str | None = typer.Option(None, "--db", help="Database URL [SQLite in the data dir]."),
-    mqtt: str | None = typer.Option(None, "--mqtt", help="mqtt://HOST:PORT or embedded."),
-    mqtt_port: int | None = typer.Option(None, "--mqtt-port", help="Embedded broker port."),
+    mqtt: str | None = typer.Option(
+        None,
+        "--mqtt",
+        help="auto: start and supervise Mosquitto, or the embedded broker on loopback when "
+        "mosquitto is not installed; mosquitto: Mosquitto or fail; embedded: the pure-Python "
+        "broker (loopback only); mqtt://HOST:PORT or mqtts://HOST:PORT: an external broker "
+        "[auto].",
+    ),
+    mqtt_port: int | None = typer.Option(
+        None, "--mqtt-port", help="Devices' port of the broker the controller runs [18830]."
+    ),
+    mqtt_host: str | None = typer.Option(
+        None,
+        "--mqtt-host",
+        help="Bind address of that broker [127.0.0.1 when --advertise-host is loopback, "
+        "else 0.0.0.0].",
+    ),
+    mosquitto_binary: str | None = typer.Option(
+        None, "--mosquitto", help="The mosquitto binary [PATH, then /usr/sbin]."
+    ),
     mqtt_reload_command: str | None = typer.Option(
         None,
         "--mqtt-reload-command",
@@ -88,6 +106,8 @@ def serve(
             "db": db,
             "mqtt": mqtt,
             "mqtt_port": mqtt_port,
+            "mqtt_host": mqtt_host,
+            "mosquitto_binary": mosquitto_binary,
             "mqtt_reload_command": mqtt_reload_command,
             "onnx2tf_python": onnx2tf_python,
             "grpc_port": grpc_port,

@@ -164,7 +164,9 @@ class MosquittoBroker:
             except _AddressInUse:
                 log.info("mosquitto port taken meanwhile, retrying (%d)", attempt + 1)
         where = f"{self.host}:{self._requested_port}" if self._requested_port else "a free port"
-        raise BrokerError(f"mosquitto cannot listen on {where}: address already in use")
+        raise BrokerError(
+            f"MQTT broker (mosquitto) cannot listen on {where}: Address already in use"
+        )
 
     def _launch(self, layout: MosquittoLayout, timeout: float) -> None:
         """Write the files, start one process and wait until both listeners accept."""

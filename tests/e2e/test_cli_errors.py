@@ -132,7 +132,7 @@ def test_serve_grpc_port_taken_is_one_line(tmp_path: Path) -> None:
 def test_serve_mqtt_port_taken_is_one_line(tmp_path: Path) -> None:
     with taken_port() as port:
         result = _run(*_serve_args(tmp_path / "ctl", mqtt_port=port))
-    assert_one_line_error(result, f"embedded MQTT broker failed to start on 127.0.0.1:{port}")
+    assert_one_line_error(result, f"MQTT broker (mosquitto) cannot listen on 127.0.0.1:{port}")
     assert "Address already in use" in result.stderr
     assert "Broker startup failed" not in result.stderr
 
