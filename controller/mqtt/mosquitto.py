@@ -233,8 +233,8 @@ class MosquittoBroker:
             if time.monotonic() - started > _STABLE_S:
                 delay = _RESTART_MIN_S
             log.error(
-                "mosquitto died (exit code %s): %s; restarting in %.1fs",
-                code,
+                "mosquitto died (%s): %s; restarting in %.1fs",
+                f"killed by signal {-code}" if code < 0 else f"exit code {code}",
                 " | ".join(self._log_tail) or "no output",
                 delay,
             )

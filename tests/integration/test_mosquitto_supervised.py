@@ -12,6 +12,8 @@ import os
 import select
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +33,7 @@ from controller.mqtt.mosquitto import MosquittoBroker
 from controller.mqtt.mosquitto_conf import BrokerLimits, find_mosquitto
 from edgefleet import topics
 from edgefleet.v1 import telemetry_pb2
-from tests.conftest import wait_until
+from tests.conftest import REPO, wait_until
 from tests.integration.test_mqtt_brokers import RecordingSink
 
 pytestmark = [
@@ -334,3 +336,39 @@ def test_a_taken_port_is_one_clear_error(tmp_path: Path) -> None:
         ):
             broker.start(TIMEOUT)
     assert broker.pid is None
+
+
+def test_mosquitto_left_by_a_killed_controller_is_ended_at_the_next_start(tmp_path: Path) -> None:
+    """A controller killed with SIGKILL cannot stop its Mosquitto (own session, so it lives on,
+    holding the port): the next start in the same directory ends it first."""
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from controller.mqtt.mosquitto import MosquittoBroker\n"
+        "b = MosquittoBroker(Path(sys.argv[1]), host='127.0.0.1', port=0,"
+        " controller_password='c', credentials=list)\n"
+        "b.start(10)\n"
+        "print(b.port, b.pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    directory = tmp_path / "m"
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=True,
+    ).stdout.split()
+    port, orphan = int(out[0]), int(out[1])
+    assert Path(f"/proc/{orphan}").exists(), "the orphan should outlive its controller"
+    broker = MosquittoBroker(
+        directory, host="127.0.0.1", port=port, controller_password="c", credentials=list
+    )
+    broker.start(TIMEOUT)
+    try:
+        assert broker.pid != orphan and broker.port == port
+        assert wait_until(lambda: not Path(f"/proc/{orphan}").exists(), TIMEOUT)
+    finally:
+        broker.stop(TIMEOUT)
