@@ -30,7 +30,7 @@ from controller.mqtt.ingest import ControllerMqttIngest
 from controller.mqtt_setup import BrokerHandle, start_broker
 from controller.pki import CertificateAuthority, write_private
 from controller.services.devices import DeviceRegistry, mark_stale_offline
-from controller.services.models import ModelService
+from controller.services.models import ModelCatalogue
 from controller.services.models_setup import ModelComponents, refresh_timestamps, start_models
 from controller.services.offload import (
     BatchingConfig,
@@ -136,7 +136,7 @@ class Controller:
         self.registry: DeviceRegistry
         self.telemetry: TelemetryStore
         self.model_parts: ModelComponents
-        self.models: ModelService
+        self.models: ModelCatalogue
         self.cloud_models: CloudModels
         self.offload_pairs: OffloadPairs
         self.hard_examples: HardExampleStore | None

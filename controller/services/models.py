@@ -323,10 +323,6 @@ class ModelCatalogue:
             return hit is not None
 
 
-# The catalogue's old name, while callers move to ModelCatalogue.
-ModelService = ModelCatalogue
-
-
 def model_row(s: Any, name: str, version: int) -> ModelRow:
     """The row of ``name:version`` (0: the latest) in session ``s``; NotFound otherwise."""
     query = select(ModelRow).where(ModelRow.name == name)
