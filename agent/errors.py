@@ -1,6 +1,6 @@
 """Agent errors, rooted in the shared hierarchy."""
 
-from edgefleet.errors import EdgeFleetError
+from edgefleet.errors import EdgeFleetError, Unavailable
 
 
 class AgentError(EdgeFleetError):
@@ -11,8 +11,8 @@ class NotEnrolled(AgentError):
     """The data directory holds no identity yet: run `edgefleet-agent enroll` first."""
 
 
-class ControllerUnreachable(AgentError):
-    """The controller did not answer within the retry budget."""
+class ControllerUnreachable(AgentError, Unavailable):
+    """The controller did not answer within the retry budget (transient: try again later)."""
 
 
 class DataDirError(AgentError):

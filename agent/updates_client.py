@@ -1,4 +1,6 @@
-"""The agent's client of the controller's UpdateService (mutual TLS).
+"""The agent's one client of the controller's UpdateService (mutual TLS): the OTA updater,
+its TUF verifier (through the adapter ``agent.ota.remote.UpdateServiceSource``) and the
+benchmark all use it.
 
     client = UpdateClient(device_channel(...), timeout_s=30)
     updater = TrustedUpdater(data_dir / "tuf", client.transport, bootstrap_root=root_bytes)
@@ -81,8 +83,9 @@ class UpdateClient:
 
     # -- artifacts -----------------------------------------------------------------------------
     def chunks(self, ref: str, offset: int = 0) -> Iterator[bytes]:
-        """Artifact bytes from ``offset`` on; a broken stream resumes where it stopped, and
-        every chunk received gives the stream its whole retry budget again."""
+        """Artifact bytes from ``offset`` on (``ref``: a sha256 or a target path); a broken
+        stream resumes where it stopped, and every chunk received gives the stream its whole
+        retry budget again."""
         request = (
             updates_pb2.DownloadArtifactRequest(target_path=ref)
             if "/" in ref

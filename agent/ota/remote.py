@@ -1,5 +1,6 @@
-"""The agent's network edges for OTA: desired state and reports (DesiredStateService),
-artifact chunks and TUF metadata (UpdateService). Every call has a deadline."""
+"""The agent's network edges for OTA: desired state and reports (DesiredStateService), and
+``UpdateServiceSource``, the updater's adapter over ``agent.updates_client.UpdateClient``
+(artifact chunks and TUF metadata from UpdateService). Every call has a deadline."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 import grpc
 
 from agent.ota.machine import TargetInfo
+from agent.updates_client import UpdateClient
 from edgefleet.errors import NotFound, Unavailable
-from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc, updates_pb2, updates_pb2_grpc
+from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -67,36 +69,19 @@ class DesiredStateClient:
 
 
 class UpdateServiceSource:
-    """Artifact chunks (resumable at an offset) and TUF metadata over ``UpdateService``."""
+    """The OTA updater's view of the one update-service client (``UpdateClient``: shared
+    ``edgefleet.retry`` retries, streams resumed at their offset): chunks of a target, and
+    TUF metadata files. An adapter only; every call goes through the client."""
 
-    def __init__(self, channel: grpc.Channel, timeout_s: float = 30.0) -> None:
-        self._stub = updates_pb2_grpc.UpdateServiceStub(channel)
-        self._timeout = timeout_s
+    def __init__(self, channel: grpc.Channel, timeout_s: float = 30.0, attempts: int = 4) -> None:
+        self.client = UpdateClient(channel, timeout_s, attempts=attempts)
 
     def chunks(self, target: TargetInfo, offset: int) -> Iterator[bytes]:
-        """Stream ``target`` from ``offset``; the deadline covers the whole stream."""
-        request = updates_pb2.DownloadArtifactRequest(target_path=target.path, offset=offset)
-        try:
-            expected = offset
-            for chunk in self._stub.DownloadArtifact(request, timeout=self._timeout):
-                if chunk.offset != expected:
-                    raise Unavailable(f"chunk at offset {chunk.offset}, expected {expected}")
-                expected += len(chunk.data)
-                yield chunk.data
-        except grpc.RpcError as exc:
-            raise _unavailable(f"download of {target.path}", exc) from exc
+        return self.client.chunks(target.path, offset)
 
     def transport(self, path: str) -> bytes:
         """``edgefleet.updates.Transport`` for metadata ("metadata/<name>")."""
         prefix = "metadata/"
         if not path.startswith(prefix):
             raise NotFound(f"{path}: only metadata travels through this transport")
-        try:
-            r = self._stub.GetMetadata(
-                updates_pb2.GetMetadataRequest(name=path[len(prefix) :]), timeout=self._timeout
-            )
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(path) from exc
-            raise _unavailable(f"metadata {path}", exc) from exc
-        return bytes(r.data)
+        return self.client.metadata(path[len(prefix) :])

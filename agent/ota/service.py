@@ -109,7 +109,7 @@ class OtaService:
         if slot is None:
             return None
         try:
-            return self.store.verify_slot(slot).variant_id
+            return self.store.verify_slot(slot, rehash_model=False).variant_id
         except OtaError:
             return None
 
@@ -247,7 +247,7 @@ class OtaService:
             if slot.variant_id != variant:
                 return False
             self._verifier.verify_target(slot.target)
-            self.store.activate(state.previous)
+            self.store.activate(state.previous, rehash_model=False)  # re-hashed just above
             self.store.commit()
         except Unavailable as exc:
             log.warning("cannot re-verify the previous slot (%s); downloading %s", exc, variant)

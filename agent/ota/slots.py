@@ -230,10 +230,8 @@ class SlotStore:
             if state.previous == slot:  # the fallback is about to be overwritten
                 self._save(replace(state, previous=None, last_event=f"reusing slot {slot}"))
             self._wipe(slot)
-            os.replace(src, dest / model_file)
-            files = {model_file: sha256_file(dest / model_file)}
-            if files[model_file] != sha:
-                raise InstallFailed(f"model in slot {slot} does not match sha256 {sha}")
+            os.replace(src, dest / model_file)  # verified while it streamed: not hashed again
+            files = {model_file: sha}
             self._atomic_write(dest / VARIANT_FILE, variant_json.encode())
             self._atomic_write(dest / TARGET_FILE, json.dumps(dict(target)).encode())
             files[VARIANT_FILE] = sha256_file(dest / VARIANT_FILE)
@@ -251,11 +249,13 @@ class SlotStore:
             if isinstance(exc, InstallFailed):
                 raise
             raise _install_error(f"install into slot {slot}", exc) from exc
-        return self.verify_slot(slot)
+        return self.verify_slot(slot, rehash_model=False)
 
-    def activate(self, slot: str) -> SlotState:
-        """Atomically switch to ``slot`` and put it on probation."""
-        installed = self.verify_slot(slot)
+    def activate(self, slot: str, *, rehash_model: bool = True) -> SlotState:
+        """Atomically switch to ``slot`` and put it on probation. The slot is verified
+        first; ``rehash_model=False`` only for the slot just installed from a verified
+        download (its model file was hashed while it streamed)."""
+        installed = self.verify_slot(slot, rehash_model=rehash_model)
         state = self.state()
         previous = state.active if state.active != slot else state.previous
         probation = Probation(slot, installed.variant_id, 0, self.max_boot_attempts)
@@ -287,8 +287,9 @@ class SlotStore:
         return self._save(replace(self.state(), trusted_versions=dict(versions)))
 
     # -- verification and recovery --------------------------------------------------------
-    def verify_slot(self, slot: str) -> InstalledSlot:
-        """Return the slot if its manifest exists and every file matches; else SlotCorrupted."""
+    def verify_slot(self, slot: str, *, rehash_model: bool = True) -> InstalledSlot:
+        """Return the slot if its manifest exists and every file matches; else SlotCorrupted.
+        ``rehash_model=False`` skips re-reading the (large) model file, not the metadata."""
         path = self.slot_dir(slot)
         try:
             manifest = json.loads((path / MANIFEST_FILE).read_text())
@@ -298,6 +299,10 @@ class SlotStore:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise SlotCorrupted(f"slot {slot} holds no complete install: {exc}") from exc
         for name, digest in files.items():
+            if name == model_file and not rehash_model:
+                if not (path / name).is_file():
+                    raise SlotCorrupted(f"slot {slot}: {name} is missing")
+                continue
             try:
                 actual = sha256_file(path / name)
             except OSError as exc:

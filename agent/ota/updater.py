@@ -8,7 +8,6 @@ Whatever goes wrong, the agent keeps its current model and reports why.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from agent.ota.errors import DiskFull, OtaError, SlotCorrupted
 from agent.ota.slots import Recovery, SlotStore
 from agent.ota.smoke import SmokeRun, make_smoke_test
 from edgefleet.errors import EdgeFleetError, InvalidInput, VerificationError
+from edgefleet.updates import StreamDigest
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class Updater:
         self.config = config or m.UpdateConfig()
         self.state = m.UpdateState(current_variant=current_variant)
         self._events: deque[m.Event] = deque()
+        self._digest: StreamDigest | None = None  # of the download in progress
 
     # -- entry points ---------------------------------------------------------------------
     def apply(self, desired: m.TargetInfo | Mapping[str, Any]) -> m.UpdateState:
@@ -126,6 +127,7 @@ class Updater:
                 self._sleep(max(0.0, until - self._clock()))
                 self._emit(m.Timer(self._clock()))
             case m.DiscardDownload(target=t):
+                self._digest = None
                 self.store.download_path(t.sha256).unlink(missing_ok=True)
             case m.Verify(target=t):
                 self._check(t)
@@ -133,8 +135,8 @@ class Updater:
                 self._write_slot(t)
             case m.RunSmokeTest(target=t):
                 self._smoke_test(t)
-            case m.Activate():
-                self.store.activate(self.store.inactive_slot())
+            case m.Activate():  # the slot just written from bytes verified while streaming
+                self.store.activate(self.store.inactive_slot(), rehash_model=False)
                 self._emit(m.Activated(self._clock()))
             case m.Commit():
                 self.store.commit()
@@ -149,6 +151,7 @@ class Updater:
         try:
             with self.store.open_download(t.sha256, offset) as fh:
                 try:
+                    digest = self._digest_at(t, offset)
                     for chunk in self._fetch_chunks(t, offset):
                         self.store.append(fh, chunk)
                         event = m.ChunkReceived(len(chunk))
@@ -158,6 +161,7 @@ class Updater:
                             for action in actions:
                                 self._do(action)
                             return
+                        digest.update(chunk)  # hashed once, as it is written
                 finally:
                     fh.flush()
                     os.fsync(fh.fileno())
@@ -172,18 +176,29 @@ class Updater:
             return
         self._emit(m.DownloadComplete(self._clock()))
 
+    def _digest_at(self, t: m.TargetInfo, offset: int) -> StreamDigest:
+        """The running digest of ``t``'s download at ``offset``: the one fed while streaming,
+        or (resuming after a restart) one seeded once from the bytes already on disk."""
+        d = self._digest
+        if d is not None and d.expected_sha256 == t.sha256 and d.received == offset:
+            return d
+        d = StreamDigest(t.length, t.sha256)
+        if offset:
+            with self.store.download_path(t.sha256).open("rb") as fh:
+                while len(block := fh.read(min(1 << 20, offset - d.received))) > 0:
+                    d.update(block)
+            if d.received != offset:
+                raise OSError(f"partial download shorter than {offset} bytes")
+        self._digest = d
+        return d
+
     def _check(self, t: m.TargetInfo) -> None:
+        """Length and sha256 as hashed while streaming (once), then the verify hook."""
         path = self.store.download_path(t.sha256)
         try:
-            size = path.stat().st_size
-            if size != t.length:
-                raise VerificationError(f"length {size} != {t.length}")
-            h = hashlib.sha256()
-            with path.open("rb") as fh:
-                while block := fh.read(1 << 20):
-                    h.update(block)
-            if h.hexdigest() != t.sha256:
-                raise VerificationError(f"sha256 {h.hexdigest()[:12]} != {t.sha256[:12]}")
+            digest = self._digest_at(t, path.stat().st_size)
+            self._digest = None
+            digest.finish()
             self._verify(t.raw, path)
         except VerificationError as exc:
             self._emit(m.VerificationFailed(str(exc)))

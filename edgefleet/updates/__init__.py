@@ -8,6 +8,7 @@ Public API:
         download_target(target, dest) -> Path       # streamed, verified, atomic
         verify_stream(target, chunks, sink) -> sha256
     verify_artifact_stream(chunks, expected_length, expected_sha256, sink=None) -> sha256
+    StreamDigest(expected_length, expected_sha256): update(chunk), finish() -> sha256
     Transport = Callable[[str], bytes | Iterable[bytes]]   # "metadata/x.json", "targets/..."
 
 Errors derive from ``edgefleet.errors.VerificationError`` (see ``edgefleet.updates.errors``),
@@ -34,7 +35,7 @@ from edgefleet.updates.errors import (
     TargetNotFound,
     UpdateUnavailable,
 )
-from edgefleet.updates.stream import verify_artifact_stream
+from edgefleet.updates.stream import StreamDigest, verify_artifact_stream
 
 __all__ = [
     "ArtifactMismatch",
@@ -45,6 +46,7 @@ __all__ = [
     "MetadataExpired",
     "MixAndMatch",
     "RollbackDetected",
+    "StreamDigest",
     "TargetNotFound",
     "Transport",
     "TransportFetcher",
