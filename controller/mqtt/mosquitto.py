@@ -73,6 +73,8 @@ class MosquittoBroker:
         self._limits = limits
         self._layout: MosquittoLayout | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._ready: subprocess.Popen[bytes] | None = None  # the process once it accepts
+        self._reload_when_ready = False
         self._lock = threading.RLock()  # guards _proc and the auth files
         self._stopping = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -141,9 +143,15 @@ class MosquittoBroker:
         disconnected by Mosquitto and refused from then on."""
         with self._lock:
             self._write_auth()
-            if self._proc is not None and self._proc.poll() is None:
-                self._proc.send_signal(signal.SIGHUP)
-                log.info("mosquitto reloading credentials")
+            if self._proc is None or self._proc.poll() is not None:
+                return  # the next process reads the new files
+            if self._ready is not self._proc:
+                # still starting (its SIGHUP handler may not be set yet, and it may have read
+                # the old files): reload once it accepts connections
+                self._reload_when_ready = True
+                return
+            self._proc.send_signal(signal.SIGHUP)
+            log.info("mosquitto reloading credentials")
 
     # -- starting -----------------------------------------------------------------------------
 
@@ -196,6 +204,11 @@ class MosquittoBroker:
             if proc.poll() is not None:
                 break
             if _accepts(layout.host, layout.port) and _accepts("127.0.0.1", layout.controller_port):
+                with self._lock:
+                    self._ready = proc
+                    if self._reload_when_ready:
+                        self._reload_when_ready = False
+                        proc.send_signal(signal.SIGHUP)
                 return
             time.sleep(0.05)
         if proc.poll() is None:

@@ -372,3 +372,54 @@ def test_mosquitto_left_by_a_killed_controller_is_ended_at_the_next_start(tmp_pa
         assert wait_until(lambda: not Path(f"/proc/{orphan}").exists(), TIMEOUT)
     finally:
         broker.stop(TIMEOUT)
+
+
+def test_retained_and_queued_messages_survive_a_broker_restart(tmp_path: Path) -> None:
+    """Persistence in the broker's directory: the ingest's persistent session gets the reports
+    queued while it was away, and devices still find their retained desired state."""
+    password = generate_password()
+    allowed = [("dev-a", hash_password(password))]
+
+    def broker(port: int = 0) -> MosquittoBroker:
+        b = MosquittoBroker(
+            tmp_path / "m",
+            host="127.0.0.1",
+            port=port,
+            controller_password=CONTROLLER_PASSWORD,
+            credentials=lambda: allowed,
+        )
+        b.start(TIMEOUT)
+        return b
+
+    def ingest(url: str, sink: RecordingSink) -> ControllerMqttIngest:
+        i = ControllerMqttIngest(IngestConfig(url=url, password=CONTROLLER_PASSWORD), sink)
+        i.start()
+        assert i.wait_connected(TIMEOUT)
+        return i
+
+    first = broker()
+    port = first.port
+    away = ingest(first.ingest_url, RecordingSink())
+    away.publish_desired("dev-a", b"target-v2", timeout=TIMEOUT)
+    away.stop()  # its session (subscriptions, queue) stays on the broker
+    device = Raw(port, "dev-a", "dev-a", password)
+    beat = telemetry_pb2.Heartbeat(device_id="dev-a", sequence=42).SerializeToString()
+    device.client.publish(topics.device_topic("dev-a", topics.HEARTBEAT), beat, qos=1)
+    device.client.publish(topics.device_topic("dev-a", topics.HEARTBEAT), beat, qos=1)
+    time.sleep(0.3)
+    device.close()
+    first.stop(TIMEOUT)  # SIGTERM: Mosquitto writes its persistence file
+
+    second = broker(port)
+    sink = RecordingSink()
+    back = ingest(second.ingest_url, sink)
+    try:
+        assert wait_until(lambda: len(sink.heartbeats) == 2, TIMEOUT), "queued reports lost"
+        assert {h.sequence for _, h in sink.heartbeats} == {42}
+        probe = Raw(port, "dev-a", "dev-a", password)
+        probe.client.subscribe(topics.device_topic("dev-a", topics.DESIRED), 1)
+        assert wait_until(lambda: [p for _, p in probe.received] == [b"target-v2"], TIMEOUT)
+        probe.close()
+    finally:
+        back.stop()
+        second.stop(TIMEOUT)
