@@ -15,13 +15,12 @@ from controller.grpc.error_status import ErrorStatusInterceptor
 from controller.services.offload import LabelledPair
 from controller.serving.cloud_model import Prediction, Predictor
 from controller.serving.errors import MalformedFrame, UnknownModel
-from controller.serving.images import decode_image
+from controller.serving.images import FrameLimits, decode_image
 from edgefleet.v1 import inference_pb2, inference_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-MAX_SIDE = 8192
 _DTYPES: dict[int, np.dtype] = {
     inference_pb2.TENSOR_DTYPE_UINT8: np.dtype(np.uint8),
     inference_pb2.TENSOR_DTYPE_INT8: np.dtype(np.int8),
@@ -30,13 +29,14 @@ _DTYPES: dict[int, np.dtype] = {
 }
 
 
-def decode_tensor(tensor: inference_pb2.Tensor) -> np.ndarray:
+def decode_tensor(tensor: inference_pb2.Tensor, limits: FrameLimits) -> np.ndarray:
     dtype = _DTYPES.get(tensor.dtype)
     if dtype is None:
         raise MalformedFrame(f"unsupported tensor dtype {tensor.dtype}")
     shape = tuple(int(d) for d in tensor.shape)
-    if len(shape) not in (2, 3) or any(d <= 0 or d > MAX_SIDE for d in shape[:2]):
-        raise MalformedFrame(f"frame shape must be H x W [x C] with sides <= {MAX_SIDE}: {shape}")
+    if len(shape) not in (2, 3):
+        raise MalformedFrame(f"frame shape must be H x W [x C]: {shape}")
+    limits.check(shape[0], shape[1])
     if len(shape) == 3 and shape[2] not in (1, 3, 4):
         raise MalformedFrame(f"frame must have 1, 3 or 4 channels, got {shape[2]}")
     expected = int(np.prod(shape)) * dtype.itemsize
@@ -48,12 +48,12 @@ def decode_tensor(tensor: inference_pb2.Tensor) -> np.ndarray:
     return frame
 
 
-def decode_request(request: inference_pb2.OffloadRequest) -> np.ndarray:
+def decode_request(request: inference_pb2.OffloadRequest, limits: FrameLimits) -> np.ndarray:
     kind = request.WhichOneof("payload")
     if kind == "frame":
-        return decode_tensor(request.frame)
+        return decode_tensor(request.frame, limits)
     if kind == "image":
-        return decode_image(request.image.data, request.image.format)
+        return decode_image(request.image.data, request.image.format, limits)
     raise MalformedFrame("request carries neither a frame nor an image")
 
 
@@ -110,7 +110,7 @@ class OffloadServicer(inference_pb2_grpc.OffloadServiceServicer):
         model = self.models.get(request.model)
         if model is None:
             raise UnknownModel(f"no cloud model serves {request.model!r}")
-        frame = decode_request(request)
+        frame = decode_request(request, FrameLimits.for_input(model.input_size))
         prediction = model.predict(frame, timeout_s=context.time_remaining())
         if self.on_pair is not None:
             try:

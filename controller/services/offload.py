@@ -308,6 +308,10 @@ class RecordingPredictor:
         self.inner, self.name, self.store, self.who = inner, name, store, who
         self.model_id = inner.model_id
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.inner.input_size
+
     def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
         prediction = self.inner.predict(frame, timeout_s)
         try:

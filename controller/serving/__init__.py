@@ -10,13 +10,14 @@ from controller.serving.errors import (
     ServingFailure,
     UnknownModel,
 )
-from controller.serving.images import decode_image
+from controller.serving.images import FrameLimits, decode_image
 
 __all__ = [
     "AnswerTimeout",
     "BatchedModel",
     "CloudModel",
     "DynamicBatcher",
+    "FrameLimits",
     "MalformedFrame",
     "Overloaded",
     "Prediction",

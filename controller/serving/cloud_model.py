@@ -37,6 +37,11 @@ class Predictor(Protocol):
 
     model_id: str
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The model's input (height, width): frames far larger are refused undecoded."""
+        ...
+
     def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction: ...
 
 
@@ -80,6 +85,10 @@ class CloudModel:
         self.labels = tuple(labels)
         self.temperature = temperature
         self.outputs_are_logits = outputs_are_logits
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.preprocessing.size
 
     def preprocess(self, frame: np.ndarray) -> np.ndarray:
         return preprocess(frame, self.preprocessing)
@@ -137,6 +146,10 @@ class BatchedModel:
         self.batcher = batcher or DynamicBatcher(
             model.run_batch, max_batch_size, max_queue_delay_ms, max_queue_size, workers
         )
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.model.input_size
 
     def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
         tensor = self.model.preprocess(frame)
