@@ -4,8 +4,7 @@ Each candidate is fetched through ``TrustedUpdater`` (signed TUF metadata, hash 
 streaming), written as a variant directory whose ``variant.json`` comes from the verified
 target's custom fields, loaded with ``agent.runtime.load_variant`` at the profile's thread
 count and timed at batch 1 after a warm-up. Results go back with ``ReportBenchmarks``.
-The trust root is the controller's ``1.root.json``, fetched on first use over mutual TLS and
-kept in ``<data_dir>/tuf/``.
+The trust root is the ``root.json`` pinned in ``<data_dir>/tuf/`` at enrollment.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Any
 
 from edgefleet.errors import VerificationError
 from edgefleet.updates import Transport, TrustedUpdater, VerifiedTarget
+from edgefleet.updates.custom import variant_fields
 from edgefleet.updates.errors import MetadataError
 
 log = logging.getLogger(__name__)
@@ -69,10 +70,12 @@ class TufVerifier:
         return signed
 
     def verify_target(self, target: Mapping[str, Any]) -> VerifiedTarget:
-        """``target`` (as stored in a slot or about to be) is exactly a signed target:
-        path, length, sha256 and every custom field (labels, temperature, file...)."""
+        """``target`` (as stored in a slot or about to be) is exactly a signed target for this
+        device's profile: path, length, sha256 and every variant field of its custom
+        metadata (labels, temperature, file...). Release fields (``selected``) may change."""
         signed = self.preflight(target)
-        if _canonical(dict(target.get("custom") or {})) != _canonical(signed.custom):
+        mine = variant_fields(dict(target.get("custom") or {}))
+        if _canonical(mine) != _canonical(variant_fields(signed.custom)):
             raise VerificationError(
                 f"target {signed.path}: metadata differs from the signed target's"
             )

@@ -204,6 +204,24 @@ def test_enrollment_pins_the_tuf_root(fleet: Fleet, pristine: None) -> None:
         a.close()
 
 
+def test_a_rotated_root_chaining_from_the_pin_is_accepted(fleet: Fleet, pristine: None) -> None:
+    fleet.devices += 1
+    data_dir, a = _enrolled(fleet, f"rotate-{fleet.devices:02d}")
+    try:
+        repo = fleet.ctl.model_parts.releases.repo
+        old_root = repo.root()
+        repo.rotate_key("root", repo.keystore.signers("root", old_root.roles["root"].keyids))
+        assert repo.root().version == old_root.version + 1
+        assign(fleet.ctl, a, fleet.v2)
+        a.pull_and_handle()
+        a.service.updater.tick()
+        assert a.service.current_variant == variant_of(fleet.ctl, a, fleet.v2).variant_id
+        trusted = json.loads((data_dir / "tuf" / "root.json").read_text())
+        assert trusted["signed"]["version"] == old_root.version + 1  # walked 1 -> 2
+    finally:
+        a.close()
+
+
 def test_device_without_a_pinned_root_refuses_updates(fleet: Fleet, pristine: None) -> None:
     fleet.devices += 1
     data_dir, a = _enrolled(fleet, f"nopin-{fleet.devices:02d}")
