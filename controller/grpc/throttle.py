@@ -8,8 +8,9 @@ over all callers, in a moving window (the ``limits`` package's moving-window lim
 
 While an address is over its bound its calls are refused *before* their credential is
 looked at, so a guessing loop learns nothing more than its first ``per_address`` answers per
-window; calls from other addresses are served as before (until the total bound, which caps
-the guessing rate of many addresses together). Right credentials never count. An IPv6
+window; calls from other addresses are served as before. Past the total bound (many guessing
+addresses together) only addresses that themselves failed in the window are refused, so a
+device or operator that has not failed is never locked out. Right credentials never count. An IPv6
 caller is counted by its /64, which one host usually holds whole.
 """
 
@@ -66,20 +67,21 @@ class CredentialThrottle:
         self.refused = 0
 
     def check(self, address: str) -> None:
-        """ResourceExhausted when ``address``, or every caller together, is over its bound."""
-        for item, key, whose in (
-            (self._per_address, address, f"from {address}"),
-            (self._total, ALL, "from all callers"),
-        ):
-            if not self._limiter.test(item, key):
-                self.refused += 1
-                retry = self._retry_after(item, key)
-                if self._limiter.hit(self._warn, address):
-                    log.warning("too many failed credentials %s: refusing for %.0f s",
-                                whose, retry)  # fmt: skip
-                raise ResourceExhausted(
-                    f"too many failed credentials {whose}: retry in {retry:.0f} s"
-                )
+        """ResourceExhausted when ``address`` is over its bound, or when every caller together
+        is over the total and ``address`` itself failed in the window (a caller that has not
+        failed is always served, so many guessing addresses cannot lock out the fleet)."""
+        if not self._limiter.test(self._per_address, address):
+            self._refuse(self._per_address, address, f"from {address}", address)
+        failed_here = self._limiter.get_window_stats(self._per_address, address).remaining
+        if failed_here < self.limits.per_address and not self._limiter.test(self._total, ALL):
+            self._refuse(self._total, ALL, "from all callers", address)
+
+    def _refuse(self, item: RateLimitItem, key: str, whose: str, address: str) -> None:
+        self.refused += 1
+        retry = self._retry_after(item, key)
+        if self._limiter.hit(self._warn, address):
+            log.warning("too many failed credentials %s: refusing for %.0f s", whose, retry)
+        raise ResourceExhausted(f"too many failed credentials {whose}: retry in {retry:.0f} s")
 
     def failed(self, address: str) -> None:
         self._limiter.hit(self._per_address, address)
