@@ -3,7 +3,8 @@
 :class:`MosquittoBroker` writes ``mosquitto.conf`` (:mod:`controller.mqtt.mosquitto_conf`),
 ``passwd`` and ``acl`` (:func:`controller.mqtt.credentials.write_mosquitto_auth`) into its
 directory, starts ``mosquitto -c``, waits until both listeners accept connections and restarts
-the process with backoff whenever it dies. Its log (stdout) is drained into this module's logger.
+the process with backoff whenever it dies. Its log (stderr, one pipe) is drained into this
+module's logger.
 
 Revocation: :meth:`MosquittoBroker.credentials_changed` rewrites ``passwd`` and sends SIGHUP.
 Mosquitto 2.0 re-checks every connected client against the reloaded password file and
@@ -43,6 +44,7 @@ _PORT_ATTEMPTS = 5  # port 0: free ports picked and retried when another process
 _RESTART_MIN_S, _RESTART_MAX_S = 0.5, 30.0
 _STABLE_S = 30.0  # a process that ran this long resets the restart backoff
 _LOG_TAIL = 20  # last log lines kept to say why a process died
+_NOTABLE = ("not authorised", "oversize", "exceeded", "Reloading", "Saving")  # logged at INFO
 
 
 class MosquittoBroker:
@@ -265,7 +267,8 @@ class MosquittoBroker:
                 break
 
     def _drain(self, stream: IO[bytes]) -> None:
-        """Mosquitto's log lines into our logger (errors as errors) and the bounded tail."""
+        """Mosquitto's log lines into our logger (errors as errors, refusals at INFO, the rest at
+        DEBUG) and the bounded tail."""
         for raw in stream:
             line = raw.decode("utf-8", "replace").rstrip()[:500]
             if not line:
@@ -277,8 +280,10 @@ class MosquittoBroker:
                 broker_log.debug("%s", line)  # deliberate: the controller itself runs as root
             elif line.startswith("Warning"):
                 broker_log.warning("%s", line)
-            else:
+            elif any(word in line for word in _NOTABLE):
                 broker_log.info("%s", line)
+            else:  # every connect and disconnect: too many for INFO in a fleet
+                broker_log.debug("%s", line)
         stream.close()
 
 

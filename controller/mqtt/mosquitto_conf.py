@@ -108,7 +108,7 @@ def mosquitto_conf_text(layout: MosquittoLayout, limits: BrokerLimits) -> str:
         f"max_queued_messages {limits.max_queued_messages}",
         f"max_queued_bytes {limits.max_queued_bytes}",
         "",
-        "log_dest stdout",
+        "log_dest stderr",  # unbuffered: every line reaches the drain at once
         "log_timestamp false",
         "log_type error",
         "log_type warning",

@@ -42,7 +42,7 @@ def test_conf_refuses_anonymous_and_reads_the_generated_files() -> None:
     assert settings["acl_file"] == "/var/lib/edgefleet/mosquitto/acl"
     assert settings["persistence"] == "true"
     assert settings["persistence_location"] == "/var/lib/edgefleet/mosquitto/db/"
-    assert settings["log_dest"] == "stdout"
+    assert settings["log_dest"] == "stderr"
     assert "user" not in settings
 
 
