@@ -102,6 +102,7 @@ class DeviceAgent:
     mqtt: AgentMqttClient | None
     model: ActiveModel
     telemetry: TelemetryAggregator | None
+    publisher: TelemetryComponent | None
     ota: OtaComponent | None
     inference: InferenceComponent | None
     heartbeat: HeartbeatComponent
@@ -177,7 +178,7 @@ def build_agent(
             components.append(MqttComponent(mqtt))
         # the active model and telemetry (only where a model runs, or may arrive over the air)
         model = ActiveModel(threads)
-        telemetry = None
+        telemetry, publishing = None, None
         if config.model_dir is not None or config.ota is not None:
             telemetry = TelemetryAggregator(identity.device_id)
             model.listeners.append(_telemetry_follows(telemetry))
@@ -185,7 +186,8 @@ def build_agent(
             publisher = TelemetryPublisher(
                 telemetry, spool, mqtt, interval_s=config.telemetry_interval_s
             )
-            components.append(TelemetryComponent(publisher, model))
+            publishing = TelemetryComponent(publisher, model)
+            components.append(publishing)
         if mqtt is not None:
             model.listeners.append(lambda loaded: mqtt.set_active_variant(loaded.variant_id))
         # OTA: recover the last verified slot before anything loads a model
@@ -217,8 +219,8 @@ def build_agent(
         )
         components.append(heartbeat)
         return DeviceAgent(
-            config, identity, channel, mqtt, model, telemetry, ota, inference, heartbeat,
-            components, stop, stack.pop_all(),
+            config, identity, channel, mqtt, model, telemetry, publishing, ota, inference,
+            heartbeat, components, stop, stack.pop_all(),
         )  # fmt: skip
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -1,8 +1,17 @@
-"""An in-process agent that really runs its model: the OTA component on the real network
-paths (mutual-TLS gRPC, retained MQTT desired state) swaps the model an inference thread
-runs (ONNX Runtime, one thread), whose latencies and errors go into the agent's
-TelemetryAggregator and out as real TelemetryReports over MQTT every ``report_s`` — and
-into ``OtaService.observe`` as probation health, as the daemon does."""
+"""In-process agents that really run their model: each is the shipped assembly
+(agent.assembly.build_agent: OTA on the real network paths — mutual-TLS gRPC, retained MQTT
+desired state —, the active model, the telemetry publisher sending real TelemetryReports over
+MQTT every ``report_s``, heartbeats) with one stand-in: instead of the frame loop, a thread
+runs the active model (ONNX Runtime, one thread) on sample inputs at ``fps`` and times the
+model run alone, recording latencies and errors in the agent's TelemetryAggregator and its
+probation health into the OTA service.
+
+Why not the agent's own frame loop: these agents share one interpreter with the controller
+and each other, so the loop's Python steps (preprocessing, confidence, telemetry) wait for the
+GIL, and their p95 measures those waits (4-5 ms for a 0.1 ms model here) rather than the
+model; latency gates compare p95s. The frame loop itself is tested in its own process
+(tests/e2e/test_agent_probation_rollback.py) and in tests/integration/test_agent_listeners.py.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +19,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from agent.controller_client import device_channel
+from agent.assembly import AgentConfig, DeviceAgent, OtaSettings, build_agent
 from agent.enroll import enroll
 from agent.hardware import detect
-from agent.identity import Credentials, Identity
-from agent.mqtt.client import AgentMqttClient, AgentMqttConfig
+from agent.identity import Identity
+from agent.inference.errors import NoModelYet
 from agent.ota import machine as m
-from agent.ota.component import onnx_smoke_test
-from agent.ota.remote import DesiredStateClient, UpdateServiceSource
-from agent.ota.service import OtaConfig, OtaService
-from agent.ota.slots import SlotStore
-from agent.telemetry.aggregator import TelemetryAggregator
 from controller.app import Controller
 from tests.fleet import Admin
 
@@ -34,87 +37,77 @@ _DTYPES = {"float32": np.float32, "uint8": np.uint8}
 @dataclass
 class InferringAgent:
     device_id: str
-    service: OtaService
-    telemetry: TelemetryAggregator
-    mqtt: AgentMqttClient
+    agent: DeviceAgent
     fps: float
-    report_s: float
-    model: Any = None  # agent.runtime.model.LoadedModel once OTA installed one
     frames: int = 0
-    reports: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-    _close: list[Any] = field(default_factory=list)
+    _thread: threading.Thread | None = None
 
     @property
     def variant(self) -> str | None:
-        return self.service.current_variant
+        """The variant OTA installed (the active slot)."""
+        assert self.agent.ota is not None
+        return self.agent.ota.service.current_variant
 
     @property
     def running(self) -> str | None:
-        """The variant the inference thread runs right now."""
-        return None if self.model is None else str(self.model.metadata.variant_id)
+        """The variant the agent runs right now."""
+        try:
+            return self.agent.model.current().variant_id
+        except NoModelYet:
+            return None
 
-    def on_model_update(self, variant_dir: Path) -> None:
-        from agent.runtime.model import load_variant
+    @property
+    def reports(self) -> int:
+        assert self.agent.publisher is not None
+        return self.agent.publisher.publisher.published
 
-        model = load_variant(variant_dir, 1)
-        self.telemetry.set_model(model.metadata.model, model.metadata.variant_id)
-        self.mqtt.set_active_variant(model.metadata.variant_id)
-        self.model = model
+    def start(self) -> None:
+        self.agent.start()
+        self._thread = threading.Thread(target=self._infer, name=f"infer-{self.device_id}")
+        self._thread.daemon = True
+        self._thread.start()
 
     def _infer(self) -> None:
+        telemetry, ota = self.agent.telemetry, self.agent.ota
+        assert telemetry is not None and ota is not None
         period = 1.0 / self.fps
         rng = np.random.default_rng(0)
         window: list[float] = []
         errors = 0
         while not self._stop.wait(period):
-            model = self.model
-            if model is None:
+            try:
+                model = self.agent.model.current()
+            except NoModelYet:
                 continue
             meta = model.metadata
             shape = tuple(1 if d < 0 else d for d in meta.input_shape)
             x = (rng.random(shape) * 255).astype(_DTYPES.get(meta.input_dtype, np.float32))
             start = time.perf_counter()
             try:
-                out = np.asarray(model.run(x))
-                ok = bool(np.all(np.isfinite(out)))
+                ok = bool(np.all(np.isfinite(np.asarray(model.run(x)))))
             except Exception:
                 ok = False
             ms = (time.perf_counter() - start) * 1000
             if ok:
-                self.telemetry.record_frame(ms, ms, 0.9)
+                telemetry.record_frame(ms, ms, 0.9)
             else:
                 errors += 1
-                self.telemetry.record_error("inference")
+                telemetry.record_error("inference")
             self.frames += 1
             window.append(ms)
-            if len(window) >= 10:  # probation health, as the daemon feeds it
-                self.service.observe(
-                    m.ProbationMetrics(len(window), errors / len(window), float(np.median(window)))
+            if len(window) >= 10:  # probation health, as the agent's probation feed reports it
+                health = m.ProbationMetrics(
+                    len(window), errors / len(window), float(np.median(window))
                 )
+                ota.service.observe(health)
                 window, errors = [], 0
-
-    def _publish(self) -> None:
-        while not self._stop.wait(self.report_s):
-            report = self.telemetry.report()
-            if report.frames or report.errors:
-                self.mqtt.publish("telemetry", report.SerializeToString())
-                self.reports += 1
-
-    def start(self) -> None:
-        for target in (self._infer, self._publish):
-            t = threading.Thread(target=target, name=f"{target.__name__}-{self.device_id}")
-            t.daemon = True
-            t.start()
-            self._threads.append(t)
 
     def close(self) -> None:
         self._stop.set()
-        for t in self._threads:
-            t.join(5)
-        for close in reversed(self._close):
-            close()
+        if self._thread is not None:
+            self._thread.join(5)
+        self.agent.stop()
 
 
 def start_inferring_agents(
@@ -146,37 +139,11 @@ def start_inferring_agents(
 def start_inferring_agent(
     data_dir: Path, identity: Identity, *, fps: float, report_s: float, probation_s: float
 ) -> InferringAgent:
-    channel = device_channel(identity.controller, Credentials.load(data_dir), 8 << 20)
-    source = UpdateServiceSource(channel, timeout_s=30)
-    from agent.ota.verify import TufVerifier
-
-    mqtt = AgentMqttClient(
-        AgentMqttConfig(
-            url=identity.mqtt_url, device_id=identity.device_id, username=identity.mqtt_username,
-            password=identity.mqtt_password, heartbeat_interval_s=5.0,
-        )
+    ota = OtaSettings(
+        poll_interval_s=1.0, tick_interval_s=0.1, probation_s=probation_s, max_retries=3,
+        backoff_base_s=0.1, smoke_frames=2,
     )  # fmt: skip
-    holder: list[InferringAgent] = []
-    update = m.UpdateConfig(max_retries=3, backoff_base=0.1, probation_seconds=probation_s)
-    service = OtaService(
-        SlotStore(data_dir / "ota"),
-        desired=DesiredStateClient(channel, 5.0),
-        chunks=source.chunks,
-        verifier=TufVerifier(data_dir / "tuf", source.transport, identity.profile),
-        smoke_test=onnx_smoke_test(frames=2, threads=1),
-        on_model_update=lambda path: holder[0].on_model_update(path),
-        config=OtaConfig(poll_interval_s=1.0, tick_interval_s=0.1, update=update),
-    )
-    agent = InferringAgent(
-        identity.device_id, service, TelemetryAggregator(identity.device_id), mqtt, fps, report_s
-    )
-    holder.append(agent)
-    installed = service.recover()
-    if installed is not None:
-        agent.on_model_update(installed)
-    mqtt.on_desired(service.submit)
-    mqtt.start()
-    service.start()
+    config = AgentConfig(data_dir, ota=ota, fps=fps, threads=1, telemetry_interval_s=report_s)
+    agent = InferringAgent(identity.device_id, build_agent(config), fps)
     agent.start()
-    agent._close.extend([channel.close, mqtt.stop, service.stop])
     return agent

@@ -1,6 +1,7 @@
 """Test helpers for rollouts: a real controller with built model versions, and in-process
-agent OTA components that use the real network paths (mutual-TLS gRPC DesiredStateService
-and UpdateService, MQTT retained desired state)."""
+agents built by the shipped assembly (agent.assembly.build_agent: OTA on the real network
+paths — mutual-TLS gRPC DesiredStateService and UpdateService, MQTT retained desired state —
+and gRPC heartbeats; no frame source)."""
 
 from __future__ import annotations
 
@@ -15,17 +16,12 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from agent.controller_client import device_channel
+from agent.assembly import AgentConfig, OtaSettings, build_agent
 from agent.enroll import enroll
 from agent.hardware import detect
-from agent.identity import Credentials, Identity
-from agent.mqtt.client import AgentMqttClient, AgentMqttConfig
-from agent.ota import machine as m
-from agent.ota.component import onnx_smoke_test
-from agent.ota.remote import DesiredStateClient, UpdateServiceSource
-from agent.ota.service import OtaConfig, OtaService
-from agent.ota.slots import SlotStore
-from agent.ota.verify import TufVerifier
+from agent.identity import Identity
+from agent.mqtt.client import AgentMqttClient
+from agent.ota.service import OtaService
 from controller.app import Controller
 from controller.build.synthetic import make_tiny_cnn, self_labels, synthetic_frames
 from controller.services.rollouts import RolloutConfig
@@ -131,35 +127,15 @@ def start_agents(
 
 
 def start_agent(data_dir: Path, identity: Identity, *, probation_s: float = 0.3) -> FleetAgent:
-    creds = Credentials.load(data_dir)
-    channel = device_channel(identity.controller, creds, 8 * 1024 * 1024)
-    source = UpdateServiceSource(channel, timeout_s=30)
-    update = m.UpdateConfig(max_retries=3, backoff_base=0.1, probation_seconds=probation_s)
-    service = OtaService(
-        SlotStore(data_dir / "ota"),
-        desired=DesiredStateClient(channel, 5.0),
-        chunks=source.chunks,
-        verifier=TufVerifier(data_dir / "tuf", source.transport, identity.profile),
-        smoke_test=onnx_smoke_test(frames=2),
-        config=OtaConfig(poll_interval_s=1.0, tick_interval_s=0.1, update=update),
-    )
-    service.recover()
-    mqtt = AgentMqttClient(
-        AgentMqttConfig(
-            url=identity.mqtt_url, device_id=identity.device_id, username=identity.mqtt_username,
-            password=identity.mqtt_password, heartbeat_interval_s=5.0,
-        )
+    """The agent as `edgefleet-agent run --no-model` builds it, polling and ticking faster."""
+    ota = OtaSettings(
+        poll_interval_s=1.0, tick_interval_s=0.1, probation_s=probation_s, max_retries=3,
+        backoff_base_s=0.1, smoke_frames=2,
     )  # fmt: skip
-    mqtt.on_desired(service.submit)
-    mqtt.start()
-    service.start()
-
-    def close() -> None:
-        service.stop()
-        mqtt.stop()
-        channel.close()
-
-    return FleetAgent(identity.device_id, identity, service, mqtt, close)
+    agent = build_agent(AgentConfig(data_dir, ota=ota))
+    assert agent.ota is not None and agent.mqtt is not None
+    agent.start()
+    return FleetAgent(identity.device_id, identity, agent.ota.service, agent.mqtt, agent.stop)
 
 
 def wait_for(what: str, predicate: Callable[[], bool], timeout: float = 60.0) -> None:

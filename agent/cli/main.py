@@ -161,6 +161,8 @@ def run(
         from edgefleet.confidence import METRICS
         from edgefleet.errors import InvalidInput
 
+        # the options as resolved (flag > EDGEFLEET_AGENT_<OPTION> > --config file > default),
+        # by parameter name; the function's own arguments only declare them
         o = with_config_file(ctx, config_file)
         if o["offload_threshold"] is not None and o["offload_budget"] is not None:
             raise InvalidInput("give --offload-threshold or --offload-budget, not both")

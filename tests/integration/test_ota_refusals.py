@@ -1,7 +1,8 @@
 """Refused and reported: the agent's real update path (OtaService + SlotStore + TufVerifier
-over mutual-TLS gRPC) against a real controller (UpdateService download stream, TUF metadata
-signed by the controller). The controller turns malicious by having its artifact store or
-metadata files tampered with on disk. In every case the agent keeps its installed model
+over mutual-TLS gRPC, as agent.assembly.build_ota_service builds it) against a real
+controller (UpdateService download stream, TUF metadata signed by the controller). The
+controller turns malicious by having its artifact store or metadata files tampered with on
+disk. In every case the agent keeps its installed model
 (slot verifies, nothing swapped) and the controller stores a ``failed`` report with the reason.
 
 Desired states are written into the controller's desired-state table (as the rollout engine
@@ -23,16 +24,15 @@ from typing import Any, BinaryIO
 import pytest
 from tuf.api.metadata import Metadata
 
+from agent.assembly import AgentConfig, OtaSettings, build_ota_service
 from agent.controller_client import device_channel
 from agent.enroll import enroll
 from agent.hardware import detect
 from agent.identity import Credentials, Identity
-from agent.ota import machine as m
 from agent.ota.component import onnx_smoke_test
-from agent.ota.remote import DesiredStateClient, UpdateServiceSource
-from agent.ota.service import OtaConfig, OtaService
-from agent.ota.slots import SlotStore, write_all
-from agent.ota.verify import TufVerifier
+from agent.ota.remote import DesiredStateClient
+from agent.ota.service import OtaService
+from agent.ota.slots import write_all
 from controller.app import Controller
 from controller.services.rollout_store import Desired, RolloutStore, now_ms
 from controller.services.rollouts import target_of
@@ -127,22 +127,18 @@ def agent(fleet: Fleet, pristine: None) -> Iterator[Agent]:
 
 def _make_agent(data_dir: Path, identity: Identity) -> Agent:
     channel = device_channel(identity.controller, Credentials.load(data_dir), 8 << 20)
-    source = UpdateServiceSource(channel, timeout_s=20)
-    desired = DesiredStateClient(channel, 5.0)
     flag = [False]
     swaps: list[Path] = []
-    service = OtaService(
-        SlotStore(data_dir / "ota", write=_full_disk_writer(flag)),
-        desired=desired,
-        chunks=source.chunks,
-        verifier=TufVerifier(data_dir / "tuf", source.transport, identity.profile),
-        smoke_test=onnx_smoke_test(frames=2),
-        on_model_update=swaps.append,
-        config=OtaConfig(
-            update=m.UpdateConfig(max_retries=2, backoff_base=0.05, probation_seconds=0.0)
-        ),
-    )
+    ota = OtaSettings(
+        max_retries=2, backoff_base_s=0.05, probation_s=0.0, smoke_frames=2,
+        download_timeout_s=20.0,
+    )  # fmt: skip
+    service = build_ota_service(
+        AgentConfig(data_dir, ota=ota), identity, channel, on_model_update=swaps.append,
+        slot_writer=_full_disk_writer(flag),
+    )  # fmt: skip
     assert service.recover() is None
+    desired = DesiredStateClient(channel, 5.0)  # the test pulls by hand
     return Agent(identity.device_id, identity.profile, service, desired, swaps, flag, channel.close)
 
 
