@@ -107,14 +107,12 @@ def desired_payload(d: Desired) -> bytes:
 
 
 def target_of(variant: Any) -> dict[str, Any]:
-    """TUF-style target info (path, length, sha256, variant metadata as custom)."""
-    meta = variant.metadata
-    custom = meta.to_dict() if hasattr(meta, "to_dict") else dict(meta)
+    """What names the TUF target in a desired state (path, length, sha256). The unsigned
+    message carries no variant metadata: the device installs the signed target's."""
     return {
         "path": variant.target_path,
         "length": int(variant.size),
         "hashes": {"sha256": variant.sha256},
-        "custom": custom,
     }
 
 
