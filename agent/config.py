@@ -67,6 +67,8 @@ class AgentConfig:
                 raise InvalidInput(f"{name} must be a positive number, not {value!r}")
         if not (math.isfinite(self.fps) and self.fps >= 0):
             raise InvalidInput(f"fps must be 0 (unpaced) or positive, not {self.fps!r}")
+        if self.source and self.model_dir is None and self.ota is None:
+            raise InvalidInput("a frame source needs a model (model_dir) or OTA updates")
         if self.threads is not None and self.threads < 1:
             raise InvalidInput(f"threads must be at least 1, not {self.threads}")
 

@@ -78,7 +78,9 @@ def _run_loop(
     frames = tmp / "frames.npy"
     np.save(frames, synthetic_frames(FRAMES))
     results = tmp / "results.jsonl"
-    config = AgentConfig(data_dir=tmp / "agent", source=str(frames), results_file=results)
+    config = AgentConfig(
+        data_dir=tmp / "agent", model_dir=variant, source=str(frames), results_file=results
+    )
     telemetry = TelemetryAggregator("listener-test")
     with contextlib.ExitStack() as stack:
         model = ActiveModel(1)
