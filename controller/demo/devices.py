@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 from controller.demo.context import DemoFailed, DemoRun, wait_for
 
@@ -115,9 +116,34 @@ def story(demo: DemoRun, agents: int = 3) -> None:
     if not wait_for(lambda: proc.poll() is not None, 10):
         raise DemoFailed(f"the agent of {retired} kept running after revocation")
     demo.say(f"agent of {retired} exited with code {proc.returncode} (refused)")
-    demo.agent_dirs.pop(retired)
+    demo.say(_broker_refuses(demo.agent_dirs.pop(retired)))
     demo.say(demo.edgefleet("device", "list"))
 
 
 def _online(demo: DemoRun, name: str) -> bool:
     return any(d["name"] == name and d["online"] for d in demo.edgefleet_json("device", "list"))
+
+
+def _broker_refuses(agent_dir: Path) -> str:
+    """Log in to the broker with the revoked device's own MQTT credentials: refused."""
+    import paho.mqtt.client as mqtt
+
+    from edgefleet.mqtt import new_client, parse_broker_url
+
+    identity = json.loads((agent_dir / "identity.json").read_text())
+    address = parse_broker_url(identity["mqtt_url"])
+    client = new_client(
+        identity["device_id"], identity["mqtt_username"], identity["mqtt_password"], tls=False
+    )
+    try:
+        code = client.connect(address.host, address.port, keepalive=10)
+        if code == mqtt.MQTT_ERR_SUCCESS:
+            for _ in range(30):  # up to 3 s for the CONNACK
+                client.loop(timeout=0.1)
+                if client.is_connected():
+                    raise DemoFailed("the broker let a revoked device's credentials in")
+    except OSError as exc:
+        return f"the broker is unreachable for the revoked device: {exc}"
+    finally:
+        client.disconnect()
+    return "the broker refuses the revoked device's MQTT credentials too (not authorized)"

@@ -44,11 +44,14 @@ def run_demo(agents: int = 3, keep: bool = False, env: Mapping[str, str] | None 
         ),
     )
     try:
-        demo.step("start a controller: SQLite, its own CA, TLS + mutual-TLS gRPC, embedded MQTT")
+        demo.step(
+            "start a controller: SQLite, its own CA, TLS + mutual-TLS gRPC, and an MQTT broker "
+            "it supervises (Mosquitto with a generated config, password file and ACL)"
+        )
         controller = demo.start_controller()
         demo.say(
             f"gRPC {demo.address} (devices: {controller.device_port}), "
-            f"MQTT {controller.mqtt_url}, data in {demo.controller_dir}"
+            f"MQTT {controller.mqtt_url} ({controller.broker.kind}), data in {demo.controller_dir}"
         )
         demo.say(onnx2tf.describe())
         controller_log.setLevel(logging.ERROR)

@@ -308,7 +308,9 @@ class _Step:
                 self.already_back(d)
 
     def check_failures(self) -> bool:
-        failed = sum(1 for d in self.devices.values() if d.state == "failed")
+        # In an active phase a device is rolled back only by its own doing (its probation
+        # caught a crash loop or a regression): that is a failed install too.
+        failed = sum(1 for d in self.devices.values() if d.state in ("failed", "rolled_back"))
         attempted = failed + sum(
             1 for d in self.devices.values() if d.state in ("installed", "healthy")
         )

@@ -497,3 +497,19 @@ def test_abort_on_install_failures_withdraws_assignments_in_flight() -> None:
     assert fleet.state.device(first[2]).state == "withdrawn"
     (left,) = set(fleet.profiles) - set(first)
     assert fleet.state.device(left).stage == -1  # picked but never assigned: nothing to undo
+
+
+def test_device_that_rolls_back_on_its_own_counts_as_a_failed_install() -> None:
+    """An agent's probation caught a regression and went back by itself: the canary has
+    nobody left to measure, so waiting for its gates would wait until their timeout. It is
+    a failed install, and enough of them roll the rollout back."""
+    fleet = Fleet(spec(stages=(0.25, 1.0), min_devices=1), n=4)
+    fleet.auto_report = False
+    first = fleet.tick()
+    (canary,) = [a.device_id for a in first.actions if isinstance(a, AssignVariant)]
+    fleet.inbox = [DeviceReport(canary, "installed", NEW)]
+    fleet.tick()
+    fleet.inbox = [DeviceReport(canary, "rolled_back", OLD, "probation: p95 latency over budget")]
+    fleet.tick()
+    assert fleet.state.phase in ("rolling_back", "rolled_back"), describe(fleet.state, fleet.spec)
+    assert any("install failure rate 1/1" in h.reason for h in fleet.state.history)
