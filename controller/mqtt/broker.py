@@ -9,12 +9,14 @@ rules the Mosquitto files carry. Passwords are never logged.
 indexed query). It must also answer for the controller's own user
 (:data:`controller.mqtt.acl.CONTROLLER_USERNAME`).
 
-This broker is the fallback when Mosquitto is missing, and it only listens on loopback. What it
-closes: a socket that sends no CONNECT is dropped after ``connect_timeout_s``; retained messages
-go only to clients the receive rule allows; :meth:`EmbeddedBroker.credentials_changed` drops
-open sessions whose credentials no longer verify. What stays open (amqtt looks a CONNECT's
-session up, and takes it over, before it authenticates it): a local process can end another
-client's session by connecting with its client id. Mosquitto has none of this.
+This broker is the fallback when Mosquitto is missing, and it only listens on loopback. On top of
+amqtt (by overriding private methods of its 0.12 broker: there are no public hooks) it reads and
+authenticates a CONNECT before amqtt looks up (and deletes or takes over) the session of its client
+id, so an unauthenticated CONNECT touches no session; drops a socket that sends no CONNECT within
+``connect_timeout_s``; ends a connection that sends a packet over ``max_packet_bytes`` before its
+payload is buffered; sends retained messages only to clients the receive rule allows; and
+:meth:`EmbeddedBroker.credentials_changed` drops open sessions whose credentials no longer verify.
+What it does not have: Mosquitto's per-client queue bounds and a process of its own.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from amqtt.adapters import ReaderAdapter
 from amqtt.broker import Broker
 from amqtt.contexts import Action
-from amqtt.errors import AMQTTError
+from amqtt.errors import AMQTTError, MQTTError, NoDataError
+from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.connect import ConnectPacket
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
@@ -72,26 +77,42 @@ class EdgeFleetAuthPlugin(BaseAuthPlugin):
         lookup_password_hash: Any = None  # PasswordHashLookup; Any because dacite checks types
 
     async def authenticate(self, *, session: Session) -> bool | None:
-        username = session.username
-        lookup = self.config.lookup_password_hash
-        if not username or lookup is None:
-            return False
-        try:
-            hashed = lookup(username)
-        except Exception:  # a failing store refuses the client, it does not crash the broker
-            log.exception("password lookup failed user=%s", username)
-            return False
-        if hashed is None or not verify_password(session.password or "", hashed):
-            log.info("mqtt connect refused user=%s client=%s", username, session.client_id)
-            return False
-        if acl.is_device_username(username) and session.client_id != username:
-            # one session per device: another device must not take over this one's client id
-            log.info("mqtt connect refused user=%s: client id must equal device id", username)
-            return False
-        if session.will_flag and not acl.may_publish(username, session.will_topic or ""):
-            log.info("mqtt connect refused user=%s: will topic not allowed", username)
-            return False
-        return True
+        return connect_allowed(
+            self.config.lookup_password_hash,
+            username=session.username,
+            password=session.password,
+            client_id=session.client_id,
+            will_topic=session.will_topic if session.will_flag else None,
+        )
+
+
+def connect_allowed(
+    lookup: PasswordHashLookup | None,
+    *,
+    username: str | None,
+    password: str | None,
+    client_id: str | None,
+    will_topic: str | None,
+) -> bool:
+    """A known user with the right password, a device on its own client id, an allowed will."""
+    if not username or lookup is None:
+        return False
+    try:
+        hashed = lookup(username)
+    except Exception:  # a failing store refuses the client, it does not crash the broker
+        log.exception("password lookup failed user=%s", username)
+        return False
+    if hashed is None or not verify_password(password or "", hashed):
+        log.info("mqtt connect refused user=%s client=%s", username[:200], (client_id or "")[:200])
+        return False
+    if acl.is_device_username(username) and client_id != username:
+        # one session per device: another device must not take over this one's client id
+        log.info("mqtt connect refused user=%s: client id must equal device id", username)
+        return False
+    if will_topic is not None and not acl.may_publish(username, will_topic):
+        log.info("mqtt connect refused user=%s: will topic not allowed", username)
+        return False
+    return True
 
 
 class EdgeFleetTopicPlugin(BaseTopicPlugin):
@@ -130,16 +151,47 @@ class _GuardedBroker(Broker):
     Both hooks override private amqtt methods (0.12): there is no public way to do either."""
 
     connect_timeout_s: float = 10.0
+    lookup_password_hash: PasswordHashLookup | None = None
+    max_packet_bytes: int = 256 * 1024
+
+    async def _client_connected(self, listener_name: str, reader: Any, writer: Any) -> None:
+        bounded = _BoundedReader(reader, self.max_packet_bytes)
+        await super()._client_connected(listener_name, bounded, writer)
 
     async def _initialize_client_session(self, reader: Any, writer: Any, *args: Any) -> Any:
+        """Read the CONNECT and authenticate it *before* amqtt looks up its session (which it
+        deletes or takes over); a refused CONNECT is answered and closed without touching any
+        session. An accepted one is replayed to amqtt, which then goes its usual way."""
         try:
-            return await asyncio.wait_for(
-                super()._initialize_client_session(reader, writer, *args), self.connect_timeout_s
-            )
+            async with asyncio.timeout(self.connect_timeout_s):
+                connect = await ConnectPacket.from_stream(reader)
+                if not self._pre_authenticated(connect):
+                    await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+                    await writer.close()
+                    raise AMQTTError("CONNECT refused before its session was looked up")
+                replay = _ReplayReader(bytes(connect.to_bytes()), reader)
+                return await super()._initialize_client_session(replay, writer, *args)
         except TimeoutError:
             log.info("mqtt connection closed: no CONNECT within %.0fs", self.connect_timeout_s)
             await writer.close()
             raise AMQTTError("no CONNECT in time") from None
+        except (NoDataError, MQTTError, AMQTTError):
+            raise
+        except Exception as exc:  # a malformed CONNECT
+            await writer.close()
+            raise AMQTTError(f"unreadable CONNECT: {exc}") from exc
+
+    def _pre_authenticated(self, connect: ConnectPacket) -> bool:
+        header, payload = connect.variable_header, connect.payload
+        if header is None or payload is None:
+            return False
+        return connect_allowed(
+            self.lookup_password_hash,
+            username=connect.username,
+            password=connect.password,
+            client_id=payload.client_id,
+            will_topic=payload.will_topic if header.will_flag else None,
+        )
 
     async def _publish_retained_messages_for_subscription(
         self, subscription: tuple[str, int], session: Session
@@ -168,6 +220,48 @@ class _GuardedBroker(Broker):
         return dropped
 
 
+class _PacketTooLarge(Exception):
+    """Not an amqtt error on purpose: amqtt's reader loop skips those and reads on (the
+    payload's bytes as packets); any other exception ends the connection."""
+
+
+class _BoundedReader(ReaderAdapter):
+    """Ends the connection at a read longer than ``limit``: amqtt reads a packet's payload in
+    one read of its announced length, so this refuses packets larger than the limit before
+    their bytes are buffered."""
+
+    def __init__(self, inner: ReaderAdapter, limit: int) -> None:
+        self._inner, self._limit = inner, limit
+
+    async def read(self, n: int = -1) -> bytes:
+        if n < 0 or n > self._limit:
+            log.info("mqtt connection closed: packet over %d bytes", self._limit)
+            raise _PacketTooLarge(f"packet over {self._limit} bytes")
+        return await self._inner.read(n)
+
+    def feed_eof(self) -> None:
+        self._inner.feed_eof()
+
+
+class _ReplayReader(ReaderAdapter):
+    """Gives back bytes already read, then reads on from the connection."""
+
+    def __init__(self, first: bytes, rest: ReaderAdapter) -> None:
+        self._first, self._rest = first, rest
+
+    async def read(self, n: int = -1) -> bytes:
+        if not self._first:
+            return await self._rest.read(n)
+        if n < 0:
+            data, self._first = self._first + await self._rest.read(n), b""
+        else:
+            data, self._first = self._first[:n], self._first[n:]
+        return data
+
+    def feed_eof(self) -> None:
+        self._rest.feed_eof()
+
+
 class EmbeddedBroker:
     """Start with :meth:`start`, connect to :attr:`url`, end with :meth:`stop`.
 
@@ -181,6 +275,7 @@ class EmbeddedBroker:
         port: int = 0,
         max_connections: int = 10_000,
         connect_timeout_s: float = 10.0,
+        max_packet_bytes: int = 256 * 1024,
     ) -> None:
         if not is_loopback(host):
             raise BrokerError(
@@ -189,6 +284,7 @@ class EmbeddedBroker:
             )
         self._lookup = lookup_password_hash
         self._connect_timeout_s = connect_timeout_s
+        self._max_packet_bytes = max_packet_bytes
         self._broker: _GuardedBroker | None = None
         self.host = host
         self._requested_port = port
@@ -297,6 +393,8 @@ class EmbeddedBroker:
         }
         broker = _GuardedBroker(config, loop=asyncio.get_running_loop())
         broker.connect_timeout_s = self._connect_timeout_s
+        broker.lookup_password_hash = self._lookup
+        broker.max_packet_bytes = self._max_packet_bytes
         self._broker = broker
         amqtt_log, quiet = logging.getLogger("amqtt.broker"), _NoStartupTraceback()
         amqtt_log.addFilter(quiet)

@@ -5,10 +5,13 @@ broker, the real ingest and real device clients. (What stays open is in its modu
 from __future__ import annotations
 
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from agent.mqtt.client import AgentMqttClient, AgentMqttConfig
@@ -18,6 +21,7 @@ from controller.mqtt.credentials import generate_password, hash_password
 from controller.mqtt.errors import BrokerError
 from controller.mqtt.ingest import ControllerMqttIngest, IngestConfig
 from edgefleet import topics
+from edgefleet.v1 import telemetry_pb2
 from tests.conftest import wait_until
 from tests.integration.test_mosquitto_supervised import Raw
 from tests.integration.test_mqtt_brokers import RecordingSink
@@ -114,3 +118,67 @@ def test_socket_that_never_sends_connect_is_closed(embedded: Embedded) -> None:
         assert time.monotonic() - opened < 3.0
     finally:
         idle.close()
+
+
+@pytest.mark.parametrize("clean_session", [True, False])
+def test_unauthenticated_connect_with_a_live_clients_id_does_not_disturb_it(
+    embedded: Embedded, clean_session: bool
+) -> None:
+    got: list[bytes] = []
+    device = embedded.agent("dev-a")
+    device.on_desired(got.append)
+    try:
+        for client_id in ("edgefleet-controller-ingest", "dev-a"):
+            for username, password in ((None, ""), (client_id, "wrong"), ("dev-b", "wrong")):
+                attacker = mqtt.Client(
+                    callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                    client_id=client_id,
+                    protocol=mqtt.MQTTv311,
+                    clean_session=clean_session,
+                )
+                if username is not None:
+                    attacker.username_pw_set(username, password)
+                refused = threading.Event()
+                attacker.on_connect = _set_when_refused(refused)
+                attacker.connect("127.0.0.1", embedded.broker.port, keepalive=10)
+                attacker.loop_start()
+                assert refused.wait(TIMEOUT)
+                attacker.disconnect()
+                attacker.loop_stop()
+        time.sleep(0.3)
+        assert embedded.ingest.stats.disconnects == 0 and embedded.ingest.connected
+        assert device.connected
+        embedded.ingest.publish_desired("dev-a", b"after-attack", timeout=TIMEOUT)
+        assert wait_until(lambda: got[-1:] == [b"after-attack"], TIMEOUT), "dev-a lost its desired"
+        beats = embedded.ingest.stats.heartbeats_received
+        device.publish_heartbeat()
+        assert wait_until(lambda: embedded.ingest.stats.heartbeats_received > beats, TIMEOUT)
+    finally:
+        device.stop(TIMEOUT)
+
+
+def _set_when_refused(event: threading.Event) -> Callable[..., None]:
+    def on_connect(_c: Any, _u: Any, _f: Any, reason: mqtt.ReasonCode, _p: Any) -> None:
+        if reason.is_failure:
+            event.set()
+
+    return on_connect
+
+
+def test_publish_over_max_packet_size_disconnects_the_publisher(embedded: Embedded) -> None:
+    sender = Raw(embedded.broker.port, "dev-a", "dev-a", embedded.passwords["dev-a"])
+    topic = topics.device_topic("dev-a", topics.HEARTBEAT)
+    try:
+        big = telemetry_pb2.Heartbeat(device_id="dev-a", active_variant_id="x" * 300_000)
+        sender.client.publish(topic, big.SerializeToString(), qos=1)
+        assert sender.disconnected.wait(TIMEOUT), "oversize publisher still connected"
+    finally:
+        sender.close()
+    again = Raw(embedded.broker.port, "dev-a", "dev-a", embedded.passwords["dev-a"])
+    try:
+        small = telemetry_pb2.Heartbeat(device_id="dev-a", sequence=3).SerializeToString()
+        again.client.publish(topic, small, qos=1).wait_for_publish(TIMEOUT)
+        assert wait_until(lambda: embedded.ingest.stats.heartbeats_received == 1, TIMEOUT)
+        assert embedded.ingest.stats.dropped_oversize == 0  # the big one never got through
+    finally:
+        again.close()
