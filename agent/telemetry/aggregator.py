@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from edgefleet.histograms import CONFIDENCE_BOUNDS, LATENCY_BOUNDS_MS
+from edgefleet.telemetry_fields import COUNTERS, HISTOGRAMS
 from edgefleet.v1 import report_pb2
 
 __all__ = ["CONFIDENCE_BOUNDS", "LATENCY_BOUNDS_MS", "Histogram", "TelemetryAggregator"]
@@ -44,21 +45,14 @@ class Histogram:
 
 @dataclass
 class _Interval:
+    """The counts (edgefleet.telemetry_fields.COUNTERS) and histograms (HISTOGRAMS) of one
+    interval, by their declared names."""
+
     start_ms: int
-    frames: int = 0
-    offloaded: int = 0
-    offload_failures: int = 0
-    audited: int = 0
-    skipped: int = 0
-    bad_frames: int = 0
-    local: Histogram = field(default_factory=lambda: Histogram(LATENCY_BOUNDS_MS))
-    end_to_end: Histogram = field(default_factory=lambda: Histogram(LATENCY_BOUNDS_MS))
-    rtt: Histogram = field(default_factory=lambda: Histogram(LATENCY_BOUNDS_MS))
-    confidence: Histogram = field(default_factory=lambda: Histogram(CONFIDENCE_BOUNDS))
-    offload_pairs: int = 0
-    offload_agreed: int = 0
-    audit_pairs: int = 0
-    audit_agreed: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    histograms: dict[str, Histogram] = field(
+        default_factory=lambda: {h.name: Histogram(h.bounds) for h in HISTOGRAMS}
+    )
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -115,45 +109,40 @@ class TelemetryAggregator:
         audited: bool = False,
     ) -> None:
         with self._lock:
-            i = self._interval
-            i.frames += 1
-            i.offloaded += offloaded
-            i.offload_failures += offload_failed
-            i.audited += audited
-            i.local.observe(local_ms)
-            i.end_to_end.observe(end_to_end_ms)
-            i.confidence.observe(confidence)
+            counts, histograms = self._interval.counts, self._interval.histograms
+            counts["frames"] += 1
+            counts["offloaded"] += offloaded
+            counts["offload_failures"] += offload_failed
+            counts["audited"] += audited
+            histograms["local_latency"].observe(local_ms)
+            histograms["latency"].observe(end_to_end_ms)
+            histograms["confidence"].observe(confidence)
             if offload_rtt_ms is not None:
-                i.rtt.observe(offload_rtt_ms)
+                histograms["offload_rtt"].observe(offload_rtt_ms)
 
     def record_offload_failure(self, kind: str) -> None:
         """A failure found after the frame was recorded (asynchronous offloads)."""
         with self._lock:
-            self._interval.offload_failures += 1
+            self._interval.counts["offload_failures"] += 1
             self._interval.errors[f"offload_{kind}"] += 1
 
     def record_offload_rtt(self, rtt_ms: float) -> None:
         with self._lock:
-            self._interval.rtt.observe(rtt_ms)
+            self._interval.histograms["offload_rtt"].observe(rtt_ms)
 
     def record_pair(self, edge_label: int, cloud_label: int, audit: bool) -> None:
-        agreed = int(edge_label == cloud_label)
+        kind = "audit" if audit else "offload"
         with self._lock:
-            i = self._interval
-            if audit:
-                i.audit_pairs += 1
-                i.audit_agreed += agreed
-            else:
-                i.offload_pairs += 1
-                i.offload_agreed += agreed
+            self._interval.counts[f"{kind}_pairs"] += 1
+            self._interval.counts[f"{kind}_agreed"] += int(edge_label == cloud_label)
 
     def record_skipped(self, n: int = 1) -> None:
         with self._lock:
-            self._interval.skipped += n
+            self._interval.counts["skipped"] += n
 
     def record_bad_frame(self, reason: str = "") -> None:
         with self._lock:
-            self._interval.bad_frames += 1
+            self._interval.counts["bad_frames"] += 1
             self._interval.errors[f"{BAD_FRAME}:{reason}" if reason else BAD_FRAME] += 1
 
     def record_error(self, kind: str, n: int = 1) -> None:
@@ -167,29 +156,20 @@ class TelemetryAggregator:
             i, now = self._interval, self._now_ms()
             self._interval = _Interval(now)
             self._sequence += 1
-            return report_pb2.TelemetryReport(
+            report = report_pb2.TelemetryReport(
                 device_id=self.device_id,
                 interval_start_unix_ms=i.start_ms,
                 interval_end_unix_ms=now,
                 model=self._model,
                 variant_id=self._variant_id,
-                frames=i.frames,
-                offloaded=i.offloaded,
-                offload_failures=i.offload_failures,
-                audited=i.audited,
-                skipped_frames=i.skipped,
-                dropped_bad_frames=i.bad_frames,
-                local_latency_ms=i.local.to_proto(),
-                end_to_end_latency_ms=i.end_to_end.to_proto(),
-                offload_rtt_ms=i.rtt.to_proto(),
-                confidence=i.confidence.to_proto(),
-                offload_agreement=report_pb2.Agreement(
-                    pairs=i.offload_pairs, agreed=i.offload_agreed
-                ),
-                audit_agreement=report_pb2.Agreement(pairs=i.audit_pairs, agreed=i.audit_agreed),
                 rss_bytes=rss,
                 cpu_percent=cpu,
                 errors=dict(i.errors),
-                reports_dropped=reports_dropped,
                 sequence=self._sequence,
             )
+        counts = {**i.counts, "reports_dropped": reports_dropped}
+        for counter in COUNTERS:
+            counter.write(report, counts.get(counter.name, 0))
+        for h in HISTOGRAMS:
+            getattr(report, h.proto).CopyFrom(i.histograms[h.name].to_proto())
+        return report

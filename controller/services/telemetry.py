@@ -15,18 +15,16 @@ audit agreement counts) as the single source of truth; the controller's own pair
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select
 
 from controller.services.telemetry_math import (
-    INF,
     AccuracyEstimate,
     ReportSample,
     Totals,
@@ -35,6 +33,7 @@ from controller.services.telemetry_math import (
     percentile,
     ratio,
 )
+from controller.services.telemetry_rows import add_row, fold, report_row, zero_rollup
 from controller.store.db import Database
 from controller.store.models_telemetry import TelemetryReportRow, TelemetryRollupRow
 
@@ -117,8 +116,9 @@ class StoreStats:
     received: int = 0
     written: int = 0
     dropped_queue_full: int = 0
-    write_errors: int = 0
+    write_errors: int = 0  # reports the database refused (each logged with its device)
     duplicates: int = 0
+    rollup_errors: int = 0  # (device, minute, variant) groups a prune could not fold
 
 
 @dataclass
@@ -128,22 +128,6 @@ class DeviceLatest:
     sample: ReportSample
     received_ms: int
     sequences: list[int] = field(default_factory=list)  # recent sequence numbers, bounded
-
-
-def _hist_to_json(buckets: Mapping[float, int]) -> list[list[float | int | None]]:
-    # Zero-count keys are kept: they mark the lower bounds of the buckets that have counts.
-    return [[None if b == INF else b, int(n)] for b, n in sorted(buckets.items())]
-
-
-def _hist_from_json(data: object) -> dict[float, int]:
-    out: dict[float, int] = {}
-    for bound, count in data or []:  # type: ignore[attr-defined]
-        key = INF if bound is None else float(bound)
-        out[key] = out.get(key, 0) + int(count)
-    return out
-
-
-_ROW_COUNTS = tuple(n for n in Totals.COUNTS if n != "reports")
 
 
 class TelemetryStore:
@@ -246,19 +230,33 @@ class TelemetryStore:
                     log.exception("telemetry prune failed")
 
     def _write(self, batch: Sequence[ReportSample]) -> None:
+        """One transaction for the batch; if the database refuses it, one per report, so a
+        report it refuses costs no other report (the decode's range checks make that rare)."""
+        written = self._insert(batch)
+        failed = 0
+        if not written:
+            for sample in batch:
+                if self._insert([sample]):
+                    written += 1
+                else:
+                    failed += 1
+                    log.error(
+                        "telemetry report of device=%s seq=%d refused by the database",
+                        sample.device_id, sample.sequence,
+                    )  # fmt: skip
+        with self._written:
+            self.stats.written += written
+            self.stats.write_errors += failed
+            self._written.notify_all()
+
+    def _insert(self, samples: Sequence[ReportSample]) -> int:
         try:
             with self.db.session() as s:
-                s.add_all([_row(sample) for sample in batch])
-            ok = True
-        except Exception:  # the writer must outlive a database hiccup
-            log.exception("telemetry write of %d reports failed", len(batch))
-            ok = False
-        with self._written:
-            if ok:
-                self.stats.written += len(batch)
-            else:
-                self.stats.write_errors += len(batch)
-            self._written.notify_all()
+                s.add_all([report_row(sample) for sample in samples])
+            return len(samples)
+        except Exception:  # the writer must outlive a database hiccup and a bad row
+            log.warning("telemetry write of %d reports failed", len(samples), exc_info=True)
+            return 0
 
     # -- retention ------------------------------------------------------------------------------
     def prune(self, now_ms: int | None = None) -> tuple[int, int]:
@@ -267,34 +265,59 @@ class TelemetryStore:
             return self._prune(self._now_ms() if now_ms is None else now_ms)
 
     def _prune(self, now_ms: int) -> tuple[int, int]:
+        """Each (device, minute, variant) group is folded and its raw reports deleted in its
+        own transaction: a group that fails is logged and kept, the others are not held up."""
         raw_cutoff = now_ms - int(self.config.raw_retention_s * 1000)
         rollup_cutoff = now_ms - int(self.config.rollup_retention_s * 1000)
+        minute = TelemetryReportRow.end_ms - TelemetryReportRow.end_ms % MINUTE_MS
         with self.db.session() as s:
-            old = s.scalars(
-                select(TelemetryReportRow).where(TelemetryReportRow.end_ms < raw_cutoff)
+            groups = s.execute(
+                select(TelemetryReportRow.device_id, minute, TelemetryReportRow.variant_id)
+                .where(TelemetryReportRow.end_ms < raw_cutoff)
+                .distinct()
             ).all()
-            groups: dict[tuple[str, int, str], list[TelemetryReportRow]] = {}
-            for row in old:
-                minute = row.end_ms - row.end_ms % MINUTE_MS
-                groups.setdefault((row.device_id, minute, row.variant_id), []).append(row)
-            for (device_id, minute, variant_id), rows in groups.items():
-                rollup = s.get(TelemetryRollupRow, (device_id, minute, variant_id))
-                if rollup is None:
-                    rollup = TelemetryRollupRow(
-                        device_id=device_id, minute_ms=minute, variant_id=variant_id
-                    )
-                    _zero(rollup)
-                    s.add(rollup)
-                _fold(rollup, rows)
-            if old:
-                s.execute(delete(TelemetryReportRow).where(TelemetryReportRow.end_ms < raw_cutoff))
+        rolled = 0
+        for device_id, minute_ms, variant_id in groups:
+            try:
+                rolled += self._roll_up(device_id, int(minute_ms), variant_id, raw_cutoff)
+            except Exception:
+                self.stats.rollup_errors += 1
+                log.exception(
+                    "telemetry rollup of device=%s minute=%d variant=%s failed",
+                    device_id, minute_ms, variant_id,
+                )  # fmt: skip
+        with self.db.session() as s:
             expired = s.execute(
                 delete(TelemetryRollupRow).where(TelemetryRollupRow.minute_ms < rollup_cutoff)
             )
             removed = int(getattr(expired, "rowcount", 0) or 0)
-        if old or removed:
-            log.info("telemetry prune: %d reports rolled up, %d rollups expired", len(old), removed)
-        return len(old), removed
+        if rolled or removed:
+            log.info("telemetry prune: %d reports rolled up, %d rollups expired", rolled, removed)
+        return rolled, removed
+
+    def _roll_up(self, device_id: str, minute_ms: int, variant_id: str, cutoff_ms: int) -> int:
+        r = TelemetryReportRow
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(r).where(
+                    r.device_id == device_id,
+                    r.variant_id == variant_id,
+                    r.end_ms >= minute_ms,
+                    r.end_ms < min(minute_ms + MINUTE_MS, cutoff_ms),
+                )
+            ).all()
+            if not rows:
+                return 0
+            rollup = s.get(TelemetryRollupRow, (device_id, minute_ms, variant_id))
+            if rollup is None:
+                rollup = TelemetryRollupRow(
+                    device_id=device_id, minute_ms=minute_ms, variant_id=variant_id
+                )
+                zero_rollup(rollup)
+                s.add(rollup)
+            fold(rollup, rows)
+            s.execute(delete(r).where(r.id.in_([row.id for row in rows])))
+            return len(rows)
 
     # -- queries --------------------------------------------------------------------------------
     def device_totals(
@@ -315,9 +338,9 @@ class TelemetryStore:
                 raw = raw.where(TelemetryReportRow.device_id.in_(list(device_ids)))
                 roll = roll.where(TelemetryRollupRow.device_id.in_(list(device_ids)))
             for row in s.scalars(raw):
-                _add_row(out.setdefault(row.device_id, Totals()), row, 1)
+                add_row(out.setdefault(row.device_id, Totals()), row, 1)
             for rollup in s.scalars(roll):
-                _add_row(out.setdefault(rollup.device_id, Totals()), rollup, rollup.reports)
+                add_row(out.setdefault(rollup.device_id, Totals()), rollup, rollup.reports)
         return out
 
     def cohort_metrics(
@@ -345,65 +368,3 @@ class TelemetryStore:
         with self._lock:
             entry = self._latest.get(device_id)
             return list(entry.sequences) if entry is not None else []
-
-
-def _row(s: ReportSample) -> TelemetryReportRow:
-    return TelemetryReportRow(
-        device_id=s.device_id,
-        start_ms=s.start_ms,
-        end_ms=s.end_ms,
-        received_ms=s.received_ms,
-        model=s.model,
-        variant_id=s.variant_id,
-        sequence=s.sequence,
-        rss_bytes=s.rss_bytes,
-        cpu_percent=s.cpu_percent if math.isfinite(s.cpu_percent) else 0.0,
-        frames=s.frames,
-        offloaded=s.offloaded,
-        offload_failures=s.offload_failures,
-        audited=s.audited,
-        skipped=s.skipped,
-        bad_frames=s.bad_frames,
-        offload_pairs=s.offload_pairs,
-        offload_agreed=s.offload_agreed,
-        audit_pairs=s.audit_pairs,
-        audit_agreed=s.audit_agreed,
-        reports_dropped=s.reports_dropped,
-        latency=_hist_to_json(s.latency),
-        local_latency=_hist_to_json(s.local_latency),
-        errors=dict(s.errors),
-    )
-
-
-def _add_row(t: Totals, row: TelemetryReportRow | TelemetryRollupRow, reports: int) -> None:
-    counts = {n: getattr(row, n) for n in _ROW_COUNTS}
-    counts["reports"] = reports
-    t.add_counts(
-        counts,
-        row.start_ms,
-        row.end_ms,
-        _hist_from_json(row.latency),
-        _hist_from_json(row.local_latency),
-        dict(row.errors or {}),
-    )
-
-
-def _zero(rollup: TelemetryRollupRow) -> None:
-    for n in _ROW_COUNTS:
-        setattr(rollup, n, 0)
-    rollup.reports = rollup.start_ms = rollup.end_ms = 0
-    rollup.latency, rollup.local_latency, rollup.errors = [], [], {}
-
-
-def _fold(rollup: TelemetryRollupRow, rows: Sequence[TelemetryReportRow]) -> None:
-    t = Totals()
-    _add_row(t, rollup, rollup.reports)
-    for row in rows:
-        _add_row(t, row, 1)
-    for n in _ROW_COUNTS:
-        setattr(rollup, n, getattr(t, n))
-    rollup.reports = t.reports
-    rollup.start_ms, rollup.end_ms = t.first_start_ms, t.last_end_ms
-    rollup.latency = _hist_to_json(t.latency)
-    rollup.local_latency = _hist_to_json(t.local_latency)
-    rollup.errors = dict(t.errors)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+
+from edgefleet.telemetry_fields import COUNTER_NAMES, STORED_HISTOGRAMS
 
 INF = math.inf
 Z95 = 1.959963984540054
@@ -25,24 +27,17 @@ class ReportSample:
     model: str
     variant_id: str
     sequence: int
-    frames: int = 0
-    offloaded: int = 0
-    offload_failures: int = 0
-    audited: int = 0
-    skipped: int = 0
-    bad_frames: int = 0
-    offload_pairs: int = 0
-    offload_agreed: int = 0
-    audit_pairs: int = 0
-    audit_agreed: int = 0
-    reports_dropped: int = 0
+    counts: Mapping[str, int] = field(default_factory=dict)  # COUNTER_NAMES -> value
     rss_bytes: int = 0
     cpu_percent: float = 0.0
     errors: Mapping[str, int] = field(default_factory=dict)
-    # histograms as {upper bound: count}; the overflow bucket's bound is math.inf
+    # histograms (STORED_HISTOGRAMS) as {upper bound: count}; the overflow bound is math.inf
     latency: Mapping[float, int] = field(default_factory=dict)  # end to end
     local_latency: Mapping[float, int] = field(default_factory=dict)
     received_ms: int = 0
+
+    def count(self, name: str) -> int:
+        return int(self.counts.get(name, 0))
 
 
 def histogram_buckets(bounds: Iterable[float], counts: Iterable[int]) -> dict[float, int]:
@@ -100,7 +95,8 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
 
 @dataclass
 class Totals:
-    """Sums over any set of samples (a device, a cohort, a time window)."""
+    """Sums over any set of samples (a device, a cohort, a time window). Its counters are
+    the declared ones (edgefleet.telemetry_fields, checked at import), named for arithmetic."""
 
     reports: int = 0
     frames: int = 0
@@ -120,37 +116,11 @@ class Totals:
     local_latency: Counter[float] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
 
-    COUNTS = (
-        "reports",
-        "frames",
-        "offloaded",
-        "offload_failures",
-        "audited",
-        "skipped",
-        "bad_frames",
-        "offload_pairs",
-        "offload_agreed",
-        "audit_pairs",
-        "audit_agreed",
-        "reports_dropped",
-    )
+    COUNTS = ("reports", *COUNTER_NAMES)
 
     def add_sample(self, s: ReportSample) -> None:
         self.add_counts(
-            {
-                "reports": 1,
-                "frames": s.frames,
-                "offloaded": s.offloaded,
-                "offload_failures": s.offload_failures,
-                "audited": s.audited,
-                "skipped": s.skipped,
-                "bad_frames": s.bad_frames,
-                "offload_pairs": s.offload_pairs,
-                "offload_agreed": s.offload_agreed,
-                "audit_pairs": s.audit_pairs,
-                "audit_agreed": s.audit_agreed,
-                "reports_dropped": s.reports_dropped,
-            },
+            {"reports": 1, **{n: s.count(n) for n in COUNTER_NAMES}},
             s.start_ms,
             s.end_ms,
             s.latency,
@@ -185,6 +155,19 @@ class Totals:
             other.local_latency,
             other.errors,
         )
+
+
+def _check_declared() -> None:
+    """Totals and ReportSample carry exactly the declared counters and stored histograms."""
+    totals = {f.name for f in fields(Totals)}
+    sample = {f.name for f in fields(ReportSample)}
+    missing = (set(Totals.COUNTS) | set(STORED_HISTOGRAMS)) - totals
+    missing |= set(STORED_HISTOGRAMS) - sample
+    if missing:
+        raise TypeError(f"telemetry fields not carried: {sorted(missing)}")
+
+
+_check_declared()
 
 
 @dataclass(frozen=True)

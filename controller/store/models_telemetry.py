@@ -2,7 +2,8 @@
 
 Raw reports are kept for a short retention, then folded into one-minute rollups per device
 and variant, which are kept longer. Histograms are JSON lists of [upper bound, count] pairs
-(the overflow bucket's bound is null).
+(the overflow bucket's bound is null). The count columns are the declared telemetry
+counters (edgefleet.telemetry_fields.COUNTERS), one BIGINT each, as migration 0003 made them.
 """
 
 from __future__ import annotations
@@ -13,23 +14,17 @@ from sqlalchemy import JSON, BigInteger, Float, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controller.store.models import Base
+from edgefleet.telemetry_fields import COUNTER_NAMES
 
 
 class _Counts:
-    frames: Mapped[int] = mapped_column(BigInteger, default=0)
-    offloaded: Mapped[int] = mapped_column(BigInteger, default=0)
-    offload_failures: Mapped[int] = mapped_column(BigInteger, default=0)
-    audited: Mapped[int] = mapped_column(BigInteger, default=0)
-    skipped: Mapped[int] = mapped_column(BigInteger, default=0)
-    bad_frames: Mapped[int] = mapped_column(BigInteger, default=0)
-    offload_pairs: Mapped[int] = mapped_column(BigInteger, default=0)
-    offload_agreed: Mapped[int] = mapped_column(BigInteger, default=0)
-    audit_pairs: Mapped[int] = mapped_column(BigInteger, default=0)
-    audit_agreed: Mapped[int] = mapped_column(BigInteger, default=0)
-    reports_dropped: Mapped[int] = mapped_column(BigInteger, default=0)
     latency: Mapped[list[Any]] = mapped_column(JSON, default=list)
     local_latency: Mapped[list[Any]] = mapped_column(JSON, default=list)
     errors: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+
+
+for _counter in COUNTER_NAMES:  # read and written by name (getattr/setattr, row kwargs)
+    setattr(_Counts, _counter, mapped_column(_counter, BigInteger, nullable=False, default=0))
 
 
 class TelemetryReportRow(_Counts, Base):

@@ -50,7 +50,7 @@ def sample(device: str, seq: int, end_ms: int, **counts: Any) -> ReportSample:
         sequence=seq,
         latency={2.0: 8, 10.0: 2},
         local_latency={1.0: 10},
-        **counts,
+        counts=counts,
     )
 
 
@@ -120,3 +120,39 @@ def test_math() -> None:
     estimate = cascade_accuracy(t)
     assert estimate.value == pytest.approx(0.2 + 0.8 * 0.9)
     assert estimate.low < estimate.value < estimate.high  # type: ignore[operator]
+
+
+I64_MAX = 2**63 - 1
+
+
+def test_a_row_the_database_refuses_costs_no_other_report(db: Database) -> None:
+    store = TelemetryStore(db, TelemetryStoreConfig(flush_interval_s=0.5, batch_size=100))
+    for seq in range(1, 21):  # queued before the writer starts: one batch
+        assert store.submit(sample("dev-a", seq, 1_000_000 + seq, frames=3))
+    assert store.submit(sample("dev-h", 1, 1_000_000, frames=2**64))  # past any decode check
+    store.start()
+    try:
+        assert store.flush(10)
+    finally:
+        store.stop()
+    assert (store.stats.written, store.stats.write_errors) == (20, 1)
+    totals = store.device_totals(0, 2_000_000)
+    assert totals["dev-a"].frames == 60 and totals["dev-a"].reports == 20
+    assert "dev-h" not in totals
+
+
+def test_a_rollup_that_would_overflow_saturates_and_pruning_goes_on(db: Database) -> None:
+    now = 10 * HOUR_MS
+    store = TelemetryStore(db, TelemetryStoreConfig(raw_retention_s=60), clock=lambda: now / 1000)
+    big = {"frames": I64_MAX, "audited": I64_MAX}
+    for seq in (1, 2):  # the same minute: their sum does not fit a 64-bit column
+        store._write([sample("dev-h", seq, HOUR_MS + seq, **big)])
+    store._write([sample("dev-a", 1, HOUR_MS + 5, frames=4)])
+    assert store.stats.written == 3
+    assert store.prune() == (3, 0)
+    totals = store.device_totals(0, now)
+    assert totals["dev-a"].frames == 4
+    assert totals["dev-h"].frames == I64_MAX and totals["dev-h"].reports == 2
+    store._write([sample("dev-h", 3, HOUR_MS + 7, **big)])  # folds into the saturated rollup
+    assert store.prune() == (1, 0)
+    assert store.device_totals(0, now)["dev-h"].frames == I64_MAX

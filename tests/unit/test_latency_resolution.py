@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from agent.telemetry import TelemetryAggregator
-from controller.services.telemetry import _hist_from_json, _hist_to_json
 from controller.services.telemetry_math import Totals, histogram_buckets, percentile
+from controller.services.telemetry_rows import hist_from_json, hist_to_json
 from edgefleet.histograms import LATENCY_BOUNDS_MS, log_bounds
 
 
@@ -35,7 +35,7 @@ def test_percentiles_within_a_factor_of_the_truth(median_ms: float) -> None:
     buckets = histogram_buckets(h.bounds, h.counts)
     # ... and through the database's JSON form and a merge, as fleet status reads it
     t = Totals()
-    t.add_counts({"reports": 1}, 1, 2, {}, _hist_from_json(_hist_to_json(buckets)), {})
+    t.add_counts({"reports": 1}, 1, 2, {}, hist_from_json(hist_to_json(buckets)), {})
     for q in (0.5, 0.95):
         truth = float(np.quantile(values, q))
         got = percentile(t.local_latency, q)
