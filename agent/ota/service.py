@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent.ota import machine as m
+from agent.ota.desired import claimed_target, disagreements
 from agent.ota.errors import OtaError
 from agent.ota.slots import SlotStore
 from agent.ota.updater import Updater, UpdateStatus
-from edgefleet.errors import EdgeFleetError, InvalidInput, Unavailable
+from edgefleet.errors import EdgeFleetError, Unavailable
 from edgefleet.updates import VerifiedTarget
 
 log = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ class OtaService:
         if self._switch_to_previous(variant):
             return
         try:
-            claimed = _claimed_target(desired)
+            claimed = claimed_target(desired)
             signed = self._verifier.preflight(claimed)
             target = m.TargetInfo.from_signed(signed)
         except Unavailable as exc:
@@ -221,7 +222,7 @@ class OtaService:
         except (EdgeFleetError, KeyError, TypeError, ValueError) as exc:
             self._refuse("unverified", variant, f"verification failed: {exc}")
             return
-        differ = _disagreements(desired, target)
+        differ = disagreements(desired, target)
         if differ:
             why = f"desired state disagrees with the signed target on {', '.join(differ)}"
             self._refuse("mismatch", variant, f"verification failed: {why}")
@@ -303,63 +304,3 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
-
-
-def _claimed_target(desired: Mapping[str, Any]) -> dict[str, Any]:
-    """The target a desired state names (path, length, sha256, variant id): only an
-    identifier; what gets installed comes from the signed target it names."""
-    raw = desired.get("target")
-    target = dict(raw) if isinstance(raw, Mapping) else {}
-    hashes = target.get("hashes")
-    hashes = hashes if isinstance(hashes, Mapping) else {}
-    path = target.get("path") or desired.get("target_path")
-    if not isinstance(path, str) or not path:
-        raise InvalidInput("desired state names no target path")
-    return {
-        "path": path,
-        "length": target.get("length", desired.get("length")),
-        "hashes": {"sha256": hashes.get("sha256") or desired.get("sha256")},
-        "custom": {"variant_id": desired.get("variant_id")},
-    }
-
-
-def _disagreements(desired: Mapping[str, Any], target: m.TargetInfo) -> list[str]:
-    """Fields of the unsigned message that differ from the signed target it names."""
-    signed: dict[str, Any] = {
-        "target_path": target.path, "length": target.length, "sha256": target.sha256,
-        **_prefixed(target.raw["custom"]),
-    }  # fmt: skip
-    given = {k: desired[k] for k in ("target_path", "length", "sha256", "variant_id", "model",
-                                     "version") if desired.get(k) not in (None, "", 0)}  # fmt: skip
-    if "variant_id" in given:
-        given["custom.variant_id"] = given.pop("variant_id")
-    for key in ("model", "version"):
-        if key in given:
-            given[f"custom.{key}"] = given.pop(key)
-    raw = desired.get("target")
-    if isinstance(raw, Mapping):
-        given.update({k: raw[k] for k in ("length",) if k in raw})
-        if "path" in raw:
-            given["target_path"] = raw["path"]
-        hashes = raw.get("hashes")
-        if isinstance(hashes, Mapping) and "sha256" in hashes:
-            given["sha256"] = hashes["sha256"]
-        custom = raw.get("custom")
-        if custom is not None:
-            if not isinstance(custom, Mapping):
-                return ["custom"]
-            given.update(_prefixed(custom))
-    return sorted(k for k, v in given.items() if _canon(v) != _canon(signed.get(k, _ABSENT)))
-
-
-def _prefixed(custom: Mapping[str, Any]) -> dict[str, Any]:
-    return {f"custom.{k}": v for k, v in custom.items()}
-
-
-_ABSENT = object()
-
-
-def _canon(value: Any) -> str:
-    if value is _ABSENT:
-        return "<absent>"
-    return json.dumps(value, sort_keys=True, default=list)
