@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import math
 
-from controller.services.telemetry_math import ReportSample, histogram_buckets
+from controller.services.telemetry_math import ReportSample, histogram_buckets, snap_to_ladder
 from edgefleet import telemetry_fields as tf
 from edgefleet.errors import InvalidInput
 from edgefleet.v1 import report_pb2
 
 
-def _histogram(h: report_pb2.Histogram, name: str) -> dict[float, int]:
+def _histogram(h: report_pb2.Histogram, field: tf.HistogramField) -> dict[float, int]:
+    """Checked buckets; a stored histogram with other bounds than the declared ones (an older
+    agent's, or a peer's) is snapped onto them, so stored keys stay bounded."""
+    buckets = _checked_buckets(h, field.proto)
+    if field.stored and tuple(h.bounds) != field.bounds:
+        return snap_to_ladder(buckets, field.bounds)
+    return buckets
+
+
+def _checked_buckets(h: report_pb2.Histogram, name: str) -> dict[float, int]:
     if not h.bounds and not h.counts:
         if h.count:
             raise InvalidInput(f"{name}: a count without buckets")
@@ -94,7 +103,7 @@ def sample_from_report(
         raise InvalidInput(f"rss_bytes {r.rss_bytes} is above {tf.MAX_RSS_BYTES}")
     if not (math.isfinite(r.cpu_percent) and 0 <= r.cpu_percent <= tf.MAX_CPU_PERCENT):
         raise InvalidInput(f"cpu_percent {r.cpu_percent} outside 0..{tf.MAX_CPU_PERCENT}")
-    histograms = {h.name: _histogram(getattr(r, h.proto), h.proto) for h in tf.HISTOGRAMS}
+    histograms = {h.name: _histogram(getattr(r, h.proto), h) for h in tf.HISTOGRAMS}
     return ReportSample(
         device_id=device_id,
         start_ms=r.interval_start_unix_ms,

@@ -6,9 +6,10 @@ No I/O and no generated proto code: the MQTT edge converts a TelemetryReport int
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 from edgefleet.telemetry_fields import COUNTER_NAMES, STORED_HISTOGRAMS
@@ -58,6 +59,22 @@ def histogram_buckets(bounds: Iterable[float], counts: Iterable[int]) -> dict[fl
             if lower is not None:
                 out.setdefault(float(lower), 0)
             out[float(upper)] = int(count)
+    return out
+
+
+def snap_to_ladder(buckets: Mapping[float, int], ladder: Sequence[float]) -> dict[float, int]:
+    """Buckets re-counted onto `ladder` (each bucket into the ladder bucket holding its upper
+    bound), with the same zero-count lower-bound keys as ``histogram_buckets``: the keys of
+    any number of snapped histograms stay within the ladder, whatever bounds they came with."""
+    out: dict[float, int] = {}
+    for upper, count in sorted(buckets.items()):
+        if not count:
+            continue
+        i = bisect.bisect_left(ladder, upper)
+        if i > 0:
+            out.setdefault(float(ladder[i - 1]), 0)
+        key = float(ladder[i]) if i < len(ladder) else INF
+        out[key] = out.get(key, 0) + int(count)
     return out
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agent.enroll import enroll
@@ -16,6 +17,7 @@ from agent.hardware import detect
 from agent.mqtt.client import AgentMqttClient, AgentMqttConfig
 from agent.telemetry import TelemetryAggregator
 from controller.app import Controller
+from edgefleet.histograms import LATENCY_BOUNDS_MS
 from edgefleet.v1 import report_pb2
 from tests.conftest import wait_until
 from tests.fleet import Admin, start_controller
@@ -145,3 +147,27 @@ def test_values_that_would_overflow_a_minute_rollup_leave_pruning_working(tmp_pa
         assert stored_frames(ctl, honest.device_id) == 6
         hostile_frames = stored_frames(ctl, hostile.device_id)
         assert 0 <= hostile_frames <= I64_MAX
+
+
+@pytest.mark.timeout(120)
+def test_histograms_with_ever_new_bounds_keep_stored_buckets_bounded(tmp_path: Path) -> None:
+    with fleet(tmp_path) as (ctl, honest, hostile):
+        rng = np.random.default_rng(3)
+        n_reports, n_bounds = 30, 100
+        for _ in range(n_reports):
+            report = hostile.report(n_bounds + 1)
+            bounds = np.sort(rng.choice(np.arange(1, 10**6), n_bounds, replace=False)) / 100
+            for histogram in (report.end_to_end_latency_ms, report.local_latency_ms):
+                histogram.bounds[:] = [float(b) for b in bounds]
+                histogram.counts[:] = [1] * (n_bounds + 1)
+                histogram.count = n_bounds + 1
+            hostile.publish(report)
+        honest.publish(honest.report(5))
+        wait_for_reports(ctl, n_reports + 1)
+        assert ctl.ingest.stats.dropped_invalid_report == 0  # well-formed, only odd bounds
+        totals = ctl.telemetry.device_totals(0, None, [hostile.device_id])[hostile.device_id]
+        assert totals.frames == n_reports * (n_bounds + 1)
+        for buckets in (totals.latency, totals.local_latency):
+            assert len(buckets) <= len(LATENCY_BOUNDS_MS) + 1, len(buckets)
+            assert sum(buckets.values()) == n_reports * (n_bounds + 1)
+        assert stored_frames(ctl, honest.device_id) == 5

@@ -76,7 +76,8 @@ def test_decode_checks_consistency() -> None:
         end_to_end_latency_ms=report_pb2.Histogram(bounds=[1, 2], counts=[1, 2, 0], count=3),
     )
     sample = sample_from_report(good, "dev-1", 5)
-    assert sample.count("frames") == 3 and sample.latency == {1.0: 1, 2.0: 2}
+    assert sample.count("frames") == 3  # bounds off the ladder are snapped onto it:
+    assert {b: n for b, n in sample.latency.items() if n} == {1.0: 1, 2.0: 2}
     bad = [
         report(interval_start_unix_ms=5, interval_end_unix_ms=1),
         report(frames=1, offloaded=2),
