@@ -223,6 +223,9 @@ class Repository:
             raise InvalidTarget(f"target {path} custom fields lack {missing}")
         if not path.startswith("models/") or ".." in path.split("/"):
             raise InvalidTarget(f"target path {path!r} is outside models/")
+        bad = [p for p in path.split("/") if not _SEGMENT_RE.match(p) or p in (".", "..")]
+        if bad:  # NUL, backslash, empty or dot segments
+            raise InvalidTarget(f"invalid target path segment {bad[0]!r} in {path!r}")
         try:
             check_model_file_name(path.rsplit("/", 1)[-1])
             if "file" in custom:  # the name the device gives the model file in its slot

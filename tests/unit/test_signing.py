@@ -98,6 +98,13 @@ def test_targets_need_profile_and_a_safe_path(tmp_path: Path) -> None:
         repo.add_target("models/../../etc/passwd", REF, {"model": "a", "profile": "p"})
     with pytest.raises(InvalidTarget):
         target_path("a", 1, "..", "m.onnx")
+    custom = {"model": "a", "profile": "p"}
+    for path in ("models/a/1/v\x00x/m.onnx", "models/a/1/v\\x/m.onnx", "models/a//m.onnx",
+                 "models/a/1/v/manifest.json", "models/a/1/v/m.onnx\x00"):  # fmt: skip
+        with pytest.raises(InvalidTarget):
+            repo.add_target(path, REF, custom)
+    with pytest.raises(InvalidTarget, match="reserved"):
+        repo.add_target("models/a/1/v/m.onnx", REF, {**custom, "file": "variant.json"})
 
 
 def test_offline_root_threshold_is_enforced(tmp_path: Path) -> None:
