@@ -3,7 +3,8 @@
 Run from the repository root:  .venv/bin/python bench/bench_rollout.py [--agents 20,100]
 
 For each fleet size: a real controller (built model versions, signed TUF metadata), N
-in-process agents on the real network paths (mutual-TLS gRPC desired-state pull, reports,
+in-process agents built by the shipped assembly (agent.assembly.build_agent) on the real
+network paths (mutual-TLS gRPC desired-state pull, reports,
 artifact stream and metadata; retained MQTT desired state), a first rollout (v1) and then a
 timed three-stage rollout of v2 (soak 0.5 s, gates fed by the metrics stand-in of
 tests/rollout_fleet.py). Prints the time from `rollout start` to every device healthy and
@@ -28,17 +29,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.controller_client import device_channel
+import grpc
+
+from agent.assembly import AgentConfig, OtaSettings, build_agent
 from agent.enroll import enroll
 from agent.hardware import detect
-from agent.identity import Credentials, Identity
-from agent.mqtt.client import AgentMqttClient, AgentMqttConfig
+from agent.identity import Identity
 from agent.ota import machine as m
-from agent.ota.component import onnx_smoke_test
-from agent.ota.remote import DesiredStateClient, UpdateServiceSource
-from agent.ota.service import OtaConfig, OtaService
-from agent.ota.slots import SlotStore
-from agent.ota.verify import TufVerifier
+from agent.ota.remote import UpdateServiceSource
+from agent.ota.service import OtaService
 from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc
 from tests.fleet import Admin, start_controller
 from tests.rollout_fleet import VariantMetrics, add_and_build, speed_up, wait_for
@@ -59,6 +58,26 @@ class Counted:
             return out
 
 
+class CountingSource(UpdateServiceSource):
+    """The agent's update source, counting the artifact and metadata bytes it receives."""
+
+    def __init__(self, channel: grpc.Channel, timeout_s: float, counted: Counted) -> None:
+        super().__init__(channel, timeout_s)
+        self.counted = counted
+
+    def chunks(self, target: m.TargetInfo, offset: int) -> Iterator[bytes]:
+        for chunk in super().chunks(target, offset):
+            with self.counted.lock:
+                self.counted.artifact += len(chunk)
+            yield chunk
+
+    def transport(self, path: str) -> bytes:
+        data = super().transport(path)
+        with self.counted.lock:
+            self.counted.metadata += len(data)
+        return data
+
+
 @dataclass
 class BenchAgent:
     service: OtaService
@@ -67,44 +86,18 @@ class BenchAgent:
 
 
 def start_agent(data_dir: Path, ident: Identity) -> BenchAgent:
-    creds = Credentials.load(data_dir)
-    channel = device_channel(ident.controller, creds, 8 << 20)
-    source = UpdateServiceSource(channel, timeout_s=60)
     counted = Counted()
-
-    def chunks(target: m.TargetInfo, offset: int) -> Iterator[bytes]:
-        for chunk in source.chunks(target, offset):
-            with counted.lock:
-                counted.artifact += len(chunk)
-            yield chunk
-
-    def transport(path: str) -> bytes:
-        data = source.transport(path)
-        with counted.lock:
-            counted.metadata += len(data)
-        return data
-
-    update = m.UpdateConfig(max_retries=5, backoff_base=0.2, probation_seconds=0.3)
-    service = OtaService(
-        SlotStore(data_dir / "ota"),
-        desired=DesiredStateClient(channel, 10.0),
-        chunks=chunks,
-        verifier=TufVerifier(data_dir / "tuf", transport, ident.profile),
-        smoke_test=onnx_smoke_test(frames=1, threads=1),
-        config=OtaConfig(poll_interval_s=2.0, tick_interval_s=0.1, update=update),
-    )
-    service.recover()
-    mqtt = AgentMqttClient(
-        AgentMqttConfig(
-            url=ident.mqtt_url, device_id=ident.device_id,
-            username=ident.mqtt_username, password=ident.mqtt_password,
-            heartbeat_interval_s=30.0,
-        )
+    ota = OtaSettings(
+        poll_interval_s=2.0, tick_interval_s=0.1, probation_s=0.3, max_retries=5,
+        backoff_base_s=0.2, smoke_frames=1, download_timeout_s=60.0,
     )  # fmt: skip
-    mqtt.on_desired(service.submit)
-    mqtt.start()
-    service.start()
-    return BenchAgent(service, counted, [service.stop, mqtt.stop, channel.close])
+    agent = build_agent(
+        AgentConfig(data_dir, heartbeat_interval_s=30.0, rpc_timeout_s=10.0, ota=ota, threads=1),
+        update_source=lambda channel, timeout_s: CountingSource(channel, timeout_s, counted),
+    )
+    assert agent.ota is not None
+    agent.start()
+    return BenchAgent(agent.ota.service, counted, [agent.stop])
 
 
 def run_rollout(

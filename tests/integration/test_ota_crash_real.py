@@ -1,5 +1,6 @@
 """SIGKILL on the real agent update path: a child process runs OtaService (SlotStore,
-TufVerifier, UpdateService download stream over mutual TLS) against a real controller to
+TufVerifier, UpdateService download stream over mutual TLS, as
+agent.assembly.build_ota_service builds it) against a real controller to
 update v1 -> v2 with slowed writes; the parent kills it at a random instant. Afterwards
 ``recover()`` must hand back a slot whose files verify, whose variant is v1 or v2, and whose
 model loads and runs in ONNX Runtime."""
@@ -23,6 +24,7 @@ from agent.enroll import enroll
 from agent.hardware import detect
 from agent.identity import Identity
 from agent.ota.component import onnx_smoke_test
+from agent.ota.service import OtaService
 from agent.ota.slots import SlotStore
 from controller.services.rollouts import target_of
 from tests.fleet import Admin, start_controller
@@ -32,14 +34,11 @@ REPO = Path(__file__).resolve().parents[2]
 WRITE_DELAY_S = 0.03
 
 
-def make_service(data_dir: Path, slow: bool) -> Any:
+def make_service(data_dir: Path, slow: bool) -> OtaService:
+    from agent.assembly import AgentConfig, OtaSettings, build_ota_service
     from agent.controller_client import device_channel
     from agent.identity import Credentials
-    from agent.ota import machine as m
-    from agent.ota.remote import DesiredStateClient, UpdateServiceSource
-    from agent.ota.service import OtaConfig, OtaService
     from agent.ota.slots import write_all
-    from agent.ota.verify import TufVerifier
 
     identity = Identity.load(data_dir)
 
@@ -49,14 +48,9 @@ def make_service(data_dir: Path, slow: bool) -> Any:
         write_all(fh, data)
 
     channel = device_channel(identity.controller, Credentials.load(data_dir), 8 << 20)
-    source = UpdateServiceSource(channel, timeout_s=20)
-    return OtaService(
-        SlotStore(data_dir / "ota", write=write),
-        desired=DesiredStateClient(channel, 5.0),
-        chunks=source.chunks,
-        verifier=TufVerifier(data_dir / "tuf", source.transport, identity.profile),
-        smoke_test=onnx_smoke_test(frames=1, threads=1),
-        config=OtaConfig(update=m.UpdateConfig(max_retries=2, probation_seconds=0.2)),
+    ota = OtaSettings(max_retries=2, probation_s=0.2, smoke_frames=1, download_timeout_s=20.0)
+    return build_ota_service(
+        AgentConfig(data_dir, ota=ota), identity, channel, threads=1, slot_writer=write
     )
 
 
