@@ -126,7 +126,7 @@ class Raw:
         self._connacked = threading.Event()
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *_: self.disconnected.set()
-        self.client.on_message = lambda _c, _u, m: self.received.append((m.topic, m.payload))
+        self.client.on_message = lambda _c, _u, m: self.received.append((m.topic, bytes(m.payload)))
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.connect("127.0.0.1", port, keepalive=30)
         self.client.loop_start()
