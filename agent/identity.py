@@ -52,11 +52,15 @@ def pin_tuf_root(data_dir: Path, root_json: bytes) -> None:
     if not root_json:
         log.warning("the controller sent no TUF root at enrollment: updates will be refused")
         return
+    from tuf.api.exceptions import RepositoryError
+    from tuf.api.metadata import Metadata, Root
+
     try:
-        signed = json.loads(root_json)["signed"]
-        if signed["_type"] != "root":
-            raise ValueError(f"a {signed['_type']!r} document")
-    except (ValueError, KeyError, TypeError) as exc:
+        md = Metadata[Root].from_bytes(root_json)
+        if not isinstance(md.signed, Root):
+            raise ValueError(f"a {md.signed.type!r} document, not a root")
+        md.signed.verify_delegate("root", md.signed_bytes, md.signatures)  # self-signed
+    except (ValueError, KeyError, TypeError, RepositoryError) as exc:
         raise AgentError(f"the controller sent an invalid TUF root at enrollment: {exc}") from exc
     tuf_dir = data_dir / TUF_DIR
     tuf_dir.mkdir(mode=0o700, exist_ok=True)
