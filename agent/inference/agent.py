@@ -95,14 +95,12 @@ class Agent:
         client: OffloadClient | None = None,
         telemetry: TelemetryAggregator | None = None,
         config: AgentConfig | None = None,
-        on_cloud_answer: Callable[[OffloadFrame, CloudAnswer], None] | None = None,
     ) -> None:
         self.holder = holder
         self.policy = policy
         self.client = client
         self.telemetry = telemetry
         self.config = config or AgentConfig()
-        self.on_cloud_answer = on_cloud_answer
         self._confidence = confidence_function(self.config.confidence_metric)
         self._audit = AuditSampler(self.config.audit_fraction, self.config.seed)
         self._failures = 0
@@ -257,11 +255,6 @@ class Agent:
     def _record_pair(self, request: OffloadFrame, answer: CloudAnswer) -> None:
         if self.telemetry is not None:
             self.telemetry.record_pair(request.edge_label, answer.label, request.audit)
-        if self.on_cloud_answer is not None:
-            try:
-                self.on_cloud_answer(request, answer)
-            except Exception:
-                log.exception("on_cloud_answer callback failed")
 
     def _record_late(
         self, request: OffloadFrame, future: concurrent.futures.Future[CloudAnswer]
