@@ -21,6 +21,7 @@ from agent.inference.errors import NoModelYet
 from agent.mqtt.client import AgentMqttClient
 from agent.runtime.errors import FrameSourceError
 from agent.runtime.skipper import FrameSkipper
+from agent.runtime.sources import ImageDirectorySource
 from agent.telemetry.aggregator import TelemetryAggregator
 from agent.telemetry.publisher import TelemetryPublisher
 from edgefleet import __version__
@@ -172,19 +173,23 @@ class InferenceComponent:
         self.agent.close()
 
     def _frames(self) -> Iterator[tuple[str, np.ndarray]]:
+        counted = _corrupt(self.source)
         while not self._stop.is_set():
-            corrupt_before = int(getattr(self.source, "corrupt", 0))
             for item in self.source:
-                corrupt = int(getattr(self.source, "corrupt", 0))
-                if corrupt > corrupt_before:  # the source skipped undecodable files
-                    for _ in range(corrupt - corrupt_before):
-                        self.telemetry.record_bad_frame("corrupt_image")
-                    corrupt_before = corrupt
+                counted = self._count_corrupt(counted)
                 if self._stop.is_set():
                     return
                 yield item
+            counted = self._count_corrupt(counted)  # undecodable files at the end too
             if not self.loop:
                 return
+
+    def _count_corrupt(self, counted: int) -> int:
+        """Record the undecodable files the source skipped since ``counted``."""
+        corrupt = _corrupt(self.source)
+        for _ in range(corrupt - counted):
+            self.telemetry.record_bad_frame("corrupt_image")
+        return corrupt
 
     def _run(self) -> None:
         period = 1.0 / self.fps if self.fps > 0 else 0.0
@@ -222,3 +227,8 @@ class InferenceComponent:
                 listener(event)
             except Exception:  # one broken listener must not starve the others or the loop
                 log.exception("inference listener %r failed", listener)
+
+
+def _corrupt(source: FrameSource) -> int:
+    """Undecodable files an image directory has skipped so far (other sources have none)."""
+    return source.corrupt if isinstance(source, ImageDirectorySource) else 0

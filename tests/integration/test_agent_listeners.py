@@ -73,13 +73,14 @@ def _nan_model(path: Path) -> Path:
 
 
 def _run_loop(
-    tmp: Path, variant: Path, listeners: list[object]
+    tmp: Path, variant: Path, listeners: list[object], source: Path | None = None
 ) -> tuple[list[dict[str, object]], TelemetryAggregator]:
-    frames = tmp / "frames.npy"
-    np.save(frames, synthetic_frames(FRAMES))
+    if source is None:
+        source = tmp / "frames.npy"
+        np.save(source, synthetic_frames(FRAMES))
     results = tmp / "results.jsonl"
     config = AgentConfig(
-        data_dir=tmp / "agent", model_dir=variant, source=str(frames), results_file=results
+        data_dir=tmp / "agent", model_dir=variant, source=str(source), results_file=results
     )
     telemetry = TelemetryAggregator("listener-test")
     with contextlib.ExitStack() as stack:
@@ -129,3 +130,18 @@ def test_a_model_failing_on_the_running_frames_shows_in_probation_health(
     worst = max(o.error_rate for o in observed.seen)
     assert worst > m.UpdateConfig().max_error_rate, observed.seen
     assert telemetry.report().errors  # and the fleet sees the errors too
+
+
+@pytest.mark.timeout(60)
+def test_corrupt_images_are_counted_as_bad_frames(tmp_path: Path) -> None:
+    from PIL import Image
+
+    variant = _variant(tmp_path, make_tiny_cnn(tmp_path / "tiny.onnx", width=4), "v")
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, frame in enumerate(synthetic_frames(4)):
+        Image.fromarray(frame).save(images / f"{i}.png")
+    (images / "9.png").write_bytes(b"not a png")
+    written, telemetry = _run_loop(tmp_path, variant, [], images)
+    assert len(written) == 4
+    assert telemetry.report().errors["bad_frame:corrupt_image"] == 1
