@@ -49,7 +49,7 @@ class ControllerConfig:
     mosquitto_binary: str = ""  # "" = mosquitto on PATH, then /usr/sbin, /usr/local/sbin
     mqtt_max_packet_bytes: int = 256 * 1024  # larger MQTT packets: the client is disconnected
     mqtt_max_connections: int = 10_000  # device connections the broker accepts at once
-    mqtt_username: str = "edgefleet-controller"
+    mqtt_username: str = "edgefleet-controller"  # on an external broker (one it runs: this one)
     mqtt_password: str = ""  # external broker; "" = the one in <data_dir>/mqtt.secret
     mqtt_reload_command: str = ""  # run after rewriting Mosquitto's passwd/acl files
     grpc_host: str = "0.0.0.0"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from controller.config import ControllerConfig, plan_mqtt
+from controller.mqtt.acl import CONTROLLER_USERNAME
 from controller.mqtt.credentials import hash_password, write_mosquitto_auth
 from controller.mqtt.ingest import (
     ControllerMqttIngest,
@@ -93,7 +94,9 @@ def start_broker(
     plan = plan_mqtt(config, find_mosquitto)
     if plan.warning:
         log.warning("%s", plan.warning)
-    password = controller_password
+    # A broker the controller runs knows the controller by its own user name; mqtt_username
+    # and mqtt_password are for an external broker.
+    username, password = CONTROLLER_USERNAME, controller_password
     auth: AuthFollower
     if plan.broker == "mosquitto":
         from controller.mqtt.mosquitto import MosquittoBroker
@@ -116,8 +119,9 @@ def start_broker(
     elif plan.broker == "embedded":
         embedded = _start_embedded(config, plan.bind_host, controller_password, registry)
         stack.callback(embedded.stop)
-        auth, port, ingest_url = embedded, embedded.port, f"mqtt://127.0.0.1:{embedded.port}"
+        auth, port, ingest_url = embedded, embedded.port, embedded.ingest_url
     else:
+        username = config.mqtt_username
         password = config.mqtt_password or controller_password
         external = _ExternalAuthFiles(config, controller_password, registry)
         external.credentials_changed()
@@ -126,7 +130,7 @@ def start_broker(
         config.mqtt if plan.broker == "external" else f"mqtt://{config.advertise_host}:{port}"
     )
     ingest = ControllerMqttIngest(
-        IngestConfig(url=ingest_url, username=config.mqtt_username, password=password),
+        IngestConfig(url=ingest_url, username=username, password=password),
         sink=sink,
         admit=admit,
     )
@@ -143,10 +147,16 @@ def _start_embedded(
     controller_hash = hash_password(controller_password)
 
     def password_hash(username: str) -> str | None:
-        if username == config.mqtt_username:
+        if username == CONTROLLER_USERNAME:
             return controller_hash
         return registry.mqtt_password_hash(username)
 
-    broker = EmbeddedBroker(host=host, port=config.mqtt_port, lookup_password_hash=password_hash)
+    broker = EmbeddedBroker(
+        host=host,
+        port=config.mqtt_port,
+        lookup_password_hash=password_hash,
+        max_connections=config.mqtt_max_connections,
+        max_packet_bytes=config.mqtt_max_packet_bytes,
+    )
     broker.start()
     return broker
