@@ -81,6 +81,7 @@ def download(stub: updates_pb2_grpc.UpdateServiceStub, sha256: str) -> int:
     return sum(len(chunk.data) for chunk in chunks)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_unread_downloads_do_not_starve_heartbeats_or_operators(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
