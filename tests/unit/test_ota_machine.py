@@ -188,7 +188,7 @@ def test_a_download_that_gave_up_is_tried_again_in_bounded_rounds() -> None:
     now, delays = 0.0, []
     for _ in range(2):
         s, acts = m.transition(cfg, s, m.DownloadFailed("resume failed", now))
-        assert s.phase == "failed" and s.retry_at is not None and kinds(acts) == ["Report"]
+        assert s.phase == "failed" and s.retry_at is not None and kinds(list(acts)) == ["Report"]
         delays.append(s.retry_at - now)
         assert m.transition(cfg, s, m.Timer(s.retry_at - 1))[1] == ()  # not yet
         assert m.transition(cfg, s, m.DesiredState(t, now))[1] == ()  # same target: waits
