@@ -172,9 +172,9 @@ def build_edge_variant(
 ) -> Path:
     """The edge student's variant as the controller's build makes it (calibrated
     temperature and validation confidence quantiles in its variant.json)."""
-    from controller.build.evaluate import MeasureConfig
-    from controller.build.pipeline import BUILT, BuildOptions, build_model
-    from controller.build.tflite_variants import Onnx2TfConfig
+    from controller.optimize.evaluate import MeasureConfig
+    from controller.optimize.pipeline import BUILT, BuildOptions, build_model
+    from controller.optimize.tflite_variants import Onnx2TfConfig
 
     options = BuildOptions(
         measure=MeasureConfig(warmup=1, runs=3, thread_counts=(host.threads,)),
@@ -407,7 +407,7 @@ def _client_process(
 
 
 def bench_batching(workload: Workload, seconds: float) -> bool | None:
-    from controller.build.source import load_preprocessing
+    from controller.optimize.source import load_preprocessing
 
     if missing := workload.missing(cloud=True):
         print(f"\n[3] batching: skipped, missing {', '.join(map(str, missing))}")

@@ -50,11 +50,11 @@ from fashion_workload import (  # noqa: E402
     litert_toolchain,
 )
 
-from controller.build.evaluate import Evaluation, MeasureConfig, in_layout  # noqa: E402
-from controller.build.pipeline import BuildOptions, BuildReport, build_model  # noqa: E402
-from controller.build.runners import OrtRunner, open_runner  # noqa: E402
-from controller.build.source import SourceModel, preprocess  # noqa: E402
-from controller.build.tflite_variants import Onnx2TfConfig, onnx2tf_python  # noqa: E402
+from controller.optimize.evaluate import Evaluation, MeasureConfig, in_layout  # noqa: E402
+from controller.optimize.pipeline import BuildOptions, BuildReport, build_model  # noqa: E402
+from controller.optimize.runners import OrtRunner, open_runner  # noqa: E402
+from controller.optimize.source import SourceModel, preprocess  # noqa: E402
+from controller.optimize.tflite_variants import Onnx2TfConfig, onnx2tf_python  # noqa: E402
 from edgefleet.profiles import BUILTIN_PROFILES, HardwareProfile  # noqa: E402
 
 SPEEDUP_GOAL = 2.0

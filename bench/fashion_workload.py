@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from controller.build.source import SourceModel
+    from controller.optimize.source import SourceModel
     from edgefleet.hardware import HardwareFacts
     from edgefleet.profiles import HardwareProfile
 
@@ -82,7 +82,7 @@ class Workload:
             return data["x"], data["y"]
 
     def source(self, role: str, version: int = 1) -> SourceModel:
-        from controller.build.source import SourceModel, load_preprocessing
+        from controller.optimize.source import SourceModel, load_preprocessing
 
         model, pre, name = (
             (self.edge_model, self.edge_preprocess, EDGE_NAME)

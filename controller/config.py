@@ -168,7 +168,7 @@ class ToolchainSearch:
 
     @classmethod
     def of_this_process(cls) -> ToolchainSearch:
-        from controller.build.tflite_variants import Onnx2TfConfig, onnx2tf_python
+        from controller.optimize.tflite_variants import Onnx2TfConfig, onnx2tf_python
 
         def has_onnx2tf(python: str) -> bool:
             return onnx2tf_python(Onnx2TfConfig(python=python)) is not None

@@ -24,6 +24,7 @@ from controller.mqtt.ingest import (
     TelemetrySink,
 )
 from controller.mqtt.mosquitto_conf import BrokerLimits, find_mosquitto
+from edgefleet.mqtt import parse_broker_url
 
 if TYPE_CHECKING:  # amqtt is imported only when the embedded broker runs
     from controller.mqtt.broker import EmbeddedBroker
@@ -53,6 +54,11 @@ class BrokerHandle:
     device_url: str  # what devices are told to connect to
     ingest: ControllerMqttIngest
     auth: AuthFollower
+
+    @property
+    def port(self) -> int:
+        """The port devices connect to."""
+        return parse_broker_url(self.device_url).port
 
     def credentials_changed(self) -> None:
         """A device was enrolled or revoked: the broker reloads its users and drops the

@@ -23,7 +23,7 @@ from agent.identity import Identity
 from agent.mqtt.client import AgentMqttClient
 from agent.ota.service import OtaService
 from controller.app import Controller
-from controller.build.synthetic import make_tiny_cnn, self_labels, synthetic_frames
+from controller.optimize.synthetic import make_tiny_cnn, self_labels, synthetic_frames
 from controller.services.rollouts import RolloutConfig
 from edgefleet.modelmeta import Preprocessing
 from edgefleet.v1 import models_pb2, models_pb2_grpc, rollouts_pb2, rollouts_pb2_grpc

@@ -38,8 +38,8 @@ def parse_ref(ref: str) -> tuple[str, int]:
 
 def _check_onnx(path: Path) -> None:
     """Fail fast, before uploading anything, on a file that is not ONNX."""
-    from controller.build.errors import BuildError
-    from controller.build.source import load_onnx
+    from controller.optimize.errors import BuildError
+    from controller.optimize.source import load_onnx
     from edgefleet.errors import InvalidInput
 
     try:
@@ -242,13 +242,13 @@ def _model_dict(m: Any) -> dict[str, Any]:
     }
 
 
-TOO_CLOSE = "too close to"  # = controller.build.select.TOO_CLOSE (a test keeps them equal)
+TOO_CLOSE = "too close to"  # = controller.optimize.select.TOO_CLOSE (a test keeps them equal)
 
 
 def latency_summary(metrics: dict[str, Any]) -> dict[str, Any]:
     """Ratio to fp32 and the measured interval at the most threads measured (None: no rounds,
     e.g. a build from before latency intervals)."""
-    from controller.build.latency import Latency
+    from controller.optimize.latency import Latency
 
     stored = metrics.get("latency") or {}
     if not stored:

@@ -1,7 +1,7 @@
-"""Model build pipeline: one source ONNX model -> optimized variants, measured, selected per
+"""The model optimization pipeline: one source ONNX model -> optimized variants, measured, selected per
 hardware profile.
 
-Entry point: ``controller.build.pipeline.build_model``. Building blocks: ``source`` (inputs and
+Entry point: ``controller.optimize.pipeline.build_model``. Building blocks: ``source`` (inputs and
 checks), ``onnx_variants`` / ``tflite_variants`` (builders), ``evaluate`` (measurements),
 ``select`` (pure per-profile choice).
 """

@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from controller.build.latency import Latency
-from controller.build.runners import OrtRunner, Runner, open_runner
-from controller.build.source import SourceModel
+from controller.optimize.latency import Latency
+from controller.optimize.runners import OrtRunner, Runner, open_runner
+from controller.optimize.source import SourceModel
 from edgefleet.confidence import confidence_quantiles
 from edgefleet.modelmeta import VariantMetadata
 
@@ -194,7 +194,7 @@ def activation_bytes(source: SourceModel) -> int:
     """Rough peak activation memory at batch 1: the two largest float tensors side by side."""
     import onnx
 
-    from controller.build.source import load_onnx
+    from controller.optimize.source import load_onnx
 
     model = load_onnx(source.onnx_path)
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1

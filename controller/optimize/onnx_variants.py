@@ -18,9 +18,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from controller.build.errors import VariantUnavailable
-from controller.build.runners import finalize_variant, ort_session
-from controller.build.source import SourceModel, load_onnx
+from controller.optimize.errors import VariantUnavailable
+from controller.optimize.runners import finalize_variant, ort_session
+from controller.optimize.source import SourceModel, load_onnx
 from edgefleet.modelmeta import VariantMetadata
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ def build_int8_static(
 
 
 def _top1_accuracy(path: Path, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    from controller.build.runners import OrtRunner
+    from controller.optimize.runners import OrtRunner
 
     logits = OrtRunner(path).run(x)
     return float((logits.argmax(axis=1) == y).mean()), logits

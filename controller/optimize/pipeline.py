@@ -18,19 +18,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from controller.build.errors import VariantUnavailable
-from controller.build.evaluate import (
+from controller.optimize.errors import VariantUnavailable
+from controller.optimize.evaluate import (
     Evaluation,
     MeasureConfig,
     Reference,
     evaluate_variant,
     reference,
 )
-from controller.build.onnx_variants import VariantSpec, build_int8_mixed, onnx_variant_specs
-from controller.build.runners import finalize_variant
-from controller.build.select import Selection, select_variants
-from controller.build.source import SourceModel
-from controller.build.tflite_variants import (
+from controller.optimize.onnx_variants import VariantSpec, build_int8_mixed, onnx_variant_specs
+from controller.optimize.runners import finalize_variant
+from controller.optimize.select import Selection, select_variants
+from controller.optimize.source import SourceModel
+from controller.optimize.tflite_variants import (
     TFLITE_NOT_REQUESTED,
     Onnx2TfConfig,
     Onnx2TfConversion,

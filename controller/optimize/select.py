@@ -33,11 +33,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from controller.build.latency import INTERVAL_Z, sigma_from_pairs, standard_error
+from controller.optimize.latency import INTERVAL_Z, sigma_from_pairs, standard_error
 from edgefleet.profiles import HardwareProfile
 
 if TYPE_CHECKING:  # only the type: keeps this module free of the build's heavy imports
-    from controller.build.evaluate import Evaluation
+    from controller.optimize.evaluate import Evaluation
 
 HOST_ESTIMATE = "controller-estimate"
 DEVICE = "device"

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from controller.build.errors import DataMismatch, NotAnOnnxModel, UnsupportedModel
+from controller.optimize.errors import DataMismatch, NotAnOnnxModel, UnsupportedModel
 from edgefleet.errors import InvalidInput
 from edgefleet.frames import frames_tensor
 from edgefleet.modelmeta import Preprocessing

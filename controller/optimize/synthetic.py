@@ -84,7 +84,7 @@ def self_labels(model_path: Path, frames: np.ndarray, pre: Preprocessing) -> np.
     """The model's own top-1 answers for ``frames``."""
     import onnxruntime as ort
 
-    from controller.build.source import preprocess
+    from controller.optimize.source import preprocess
 
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name

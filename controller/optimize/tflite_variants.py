@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from controller.build.errors import VariantUnavailable
-from controller.build.onnx_variants import VariantSpec
-from controller.build.runners import finalize_variant, litert_interpreter_class
-from controller.build.source import SourceModel, preprocess
+from controller.optimize.errors import VariantUnavailable
+from controller.optimize.onnx_variants import VariantSpec
+from controller.optimize.runners import finalize_variant, litert_interpreter_class
+from controller.optimize.source import SourceModel, preprocess
 from edgefleet.modelmeta import InputQuantization, VariantMetadata
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def _static_batch_copy(src: Path, dst: Path) -> None:
     from shapes and mis-transposes residual adds when they are unknown."""
     import onnx
 
-    from controller.build.source import load_onnx
+    from controller.optimize.source import load_onnx
 
     model = load_onnx(src)
     for value in (*model.graph.input, *model.graph.output):

@@ -28,8 +28,8 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import select
 
-from controller.build.pipeline import BUILT
-from controller.build.select import select_for_profile
+from controller.optimize.pipeline import BUILT
+from controller.optimize.select import select_for_profile
 from controller.services.model_records import now_ms, variant_target, write_selection
 from controller.services.model_views import BenchCandidate, BenchResult, evaluation_from_dict
 from controller.services.models import ModelCatalogue, model_row

@@ -23,11 +23,17 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from controller.artifacts import ArtifactRef
-from controller.build.errors import BuildError
-from controller.build.evaluate import MeasureConfig
-from controller.build.pipeline import BUILT, BuildOptions, BuildReport, VariantResult, build_model
-from controller.build.source import SourceModel
-from controller.build.tflite_variants import Onnx2TfConfig
+from controller.optimize.errors import BuildError
+from controller.optimize.evaluate import MeasureConfig
+from controller.optimize.pipeline import (
+    BUILT,
+    BuildOptions,
+    BuildReport,
+    VariantResult,
+    build_model,
+)
+from controller.optimize.source import SourceModel
+from controller.optimize.tflite_variants import Onnx2TfConfig
 from controller.services.model_checks import immutable_hint
 from controller.services.model_records import (
     built_count,
@@ -51,9 +57,9 @@ Progress = Callable[[str, str], None]
 
 def variant_names() -> list[str]:
     """Every variant name a build knows (``BuildRequest.only`` picks among them)."""
-    from controller.build.onnx_variants import onnx_variant_specs
-    from controller.build.pipeline import MIXED
-    from controller.build.tflite_variants import FLAVOURS
+    from controller.optimize.onnx_variants import onnx_variant_specs
+    from controller.optimize.pipeline import MIXED
+    from controller.optimize.tflite_variants import FLAVOURS
 
     defaults = BuildOptions()
     onnx = onnx_variant_specs(
@@ -113,7 +119,7 @@ class BuildRunner:
         profiles = self.resolve_profiles(request.profiles)
         self.check_variant_names(request.only)
         if not request.include_tflite:
-            from controller.build.tflite_variants import FLAVOURS
+            from controller.optimize.tflite_variants import FLAVOURS
 
             litert = [n for n in request.only if n in FLAVOURS]
             if litert:

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from controller.build.pipeline import BUILT
-from controller.build.select import Selection
+from controller.optimize.pipeline import BUILT
+from controller.optimize.select import Selection
 from controller.services.model_views import candidates_of
 from controller.services.releases import StagedTarget
 from controller.signing import target_path

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.build.evaluate import Evaluation
-from controller.build.select import SLOWER, TOO_CLOSE, Selection
+from controller.optimize.evaluate import Evaluation
+from controller.optimize.select import SLOWER, TOO_CLOSE, Selection
 from controller.store.models_models import ModelRow, SelectionRow, VariantRow
 from edgefleet.modelmeta import Preprocessing, VariantMetadata
 

@@ -32,9 +32,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from controller.artifacts import ArtifactNotFound, ArtifactStore
-from controller.build.errors import BuildError
-from controller.build.pipeline import BUILT
-from controller.build.source import SourceModel, inspect_onnx
+from controller.optimize.errors import BuildError
+from controller.optimize.pipeline import BUILT
+from controller.optimize.source import SourceModel, inspect_onnx
 from controller.services.model_checks import (
     preprocessing,
     preprocessing_dict,

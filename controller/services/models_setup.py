@@ -8,8 +8,8 @@ import threading
 from dataclasses import dataclass
 
 from controller.artifacts import ArtifactStore, store_from_url
-from controller.build.tflite_variants import Onnx2TfConfig
 from controller.config import ControllerConfig
+from controller.optimize.tflite_variants import Onnx2TfConfig
 from controller.services.model_bench import DeviceBenchmarks
 from controller.services.model_build import BuildRunner
 from controller.services.models import ModelCatalogue

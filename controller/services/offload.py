@@ -78,7 +78,7 @@ def load_cloud_model(
     threads: int = 0, preprocess_file: Path | None = None,
 ) -> CloudModel:  # fmt: skip
     """An ONNX cloud model; preprocessing/labels default to files next to it."""
-    from controller.build.source import load_preprocessing
+    from controller.optimize.source import load_preprocessing
 
     if not path.is_file():
         raise ConfigError(f"cloud model file {path} does not exist")

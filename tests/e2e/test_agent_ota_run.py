@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.build.synthetic import synthetic_frames
+from controller.optimize.synthetic import synthetic_frames
 from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc
 from tests.fleet import Admin, start_controller
 from tests.rollout_fleet import add_and_build, speed_up, wait_for

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.build.synthetic import make_tiny_cnn, self_labels, synthetic_frames
+from controller.optimize.synthetic import make_tiny_cnn, self_labels, synthetic_frames
 from edgefleet.modelmeta import Preprocessing
 from edgefleet.profiles import BUILTIN_PROFILES
 from tests.conftest import free_port

@@ -23,7 +23,7 @@ from agent.ota import machine as m
 from agent.ota.component import ProbationFeed
 from agent.pack import pack_model
 from agent.telemetry.aggregator import TelemetryAggregator
-from controller.build.synthetic import make_tiny_cnn, synthetic_frames
+from controller.optimize.synthetic import make_tiny_cnn, synthetic_frames
 from tests.rollout_fleet import PRE
 
 FRAMES = 60

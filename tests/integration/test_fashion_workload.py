@@ -19,11 +19,11 @@ from agent.inference.agent import Result
 from agent.pack import pack_model
 from agent.runtime.model import load_variant
 from controller.app import Controller
-from controller.build.evaluate import MeasureConfig
-from controller.build.pipeline import BuildOptions, BuildReport, build_model
-from controller.build.runners import open_runner
-from controller.build.source import SourceModel, load_preprocessing
-from controller.build.tflite_variants import Onnx2TfConfig, onnx2tf_python
+from controller.optimize.evaluate import MeasureConfig
+from controller.optimize.pipeline import BuildOptions, BuildReport, build_model
+from controller.optimize.runners import open_runner
+from controller.optimize.source import SourceModel, load_preprocessing
+from controller.optimize.tflite_variants import Onnx2TfConfig, onnx2tf_python
 from edgefleet.profiles import BUILTIN_PROFILES
 from tests.conftest import REPO
 from tests.fleet import Admin, start_controller

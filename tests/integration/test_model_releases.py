@@ -20,7 +20,7 @@ from agent.enroll import enroll
 from agent.hardware import detect
 from agent.identity import Credentials, Identity
 from controller.app import Controller
-from controller.build.synthetic import make_tiny_cnn, self_labels, synthetic_frames
+from controller.optimize.synthetic import make_tiny_cnn, self_labels, synthetic_frames
 from edgefleet.v1 import (
     models_pb2,
     models_pb2_grpc,

@@ -21,7 +21,7 @@ from agent.hardware import detect
 from agent.identity import Credentials, Identity
 from agent.updates_client import UpdateClient
 from controller.app import Controller
-from controller.build.synthetic import make_tiny_cnn, self_labels, synthetic_frames
+from controller.optimize.synthetic import make_tiny_cnn, self_labels, synthetic_frames
 from edgefleet.modelmeta import Preprocessing
 from edgefleet.updates import ArtifactMismatch, verify_artifact_stream
 from edgefleet.v1 import models_pb2, models_pb2_grpc

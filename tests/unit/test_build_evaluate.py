@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from controller.build import evaluate
-from controller.build.evaluate import (
+from controller.optimize import evaluate
+from controller.optimize.evaluate import (
     Evaluation,
     Latency,
     MeasureConfig,

@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.build.errors import VariantUnavailable
-from controller.build.evaluate import MeasureConfig
-from controller.build.onnx_variants import VariantSpec
-from controller.build.pipeline import SKIPPED, BuildOptions, _Builder, build_model
-from controller.build.runners import LiteRtRunner, sha256_file
-from controller.build.source import SourceModel, load_preprocessing
-from controller.build.synthetic import make_tiny_cnn, self_labels, synthetic_frames
-from controller.build.tflite_variants import (
+from controller.config import ONNX2TF_ENV, ToolchainSearch, discover_onnx2tf
+from controller.optimize.errors import VariantUnavailable
+from controller.optimize.evaluate import MeasureConfig
+from controller.optimize.onnx_variants import VariantSpec
+from controller.optimize.pipeline import SKIPPED, BuildOptions, _Builder, build_model
+from controller.optimize.runners import LiteRtRunner, sha256_file
+from controller.optimize.source import SourceModel, load_preprocessing
+from controller.optimize.synthetic import make_tiny_cnn, self_labels, synthetic_frames
+from controller.optimize.tflite_variants import (
     TFLITE_MISSING,
     TFLITE_NOT_REQUESTED,
     Onnx2TfConfig,
@@ -24,7 +25,6 @@ from controller.build.tflite_variants import (
     build_tflite,
     onnx2tf_python,
 )
-from controller.config import ONNX2TF_ENV, ToolchainSearch, discover_onnx2tf
 from edgefleet.modelmeta import METADATA_FILE, Preprocessing, VariantMetadata
 from edgefleet.profiles import BUILTIN_PROFILES
 

@@ -9,8 +9,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from controller.build.evaluate import Evaluation, Latency
-from controller.build.select import (
+from controller.optimize.evaluate import Evaluation, Latency
+from controller.optimize.select import (
     DEVICE,
     HOST_ESTIMATE,
     SLOWER,

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.build.errors import BuildError, DataMismatch, NotAnOnnxModel
-from controller.build.source import SourceModel, inspect_onnx, load_preprocessing, preprocess
-from controller.build.synthetic import make_tiny_cnn, self_labels, synthetic_frames
 from controller.errors import ControllerError
+from controller.optimize.errors import BuildError, DataMismatch, NotAnOnnxModel
+from controller.optimize.source import SourceModel, inspect_onnx, load_preprocessing, preprocess
+from controller.optimize.synthetic import make_tiny_cnn, self_labels, synthetic_frames
 from edgefleet.modelmeta import Preprocessing
 
 PRE = Preprocessing(size=(32, 32), channels=1)

@@ -9,11 +9,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from controller.build import onnx_variants as ov
-from controller.build.errors import VariantUnavailable
-from controller.build.runners import OrtRunner, sha256_file
-from controller.build.source import SourceModel
-from controller.build.synthetic import make_tiny_cnn, self_labels, synthetic_frames
+from controller.optimize import onnx_variants as ov
+from controller.optimize.errors import VariantUnavailable
+from controller.optimize.runners import OrtRunner, sha256_file
+from controller.optimize.source import SourceModel
+from controller.optimize.synthetic import make_tiny_cnn, self_labels, synthetic_frames
 from edgefleet.modelmeta import METADATA_FILE, Preprocessing, VariantMetadata
 
 PRE = Preprocessing(size=(32, 32), channels=1)

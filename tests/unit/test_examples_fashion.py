@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from agent.runtime.preprocess import Preprocessor
-from controller.build.source import preprocess as build_preprocess
+from controller.optimize.source import preprocess as build_preprocess
 from controller.serving.cloud_model import preprocess as cloud_preprocess
 from edgefleet.frames import frames_tensor
 from edgefleet.modelmeta import Preprocessing
