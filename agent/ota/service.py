@@ -244,9 +244,9 @@ class OtaService:
         if state.previous is None or state.probation is not None:
             return False
         try:
-            slot = self.store.verify_slot(state.previous)
-            if slot.variant_id != variant:
+            if self.store.verify_slot(state.previous, rehash_model=False).variant_id != variant:
                 return False
+            slot = self.store.verify_slot(state.previous)  # the model re-hashed too
             self._verifier.verify_target(slot.target)
             self.store.activate(state.previous, rehash_model=False)  # re-hashed just above
             self.store.commit()
