@@ -394,8 +394,8 @@ def _check_metadata(
         raise SlotCorrupted(f"slot {slot}: metadata unreadable: {exc}") from exc
     want = json.loads(json.dumps(signed.to_dict()))
     if installed != want or signed.file != model_file or signed.variant_id != variant_id:
-        differ = sorted(k for k in want if installed.get(k) != want[k]) if isinstance(
-            installed, dict) else ["all"]  # fmt: skip
+        got = installed if isinstance(installed, dict) else {}
+        differ = sorted(k for k in want if got.get(k) != want[k]) or ["file"]
         raise SlotCorrupted(
             f"slot {slot}: variant metadata differs from its verified target ({differ})"
         )
