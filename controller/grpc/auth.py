@@ -24,16 +24,15 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from controller.grpc.error_status import abort_with_status
 from controller.grpc.throttle import CredentialThrottle, caller_address
 from controller.services.devices import Device, DeviceRegistry
 from edgefleet.enrollment import certificate_fingerprint
 from edgefleet.errors import (
     EdgeFleetError,
     PermissionDenied,
-    ResourceExhausted,
     Unauthenticated,
 )
-from edgefleet.status import status_for
 
 log = logging.getLogger(__name__)
 
@@ -117,13 +116,6 @@ class AuthInterceptor(grpc.ServerInterceptor):
         return refuse
 
 
-def _abort(context: grpc.ServicerContext, method: str, error: EdgeFleetError) -> None:
-    code = status_for(error)
-    if not isinstance(error, ResourceExhausted):  # the throttle logs those, bounded
-        log.info("%s -> %s: %s", method, code.name, error)
-    context.abort(code, str(error))
-
-
 def _wrap(
     handler: grpc.RpcMethodHandler,
     method: str,
@@ -160,7 +152,7 @@ def _wrap(
                     failed(context)  # e.g. a wrong enrollment secret
                     raise
             except EdgeFleetError as exc:
-                _abort(context, method, exc)
+                abort_with_status(context, method, exc)
             finally:
                 leave(token, started)
 
@@ -173,7 +165,7 @@ def _wrap(
                 token = enter(context)
                 yield from behavior(request, context)
             except EdgeFleetError as exc:
-                _abort(context, method, exc)
+                abort_with_status(context, method, exc)
             finally:
                 leave(token, started)
 

@@ -9,16 +9,23 @@ from typing import Any
 
 import grpc
 
-from edgefleet.errors import EdgeFleetError
+from edgefleet.errors import EdgeFleetError, ResourceExhausted
 from edgefleet.status import status_for
 
 log = logging.getLogger(__name__)
 
 
 def abort_with_status(context: grpc.ServicerContext, method: str, error: EdgeFleetError) -> None:
+    """End the call with the error's status code from the shared table, logged once (a rate or
+    size refusal at debug level only: whoever refused it counts and logs it, bounded)."""
     code = status_for(error)
-    log.log(logging.ERROR if code is grpc.StatusCode.INTERNAL else logging.INFO,
-            "%s -> %s: %s", method, code.name, error)  # fmt: skip
+    if code is grpc.StatusCode.INTERNAL:
+        level = logging.ERROR
+    elif isinstance(error, ResourceExhausted):
+        level = logging.DEBUG
+    else:
+        level = logging.INFO
+    log.log(level, "%s -> %s: %s", method, code.name, error)
     context.abort(code, str(error))
 
 
