@@ -96,6 +96,3 @@ class ModelHolder:
         with self._lock:
             previous, self._model = self._model, model
         return previous
-
-    def load_and_swap(self, directory: str | Path, threads: int | None = None) -> LoadedModel:
-        return self.swap(load_variant(directory, threads))
