@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
+from controller.config import ControllerConfig
 from controller.demo import context, inference, models, rollouts
 from controller.demo.context import FASHION, DemoFailed, DemoRun, Workload
 from edgefleet.modelmeta import Preprocessing
@@ -85,7 +86,7 @@ def test_steps_are_timed_and_the_slowest_listed(
 ) -> None:
     clock = iter([10.0, 12.5, 42.5])
     monkeypatch.setattr(context.time, "monotonic", lambda: next(clock))
-    demo = DemoRun(root=tmp_path, controller=cast(Any, None))
+    demo = DemoRun(root=tmp_path, config=ControllerConfig(data_dir=tmp_path))
     demo.step("first")
     demo.step("second")
     demo.print_durations()
