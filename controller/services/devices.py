@@ -291,8 +291,11 @@ class DeviceRegistry:
     def record_presence(
         self, device_id: str, *, online: bool, unix_ms: int | None = None, agent_version: str = ""
     ) -> None:
-        """A sign of life (or a last will). Revoked devices stay offline."""
-        seen = unix_ms or self._clock_ms()
+        """A sign of life (or a last will). Revoked devices stay offline. ``unix_ms`` is the
+        device's clock: never stored ahead of the controller's, or one message stamped far in
+        the future would keep the device online through every presence sweep."""
+        now = self._clock_ms()
+        seen = min(unix_ms or now, now)
         with self._db.session() as s:
             row = s.get(DeviceRow, device_id)
             if row is None or row.state != "enrolled":
