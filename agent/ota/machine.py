@@ -349,8 +349,11 @@ def _retry(config: UpdateConfig, state: UpdateState, reason: str, now: float) ->
         rounds = state.rounds + 1  # a transient failure: try this target again later
         delay = config.round_backoff(rounds)
         why = f"{why}; download round {rounds + 1} of {config.retry_rounds + 1} in {delay:.0f} s"
-        failed, actions = _fail(replace(state, rounds=rounds), why)
-        return replace(failed, retry_at=now + delay), actions
+        failed, _ = _fail(replace(state, rounds=rounds), why)
+        # Still trying: the controller hears "downloading" (a rollout must not count a round
+        # that a later one may still complete as a failed install).
+        vid = state.target.variant_id if state.target else None
+        return replace(failed, retry_at=now + delay), (Report("downloading", vid, why),)
     until = now + config.backoff(attempts)
     return replace(state, attempts=attempts, retry_at=until, reason=reason), (Wait(until),)
 

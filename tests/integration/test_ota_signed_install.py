@@ -377,7 +377,8 @@ def test_failed_resume_is_retried_with_backoff(fleet: Fleet, agent: Agent) -> No
         assert gave_up.phase == "failed" and gave_up.retry_at is not None, gave_up
         assert "at byte 3072" in gave_up.reason and "UNAVAILABLE" in gave_up.reason
         assert "download round 2 of 4 in 0 s" in gave_up.reason
-        assert reported(fleet.ctl, agent)[0] == "failed"
+        # The controller hears it is still downloading: a later round may yet succeed.
+        assert reported(fleet.ctl, agent)[0] == "downloading"
         assert wait_until(lambda: ticked(service) == "probation", timeout_s=10)
         service.tick()  # zero-second probation: commit
         assert service.current_variant == v2.variant_id, service.reports

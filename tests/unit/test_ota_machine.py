@@ -189,6 +189,7 @@ def test_a_download_that_gave_up_is_tried_again_in_bounded_rounds() -> None:
     for _ in range(2):
         s, acts = m.transition(cfg, s, m.DownloadFailed("resume failed", now))
         assert s.phase == "failed" and s.retry_at is not None and kinds(list(acts)) == ["Report"]
+        assert acts[0] == m.Report("downloading", t.variant_id, s.reason)  # still trying
         delays.append(s.retry_at - now)
         assert m.transition(cfg, s, m.Timer(s.retry_at - 1))[1] == ()  # not yet
         assert m.transition(cfg, s, m.DesiredState(t, now))[1] == ()  # same target: waits
@@ -198,4 +199,5 @@ def test_a_download_that_gave_up_is_tried_again_in_bounded_rounds() -> None:
     assert delays == [30.0, 60.0]
     s, acts = m.transition(cfg, s, m.DownloadFailed("resume failed", now))
     assert s.phase == "failed" and s.retry_at is None  # rounds spent: failed for good
+    assert [a.phase for a in acts if isinstance(a, m.Report)] == ["failed"]
     assert m.transition(cfg, s, m.Timer(now + 1e6))[1] == ()
