@@ -6,6 +6,8 @@ and gRPC heartbeats; no frame source)."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -30,6 +32,20 @@ from edgefleet.v1 import models_pb2, models_pb2_grpc, rollouts_pb2, rollouts_pb2
 from tests.fleet import Admin, controller_with_admin
 
 PRE = Preprocessing(size=(32, 32), channels=1)
+
+
+AGENT_CLI = Path(sys.executable).parent / "edgefleet-agent"
+
+
+def enroll_with_cli(admin: Admin, data_dir: Path, name: str, **labels: str) -> str:
+    """Register ``name`` and enroll it with the real `edgefleet-agent enroll`; its device id."""
+    enrolled = subprocess.run(
+        [str(AGENT_CLI), "enroll", "--controller", admin.address, "--token",
+         admin.register(name, "auto", **labels), "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert enrolled.returncode == 0, enrolled.stderr
+    return next(d.device_id for d in admin.devices() if d.name == name)
 
 
 def add_and_build(admin: Admin, tmp: Path, name: str, seed_width: int) -> int:

@@ -24,7 +24,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from controller.grpc.error_status import abort_with_status
+from controller.grpc.error_status import abort_with_status, rewrap
 from controller.grpc.throttle import CredentialThrottle, caller_address
 from controller.services.devices import Device, DeviceRegistry
 from edgefleet.enrollment import certificate_fingerprint
@@ -171,10 +171,4 @@ def _wrap(
 
         return call
 
-    if handler.unary_unary:
-        return handler._replace(unary_unary=unary(handler.unary_unary))
-    if handler.stream_unary:
-        return handler._replace(stream_unary=unary(handler.stream_unary))
-    if handler.unary_stream:
-        return handler._replace(unary_stream=streaming(handler.unary_stream))
-    return handler._replace(stream_stream=streaming(handler.stream_stream))
+    return rewrap(handler, unary, streaming)

@@ -60,10 +60,19 @@ class ErrorStatusInterceptor(grpc.ServerInterceptor):
 
             return call
 
-        if handler.unary_unary:
-            return handler._replace(unary_unary=unary(handler.unary_unary))
-        if handler.stream_unary:
-            return handler._replace(stream_unary=unary(handler.stream_unary))
-        if handler.unary_stream:
-            return handler._replace(unary_stream=streaming(handler.unary_stream))
-        return handler._replace(stream_stream=streaming(handler.stream_stream))
+        return rewrap(handler, unary, streaming)
+
+
+Wrapper = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def rewrap(handler: grpc.RpcMethodHandler, unary: Wrapper, streaming: Wrapper) -> Any:
+    """``handler`` with its behaviour wrapped: ``unary`` for methods that answer once,
+    ``streaming`` for methods that answer with a stream."""
+    if handler.unary_unary:
+        return handler._replace(unary_unary=unary(handler.unary_unary))
+    if handler.stream_unary:
+        return handler._replace(stream_unary=unary(handler.stream_unary))
+    if handler.unary_stream:
+        return handler._replace(unary_stream=streaming(handler.unary_stream))
+    return handler._replace(stream_stream=streaming(handler.stream_stream))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,9 @@ import pytest
 from controller.optimize.synthetic import synthetic_frames
 from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc
 from tests.fleet import Admin, start_controller
-from tests.rollout_fleet import add_and_build, speed_up, wait_for
+from tests.rollout_fleet import AGENT_CLI, add_and_build, enroll_with_cli, speed_up, wait_for
 
-AGENT = Path(sys.executable).parent / "edgefleet-agent"
+AGENT = AGENT_CLI
 
 
 def _run_agent(data_dir: Path, frames: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -54,13 +53,7 @@ def test_agent_without_model_runs_what_ota_installs(tmp_path: Path) -> None:
         frames = tmp_path / "frames.npy"
         np.save(frames, synthetic_frames(16))
         data_dir = tmp_path / "agent"
-        enrolled = subprocess.run(
-            [str(AGENT), "enroll", "--controller", admin.address, "--token",
-             admin.register("cam-1", "auto", site="lab"), "--data-dir", str(data_dir)],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert enrolled.returncode == 0, enrolled.stderr
-        device_id = next(d.device_id for d in admin.devices() if d.name == "cam-1")
+        device_id = enroll_with_cli(admin, data_dir, "cam-1", site="lab")
 
         procs.append(_run_agent(data_dir, frames, log))
         stub = rollouts_pb2_grpc.RolloutAdminServiceStub(admin.channel)

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,9 @@ from controller.app import Controller
 from controller.optimize.synthetic import synthetic_frames
 from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc
 from tests.fleet import Admin, start_controller
-from tests.rollout_fleet import add_and_build, speed_up, wait_for
+from tests.rollout_fleet import AGENT_CLI, add_and_build, enroll_with_cli, speed_up, wait_for
 
-AGENT = Path(sys.executable).parent / "edgefleet-agent"
+AGENT = AGENT_CLI
 FPS = 200  # default latency budget: the frame period, 5 ms
 SLOW_WIDTH = 200  # ~16 ms a frame on one core of the test machine; v1 (width 8) ~0.1 ms
 
@@ -79,13 +78,7 @@ def test_too_slow_model_is_rolled_back_on_device_and_results_keep_flowing(
         frames = tmp_path / "frames.npy"
         np.save(frames, synthetic_frames(16))
         data_dir = tmp_path / "agent"
-        enrolled = subprocess.run(
-            [str(AGENT), "enroll", "--controller", admin.address, "--token",
-             admin.register("cam-1", "auto", site="lab"), "--data-dir", str(data_dir)],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-        assert enrolled.returncode == 0, enrolled.stderr
-        device_id = next(d.device_id for d in admin.devices() if d.name == "cam-1")
+        device_id = enroll_with_cli(admin, data_dir, "cam-1", site="lab")
         profile = ctl.registry.get(device_id).profile
         ids = {}
         for version in (v1, v2):
