@@ -284,7 +284,7 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
 
 def _start_grpc(c: Controller, stack: ExitStack) -> None:
     from controller.grpc.models_servicer import add_model_services
-    from controller.grpc.offload_servicer import OffloadServicer
+    from controller.grpc.offload_servicer import OffloadServicer, offload_stream_limits
     from controller.grpc.rollouts_servicer import add_rollout_services
     from edgefleet.v1 import admin_pb2_grpc, device_pb2_grpc, fleet_pb2_grpc, inference_pb2_grpc
 
@@ -313,7 +313,12 @@ def _start_grpc(c: Controller, stack: ExitStack) -> None:
                 DeviceAdminServicer(c.registry, c.profiles), s
             ),
             lambda s: inference_pb2_grpc.add_OffloadServiceServicer_to_server(
-                OffloadServicer(offload_models, identify=device_id, on_pair=c.offload_pairs.record),
+                OffloadServicer(
+                    offload_models,
+                    identify=device_id,
+                    on_pair=c.offload_pairs.record,
+                    stream_limits=offload_stream_limits(cfg.grpc_workers),
+                ),
                 s,
             ),
             lambda s: fleet_pb2_grpc.add_FleetAdminServiceServicer_to_server(
