@@ -1,26 +1,44 @@
 """OffloadService (devices, mutual TLS) — thin: decode the frame, ask the cloud model, encode
 the answer. Domain errors reach the caller through the shared status table (the auth
-interceptor on the controller's server, ErrorStatusInterceptor on a plain test server)."""
+interceptor on the controller's server, ErrorStatusInterceptor on a plain test server).
+
+OffloadStream is the same exchange on a long-lived stream, one frame at a time: each frame has
+its own deadline (``timeout_ms``, at most ``MAX_FRAME_TIMEOUT_S``) and each answer its own
+status from the same table, so a refused (RESOURCE_EXHAUSTED), late (DEADLINE_EXCEEDED) or
+malformed (INVALID_ARGUMENT) frame does not end the stream. A stream holds a server worker
+thread while it is open, so streams are bounded per device and in all (``StreamLimits``),
+and one left idle (or open too long) is cancelled; a refused stream ends RESOURCE_EXHAUSTED
+and the device offloads with unary calls.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 
 import grpc
 import numpy as np
 
 from controller.grpc.error_status import ErrorStatusInterceptor
+from controller.grpc.stream_guard import StreamLimits, StreamSlots
 from controller.services.offload import LabelledPair
 from controller.serving.cloud_model import Prediction, Predictor
-from controller.serving.errors import MalformedFrame, UnknownModel
+from controller.serving.errors import InvalidOffloadRequest, MalformedFrame, UnknownModel
 from controller.serving.images import FrameLimits, decode_image
+from edgefleet.errors import EdgeFleetError, ResourceExhausted
+from edgefleet.status import status_for
 from edgefleet.v1 import inference_pb2, inference_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+MAX_FRAME_TIMEOUT_S = 60.0
+# Longest text fields an offload request may carry: a model name (the catalogue's are at most
+# 64 characters, its cloud_for column 128), a variant id and a frame id. Checked before any
+# lookup, so a device cannot make the controller look up, remember or echo megabytes of name.
+MAX_MODEL_NAME = 128
+MAX_ID_CHARS = 256
 _DTYPES: dict[int, np.dtype] = {
     inference_pb2.TENSOR_DTYPE_UINT8: np.dtype(np.uint8),
     inference_pb2.TENSOR_DTYPE_INT8: np.dtype(np.int8),
@@ -46,6 +64,17 @@ def decode_tensor(tensor: inference_pb2.Tensor, limits: FrameLimits) -> np.ndarr
     if dtype.kind == "f" and not np.all(np.isfinite(frame)):
         raise MalformedFrame("frame holds NaN or infinite values")
     return frame
+
+
+def check_request_fields(request: inference_pb2.OffloadRequest) -> None:
+    """InvalidOffloadRequest when a text field is longer than any real one can be."""
+    for name, value, limit in (
+        ("model", request.model, MAX_MODEL_NAME),
+        ("edge_variant_id", request.edge_variant_id, MAX_ID_CHARS),
+        ("frame_id", request.frame_id, MAX_ID_CHARS),
+    ):
+        if len(value) > limit:
+            raise InvalidOffloadRequest(f"{name} longer than {limit} characters ({len(value)})")
 
 
 def decode_request(request: inference_pb2.OffloadRequest, limits: FrameLimits) -> np.ndarray:
@@ -86,10 +115,26 @@ def labelled_pair(
     )
 
 
+def offload_stream_limits(workers: int) -> StreamLimits:
+    """Offload streams may hold half of `workers` server threads, 4 per device; a stream with
+    no frame for 60 s, or open for 15 minutes, is cancelled (the device opens a new one)."""
+    total = max(1, workers // 2)
+    return StreamLimits(per_device=min(4, total), total=total, idle_s=60.0, max_s=900.0)
+
+
+def frame_timeout(request: inference_pb2.OffloadRequest, stream_remaining: float | None) -> float:
+    """A stream frame's deadline in seconds: its own, never past the stream's."""
+    if request.timeout_ms <= 0:
+        raise MalformedFrame("a stream frame needs timeout_ms > 0")
+    timeout = min(request.timeout_ms / 1000.0, MAX_FRAME_TIMEOUT_S)
+    return timeout if stream_remaining is None else min(timeout, stream_remaining)
+
+
 class OffloadServicer(inference_pb2_grpc.OffloadServiceServicer):
     """`models` maps an edge task name to its cloud predictor (CloudModel or BatchedModel);
     `identify` returns the caller's device id (from the mTLS certificate); `on_pair` receives
-    each labelled pair (it must be quick; its failures are logged, never the caller's)."""
+    each labelled pair (it must be quick; its failures are logged, never the caller's);
+    `stream_limits` bounds the open OffloadStream calls (see offload_stream_limits)."""
 
     def __init__(
         self,
@@ -97,21 +142,78 @@ class OffloadServicer(inference_pb2_grpc.OffloadServiceServicer):
         identify: Callable[[grpc.ServicerContext], str],
         on_pair: Callable[[LabelledPair], None] | None = None,
         with_probabilities: bool = False,
+        stream_limits: StreamLimits | None = None,
     ) -> None:
         self.models = models
         self.identify = identify
         self.on_pair = on_pair
         self.with_probabilities = with_probabilities
+        self.streams = StreamSlots(stream_limits or offload_stream_limits(32))
 
     def Offload(
         self, request: inference_pb2.OffloadRequest, context: grpc.ServicerContext
     ) -> inference_pb2.OffloadResponse:
         device_id = self.identify(context)
+        return self._answer(device_id, request, context.time_remaining())
+
+    def OffloadStream(
+        self, requests: Iterator[inference_pb2.OffloadRequest], context: grpc.ServicerContext
+    ) -> Iterator[inference_pb2.OffloadResponse]:
+        device_id = self.identify(context)
+        try:
+            stream = self.streams.open(device_id, context)
+        except ResourceExhausted as exc:
+            raise ResourceExhausted(
+                f"too many offload streams ({self.streams.limits.per_device} per device, "
+                f"{self.streams.limits.total} in all): offload with unary calls",
+                retry_after_s=exc.retry_after_s,
+            ) from None
+        try:
+            while True:
+                self.streams.sending(stream)  # waiting for the device: idle time counts
+                try:
+                    request = next(requests, None)
+                except grpc.RpcError:  # cancelled (by the device or the idle watchdog)
+                    return
+                self.streams.sent(stream)
+                if request is None:
+                    return
+                reply = self._answer_on_stream(device_id, request, context)
+                self.streams.sending(stream)
+                yield reply
+                self.streams.sent(stream)
+        finally:
+            self.streams.close(stream)
+
+    def _answer_on_stream(
+        self,
+        device_id: str,
+        request: inference_pb2.OffloadRequest,
+        context: grpc.ServicerContext,
+    ) -> inference_pb2.OffloadResponse:
+        try:
+            timeout = frame_timeout(request, context.time_remaining())
+            reply = self._answer(device_id, request, timeout)
+        except EdgeFleetError as exc:
+            code = status_for(exc)
+            log.log(
+                logging.ERROR if code is grpc.StatusCode.INTERNAL else logging.DEBUG,
+                "OffloadStream frame of device=%s -> %s: %s", device_id, code.name, exc,
+            )  # fmt: skip
+            return inference_pb2.OffloadResponse(
+                sequence=request.sequence, status_code=code.value[0], status_message=str(exc)
+            )
+        reply.sequence = request.sequence
+        return reply
+
+    def _answer(
+        self, device_id: str, request: inference_pb2.OffloadRequest, timeout_s: float | None
+    ) -> inference_pb2.OffloadResponse:
         model = self.models.get(request.model)
         if model is None:
             raise UnknownModel(f"no cloud model serves {request.model!r}")
         frame = decode_request(request, FrameLimits.for_input(model.input_size))
-        prediction = model.predict(frame, timeout_s=context.time_remaining())
+        prediction = model.predict(frame, timeout_s=timeout_s)
         if self.on_pair is not None:
             try:
                 self.on_pair(labelled_pair(device_id, request, prediction))

@@ -24,23 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65\x64gefleet/v1/inference.proto\x12\x0c\x65\x64gefleet.v1\"O\n\x06Tensor\x12(\n\x05\x64type\x18\x01 \x01(\x0e\x32\x19.edgefleet.v1.TensorDtype\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\",\n\x0c\x45ncodedImage\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\xe5\x01\n\x0eOffloadRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x17\n\x0f\x65\x64ge_variant_id\x18\x02 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x03 \x01(\t\x12%\n\x05\x66rame\x18\x04 \x01(\x0b\x32\x14.edgefleet.v1.TensorH\x00\x12+\n\x05image\x18\x05 \x01(\x0b\x32\x1a.edgefleet.v1.EncodedImageH\x00\x12\x12\n\nedge_label\x18\x06 \x01(\x05\x12\x17\n\x0f\x65\x64ge_confidence\x18\x07 \x01(\x02\x12\r\n\x05\x61udit\x18\x08 \x01(\x08\x42\t\n\x07payload\"\x95\x01\n\x0fOffloadResponse\x12\r\n\x05label\x18\x01 \x01(\x05\x12\x12\n\nlabel_name\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x15\n\rprobabilities\x18\x04 \x03(\x02\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x10\n\x08queue_ms\x18\x06 \x01(\x02\x12\x10\n\x08infer_ms\x18\x07 \x01(\x02*\x8e\x01\n\x0bTensorDtype\x12\x1c\n\x18TENSOR_DTYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12TENSOR_DTYPE_UINT8\x10\x01\x12\x15\n\x11TENSOR_DTYPE_INT8\x10\x02\x12\x18\n\x14TENSOR_DTYPE_FLOAT16\x10\x03\x12\x18\n\x14TENSOR_DTYPE_FLOAT32\x10\x04\x32X\n\x0eOffloadService\x12\x46\n\x07Offload\x12\x1c.edgefleet.v1.OffloadRequest\x1a\x1d.edgefleet.v1.OffloadResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65\x64gefleet/v1/inference.proto\x12\x0c\x65\x64gefleet.v1\"O\n\x06Tensor\x12(\n\x05\x64type\x18\x01 \x01(\x0e\x32\x19.edgefleet.v1.TensorDtype\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\",\n\x0c\x45ncodedImage\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\x8b\x02\n\x0eOffloadRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x17\n\x0f\x65\x64ge_variant_id\x18\x02 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x03 \x01(\t\x12%\n\x05\x66rame\x18\x04 \x01(\x0b\x32\x14.edgefleet.v1.TensorH\x00\x12+\n\x05image\x18\x05 \x01(\x0b\x32\x1a.edgefleet.v1.EncodedImageH\x00\x12\x12\n\nedge_label\x18\x06 \x01(\x05\x12\x17\n\x0f\x65\x64ge_confidence\x18\x07 \x01(\x02\x12\r\n\x05\x61udit\x18\x08 \x01(\x08\x12\x10\n\x08sequence\x18\t \x01(\x04\x12\x12\n\ntimeout_ms\x18\n \x01(\rB\t\n\x07payload\"\xd4\x01\n\x0fOffloadResponse\x12\r\n\x05label\x18\x01 \x01(\x05\x12\x12\n\nlabel_name\x18\x02 \x01(\t\x12\x12\n\nconfidence\x18\x03 \x01(\x02\x12\x15\n\rprobabilities\x18\x04 \x03(\x02\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x10\n\x08queue_ms\x18\x06 \x01(\x02\x12\x10\n\x08infer_ms\x18\x07 \x01(\x02\x12\x10\n\x08sequence\x18\x08 \x01(\x04\x12\x13\n\x0bstatus_code\x18\t \x01(\x05\x12\x16\n\x0estatus_message\x18\n \x01(\t*\x8e\x01\n\x0bTensorDtype\x12\x1c\n\x18TENSOR_DTYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12TENSOR_DTYPE_UINT8\x10\x01\x12\x15\n\x11TENSOR_DTYPE_INT8\x10\x02\x12\x18\n\x14TENSOR_DTYPE_FLOAT16\x10\x03\x12\x18\n\x14TENSOR_DTYPE_FLOAT32\x10\x04\x32\xaa\x01\n\x0eOffloadService\x12\x46\n\x07Offload\x12\x1c.edgefleet.v1.OffloadRequest\x1a\x1d.edgefleet.v1.OffloadResponse\x12P\n\rOffloadStream\x12\x1c.edgefleet.v1.OffloadRequest\x1a\x1d.edgefleet.v1.OffloadResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgefleet.v1.inference_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TENSORDTYPE']._serialized_start=558
-  _globals['_TENSORDTYPE']._serialized_end=700
+  _globals['_TENSORDTYPE']._serialized_start=659
+  _globals['_TENSORDTYPE']._serialized_end=801
   _globals['_TENSOR']._serialized_start=46
   _globals['_TENSOR']._serialized_end=125
   _globals['_ENCODEDIMAGE']._serialized_start=127
   _globals['_ENCODEDIMAGE']._serialized_end=171
   _globals['_OFFLOADREQUEST']._serialized_start=174
-  _globals['_OFFLOADREQUEST']._serialized_end=403
-  _globals['_OFFLOADRESPONSE']._serialized_start=406
-  _globals['_OFFLOADRESPONSE']._serialized_end=555
-  _globals['_OFFLOADSERVICE']._serialized_start=702
-  _globals['_OFFLOADSERVICE']._serialized_end=790
+  _globals['_OFFLOADREQUEST']._serialized_end=441
+  _globals['_OFFLOADRESPONSE']._serialized_start=444
+  _globals['_OFFLOADRESPONSE']._serialized_end=656
+  _globals['_OFFLOADSERVICE']._serialized_start=804
+  _globals['_OFFLOADSERVICE']._serialized_end=974
 # @@protoc_insertion_point(module_scope)

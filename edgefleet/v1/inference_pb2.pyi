@@ -39,7 +39,7 @@ class EncodedImage(_message.Message):
     def __init__(self, format: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class OffloadRequest(_message.Message):
-    __slots__ = ("model", "edge_variant_id", "frame_id", "frame", "image", "edge_label", "edge_confidence", "audit")
+    __slots__ = ("model", "edge_variant_id", "frame_id", "frame", "image", "edge_label", "edge_confidence", "audit", "sequence", "timeout_ms")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     EDGE_VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
     FRAME_ID_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,8 @@ class OffloadRequest(_message.Message):
     EDGE_LABEL_FIELD_NUMBER: _ClassVar[int]
     EDGE_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     AUDIT_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     model: str
     edge_variant_id: str
     frame_id: str
@@ -56,10 +58,12 @@ class OffloadRequest(_message.Message):
     edge_label: int
     edge_confidence: float
     audit: bool
-    def __init__(self, model: _Optional[str] = ..., edge_variant_id: _Optional[str] = ..., frame_id: _Optional[str] = ..., frame: _Optional[_Union[Tensor, _Mapping]] = ..., image: _Optional[_Union[EncodedImage, _Mapping]] = ..., edge_label: _Optional[int] = ..., edge_confidence: _Optional[float] = ..., audit: _Optional[bool] = ...) -> None: ...
+    sequence: int
+    timeout_ms: int
+    def __init__(self, model: _Optional[str] = ..., edge_variant_id: _Optional[str] = ..., frame_id: _Optional[str] = ..., frame: _Optional[_Union[Tensor, _Mapping]] = ..., image: _Optional[_Union[EncodedImage, _Mapping]] = ..., edge_label: _Optional[int] = ..., edge_confidence: _Optional[float] = ..., audit: _Optional[bool] = ..., sequence: _Optional[int] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
 
 class OffloadResponse(_message.Message):
-    __slots__ = ("label", "label_name", "confidence", "probabilities", "model_id", "queue_ms", "infer_ms")
+    __slots__ = ("label", "label_name", "confidence", "probabilities", "model_id", "queue_ms", "infer_ms", "sequence", "status_code", "status_message")
     LABEL_FIELD_NUMBER: _ClassVar[int]
     LABEL_NAME_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +71,9 @@ class OffloadResponse(_message.Message):
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     QUEUE_MS_FIELD_NUMBER: _ClassVar[int]
     INFER_MS_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_CODE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     label: int
     label_name: str
     confidence: float
@@ -74,4 +81,7 @@ class OffloadResponse(_message.Message):
     model_id: str
     queue_ms: float
     infer_ms: float
-    def __init__(self, label: _Optional[int] = ..., label_name: _Optional[str] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Iterable[float]] = ..., model_id: _Optional[str] = ..., queue_ms: _Optional[float] = ..., infer_ms: _Optional[float] = ...) -> None: ...
+    sequence: int
+    status_code: int
+    status_message: str
+    def __init__(self, label: _Optional[int] = ..., label_name: _Optional[str] = ..., confidence: _Optional[float] = ..., probabilities: _Optional[_Iterable[float]] = ..., model_id: _Optional[str] = ..., queue_ms: _Optional[float] = ..., infer_ms: _Optional[float] = ..., sequence: _Optional[int] = ..., status_code: _Optional[int] = ..., status_message: _Optional[str] = ...) -> None: ...

@@ -42,6 +42,11 @@ class OffloadServiceStub:
                 request_serializer=edgefleet_dot_v1_dot_inference__pb2.OffloadRequest.SerializeToString,
                 response_deserializer=edgefleet_dot_v1_dot_inference__pb2.OffloadResponse.FromString,
                 _registered_method=True)
+        self.OffloadStream = channel.stream_stream(
+                '/edgefleet.v1.OffloadService/OffloadStream',
+                request_serializer=edgefleet_dot_v1_dot_inference__pb2.OffloadRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_v1_dot_inference__pb2.OffloadResponse.FromString,
+                _registered_method=True)
 
 
 class OffloadServiceServicer:
@@ -56,11 +61,27 @@ class OffloadServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OffloadStream(self, request_iterator, context):
+        """The same exchange as a long-lived stream (one per device lane): the device writes a frame,
+        the controller writes its answer, one frame at a time, and the stream stays open for the
+        next one. Each frame carries its own deadline (`timeout_ms`) and each answer its own
+        status: a refused, late or malformed frame ends in a status on its answer, not the stream.
+        An older controller answers UNIMPLEMENTED; the device then uses Offload.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OffloadServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Offload': grpc.unary_unary_rpc_method_handler(
                     servicer.Offload,
+                    request_deserializer=edgefleet_dot_v1_dot_inference__pb2.OffloadRequest.FromString,
+                    response_serializer=edgefleet_dot_v1_dot_inference__pb2.OffloadResponse.SerializeToString,
+            ),
+            'OffloadStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.OffloadStream,
                     request_deserializer=edgefleet_dot_v1_dot_inference__pb2.OffloadRequest.FromString,
                     response_serializer=edgefleet_dot_v1_dot_inference__pb2.OffloadResponse.SerializeToString,
             ),
@@ -93,6 +114,33 @@ class OffloadService:
             request,
             target,
             '/edgefleet.v1.OffloadService/Offload',
+            edgefleet_dot_v1_dot_inference__pb2.OffloadRequest.SerializeToString,
+            edgefleet_dot_v1_dot_inference__pb2.OffloadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OffloadStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/edgefleet.v1.OffloadService/OffloadStream',
             edgefleet_dot_v1_dot_inference__pb2.OffloadRequest.SerializeToString,
             edgefleet_dot_v1_dot_inference__pb2.OffloadResponse.FromString,
             options,

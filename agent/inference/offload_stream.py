@@ -1,0 +1,151 @@
+"""Offload lanes: long-lived OffloadStream calls carrying one frame at a time each.
+
+A lane is one bidirectional stream. ``exchange`` writes a frame and waits (at most its
+timeout) for the answer with the same sequence number; a reader thread takes the stream's
+answers off the wire. A lane whose frame timed out is retired (its late answer would hold up
+the next frame on the server), and so is one whose stream ended; ``LanePool`` opens new ones
+as needed, at most ``max_lanes`` at a time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+
+from edgefleet.v1 import inference_pb2, inference_pb2_grpc
+
+_END = object()  # the request iterator's end marker
+
+
+class LaneBroken(Exception):
+    """The stream ended before the frame's answer came; `code` says how (UNIMPLEMENTED:
+    the controller has no OffloadStream; RESOURCE_EXHAUSTED at open: too many streams)."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+class LaneTimeout(Exception):
+    """No answer within the frame's timeout (the lane is retired)."""
+
+
+class Lane:
+    def __init__(self, stub: inference_pb2_grpc.OffloadServiceStub) -> None:
+        self._requests: queue.Queue[object] = queue.Queue(maxsize=2)  # a frame + the end marker
+        self._replies: queue.Queue[inference_pb2.OffloadResponse | LaneBroken] = queue.Queue(8)
+        self._sequence = itertools.count(1)
+        self.alive = True
+        self._call = stub.OffloadStream(self._outgoing())
+        self._reader = threading.Thread(target=self._read, name="offload-lane", daemon=True)
+        self._reader.start()
+
+    def exchange(
+        self, message: inference_pb2.OffloadRequest, timeout_s: float
+    ) -> inference_pb2.OffloadResponse:
+        """Send `message` (its sequence is set here) and return its answer; LaneTimeout after
+        `timeout_s`, LaneBroken when the stream ends first."""
+        message.sequence = next(self._sequence)
+        self._requests.put_nowait(message)  # one frame at a time: never full
+        end = time.monotonic() + max(timeout_s, 0.0)
+        while True:
+            try:
+                reply = self._replies.get(timeout=max(0.0, end - time.monotonic()))
+            except queue.Empty:
+                self.close()
+                raise LaneTimeout(f"no answer within {timeout_s:.3f}s") from None
+            if isinstance(reply, LaneBroken):
+                self.alive = False
+                raise reply
+            if reply.sequence == message.sequence:
+                return reply
+            # an answer to an earlier frame: cannot happen on a lane retired after a timeout
+
+    def close(self) -> None:
+        """End the stream (the server finishes its current frame and sees the end)."""
+        if not self.alive:
+            return
+        self.alive = False
+        try:
+            self._requests.put_nowait(_END)
+        except queue.Full:
+            self._call.cancel()
+
+    def cancel(self) -> None:
+        self.alive = False
+        self._call.cancel()
+
+    def _outgoing(self) -> Iterator[inference_pb2.OffloadRequest]:
+        while True:
+            item = self._requests.get()
+            if item is _END:
+                return
+            assert isinstance(item, inference_pb2.OffloadRequest)
+            yield item
+
+    def _read(self) -> None:
+        try:
+            for reply in self._call:
+                self._put(reply)
+            broken = LaneBroken(grpc.StatusCode.OK, "the stream ended")
+        except grpc.RpcError as exc:
+            code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
+            details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+            broken = LaneBroken(code or grpc.StatusCode.UNKNOWN, details or "")
+        self.alive = False
+        self._put(broken)
+
+    def _put(self, item: inference_pb2.OffloadResponse | LaneBroken) -> None:
+        try:
+            self._replies.put_nowait(item)
+        except queue.Full:  # a server answering frames never sent: end the lane
+            self._call.cancel()
+
+
+class LanePool:
+    """Idle lanes to reuse, at most `max_lanes` open (idle or busy) at once."""
+
+    def __init__(self, stub: inference_pb2_grpc.OffloadServiceStub, max_lanes: int) -> None:
+        self._stub = stub
+        self._max = max_lanes
+        self._idle: list[Lane] = []
+        self._open = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> Lane | None:
+        """An idle lane or a new one; None when `max_lanes` are busy."""
+        with self._lock:
+            while self._idle:
+                lane = self._idle.pop()
+                if lane.alive:
+                    return lane
+                self._open -= 1
+            if self._open >= self._max:
+                return None
+            self._open += 1
+        try:
+            return Lane(self._stub)
+        except Exception:
+            with self._lock:
+                self._open -= 1
+            raise
+
+    def give_back(self, lane: Lane) -> None:
+        with self._lock:
+            if lane.alive:
+                self._idle.append(lane)
+            else:
+                self._open -= 1
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+        for lane in idle:
+            lane.close()
