@@ -18,7 +18,24 @@ from controller.rollout import RolloutSpec, RolloutState
 from controller.rollout.model import TERMINAL_PHASES
 from controller.store.db import Database
 from controller.store.models_rollouts import DesiredStateRow, RolloutEventRow, RolloutRow
-from edgefleet.errors import NotFound
+from edgefleet.errors import InvalidInput, NotFound
+
+# What a device's update report may hold: the columns it is stored in (desired_states).
+MAX_REPORT_STATE = 16
+MAX_REPORT_VARIANT = 256
+MAX_REPORT_REASON = 2000
+
+
+def check_report(state: str, variant_id: str, running_variant: str) -> None:
+    """InvalidInput for a report field longer than its column (a device's report is stored,
+    logged and read by every rollout step: it must not be megabytes)."""
+    for name, value, limit in (
+        ("state", state, MAX_REPORT_STATE),
+        ("variant_id", variant_id, MAX_REPORT_VARIANT),
+        ("current_variant", running_variant, MAX_REPORT_VARIANT),
+    ):
+        if len(value) > limit:
+            raise InvalidInput(f"update report {name} longer than {limit} characters")
 
 
 def now_ms() -> int:
@@ -213,7 +230,7 @@ class RolloutStore:
             stale = bool(revision) and revision != int(row.revision or 0)
             if not stale and state:
                 row.reported_state, row.reported_variant = state, variant_id
-                row.reported_reason = reason[:2000]
+                row.reported_reason = reason[:MAX_REPORT_REASON]
             after = (row.running_variant, row.reported_state, row.reported_variant,
                      row.reported_reason)  # fmt: skip
             if after != before:

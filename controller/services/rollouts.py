@@ -43,7 +43,13 @@ from controller.rollout import (
 from controller.rollout.model import TERMINAL_PHASES
 from controller.services.rollout_metrics import MetricsSource, gate_inputs
 from controller.services.rollout_pins import RolloutPins
-from controller.services.rollout_store import Desired, RolloutStore, StoredRollout
+from controller.services.rollout_store import (
+    MAX_REPORT_REASON,
+    Desired,
+    RolloutStore,
+    StoredRollout,
+    check_report,
+)
 from controller.store.db import Database
 from edgefleet.errors import EdgeFleetError, FailedPrecondition, NotFound
 
@@ -218,6 +224,8 @@ class RolloutService:
         running_variant: str = "",
         revision: int = 0,
     ) -> None:
+        check_report(state, variant_id, running_variant)
+        reason = reason[:MAX_REPORT_REASON]
         changed = self.store.record_report(device_id, state, variant_id, reason,
                                            running_variant, revision)  # fmt: skip
         if changed:
