@@ -209,6 +209,7 @@ class OffloadServicer(inference_pb2_grpc.OffloadServiceServicer):
     def _answer(
         self, device_id: str, request: inference_pb2.OffloadRequest, timeout_s: float | None
     ) -> inference_pb2.OffloadResponse:
+        check_request_fields(request)
         model = self.models.get(request.model)
         if model is None:
             raise UnknownModel(f"no cloud model serves {request.model!r}")

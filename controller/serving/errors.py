@@ -16,6 +16,10 @@ class UnknownModel(NotFound, ControllerError):
     """No cloud model serves the requested task (NOT_FOUND)."""
 
 
+class InvalidOffloadRequest(InvalidInput, ControllerError):
+    """An offload request field out of bounds, e.g. a model name no model can have."""
+
+
 class MalformedFrame(InvalidInput, ControllerError):
     """A frame tensor or image cannot be decoded, or is too large (INVALID_ARGUMENT)."""
 
