@@ -65,8 +65,9 @@ class ControllerConfig:
     shutdown_grace_s: float = 10.0
     # cloud models for offloaded frames: EDGE_MODEL=PATH.onnx[:preprocess.json][?batch=..]
     cloud_models: tuple[str, ...] = ()
-    offload_max_batch_size: int = 16
-    offload_max_queue_delay_ms: float = 2.0
+    # None: the serving plan is measured per cloud model when it loads (controller.serving.plan)
+    offload_max_batch_size: int | None = None
+    offload_max_queue_delay_ms: float | None = None
     offload_max_queue_size: int = 256  # per model; beyond it offloads get RESOURCE_EXHAUSTED
     hard_examples_max_bytes: int = 0  # keep offloaded frames for retraining; 0 = off
     telemetry_raw_retention_s: float = 3600.0
@@ -258,8 +259,17 @@ def _python_path(value: str) -> str:
     return os.path.abspath(value) if value and os.sep in value else value
 
 
+# Settings whose default None means "measure": their type when given.
+_OPTIONAL_NUMBERS: dict[str, type] = {
+    "offload_max_batch_size": int,
+    "offload_max_queue_delay_ms": float,
+}
+
+
 def _coerce(name: str, value: Any, target: Any) -> Any:
     try:
+        if name in _OPTIONAL_NUMBERS:
+            return None if value in (None, "") else _OPTIONAL_NUMBERS[name](value)
         if name in {"data_dir", "profiles_file"}:
             return Path(str(value)).expanduser() if value not in (None, "") else None
         if name == "onnx2tf_python":

@@ -78,10 +78,18 @@ def serve(
         "(repeatable): the cloud model answering that edge model's offloaded frames.",
     ),
     offload_max_batch: int | None = typer.Option(
-        None, "--offload-max-batch", min=1, help="Cloud batch size [16]."
+        None,
+        "--offload-max-batch",
+        min=1,
+        help="Fix the cloud batch size (1 = direct calls) [unset: measured per model when it "
+        "loads; batching only where it pays].",
     ),
     offload_max_delay_ms: float | None = typer.Option(
-        None, "--offload-max-delay-ms", min=0.0, help="Wait for a fuller batch [2 ms]."
+        None,
+        "--offload-max-delay-ms",
+        min=0.0,
+        help="Fix the wait for a fuller batch [unset: measured with the batch size; 2 ms "
+        "when only --offload-max-batch is given].",
     ),
     hard_examples_max_bytes: int | None = typer.Option(
         None,

@@ -3,8 +3,10 @@
 Cloud models come from two sources, looked up in order: the operator's static
 ``--cloud-model EDGE_MODEL=PATH/cloud.onnx[:preprocess.json][?batch=16&delay_ms=2&queue=256]``
 specs, then the model registry (any object with ``cloud_model_for(edge_model)`` returning
-something with an ONNX path, a Preprocessing and labels, or None). Each model is loaded once,
-on first use, behind a DynamicBatcher.
+something with an ONNX path, a Preprocessing and labels, or None). Each model is loaded once
+and served per its serving plan (controller.serving.plan): measured on this host when loaded
+(static specs at start; registry models on first use, served by direct calls until their
+measurement is done, in the background), or fixed by the operator.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs
@@ -23,7 +25,10 @@ from urllib.parse import parse_qs
 import numpy as np
 
 from controller.errors import ConfigError
-from controller.serving.cloud_model import BatchedModel, CloudModel, Prediction, Predictor
+from controller.serving.cloud_model import CloudModel, Prediction, Predictor
+from controller.serving.measure import DEFAULT_BUDGET_S
+from controller.serving.plan import ServingPlan, operator_plan, pending_plan
+from controller.serving.served import ServedModel, measure_plan
 from edgefleet.modelmeta import Preprocessing
 
 log = logging.getLogger(__name__)
@@ -33,10 +38,18 @@ MAX_REMEMBERED_MISSES = 1024  # model names found in no registry, kept to skip r
 
 @dataclass(frozen=True)
 class BatchingConfig:
-    max_batch_size: int = 16
-    max_queue_delay_ms: float = 2.0
+    """``max_batch_size``/``max_queue_delay_ms`` None: chosen by measuring the model when it
+    is loaded (controller.serving.plan); either one set: the operator's fixed batching."""
+
+    max_batch_size: int | None = None
+    max_queue_delay_ms: float | None = None
     max_queue_size: int = 256  # beyond it: RESOURCE_EXHAUSTED
     threads: int = 0  # ONNX Runtime intra-op threads; 0 = its default
+    measure_budget_s: float = DEFAULT_BUDGET_S  # time spent measuring batch sizes per load
+
+    @property
+    def operator_fixed(self) -> bool:
+        return self.max_batch_size is not None or self.max_queue_delay_ms is not None
 
 
 @dataclass(frozen=True)
@@ -62,9 +75,11 @@ def parse_cloud_model_spec(text: str, defaults: BatchingConfig | None = None) ->
         base = defaults or BatchingConfig()
         try:
             q = {k: v[-1] for k, v in parse_qs(query, strict_parsing=True).items()}
-            batching = BatchingConfig(
-                max_batch_size=int(q.pop("batch", base.max_batch_size)),
-                max_queue_delay_ms=float(q.pop("delay_ms", base.max_queue_delay_ms)),
+            batch, delay = q.pop("batch", None), q.pop("delay_ms", None)
+            batching = replace(
+                base,
+                max_batch_size=int(batch) if batch is not None else base.max_batch_size,
+                max_queue_delay_ms=float(delay) if delay is not None else base.max_queue_delay_ms,
                 max_queue_size=int(q.pop("queue", base.max_queue_size)),
                 threads=int(q.pop("threads", base.threads)),
             )
@@ -102,7 +117,7 @@ class ModelRegistry(Protocol):
 
 
 class CloudModels(Mapping[str, Predictor]):
-    """Edge model name -> batched cloud predictor, loaded lazily (what OffloadServicer reads)."""
+    """Edge model name -> served cloud predictor, loaded lazily (what OffloadServicer reads)."""
 
     def __init__(
         self,
@@ -113,7 +128,7 @@ class CloudModels(Mapping[str, Predictor]):
         self.defaults = defaults or BatchingConfig()
         self._specs = {s.edge_model: s for s in specs}
         self._registry = registry
-        self._loaded: dict[str, BatchedModel] = {}
+        self._loaded: dict[str, ServedModel] = {}
         self._missing: dict[str, float] = {}  # registry misses, retried after a while
         self._lock = threading.Lock()
 
@@ -129,6 +144,15 @@ class CloudModels(Mapping[str, Predictor]):
     def __len__(self) -> int:
         return len(set(self._specs) | set(self._loaded))
 
+    def served(self) -> dict[str, ServedModel]:
+        """The models loaded so far, by edge model name (never loads one)."""
+        with self._lock:
+            return dict(self._loaded)
+
+    def plan_for(self, model_ref: str) -> ServingPlan | None:
+        """The serving plan of the loaded cloud model ``NAME:VERSION`` (None: not served)."""
+        return next((m.plan for m in self.served().values() if m.model_id == model_ref), None)
+
     def add_spec(self, spec: CloudModelSpec) -> None:
         """Serve (or replace) a cloud model at run time; loaded now, errors raised here."""
         with self._lock:
@@ -140,44 +164,36 @@ class CloudModels(Mapping[str, Predictor]):
             previous.close()
 
     def preload(self) -> None:
-        """Load every statically configured model now (errors surface at start, not per RPC)."""
+        """Load (and measure) every statically configured model now: errors and serving plans
+        surface at start, not per RPC."""
         for name in self._specs:
             with self._lock:
                 self._loaded[name] = self._load_or_raise(name)
 
-    def _load_or_raise(self, name: str) -> BatchedModel:
-        model = self._load(name)
+    def _load_or_raise(self, name: str) -> ServedModel:
+        model = self._load(name, measure_now=True)
         if model is None:
             raise ConfigError(f"no cloud model for {name}")
         return model
 
-    def _get(self, name: str) -> BatchedModel | None:
+    def _get(self, name: str) -> ServedModel | None:
         with self._lock:
             if (model := self._loaded.get(name)) is not None:
                 return model
             if time.monotonic() - self._missing.get(name, -1e9) < 5.0:
                 return None
             try:
-                model = self._load(name)
+                model = self._load(name, measure_now=False)  # in an RPC: measure aside
             except Exception as exc:  # a bad model must not take the RPC thread down
                 log.error("cannot load cloud model for %s: %s", name, exc)
                 model = None
             if model is None:
-                self._remember_miss(name)
+                self._missing[name] = time.monotonic()
                 return None
             self._loaded[name] = model
             return model
 
-    def _remember_miss(self, name: str) -> None:
-        """Keep a missed name (not retried for a while), at most MAX_REMEMBERED_MISSES of them:
-        names come from devices, so the oldest misses go first (they are only looked up again).
-        """
-        self._missing.pop(name, None)
-        self._missing[name] = time.monotonic()
-        while len(self._missing) > MAX_REMEMBERED_MISSES:
-            del self._missing[next(iter(self._missing))]
-
-    def _load(self, name: str) -> BatchedModel | None:
+    def _load(self, name: str, measure_now: bool) -> ServedModel | None:
         spec = self._specs.get(name)
         if spec is not None:
             batching = spec.batching or self.defaults
@@ -198,23 +214,46 @@ class CloudModels(Mapping[str, Predictor]):
                 getattr(info, "labels", None),
                 batching.threads,
             )
-        log.info(
-            "cloud model for %s loaded (batch %d, delay %.1f ms, queue %d)",
-            name,
-            batching.max_batch_size,
-            batching.max_queue_delay_ms,
-            batching.max_queue_size,
-        )
-        return BatchedModel(
-            model, None, batching.max_batch_size, batching.max_queue_delay_ms,
-            batching.max_queue_size,
-        )  # fmt: skip
+        if batching.operator_fixed:
+            plan = operator_plan(batching.max_batch_size, batching.max_queue_delay_ms)
+        elif measure_now:
+            plan = measure_plan(model, batching.measure_budget_s)
+        else:
+            plan = pending_plan()
+        served = ServedModel(model, plan, batching.max_queue_size)
+        _log_plan(name, served)
+        if plan.source == "pending":
+            threading.Thread(
+                target=_measure_aside,
+                args=(name, served, batching.measure_budget_s),
+                name=f"measure-{name}",
+                daemon=True,
+            ).start()
+        return served
 
     def close(self) -> None:
         with self._lock:
             for model in self._loaded.values():
                 model.close()
             self._loaded.clear()
+
+
+def _log_plan(name: str, served: ServedModel) -> None:
+    plan = served.plan
+    log.info(
+        "cloud model for %s (%s): %s, queue %d: %s",
+        name, served.model_id, plan.summary(), served.max_queue_size, plan.reason,
+    )  # fmt: skip
+
+
+def _measure_aside(name: str, served: ServedModel, budget_s: float) -> None:
+    """Measure a model loaded in an RPC (served by direct calls meanwhile), then apply."""
+    try:
+        served.apply(measure_plan(served.model, budget_s))
+    except Exception:
+        log.exception("measuring the serving plan of %s failed: it stays a direct call", name)
+        return
+    _log_plan(name, served)
 
 
 @dataclass(frozen=True)

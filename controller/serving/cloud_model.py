@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -13,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from controller.serving.batcher import DynamicBatcher
-from controller.serving.errors import AnswerTimeout, MalformedFrame, ServingFailure
+from controller.serving.errors import AnswerTimeout, MalformedFrame, Overloaded, ServingFailure
 from edgefleet.errors import InvalidInput
 from edgefleet.frames import frame_tensor
 from edgefleet.modelmeta import Preprocessing
@@ -126,6 +127,37 @@ class CloudModel:
     def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
         del timeout_s  # runs inline in the caller's thread
         return self.run_batch([self.preprocess(frame)])[0]
+
+
+class DirectModel:
+    """A CloudModel called in the caller's thread (the plan when batching does not pay), at
+    most ``max_in_flight`` frames at once: beyond that Overloaded, as a full batch queue."""
+
+    def __init__(self, model: CloudModel, max_in_flight: int = 256) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        self.model = model
+        self.model_id = model.model_id
+        self.max_in_flight = max_in_flight
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.model.input_size
+
+    def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
+        if timeout_s is not None and timeout_s <= 0:
+            raise AnswerTimeout(f"no time left to answer with {self.model_id}")
+        tensor = self.model.preprocess(frame)
+        if not self._slots.acquire(blocking=False):
+            raise Overloaded(f"{self.max_in_flight} frames in flight for {self.model_id}")
+        try:
+            return self.model.run_batch([tensor])[0]
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        """Nothing queued, nothing to stop."""
 
 
 class BatchedModel:
