@@ -1,19 +1,23 @@
-"""Timing a cloud model per batch size, within a time budget (the shell of plan.choose_plan).
+"""The two measurements plan.choose_plan decides from, each within a time budget.
 
-Sizes are timed interleaved, in rounds (each round in a rotated order), so slow drift of a
-busy machine falls on every size alike; each round gives one per-frame ratio to batch 1.
+``measure_batches``: the model alone per batch size, interleaved in rounds (each round in a
+rotated order, so the slow drift of a busy machine falls on every size alike); each round
+gives one per-frame ratio to batch 1. ``compare_under_load``: concurrent callers, direct
+against through the batcher, alternating in rounds.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from controller.serving.plan import BATCH_SIZES, BatchMeasurement
+from controller.serving.plan import BATCH_SIZES, BatchMeasurement, LoadComparison, LoadRound
 
-DEFAULT_BUDGET_S = 2.5
+DEFAULT_BUDGET_S = 1.4  # measurement 1; measurement 2, when run, takes about as long again
 DEFAULT_ROUNDS = 5
 
 
@@ -94,3 +98,49 @@ def measure_batches(
             )
         )
     return BatchTimings(tuple(measurements), not_measured, clock() - start)
+
+
+def _closed_loop(
+    call: Callable[[], object], clients: int, duration_s: float
+) -> tuple[float, float]:
+    """``clients`` threads calling ``call`` back to back for ``duration_s``: (frames/s, p95 ms)."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    stop = time.perf_counter() + duration_s
+
+    def client(mine: list[float]) -> None:
+        while time.perf_counter() < stop:
+            t0 = time.perf_counter()
+            call()
+            mine.append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=client, args=(mine,), daemon=True) for mine in latencies]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(duration_s + 30.0)
+    elapsed = time.perf_counter() - start
+    every = [t for mine in latencies for t in mine]
+    if not every:
+        return 0.0, math.inf
+    return len(every) / elapsed, _p95(every) * 1000.0
+
+
+def compare_under_load(
+    direct: Callable[[], object],
+    batched: Callable[[], object],
+    batch_size: int,
+    clients: int = 8,
+    rounds: int = 4,
+    slot_s: float = 0.2,
+) -> LoadComparison:
+    """The same ``clients`` concurrent callers on ``direct`` and on ``batched`` (one frame a
+    call each), alternating in rounds (which goes first alternates too)."""
+    measured = []
+    for r in range(rounds):
+        first, second = (direct, batched) if r % 2 == 0 else (batched, direct)
+        a = _closed_loop(first, clients, slot_s)
+        b = _closed_loop(second, clients, slot_s)
+        (d_fps, d_p95), (b_fps, b_p95) = (a, b) if r % 2 == 0 else (b, a)
+        measured.append(LoadRound(d_fps, d_p95, b_fps, b_p95))
+    return LoadComparison(batch_size, clients, tuple(measured))

@@ -2,16 +2,21 @@
 
 Pure: measurements in, plan out (``controller.serving.measure`` takes the measurements).
 
-Batching pays only when one call on a batch of b frames costs clearly less than b calls on
-one frame: the throughput gain (per-frame time at batch 1 / per-frame time at batch b, per
-interleaved round) must reach ``MIN_GAIN`` at the low end of its measured interval (the noise
-model of the build's latency measurement, ``controller.optimize.latency``). When it does, the
-batcher runs with no queue delay: it takes the frames already waiting, up to the chosen size,
-so a quiet fleet is answered at batch 1 (plus one thread hand-off) and a busy one in batches
-that each cost less than as many single calls, so neither throughput nor p95 gets worse. A
-delay would add itself to every frame's latency when frames arrive one at a time. When
-batching does not pay, the plan is a direct call in the gRPC handler's thread: no batcher, no
-hand-off.
+Two measurements, both in interleaved rounds with the noise model of the build's latency
+measurement (``controller.optimize.latency``: an interval per ratio from the rounds' spread):
+
+1. The model alone, per batch size: the gain is per-frame time at batch 1 / at batch b. It
+   must reach ``MIN_GAIN`` at the low end of its interval, or batching cannot pay.
+2. Only then, the serving path under load: concurrent callers through the batcher (at the
+   size from 1) against the same callers calling the model directly, as gRPC handler threads
+   do. Direct calls already overlap on the cores, and the hand-off to the batcher thread
+   costs Python time per frame, so a model that gains alone can still lose here. The batcher
+   is chosen only when its frames/s beat direct calls' by ``MIN_LOAD_GAIN`` at the low end of
+   the interval and its p95 is no worse (median of the rounds' ratios <= 1).
+
+A batcher runs with no queue delay: it takes the frames already waiting, up to the chosen
+size; a delay would add itself to every frame's latency when frames arrive one at a time.
+Otherwise the plan is a direct call in the handler's thread: no batcher, no hand-off.
 """
 
 from __future__ import annotations
@@ -26,12 +31,28 @@ from controller.optimize.latency import INTERVAL_Z, sigma_from_pairs, standard_e
 # Below this gain (at the low end of the interval) the hand-off to the batcher thread and
 # the wait behind a running batch can eat what batching saves.
 MIN_GAIN = 1.2
+MIN_LOAD_GAIN = 1.05  # the batcher's frames/s over direct calls', under load
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 # The former fixed defaults, for operators who set only one of batch size and queue delay.
 OPERATOR_BATCH_SIZE = 16
 OPERATOR_QUEUE_DELAY_MS = 2.0
 
 PlanSource = Literal["measured", "operator", "pending"]
+
+
+def ratio_interval(ratios: tuple[float, ...]) -> tuple[float, float, float]:
+    """(median, low, high) of per-round ratios: median +- ``INTERVAL_Z`` standard errors of
+    the rounds, in log space (low = high = median below 2 rounds)."""
+    if not ratios:
+        return 1.0, 1.0, 1.0
+    mid = float(statistics.median(ratios))
+    logs = [math.log(r) for r in ratios if r > 0]
+    pairs = [abs(a - b) for i, a in enumerate(logs) for b in logs[i + 1 :]]
+    sigma = sigma_from_pairs(pairs)
+    if sigma is None:
+        return mid, mid, mid
+    half = INTERVAL_Z * standard_error(sigma, len(logs))
+    return mid, mid * math.exp(-half), mid * math.exp(half)
 
 
 @dataclass(frozen=True)
@@ -56,13 +77,8 @@ class BatchMeasurement:
     @property
     def gain_interval(self) -> tuple[float, float]:
         """``gain`` +- ``INTERVAL_Z`` standard errors of its rounds (a point below 2 rounds)."""
-        logs = [math.log(r) for r in self.round_ratios if r > 0]
-        pairs = [abs(a - b) for i, a in enumerate(logs) for b in logs[i + 1 :]]
-        sigma = sigma_from_pairs(pairs)
-        if sigma is None:
-            return self.gain, self.gain
-        half = INTERVAL_Z * standard_error(sigma, len(logs))
-        return self.gain * math.exp(-half), self.gain * math.exp(half)
+        _, lo, hi = ratio_interval(self.round_ratios)
+        return 1.0 / hi, 1.0 / lo
 
     def to_dict(self) -> dict[str, Any]:
         lo, hi = self.gain_interval
@@ -79,6 +95,58 @@ class BatchMeasurement:
 
 
 @dataclass(frozen=True)
+class LoadRound:
+    """One round of the same concurrent callers, direct calls and through the batcher."""
+
+    direct_fps: float
+    direct_p95_ms: float
+    batched_fps: float
+    batched_p95_ms: float
+
+
+@dataclass(frozen=True)
+class LoadComparison:
+    batch_size: int
+    clients: int
+    rounds: tuple[LoadRound, ...]
+
+    @property
+    def gain(self) -> tuple[float, float, float]:
+        """Batched / direct frames/s: (median, low, high) over the rounds."""
+        return ratio_interval(
+            tuple(r.batched_fps / r.direct_fps for r in self.rounds if r.direct_fps > 0)
+        )
+
+    @property
+    def p95_ratio(self) -> float:
+        """Batched / direct p95, the median over the rounds."""
+        ratios = [r.batched_p95_ms / r.direct_p95_ms for r in self.rounds if r.direct_p95_ms]
+        return float(statistics.median(ratios)) if ratios else math.inf
+
+    def text(self) -> str:
+        mid, lo, hi = self.gain
+        direct = statistics.median(r.direct_fps for r in self.rounds)
+        batched = statistics.median(r.batched_fps for r in self.rounds)
+        return (
+            f"{self.clients} concurrent callers: batcher (batch <= {self.batch_size}) "
+            f"{batched:.0f} frames/s vs direct calls {direct:.0f}, {mid:.2f}x "
+            f"[{lo:.2f}..{hi:.2f}], p95 {self.p95_ratio:.2f}x"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        mid, lo, hi = self.gain
+        return {
+            "batch_size": self.batch_size,
+            "clients": self.clients,
+            "gain": mid,
+            "gain_lo": lo,
+            "gain_hi": hi,
+            "p95_ratio": self.p95_ratio,
+            "rounds": [vars(r) for r in self.rounds],
+        }
+
+
+@dataclass(frozen=True)
 class ServingPlan:
     """``max_batch_size`` 1 = a direct call (no batcher); ``source`` says who chose it."""
 
@@ -87,6 +155,7 @@ class ServingPlan:
     source: PlanSource
     reason: str
     measurements: tuple[BatchMeasurement, ...] = field(default=())
+    load: LoadComparison | None = None  # the serving path under load, when it was tested
 
     @property
     def batched(self) -> bool:
@@ -114,6 +183,7 @@ class ServingPlan:
             "reason": self.reason,
             "summary": self.summary(),
             "measurements": [m.to_dict() for m in self.measurements],
+            "load": self.load.to_dict() if self.load is not None else None,
         }
 
 
@@ -140,13 +210,29 @@ def _figures(m: BatchMeasurement) -> str:
     return f"batch {m.batch_size}: {m.frames_per_s:.0f} frames/s, {gain}"
 
 
-def choose_plan(
+def best_batch(
     measurements: tuple[BatchMeasurement, ...] | list[BatchMeasurement],
     min_gain: float = MIN_GAIN,
+) -> BatchMeasurement | None:
+    """Measurement 1: the smallest batch size that gains at least ``min_gain`` beyond the
+    noise and cannot be told apart from the best one (None: batching cannot pay)."""
+    paying = [m for m in measurements if m.batch_size > 1 and m.gain_interval[0] >= min_gain]
+    if not paying:
+        return None
+    best = max(paying, key=lambda m: m.gain)
+    return min((m for m in paying if m.gain >= best.gain_interval[0]), key=lambda m: m.batch_size)
+
+
+def choose_plan(
+    measurements: tuple[BatchMeasurement, ...] | list[BatchMeasurement],
+    load: LoadComparison | None = None,
     not_measured: str = "",
+    min_gain: float = MIN_GAIN,
+    min_load_gain: float = MIN_LOAD_GAIN,
 ) -> ServingPlan:
-    """The plan the measurements support (see the module doc). ``not_measured`` says why
-    larger batch sizes are missing, for the reason text. ValueError without batch 1."""
+    """The plan the measurements support (see the module doc). ``load`` is measurement 2 at
+    ``best_batch``'s size (None: not run, and then no batcher). ``not_measured`` says why
+    larger batch sizes are missing. ValueError without batch 1."""
     ms = tuple(sorted(measurements, key=lambda m: m.batch_size))
     single = next((m for m in ms if m.batch_size == 1), None)
     if single is None:
@@ -156,19 +242,27 @@ def choose_plan(
     larger = [m for m in ms if m.batch_size > 1]
     if not larger:
         return ServingPlan(1, 0.0, "measured", f"only batch 1 measured ({base}){tail}", ms)
-    paying = [m for m in larger if m.gain_interval[0] >= min_gain]
-    if not paying:
-        best = max(larger, key=lambda m: m.gain)
+    chosen = best_batch(ms, min_gain)
+    if chosen is None:
+        top = max(larger, key=lambda m: m.gain)
         why = (
-            f"batching does not pay: best {_figures(best)} batch-1 throughput, "
+            f"batching does not pay: best {_figures(top)} batch-1 throughput, "
             f"needs >= {min_gain:g}x beyond the noise ({base}){tail}"
         )
         return ServingPlan(1, 0.0, "measured", why, ms)
-    best = max(paying, key=lambda m: m.gain)
-    # the smallest size that cannot be told apart from the best: lower latency per batch
-    chosen = min((m for m in paying if m.gain >= best.gain_interval[0]), key=lambda m: m.batch_size)
+    model_gain = f"the model gains alone ({_figures(chosen)} batch-1 throughput; {base})"
+    if load is None or load.batch_size != chosen.batch_size:
+        why = f"{model_gain}, but the batcher was not tested under load{tail}"
+        return ServingPlan(1, 0.0, "measured", why, ms, load)
+    _, low, _ = load.gain
+    if low < min_load_gain or load.p95_ratio > 1.0:
+        why = (
+            f"the batcher does not pay under load: {load.text()} (needs >= {min_load_gain:g}x "
+            f"beyond the noise at no worse p95), though {model_gain}{tail}"
+        )
+        return ServingPlan(1, 0.0, "measured", why, ms, load)
     why = (
-        f"batching pays: {_figures(chosen)} batch-1 throughput ({base}); no queue delay, "
-        f"batches form from frames already waiting{tail}"
+        f"batching pays: {load.text()}; {model_gain}; no queue delay, batches form from "
+        f"frames already waiting{tail}"
     )
-    return ServingPlan(chosen.batch_size, 0.0, "measured", why, ms)
+    return ServingPlan(chosen.batch_size, 0.0, "measured", why, ms, load)

@@ -8,20 +8,35 @@ import threading
 import numpy as np
 
 from controller.serving.cloud_model import BatchedModel, CloudModel, DirectModel, Prediction
-from controller.serving.measure import DEFAULT_BUDGET_S, measure_batches
-from controller.serving.plan import ServingPlan, choose_plan
+from controller.serving.measure import DEFAULT_BUDGET_S, compare_under_load, measure_batches
+from controller.serving.plan import ServingPlan, best_batch, choose_plan
 
 log = logging.getLogger(__name__)
+LOAD_TIMEOUT_S = 30.0
 
 
 def measure_plan(model: CloudModel, budget_s: float = DEFAULT_BUDGET_S) -> ServingPlan:
-    """Time ``model.run_batch`` per batch size on a preprocessed blank frame; choose from it."""
+    """Measurement 1 on ``model.run_batch`` (a blank frame, preprocessed); when batching can
+    pay, measurement 2 through ``predict`` of a direct and a batched predictor; the plan."""
     h, w = model.preprocessing.size
     channels = model.preprocessing.channels
-    shape = (h, w) if channels == 1 else (h, w, channels)
-    probe = model.preprocess(np.zeros(shape, np.uint8))
+    frame = np.zeros((h, w) if channels == 1 else (h, w, channels), np.uint8)
+    probe = model.preprocess(frame)
     timings = measure_batches(lambda size: model.run_batch([probe] * size), budget_s=budget_s)
-    return choose_plan(timings.measurements, not_measured=timings.not_measured)
+    load = None
+    if (size := best_batch(timings.measurements)) is not None:
+        direct = DirectModel(model)
+        batched = BatchedModel(model, None, size.batch_size, 0.0)
+        try:
+            load = compare_under_load(
+                lambda: direct.predict(frame, LOAD_TIMEOUT_S),
+                lambda: batched.predict(frame, LOAD_TIMEOUT_S),
+                size.batch_size,
+                slot_s=budget_s / 8,
+            )
+        finally:
+            batched.close()
+    return choose_plan(timings.measurements, load, timings.not_measured)
 
 
 class ServedModel:

@@ -7,6 +7,9 @@ import pytest
 from controller.serving.measure import measure_batches
 from controller.serving.plan import (
     BatchMeasurement,
+    LoadComparison,
+    LoadRound,
+    best_batch,
     choose_plan,
     operator_plan,
     pending_plan,
@@ -17,22 +20,42 @@ def measured(size: int, per_frame_ms: float, ratios: tuple[float, ...]) -> Batch
     return BatchMeasurement(size, per_frame_ms * size, per_frame_ms * size * 1.2, ratios)
 
 
-def test_batching_pays_picks_the_smallest_size_that_cannot_be_told_from_the_best() -> None:
-    plan = choose_plan(
-        [
-            measured(1, 4.0, (1.0,) * 5),
-            measured(2, 3.0, (0.76, 0.74, 0.75, 0.77, 0.73)),
-            measured(4, 1.6, (0.40, 0.41, 0.39, 0.40, 0.42)),  # 2.5x
-            measured(8, 1.5, (0.33, 0.43, 0.36, 0.41, 0.38)),  # 2.6x [2.3..3.1]: 4 is within it
-            measured(16, 1.6, (0.40, 0.42, 0.39, 0.41, 0.40)),
-        ]
-    )
+GAINS_ALONE = [
+    measured(1, 4.0, (1.0,) * 5),
+    measured(2, 3.0, (0.76, 0.74, 0.75, 0.77, 0.73)),
+    measured(4, 1.6, (0.40, 0.41, 0.39, 0.40, 0.42)),  # 2.5x
+    measured(8, 1.5, (0.33, 0.43, 0.36, 0.41, 0.38)),  # 2.6x [2.3..3.1]: 4 is within it
+    measured(16, 1.6, (0.40, 0.42, 0.39, 0.41, 0.40)),
+]
+
+
+def under_load(size: int, gains: tuple[float, ...], p95_ratio: float) -> LoadComparison:
+    rounds = tuple(LoadRound(100.0, 10.0, 100.0 * g, 10.0 * p95_ratio) for g in gains)
+    return LoadComparison(size, 8, rounds)
+
+
+def test_batching_pays_alone_and_under_load_picks_the_smallest_size_as_good_as_the_best() -> None:
+    chosen = best_batch(GAINS_ALONE)
+    assert chosen is not None and chosen.batch_size == 4  # 8 is no better beyond the noise
+    plan = choose_plan(GAINS_ALONE, under_load(4, (1.8, 1.9, 1.7, 1.85), 0.6))
     assert plan.source == "measured" and plan.batched
-    assert plan.max_batch_size == 4  # 8 is no better beyond the noise, and costs more per batch
-    assert plan.max_queue_delay_ms == 0.0
-    assert "batching pays" in plan.reason and "batch 4" in plan.reason
+    assert plan.max_batch_size == 4 and plan.max_queue_delay_ms == 0.0
+    assert (
+        plan.reason.startswith("batching pays: 8 concurrent callers") and "batch 4" in plan.reason
+    )
     assert plan.summary() == "batch <= 4, no queue delay (measured)"
-    assert [m["batch_size"] for m in plan.to_dict()["measurements"]] == [1, 2, 4, 8, 16]
+    figures = plan.to_dict()
+    assert [m["batch_size"] for m in figures["measurements"]] == [1, 2, 4, 8, 16]
+    assert figures["load"]["gain"] == pytest.approx(1.825) and figures["load"]["clients"] == 8
+
+
+def test_a_model_that_gains_alone_is_served_directly_when_the_batcher_loses_under_load() -> None:
+    slower = choose_plan(GAINS_ALONE, under_load(4, (0.8, 0.9, 0.85, 0.8), 0.9))
+    assert not slower.batched and slower.reason.startswith("the batcher does not pay under load")
+    worse_p95 = choose_plan(GAINS_ALONE, under_load(4, (1.5, 1.6, 1.5, 1.6), 1.4))
+    assert not worse_p95.batched and "p95 1.40x" in worse_p95.reason
+    untested = choose_plan(GAINS_ALONE)
+    assert not untested.batched and "not tested under load" in untested.reason
 
 
 def test_batching_does_not_pay_when_batch_one_is_as_fast_per_frame() -> None:
@@ -93,7 +116,8 @@ def test_measure_batches_times_interleaved_rounds_within_the_budget() -> None:
     assert by_size[1].median_ms == pytest.approx(2.25)
     assert len(by_size[8].round_ratios) == 4
     assert by_size[8].gain == pytest.approx(8 * 2.25 / 4.0)
-    assert choose_plan(timings.measurements).max_batch_size == 8
+    chosen = best_batch(timings.measurements)
+    assert chosen is not None and chosen.batch_size == 8
 
 
 def test_measure_batches_stops_at_sizes_over_the_budget_or_that_fail() -> None:
