@@ -100,9 +100,7 @@ def measure_batches(
     return BatchTimings(tuple(measurements), not_measured, clock() - start)
 
 
-def _closed_loop(
-    call: Callable[[], object], clients: int, duration_s: float
-) -> tuple[float, float]:
+def closed_loop(call: Callable[[], object], clients: int, duration_s: float) -> tuple[float, float]:
     """``clients`` threads calling ``call`` back to back for ``duration_s``: (frames/s, p95 ms)."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     stop = time.perf_counter() + duration_s
@@ -139,8 +137,8 @@ def compare_under_load(
     measured = []
     for r in range(rounds):
         first, second = (direct, batched) if r % 2 == 0 else (batched, direct)
-        a = _closed_loop(first, clients, slot_s)
-        b = _closed_loop(second, clients, slot_s)
+        a = closed_loop(first, clients, slot_s)
+        b = closed_loop(second, clients, slot_s)
         (d_fps, d_p95), (b_fps, b_p95) = (a, b) if r % 2 == 0 else (b, a)
         measured.append(LoadRound(d_fps, d_p95, b_fps, b_p95))
     return LoadComparison(batch_size, clients, tuple(measured))
