@@ -188,10 +188,19 @@ class CloudModels(Mapping[str, Predictor]):
                 log.error("cannot load cloud model for %s: %s", name, exc)
                 model = None
             if model is None:
-                self._missing[name] = time.monotonic()
+                self._remember_miss(name)
                 return None
             self._loaded[name] = model
             return model
+
+    def _remember_miss(self, name: str) -> None:
+        """Keep a missed name (not retried for a while), at most MAX_REMEMBERED_MISSES of them:
+        names come from devices, so the oldest misses go first (they are only looked up again).
+        """
+        self._missing.pop(name, None)
+        self._missing[name] = time.monotonic()
+        while len(self._missing) > MAX_REMEMBERED_MISSES:
+            del self._missing[next(iter(self._missing))]
 
     def _load(self, name: str, measure_now: bool) -> ServedModel | None:
         spec = self._specs.get(name)
