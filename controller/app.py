@@ -308,7 +308,7 @@ def _start_grpc(c: Controller, stack: ExitStack) -> None:
         [
             lambda s: device_pb2_grpc.add_DeviceServiceServicer_to_server(device_servicer, s),
             lambda s: add_rollout_services(s, c.rollouts),
-            lambda s: add_model_services(s, c.model_parts, c.profiles),
+            lambda s: add_model_services(s, c.model_parts, c.profiles, c.cloud_models.plan_for),
             lambda s: admin_pb2_grpc.add_DeviceAdminServiceServicer_to_server(
                 DeviceAdminServicer(c.registry, c.profiles), s
             ),

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from controller.cli.context import cli_context
+from controller.cli.serving_plan_view import print_serving_plan, serving_plan_dict
 from edgefleet.cli import OutputFormat, echo, errors_as_exit_codes, print_json, print_table
 
 app = typer.Typer(help="Add models, build per-device variants, inspect them.", no_args_is_help=True)
@@ -205,7 +206,17 @@ def list_models(ctx: typer.Context, output: OutputFormat = FormatOption) -> None
             print_json(rows)
             return
         print_table(
-            ["model", "role", "cloud for", "input", "classes", "build", "variants", "rebuild of"],
+            [
+                "model",
+                "role",
+                "cloud for",
+                "input",
+                "classes",
+                "build",
+                "variants",
+                "rebuild of",
+                "serving",
+            ],
             [
                 [
                     f"{r['name']}:{r['version']}",
@@ -216,6 +227,7 @@ def list_models(ctx: typer.Context, output: OutputFormat = FormatOption) -> None
                     r["build_status"] or "-",
                     r["variants_built"],
                     f"{r['name']}:{r['rebuilt_from']}" if r["rebuilt_from"] else "-",
+                    r["serving_plan"]["summary"] if r["serving_plan"] else "-",
                 ]
                 for r in rows
             ],
@@ -239,6 +251,7 @@ def _model_dict(m: Any) -> dict[str, Any]:
         "build_status": m.build_status,
         "variants_built": m.variants_built,
         "rebuilt_from": m.rebuilt_from or None,
+        "serving_plan": serving_plan_dict(m.serving_plan) if m.HasField("serving_plan") else None,
     }
 
 
@@ -359,6 +372,11 @@ def print_variants_table(data: dict[str, Any]) -> None:
     echo(
         f"{model['name']}:{model['version']}{origin}  source accuracy {data['source_accuracy']:.2%}"
     )
+    if model["role"] == "cloud":
+        if model["serving_plan"]:
+            print_serving_plan(model["serving_plan"])
+        else:
+            echo("serving plan: not served yet (measured when first loaded for an offload)")
     rows = []
     for v in data["variants"]:
         if v["status"] != "built":

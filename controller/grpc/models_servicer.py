@@ -8,25 +8,30 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import grpc
 
 from controller.artifacts import ArtifactStore
+from controller.grpc.serving_plans import plan_to_proto
 from controller.services.model_build import BuildRunner
 from controller.services.model_views import BuildRequest, ModelInfo, VariantsReport
 from controller.services.models import ModelCatalogue
 from controller.services.models_setup import ModelComponents
+from controller.serving.plan import ServingPlan
 from edgefleet.errors import EdgeFleetError
 from edgefleet.profiles import HardwareProfile
 from edgefleet.v1 import models_pb2, models_pb2_grpc
 
 log = logging.getLogger(__name__)
 MAX_EVENTS = 4096  # progress events buffered per build call
+ServingPlans = Callable[[str], ServingPlan | None]  # NAME:VERSION -> its plan, if served
 
 
 def model_to_proto(info: ModelInfo) -> models_pb2.ModelVersion:
+    plan = plan_to_proto(info.serving_plan, info.cloud_for) if info.serving_plan else None
     return models_pb2.ModelVersion(
         name=info.name,
         version=info.version,
@@ -45,6 +50,7 @@ def model_to_proto(info: ModelInfo) -> models_pb2.ModelVersion:
         variants_built=info.variants_built,
         created_unix_ms=info.created_ms,
         rebuilt_from=info.rebuilt_from,
+        serving_plan=plan,
     )
 
 
@@ -112,8 +118,19 @@ class _Chunks:
 
 
 class ModelAdminServicer(models_pb2_grpc.ModelAdminServiceServicer):
-    def __init__(self, models: ModelCatalogue, builds: BuildRunner, store: ArtifactStore) -> None:
+    def __init__(
+        self,
+        models: ModelCatalogue,
+        builds: BuildRunner,
+        store: ArtifactStore,
+        serving_plans: ServingPlans = lambda _ref: None,
+    ) -> None:
         self._models, self._builds, self._store = models, builds, store
+        self._serving_plans = serving_plans
+
+    def _with_plan(self, info: ModelInfo) -> ModelInfo:
+        plan = self._serving_plans(info.ref) if info.role == "cloud" else None
+        return replace(info, serving_plan=plan) if plan is not None else info
 
     def UploadArtifact(
         self,
@@ -188,24 +205,28 @@ class ModelAdminServicer(models_pb2_grpc.ModelAdminServiceServicer):
         self, request: models_pb2.ListModelsRequest, context: grpc.ServicerContext
     ) -> models_pb2.ListModelsResponse:
         return models_pb2.ListModelsResponse(
-            models=[model_to_proto(m) for m in self._models.list_models()]
+            models=[model_to_proto(self._with_plan(m)) for m in self._models.list_models()]
         )
 
     def ListVariants(
         self, request: models_pb2.ListVariantsRequest, context: grpc.ServicerContext
     ) -> models_pb2.ListVariantsResponse:
-        return variants_to_proto(self._models.variants(request.name, request.version))
+        report = self._models.variants(request.name, request.version)
+        return variants_to_proto(replace(report, model=self._with_plan(report.model)))
 
 
 def add_model_services(
-    server: grpc.Server, parts: ModelComponents, profiles: Iterable[HardwareProfile]
+    server: grpc.Server,
+    parts: ModelComponents,
+    profiles: Iterable[HardwareProfile],
+    serving_plans: ServingPlans = lambda _ref: None,
 ) -> None:
     """Register ModelAdminService and the device-facing UpdateService."""
     from controller.grpc.updates_servicer import UpdateServicer
     from edgefleet.v1 import updates_pb2_grpc
 
     models_pb2_grpc.add_ModelAdminServiceServicer_to_server(
-        ModelAdminServicer(parts.models, parts.builds, parts.store), server
+        ModelAdminServicer(parts.models, parts.builds, parts.store, serving_plans), server
     )
     threads = {p.name: p.threads for p in profiles}
     updates_pb2_grpc.add_UpdateServiceServicer_to_server(

@@ -8,6 +8,7 @@ from typing import Any
 
 from controller.optimize.evaluate import Evaluation
 from controller.optimize.select import SLOWER, TOO_CLOSE, Selection
+from controller.serving.plan import ServingPlan
 from controller.store.models_models import ModelRow, SelectionRow, VariantRow
 from edgefleet.modelmeta import Preprocessing, VariantMetadata
 
@@ -38,6 +39,7 @@ class ModelInfo:
     variants_built: int
     created_ms: int
     rebuilt_from: int = 0  # the version whose sources a `model build --rebuild` built again
+    serving_plan: ServingPlan | None = None  # a cloud model the controller serves: how
 
     @property
     def ref(self) -> str:

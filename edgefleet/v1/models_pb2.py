@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64gefleet/v1/models.proto\x12\x0c\x65\x64gefleet.v1\"<\n\x13UploadArtifactChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x17\n\x0f\x65xpected_sha256\x18\x02 \x01(\t\"6\n\x16UploadArtifactResponse\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"\xa7\x01\n\x0f\x41\x64\x64ModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bonnx_sha256\x18\x02 \x01(\t\x12\x19\n\x11validation_sha256\x18\x03 \x01(\t\x12\x1a\n\x12\x63\x61libration_sha256\x18\x04 \x01(\t\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12\x17\n\x0fpreprocess_json\x18\x06 \x01(\t\x12\x11\n\tcloud_for\x18\x07 \x01(\t\"\xe3\x02\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x11\n\tcloud_for\x18\x04 \x01(\t\x12\x15\n\rsource_sha256\x18\x05 \x01(\t\x12\x13\n\x0bsource_size\x18\x06 \x01(\x03\x12\x12\n\ninput_name\x18\x07 \x01(\t\x12\x13\n\x0binput_shape\x18\x08 \x03(\x03\x12\x13\n\x0binput_dtype\x18\t \x01(\t\x12\x0e\n\x06layout\x18\n \x01(\t\x12\x13\n\x0bnum_classes\x18\x0b \x01(\x05\x12\x17\n\x0fpreprocess_json\x18\x0c \x01(\t\x12\x0e\n\x06labels\x18\r \x03(\t\x12\x14\n\x0c\x62uild_status\x18\x0e \x01(\t\x12\x16\n\x0evariants_built\x18\x0f \x01(\x05\x12\x17\n\x0f\x63reated_unix_ms\x18\x10 \x01(\x03\x12\x14\n\x0crebuilt_from\x18\x11 \x01(\x05\"=\n\x10\x41\x64\x64ModelResponse\x12)\n\x05model\x18\x01 \x01(\x0b\x32\x1a.edgefleet.v1.ModelVersion\"\x95\x01\n\x11\x42uildModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x10\n\x08profiles\x18\x03 \x03(\t\x12\x11\n\tno_tflite\x18\x04 \x01(\x08\x12\x15\n\ronly_variants\x18\x05 \x03(\t\x12\x14\n\x0cmeasure_runs\x18\x06 \x01(\x05\x12\x0f\n\x07rebuild\x18\x07 \x01(\x08\">\n\rBuildProgress\x12\x0f\n\x07variant\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x05\"b\n\x0f\x42uildModelEvent\x12/\n\x08progress\x18\x01 \x01(\x0b\x32\x1b.edgefleet.v1.BuildProgressH\x00\x12\x15\n\x0breport_json\x18\x02 \x01(\tH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"@\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.edgefleet.v1.ModelVersion\"4\n\x13ListVariantsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"\xd8\x02\n\x0bVariantInfo\x12\x12\n\nvariant_id\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x0f\n\x07runtime\x18\x03 \x01(\t\x12\x11\n\tprecision\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0e\n\x06sha256\x18\x07 \x01(\t\x12\x12\n\nsize_bytes\x18\x08 \x01(\x03\x12\x12\n\nzstd_bytes\x18\t \x01(\x03\x12\x19\n\x11latency_median_ms\x18\n \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x0b \x01(\x01\x12\x10\n\x08\x61\x63\x63uracy\x18\x0c \x01(\x01\x12\x18\n\x10\x61\x63\x63uracy_drop_pp\x18\r \x01(\x01\x12\x11\n\tagreement\x18\x0e \x01(\x01\x12\x0b\n\x03\x65\x63\x65\x18\x0f \x01(\x01\x12\x13\n\x0btemperature\x18\x10 \x01(\x01\x12\x14\n\x0cmetrics_json\x18\x11 \x01(\t\"\xfa\x01\n\x10ProfileSelection\x12\x0f\n\x07profile\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x12\n\nvariant_id\x18\x03 \x01(\t\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x16\n\x0elatency_source\x18\x05 \x01(\t\x12>\n\x08rejected\x18\x06 \x03(\x0b\x32,.edgefleet.v1.ProfileSelection.RejectedEntry\x12\x13\n\x0btarget_path\x18\x07 \x01(\t\x1a/\n\rRejectedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbb\x01\n\x14ListVariantsResponse\x12)\n\x05model\x18\x01 \x01(\x0b\x32\x1a.edgefleet.v1.ModelVersion\x12\x17\n\x0fsource_accuracy\x18\x02 \x01(\x01\x12+\n\x08variants\x18\x03 \x03(\x0b\x32\x19.edgefleet.v1.VariantInfo\x12\x32\n\nselections\x18\x04 \x03(\x0b\x32\x1e.edgefleet.v1.ProfileSelection2\xb3\x03\n\x11ModelAdminService\x12[\n\x0eUploadArtifact\x12!.edgefleet.v1.UploadArtifactChunk\x1a$.edgefleet.v1.UploadArtifactResponse(\x01\x12I\n\x08\x41\x64\x64Model\x12\x1d.edgefleet.v1.AddModelRequest\x1a\x1e.edgefleet.v1.AddModelResponse\x12N\n\nBuildModel\x12\x1f.edgefleet.v1.BuildModelRequest\x1a\x1d.edgefleet.v1.BuildModelEvent0\x01\x12O\n\nListModels\x12\x1f.edgefleet.v1.ListModelsRequest\x1a .edgefleet.v1.ListModelsResponse\x12U\n\x0cListVariants\x12!.edgefleet.v1.ListVariantsRequest\x1a\".edgefleet.v1.ListVariantsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64gefleet/v1/models.proto\x12\x0c\x65\x64gefleet.v1\"<\n\x13UploadArtifactChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x17\n\x0f\x65xpected_sha256\x18\x02 \x01(\t\"6\n\x16UploadArtifactResponse\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\"\xa7\x01\n\x0f\x41\x64\x64ModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bonnx_sha256\x18\x02 \x01(\t\x12\x19\n\x11validation_sha256\x18\x03 \x01(\t\x12\x1a\n\x12\x63\x61libration_sha256\x18\x04 \x01(\t\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12\x17\n\x0fpreprocess_json\x18\x06 \x01(\t\x12\x11\n\tcloud_for\x18\x07 \x01(\t\"\x94\x03\n\x0cModelVersion\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x11\n\tcloud_for\x18\x04 \x01(\t\x12\x15\n\rsource_sha256\x18\x05 \x01(\t\x12\x13\n\x0bsource_size\x18\x06 \x01(\x03\x12\x12\n\ninput_name\x18\x07 \x01(\t\x12\x13\n\x0binput_shape\x18\x08 \x03(\x03\x12\x13\n\x0binput_dtype\x18\t \x01(\t\x12\x0e\n\x06layout\x18\n \x01(\t\x12\x13\n\x0bnum_classes\x18\x0b \x01(\x05\x12\x17\n\x0fpreprocess_json\x18\x0c \x01(\t\x12\x0e\n\x06labels\x18\r \x03(\t\x12\x14\n\x0c\x62uild_status\x18\x0e \x01(\t\x12\x16\n\x0evariants_built\x18\x0f \x01(\x05\x12\x17\n\x0f\x63reated_unix_ms\x18\x10 \x01(\x03\x12\x14\n\x0crebuilt_from\x18\x11 \x01(\x05\x12/\n\x0cserving_plan\x18\x12 \x01(\x0b\x32\x19.edgefleet.v1.ServingPlan\"\xdc\x01\n\x0bServingPlan\x12\x16\n\x0emax_batch_size\x18\x01 \x01(\x05\x12\x1a\n\x12max_queue_delay_ms\x18\x02 \x01(\x01\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0f\n\x07summary\x18\x05 \x01(\t\x12+\n\x07\x62\x61tches\x18\x06 \x03(\x0b\x32\x1a.edgefleet.v1.BatchFigures\x12\'\n\x04load\x18\x07 \x01(\x0b\x32\x19.edgefleet.v1.LoadFigures\x12\x12\n\nedge_model\x18\x08 \x01(\t\"\x9b\x01\n\x0c\x42\x61tchFigures\x12\x12\n\nbatch_size\x18\x01 \x01(\x05\x12\x11\n\tmedian_ms\x18\x02 \x01(\x01\x12\x0e\n\x06p95_ms\x18\x03 \x01(\x01\x12\x14\n\x0c\x66rames_per_s\x18\x04 \x01(\x01\x12\x0c\n\x04gain\x18\x05 \x01(\x01\x12\x0f\n\x07gain_lo\x18\x06 \x01(\x01\x12\x0f\n\x07gain_hi\x18\x07 \x01(\x01\x12\x0e\n\x06rounds\x18\x08 \x01(\x05\"\xc0\x01\n\x0bLoadFigures\x12\x12\n\nbatch_size\x18\x01 \x01(\x05\x12\x0f\n\x07\x63lients\x18\x02 \x01(\x05\x12\x1b\n\x13\x64irect_frames_per_s\x18\x03 \x01(\x01\x12\x1c\n\x14\x62\x61tched_frames_per_s\x18\x04 \x01(\x01\x12\x0c\n\x04gain\x18\x05 \x01(\x01\x12\x0f\n\x07gain_lo\x18\x06 \x01(\x01\x12\x0f\n\x07gain_hi\x18\x07 \x01(\x01\x12\x11\n\tp95_ratio\x18\x08 \x01(\x01\x12\x0e\n\x06rounds\x18\t \x01(\x05\"=\n\x10\x41\x64\x64ModelResponse\x12)\n\x05model\x18\x01 \x01(\x0b\x32\x1a.edgefleet.v1.ModelVersion\"\x95\x01\n\x11\x42uildModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x10\n\x08profiles\x18\x03 \x03(\t\x12\x11\n\tno_tflite\x18\x04 \x01(\x08\x12\x15\n\ronly_variants\x18\x05 \x03(\t\x12\x14\n\x0cmeasure_runs\x18\x06 \x01(\x05\x12\x0f\n\x07rebuild\x18\x07 \x01(\x08\">\n\rBuildProgress\x12\x0f\n\x07variant\x18\x01 \x01(\t\x12\r\n\x05phase\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\x05\"b\n\x0f\x42uildModelEvent\x12/\n\x08progress\x18\x01 \x01(\x0b\x32\x1b.edgefleet.v1.BuildProgressH\x00\x12\x15\n\x0breport_json\x18\x02 \x01(\tH\x00\x42\x07\n\x05\x65vent\"\x13\n\x11ListModelsRequest\"@\n\x12ListModelsResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.edgefleet.v1.ModelVersion\"4\n\x13ListVariantsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"\xd8\x02\n\x0bVariantInfo\x12\x12\n\nvariant_id\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x0f\n\x07runtime\x18\x03 \x01(\t\x12\x11\n\tprecision\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x0e\n\x06sha256\x18\x07 \x01(\t\x12\x12\n\nsize_bytes\x18\x08 \x01(\x03\x12\x12\n\nzstd_bytes\x18\t \x01(\x03\x12\x19\n\x11latency_median_ms\x18\n \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x0b \x01(\x01\x12\x10\n\x08\x61\x63\x63uracy\x18\x0c \x01(\x01\x12\x18\n\x10\x61\x63\x63uracy_drop_pp\x18\r \x01(\x01\x12\x11\n\tagreement\x18\x0e \x01(\x01\x12\x0b\n\x03\x65\x63\x65\x18\x0f \x01(\x01\x12\x13\n\x0btemperature\x18\x10 \x01(\x01\x12\x14\n\x0cmetrics_json\x18\x11 \x01(\t\"\xfa\x01\n\x10ProfileSelection\x12\x0f\n\x07profile\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x12\n\nvariant_id\x18\x03 \x01(\t\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x16\n\x0elatency_source\x18\x05 \x01(\t\x12>\n\x08rejected\x18\x06 \x03(\x0b\x32,.edgefleet.v1.ProfileSelection.RejectedEntry\x12\x13\n\x0btarget_path\x18\x07 \x01(\t\x1a/\n\rRejectedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbb\x01\n\x14ListVariantsResponse\x12)\n\x05model\x18\x01 \x01(\x0b\x32\x1a.edgefleet.v1.ModelVersion\x12\x17\n\x0fsource_accuracy\x18\x02 \x01(\x01\x12+\n\x08variants\x18\x03 \x03(\x0b\x32\x19.edgefleet.v1.VariantInfo\x12\x32\n\nselections\x18\x04 \x03(\x0b\x32\x1e.edgefleet.v1.ProfileSelection2\xb3\x03\n\x11ModelAdminService\x12[\n\x0eUploadArtifact\x12!.edgefleet.v1.UploadArtifactChunk\x1a$.edgefleet.v1.UploadArtifactResponse(\x01\x12I\n\x08\x41\x64\x64Model\x12\x1d.edgefleet.v1.AddModelRequest\x1a\x1e.edgefleet.v1.AddModelResponse\x12N\n\nBuildModel\x12\x1f.edgefleet.v1.BuildModelRequest\x1a\x1d.edgefleet.v1.BuildModelEvent0\x01\x12O\n\nListModels\x12\x1f.edgefleet.v1.ListModelsRequest\x1a .edgefleet.v1.ListModelsResponse\x12U\n\x0cListVariants\x12!.edgefleet.v1.ListVariantsRequest\x1a\".edgefleet.v1.ListVariantsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,29 +40,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADDMODELREQUEST']._serialized_start=162
   _globals['_ADDMODELREQUEST']._serialized_end=329
   _globals['_MODELVERSION']._serialized_start=332
-  _globals['_MODELVERSION']._serialized_end=687
-  _globals['_ADDMODELRESPONSE']._serialized_start=689
-  _globals['_ADDMODELRESPONSE']._serialized_end=750
-  _globals['_BUILDMODELREQUEST']._serialized_start=753
-  _globals['_BUILDMODELREQUEST']._serialized_end=902
-  _globals['_BUILDPROGRESS']._serialized_start=904
-  _globals['_BUILDPROGRESS']._serialized_end=966
-  _globals['_BUILDMODELEVENT']._serialized_start=968
-  _globals['_BUILDMODELEVENT']._serialized_end=1066
-  _globals['_LISTMODELSREQUEST']._serialized_start=1068
-  _globals['_LISTMODELSREQUEST']._serialized_end=1087
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1089
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1153
-  _globals['_LISTVARIANTSREQUEST']._serialized_start=1155
-  _globals['_LISTVARIANTSREQUEST']._serialized_end=1207
-  _globals['_VARIANTINFO']._serialized_start=1210
-  _globals['_VARIANTINFO']._serialized_end=1554
-  _globals['_PROFILESELECTION']._serialized_start=1557
-  _globals['_PROFILESELECTION']._serialized_end=1807
-  _globals['_PROFILESELECTION_REJECTEDENTRY']._serialized_start=1760
-  _globals['_PROFILESELECTION_REJECTEDENTRY']._serialized_end=1807
-  _globals['_LISTVARIANTSRESPONSE']._serialized_start=1810
-  _globals['_LISTVARIANTSRESPONSE']._serialized_end=1997
-  _globals['_MODELADMINSERVICE']._serialized_start=2000
-  _globals['_MODELADMINSERVICE']._serialized_end=2435
+  _globals['_MODELVERSION']._serialized_end=736
+  _globals['_SERVINGPLAN']._serialized_start=739
+  _globals['_SERVINGPLAN']._serialized_end=959
+  _globals['_BATCHFIGURES']._serialized_start=962
+  _globals['_BATCHFIGURES']._serialized_end=1117
+  _globals['_LOADFIGURES']._serialized_start=1120
+  _globals['_LOADFIGURES']._serialized_end=1312
+  _globals['_ADDMODELRESPONSE']._serialized_start=1314
+  _globals['_ADDMODELRESPONSE']._serialized_end=1375
+  _globals['_BUILDMODELREQUEST']._serialized_start=1378
+  _globals['_BUILDMODELREQUEST']._serialized_end=1527
+  _globals['_BUILDPROGRESS']._serialized_start=1529
+  _globals['_BUILDPROGRESS']._serialized_end=1591
+  _globals['_BUILDMODELEVENT']._serialized_start=1593
+  _globals['_BUILDMODELEVENT']._serialized_end=1691
+  _globals['_LISTMODELSREQUEST']._serialized_start=1693
+  _globals['_LISTMODELSREQUEST']._serialized_end=1712
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1714
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1778
+  _globals['_LISTVARIANTSREQUEST']._serialized_start=1780
+  _globals['_LISTVARIANTSREQUEST']._serialized_end=1832
+  _globals['_VARIANTINFO']._serialized_start=1835
+  _globals['_VARIANTINFO']._serialized_end=2179
+  _globals['_PROFILESELECTION']._serialized_start=2182
+  _globals['_PROFILESELECTION']._serialized_end=2432
+  _globals['_PROFILESELECTION_REJECTEDENTRY']._serialized_start=2385
+  _globals['_PROFILESELECTION_REJECTEDENTRY']._serialized_end=2432
+  _globals['_LISTVARIANTSRESPONSE']._serialized_start=2435
+  _globals['_LISTVARIANTSRESPONSE']._serialized_end=2622
+  _globals['_MODELADMINSERVICE']._serialized_start=2625
+  _globals['_MODELADMINSERVICE']._serialized_end=3060
 # @@protoc_insertion_point(module_scope)

@@ -41,7 +41,7 @@ class AddModelRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., onnx_sha256: _Optional[str] = ..., validation_sha256: _Optional[str] = ..., calibration_sha256: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., preprocess_json: _Optional[str] = ..., cloud_for: _Optional[str] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("name", "version", "role", "cloud_for", "source_sha256", "source_size", "input_name", "input_shape", "input_dtype", "layout", "num_classes", "preprocess_json", "labels", "build_status", "variants_built", "created_unix_ms", "rebuilt_from")
+    __slots__ = ("name", "version", "role", "cloud_for", "source_sha256", "source_size", "input_name", "input_shape", "input_dtype", "layout", "num_classes", "preprocess_json", "labels", "build_status", "variants_built", "created_unix_ms", "rebuilt_from", "serving_plan")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,7 @@ class ModelVersion(_message.Message):
     VARIANTS_BUILT_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     REBUILT_FROM_FIELD_NUMBER: _ClassVar[int]
+    SERVING_PLAN_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     role: str
@@ -76,7 +77,70 @@ class ModelVersion(_message.Message):
     variants_built: int
     created_unix_ms: int
     rebuilt_from: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., role: _Optional[str] = ..., cloud_for: _Optional[str] = ..., source_sha256: _Optional[str] = ..., source_size: _Optional[int] = ..., input_name: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[str] = ..., layout: _Optional[str] = ..., num_classes: _Optional[int] = ..., preprocess_json: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., build_status: _Optional[str] = ..., variants_built: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., rebuilt_from: _Optional[int] = ...) -> None: ...
+    serving_plan: ServingPlan
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., role: _Optional[str] = ..., cloud_for: _Optional[str] = ..., source_sha256: _Optional[str] = ..., source_size: _Optional[int] = ..., input_name: _Optional[str] = ..., input_shape: _Optional[_Iterable[int]] = ..., input_dtype: _Optional[str] = ..., layout: _Optional[str] = ..., num_classes: _Optional[int] = ..., preprocess_json: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., build_status: _Optional[str] = ..., variants_built: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., rebuilt_from: _Optional[int] = ..., serving_plan: _Optional[_Union[ServingPlan, _Mapping]] = ...) -> None: ...
+
+class ServingPlan(_message.Message):
+    __slots__ = ("max_batch_size", "max_queue_delay_ms", "source", "reason", "summary", "batches", "load", "edge_model")
+    MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_QUEUE_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    LOAD_FIELD_NUMBER: _ClassVar[int]
+    EDGE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    max_batch_size: int
+    max_queue_delay_ms: float
+    source: str
+    reason: str
+    summary: str
+    batches: _containers.RepeatedCompositeFieldContainer[BatchFigures]
+    load: LoadFigures
+    edge_model: str
+    def __init__(self, max_batch_size: _Optional[int] = ..., max_queue_delay_ms: _Optional[float] = ..., source: _Optional[str] = ..., reason: _Optional[str] = ..., summary: _Optional[str] = ..., batches: _Optional[_Iterable[_Union[BatchFigures, _Mapping]]] = ..., load: _Optional[_Union[LoadFigures, _Mapping]] = ..., edge_model: _Optional[str] = ...) -> None: ...
+
+class BatchFigures(_message.Message):
+    __slots__ = ("batch_size", "median_ms", "p95_ms", "frames_per_s", "gain", "gain_lo", "gain_hi", "rounds")
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MEDIAN_MS_FIELD_NUMBER: _ClassVar[int]
+    P95_MS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    GAIN_FIELD_NUMBER: _ClassVar[int]
+    GAIN_LO_FIELD_NUMBER: _ClassVar[int]
+    GAIN_HI_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    batch_size: int
+    median_ms: float
+    p95_ms: float
+    frames_per_s: float
+    gain: float
+    gain_lo: float
+    gain_hi: float
+    rounds: int
+    def __init__(self, batch_size: _Optional[int] = ..., median_ms: _Optional[float] = ..., p95_ms: _Optional[float] = ..., frames_per_s: _Optional[float] = ..., gain: _Optional[float] = ..., gain_lo: _Optional[float] = ..., gain_hi: _Optional[float] = ..., rounds: _Optional[int] = ...) -> None: ...
+
+class LoadFigures(_message.Message):
+    __slots__ = ("batch_size", "clients", "direct_frames_per_s", "batched_frames_per_s", "gain", "gain_lo", "gain_hi", "p95_ratio", "rounds")
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CLIENTS_FIELD_NUMBER: _ClassVar[int]
+    DIRECT_FRAMES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    BATCHED_FRAMES_PER_S_FIELD_NUMBER: _ClassVar[int]
+    GAIN_FIELD_NUMBER: _ClassVar[int]
+    GAIN_LO_FIELD_NUMBER: _ClassVar[int]
+    GAIN_HI_FIELD_NUMBER: _ClassVar[int]
+    P95_RATIO_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    batch_size: int
+    clients: int
+    direct_frames_per_s: float
+    batched_frames_per_s: float
+    gain: float
+    gain_lo: float
+    gain_hi: float
+    p95_ratio: float
+    rounds: int
+    def __init__(self, batch_size: _Optional[int] = ..., clients: _Optional[int] = ..., direct_frames_per_s: _Optional[float] = ..., batched_frames_per_s: _Optional[float] = ..., gain: _Optional[float] = ..., gain_lo: _Optional[float] = ..., gain_hi: _Optional[float] = ..., p95_ratio: _Optional[float] = ..., rounds: _Optional[int] = ...) -> None: ...
 
 class AddModelResponse(_message.Message):
     __slots__ = ("model",)

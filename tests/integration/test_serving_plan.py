@@ -3,6 +3,7 @@ operator's override, and the direct plan's bound on frames in flight over real g
 
 from __future__ import annotations
 
+import logging
 import statistics
 import threading
 import time
@@ -35,10 +36,13 @@ def fashion_models(query: str = "") -> CloudModels:
     return CloudModels([parse_cloud_model_spec(spec)])
 
 
-def test_the_fashion_teacher_gets_a_measured_plan_no_slower_than_unbatched() -> None:
+def test_the_fashion_teacher_gets_a_measured_plan_no_slower_than_unbatched(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     models = fashion_models()
     start = time.monotonic()
-    models.preload()
+    with caplog.at_level(logging.INFO, logger="controller.services.offload"):
+        models.preload()
     took = time.monotonic() - start
     try:
         served = models.served()["fashion"]
@@ -49,6 +53,11 @@ def test_the_fashion_teacher_gets_a_measured_plan_no_slower_than_unbatched() -> 
         assert sizes[:2] == [1, 2] and set(sizes) <= set(BATCH_SIZES)
         assert all(m.frames_per_s > 0 and m.p95_ms >= m.median_ms > 0 for m in plan.measurements)
         assert "frames/s" in plan.reason and plan.summary().endswith("(measured)")
+        # the startup log says what the plan is and why
+        said = [r.getMessage() for r in caplog.records if "cloud model for fashion" in r.message]
+        assert said == [
+            f"cloud model for fashion (fashion:cloud): {plan.summary()}, queue 256: {plan.reason}"
+        ]
         if plan.batched:  # the batcher was tried under load against direct calls, and won
             assert plan.load is not None and plan.load.batch_size == plan.max_batch_size
             assert plan.max_queue_delay_ms == 0.0
