@@ -24,6 +24,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from controller.grpc.early_refusal import refusing_handler
 from controller.grpc.error_status import abort_with_status, rewrap
 from controller.grpc.throttle import CredentialThrottle, caller_address
 from controller.services.devices import Device, DeviceRegistry
@@ -79,8 +80,24 @@ class AuthInterceptor(grpc.ServerInterceptor):
         metadata = dict(handler_call_details.invocation_metadata or ())
         check = self._checker(method, metadata)
         service = method.split("/")[1] if method.count("/") >= 2 else ""
+        if service.endswith(ADMIN_SERVICE_SUFFIX) and not self._operator_token_in(metadata):
+            # refused from the headers: no worker waits for the request of a call without the
+            # token (a peer that never sends it would hold the worker)
+            return refusing_handler(handler, method, self._refuse_operator)
         guessable = method in PUBLIC_METHODS or service.endswith(ADMIN_SERVICE_SUFFIX)
         return _wrap(handler, method, check, self.throttle if guessable else None)
+
+    def _operator_token_in(self, metadata: dict[str, Any]) -> bool:
+        scheme, _, token = str(metadata.get("authorization", "")).partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.encode(), self._operator_token
+        )
+
+    def _refuse_operator(self, context: grpc.ServicerContext) -> None:
+        address = caller_address(context.peer())
+        self.throttle.check(address)  # a throttled address is told so, as with the token
+        self.throttle.failed(address)
+        raise Unauthenticated("missing or wrong operator token")
 
     def _checker(
         self, method: str, metadata: dict[str, Any]

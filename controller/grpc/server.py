@@ -1,17 +1,27 @@
-"""Builds the controller's gRPC server: TLS with optional client certificates, one port."""
+"""Builds the controller's gRPC servers: TLS for enrollment and operators, mutual TLS for
+devices, each port with its own workers."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
 
 import grpc
 
 from controller.errors import ListenError
-from controller.grpc.auth import ADMIN_SERVICE_SUFFIX, AuthInterceptor, current_device
+from controller.grpc.auth import (
+    ADMIN_SERVICE_SUFFIX,
+    PUBLIC_METHODS,
+    AuthInterceptor,
+    current_device,
+)
+from controller.grpc.early_refusal import InFlightBound, PortGate
 from controller.grpc.stream_guard import StreamGuard, StreamLimits, StreamSlots
 from controller.pki import CertificateAuthority
+from edgefleet.errors import EdgeFleetError, PermissionDenied, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +35,40 @@ KEEPALIVE_TIME_MS = 10_000
 KEEPALIVE_TIMEOUT_MS = 5_000
 
 
+ENROLLMENT_WORKERS = 4  # threads of their own for enrollment calls
+ENROLLMENTS_IN_FLIGHT = 16  # enrollment calls at once; more answer RESOURCE_EXHAUSTED
+
+
+class ControllerServer:
+    """The controller's two gRPC servers, started and stopped together: the operators' TLS port
+    (enrollment and the admin API) and the devices' mutual-TLS port, each with its own workers,
+    so that calls on one port (a peer stalling calls on the public one) never take the other's.
+    """
+
+    def __init__(self, operators: grpc.Server, devices: grpc.Server) -> None:
+        self._servers = (operators, devices)
+
+    def start(self) -> None:
+        for server in self._servers:
+            server.start()
+
+    def stop(self, grace: float | None) -> _Stopped:
+        return _Stopped([server.stop(grace) for server in self._servers])
+
+
+class _Stopped:
+    def __init__(self, events: list[threading.Event]) -> None:
+        self._events = events
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for event in self._events:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not event.wait(left):
+                return False
+        return True
+
+
 def build_server(
     ca: CertificateAuthority,
     interceptor: AuthInterceptor,
@@ -36,35 +80,47 @@ def build_server(
     workers: int,
     max_message_bytes: int,
     stream_limits: StreamLimits | None = None,
-) -> tuple[grpc.Server, int, int]:
-    """One server, two ports: TLS for enrollment and operators, mutual TLS for devices.
-
-    (gRPC cannot ask for an optional client certificate, so devices get a port that requires
-    one; the auth interceptor applies the same rules on both ports.) Device-facing server
-    streams are bounded per device and in all (``stream_limits``, by default a quarter of
-    the workers), so that one device cannot hold the workers heartbeats and operators need."""
+) -> tuple[ControllerServer, int, int]:
+    """Two servers: TLS for enrollment and operators on ``port``, mutual TLS for devices on
+    ``device_port`` (gRPC cannot ask for an optional client certificate). Each serves only its
+    own methods and refuses the others from their headers; the auth interceptor applies the
+    same rules on both. Device-facing server streams are bounded per device and in all
+    (``stream_limits``, by default a quarter of the workers), so that one device cannot hold
+    the workers heartbeats need; enrollment, the one call anyone may make, runs on threads of
+    its own, a bounded number at once."""
     slots = StreamSlots(stream_limits or StreamLimits.for_workers(workers))
     guard = StreamGuard(slots, lambda _ctx: current_device().device_id, _is_device_facing_method)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
-        interceptors=[interceptor, guard],  # auth first: the guard counts per known device
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.so_reuseport", 0),
-            ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
-            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
-        ],
-        maximum_concurrent_rpcs=workers * 8,
+    enrollment_pool = futures.ThreadPoolExecutor(
+        max_workers=ENROLLMENT_WORKERS, thread_name_prefix="grpc-enroll"
     )
-    for register in registrations:
-        register(server)
+    operators = _server(
+        workers,
+        "grpc-operators",
+        [
+            PortGate(_is_operator_method, _needs_certificate),
+            InFlightBound(PUBLIC_METHODS, ENROLLMENTS_IN_FLIGHT, enrollment_pool),
+            interceptor,
+        ],
+        max_message_bytes,
+    )
+    devices = _server(
+        workers,
+        "grpc-devices",
+        [
+            PortGate(_is_device_facing_method, _not_for_devices),
+            interceptor,
+            guard,  # after auth: the guard counts per known device
+        ],
+        max_message_bytes,
+    )
     bound = []
     ports = (
-        (port, False, "the TLS port for enrollment and operators (--grpc-port)"),
-        (device_port, True, "the mutual-TLS port for devices (--device-port)"),
+        (operators, port, False, "the TLS port for enrollment and operators (--grpc-port)"),
+        (devices, device_port, True, "the mutual-TLS port for devices (--device-port)"),
     )
-    for listen_port, client_auth, what in ports:
+    for server, listen_port, client_auth, what in ports:
+        for register in registrations:
+            register(server)
         credentials = grpc.ssl_server_credentials(
             [(ca.server_key_pem, ca.server_cert_pem)],
             root_certificates=ca.certificate_pem.encode(),
@@ -78,9 +134,43 @@ def build_server(
         if actual == 0:
             raise ListenError(failed)
         bound.append(actual)
-    return server, bound[0], bound[1]
+    return ControllerServer(operators, devices), bound[0], bound[1]
+
+
+def _server(
+    workers: int, name: str, interceptors: list[grpc.ServerInterceptor], max_message_bytes: int
+) -> grpc.Server:
+    return grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name),
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.so_reuseport", 0),
+            ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+            ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ],
+        maximum_concurrent_rpcs=workers * 8,
+    )
+
+
+def _needs_certificate(method: str) -> EdgeFleetError:
+    return Unauthenticated(f"{method} needs a device certificate (the mutual-TLS port)")
+
+
+def _not_for_devices(method: str) -> EdgeFleetError:
+    return PermissionDenied(f"{method} is served on the TLS port for enrollment and operators")
+
+
+def _is_operator_method(method: str) -> bool:
+    parts = method.split("/")
+    return method in PUBLIC_METHODS or (len(parts) == 3 and parts[1].endswith(ADMIN_SERVICE_SUFFIX))
 
 
 def _is_device_facing_method(method: str) -> bool:
     parts = method.split("/")
-    return len(parts) == 3 and not parts[1].endswith(ADMIN_SERVICE_SUFFIX)
+    return (
+        len(parts) == 3
+        and not parts[1].endswith(ADMIN_SERVICE_SUFFIX)
+        and method not in PUBLIC_METHODS
+    )
