@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 STREAM_RETRY_S = 10.0  # after the controller refused a stream: unary calls meanwhile
 MAX_LANES = 8  # open streams per client (the agent's offloads in flight)
-# A stream frame's deadline on the server is this much shorter than the caller's wait, so the
-# server's DEADLINE_EXCEEDED answer arrives before the caller gives up on it.
-STREAM_DEADLINE_MARGIN_S = 0.01
+# A stream frame's deadline on the server is shorter than the caller's wait by a fifth (20 to
+# 100 ms), so the server's DEADLINE_EXCEEDED answer arrives before the caller gives up on it.
+STREAM_DEADLINE_MARGIN = (0.2, 0.02, 0.1)  # fraction, at least, at most (seconds)
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 _DTYPES = {
@@ -193,7 +193,9 @@ class GrpcOffloadClient:
         lane = self._lanes.take()
         if lane is None:  # every lane busy
             return None
-        message.timeout_ms = max(1, round((timeout_s - STREAM_DEADLINE_MARGIN_S) * 1000))
+        fraction, least, most = STREAM_DEADLINE_MARGIN
+        margin = min(most, max(least, fraction * timeout_s))
+        message.timeout_ms = max(1, round((timeout_s - margin) * 1000))
         try:
             reply = lane.exchange(message, timeout_s)
         except LaneTimeout as exc:

@@ -2,9 +2,10 @@
 
 A lane is one bidirectional stream. ``exchange`` writes a frame and waits (at most its
 timeout) for the answer with the same sequence number; a reader thread takes the stream's
-answers off the wire. A lane whose frame timed out is retired (its late answer would hold up
-the next frame on the server), and so is one whose stream ended; ``LanePool`` opens new ones
-as needed, at most ``max_lanes`` at a time.
+answers off the wire. A frame that timed out leaves the lane open: the server ends that frame
+at its own (shorter) deadline, and its late answer is recognised by its sequence and dropped.
+A lane whose stream ended is retired; ``LanePool`` opens new ones as needed, at most
+``max_lanes`` at a time.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ class LaneTimeout(Exception):
 
 class Lane:
     def __init__(self, stub: inference_pb2_grpc.OffloadServiceStub) -> None:
-        self._requests: queue.Queue[object] = queue.Queue(maxsize=2)  # a frame + the end marker
+        # a frame, one the server has not read yet (after a timeout) and the end marker
+        self._requests: queue.Queue[object] = queue.Queue(maxsize=3)
         self._replies: queue.Queue[inference_pb2.OffloadResponse | LaneBroken] = queue.Queue(8)
         self._sequence = itertools.count(1)
         self.alive = True
@@ -52,20 +54,23 @@ class Lane:
         """Send `message` (its sequence is set here) and return its answer; LaneTimeout after
         `timeout_s`, LaneBroken when the stream ends first."""
         message.sequence = next(self._sequence)
-        self._requests.put_nowait(message)  # one frame at a time: never full
+        try:
+            self._requests.put_nowait(message)
+        except queue.Full:  # the server has not read the frames before: give this lane up
+            self.cancel()
+            raise LaneBroken(grpc.StatusCode.UNAVAILABLE, "the server reads no frames") from None
         end = time.monotonic() + max(timeout_s, 0.0)
         while True:
             try:
                 reply = self._replies.get(timeout=max(0.0, end - time.monotonic()))
             except queue.Empty:
-                self.close()
                 raise LaneTimeout(f"no answer within {timeout_s:.3f}s") from None
             if isinstance(reply, LaneBroken):
                 self.alive = False
                 raise reply
             if reply.sequence == message.sequence:
                 return reply
-            # an answer to an earlier frame: cannot happen on a lane retired after a timeout
+            # the late answer to an earlier frame of this lane: dropped
 
     def close(self) -> None:
         """End the stream (the server finishes its current frame and sees the end)."""

@@ -116,10 +116,11 @@ def labelled_pair(
 
 
 def offload_stream_limits(workers: int) -> StreamLimits:
-    """Offload streams may hold half of `workers` server threads, 4 per device; a stream with
-    no frame for 60 s, or open for 15 minutes, is cancelled (the device opens a new one)."""
+    """Offload streams may hold half of `workers` server threads, 8 per device (the agent's
+    offloads in flight); a stream with no frame for 60 s, or open for 15 minutes, is cancelled
+    (the device opens a new one)."""
     total = max(1, workers // 2)
-    return StreamLimits(per_device=min(4, total), total=total, idle_s=60.0, max_s=900.0)
+    return StreamLimits(per_device=min(8, total), total=total, idle_s=60.0, max_s=900.0)
 
 
 def frame_timeout(request: inference_pb2.OffloadRequest, stream_remaining: float | None) -> float:

@@ -153,11 +153,15 @@ def test_late_frame_gets_deadline_exceeded_and_the_stream_goes_on(cloud_model: C
 
 
 def test_client_keeps_its_deadline_on_the_stream(cloud_model: CloudModel) -> None:
-    def slow(tensors: Sequence[np.ndarray]) -> list[Prediction]:
-        time.sleep(1.0)
+    slow_calls = [1]
+
+    def first_slow(tensors: Sequence[np.ndarray]) -> list[Prediction]:
+        if slow_calls:
+            slow_calls.pop()
+            time.sleep(1.0)
         return cloud_model.run_batch(tensors)
 
-    model = BatchedModel(cloud_model, DynamicBatcher(slow, max_batch_size=4))
+    model = BatchedModel(cloud_model, DynamicBatcher(first_slow, max_batch_size=4))
     _, server, channel, _ = serve({"tiny": model})
     client = GrpcOffloadClient(channel)
     try:
@@ -165,13 +169,17 @@ def test_client_keeps_its_deadline_on_the_stream(cloud_model: CloudModel) -> Non
         with pytest.raises(OffloadFailed) as info:
             client.offload(client_frame(), timeout_s=0.2)
         elapsed = time.perf_counter() - started
+        time.sleep(1.0)  # the worker finishes the slow batch
+        # the same lane: the first frame's late answer is dropped, the second one's returned
+        answer = client.offload(client_frame(), timeout_s=5.0)
     finally:
         client.close()
         server.stop(None)
         model.close()
     assert info.value.kind == "deadline"
     assert elapsed < 0.2 + 0.1
-    assert client.fallbacks == 0  # the stream answered (late), not a unary retry
+    assert answer.label == CLOUD_LABEL
+    assert client.fallbacks == 0  # both frames went over the stream, none unary
 
 
 def test_full_queue_answers_resource_exhausted_per_frame(cloud_model: CloudModel) -> None:
