@@ -158,17 +158,21 @@ class CloudModels(Mapping[str, Predictor]):
         with self._lock:
             self._specs[spec.edge_model] = spec
             self._missing.pop(spec.edge_model, None)
-            previous = self._loaded.pop(spec.edge_model, None)
-            self._loaded[spec.edge_model] = self._load_or_raise(spec.edge_model)
-        if previous is not None:
-            previous.close()
+        self._install(spec.edge_model)
 
     def preload(self) -> None:
         """Load (and measure) every statically configured model now: errors and serving plans
         surface at start, not per RPC."""
-        for name in self._specs:
-            with self._lock:
-                self._loaded[name] = self._load_or_raise(name)
+        for name in list(self._specs):
+            self._install(name)
+
+    def _install(self, name: str) -> None:
+        model = self._load_or_raise(name)  # outside the lock: measuring takes seconds
+        with self._lock:
+            previous = self._loaded.pop(name, None)
+            self._loaded[name] = model
+        if previous is not None:
+            previous.close()
 
     def _load_or_raise(self, name: str) -> ServedModel:
         model = self._load(name, measure_now=True)

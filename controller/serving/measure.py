@@ -42,7 +42,8 @@ def measure_batches(
 ) -> BatchTimings:
     """Time ``run(batch_size)`` for each size (1 first and always). The list ends at a size
     whose warm-up call fails, or that would make one call of each size exceed a round's share
-    of the budget. Takes about ``budget_s`` (more only when batch 1 alone is that slow)."""
+    of the budget. Takes about ``budget_s``: rounds stop past it once two are done (more
+    only when batch 1 alone is that slow)."""
     start = clock()
     sizes = sorted({1, *sizes})
     share = budget_s / max(1, rounds)
@@ -86,6 +87,8 @@ def measure_batches(
             runs[size].extend(times)
             medians[size] = statistics.median(times)
         round_medians.append(medians)
+        if r >= 1 and clock() - start > budget_s:  # a busier machine than the warm-up showed
+            break
     measurements = []
     for size in kept:
         ratios = tuple((m[size] / size) / m[1] for m in round_medians if m[1] > 0 and m[size] > 0)
