@@ -15,6 +15,7 @@ import pytest
 
 from agent.inference import GrpcOffloadClient, OffloadFailed, OffloadFrame
 from controller.grpc.offload_servicer import OffloadServicer, start_insecure_server
+from controller.optimize.synthetic import make_tiny_cnn
 from controller.services.offload import (
     BatchingConfig,
     CloudModels,
@@ -23,8 +24,9 @@ from controller.services.offload import (
 )
 from controller.serving.cloud_model import CloudModel, DirectModel, Prediction
 from controller.serving.measure import closed_loop
-from controller.serving.plan import BATCH_SIZES, ServingPlan
-from controller.serving.served import ServedModel
+from controller.serving.plan import BATCH_SIZES, ServingPlan, best_batch
+from controller.serving.served import ServedModel, measure_plan
+from edgefleet.modelmeta import Preprocessing
 from tests.conftest import REPO
 
 FASHION = REPO / "examples" / "fashion"
@@ -80,6 +82,25 @@ def test_the_fashion_teacher_gets_a_measured_plan_no_slower_than_unbatched(
         models.close()
 
 
+def test_a_model_that_gains_alone_is_raced_against_direct_calls_before_it_is_batched(
+    tmp_path: Path,
+) -> None:
+    # a tiny CNN: the per-call cost dominates, so batch 16 is several times batch 1 per frame
+    path = make_tiny_cnn(tmp_path / "tiny.onnx", size=4, width=2)
+    model = CloudModel(path, Preprocessing(size=(4, 4), channels=1), "tiny:1")
+    plan = measure_plan(model)
+    assert plan.source == "measured"
+    chosen = best_batch(plan.measurements)
+    assert chosen is not None and chosen.gain >= 1.2, plan.measurements
+    assert plan.load is not None, plan.reason  # measurement 2 ran, at measurement 1's size
+    assert plan.load.batch_size == chosen.batch_size and plan.load.clients == 8
+    assert len(plan.load.rounds) == 4
+    assert all(r.direct_fps > 0 and r.batched_fps > 0 for r in plan.load.rounds)
+    assert "concurrent callers" in plan.reason and "the model gains alone" in plan.reason
+    gain, low, _ = plan.load.gain
+    assert plan.batched == (low >= 1.05 and plan.load.p95_ratio <= 1.0), (gain, plan.reason)
+
+
 def test_an_operator_setting_overrides_the_measurement() -> None:
     models = fashion_models("?batch=8&delay_ms=1")
     models.preload()
@@ -105,8 +126,6 @@ class BlockingModel(CloudModel):
     """The digits cloud model, held inside its call until released."""
 
     def __init__(self, path: Path) -> None:
-        from edgefleet.modelmeta import Preprocessing
-
         pre = Preprocessing.from_file(DIGITS / "preprocess.json")
         super().__init__(path, pre, "digits:cloud")
         self.started, self.release = threading.Event(), threading.Event()
