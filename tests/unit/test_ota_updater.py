@@ -108,7 +108,8 @@ def test_truncated_download_retries_then_fails(tmp_path: Path) -> None:
     env.install_good()
     target = env.publish(b"version-two-model", 2)
     (env.source / target["path"]).write_bytes(b"version")
-    assert "truncated download: 7 of 17 bytes" in refuse(env, target)
+    last_round = m.UpdateConfig(max_retries=2, backoff_base=0.0, retry_rounds=0)
+    assert "truncated download: 7 of 17 bytes" in refuse(env, target, config=last_round)
 
 
 def test_verifier_error_refused(tmp_path: Path) -> None:
