@@ -241,6 +241,7 @@ def bench_cascade(
     defaults = batching_defaults(ControllerConfig())
     cloud_models = CloudModels([spec], defaults)
     cloud_models.preload()
+    serving = cloud_models.served()[spec.edge_model].plan.summary()  # measured on this host
     pairs = OffloadPairs()
     servicer = OffloadServicer(
         cloud_models, identify=lambda _c: "bench-device", on_pair=pairs.record
@@ -304,7 +305,7 @@ def bench_cascade(
     print(
         f"\n[2] cascade on test_corrupted.npz ({n} frames), {meta['variant_id']}"
         f" (T {meta['temperature']:.2f}) on {host.threads} threads -> live gRPC -> {spec.path.name}"
-        f" (batch <= {defaults.max_batch_size}, {defaults.max_queue_delay_ms} ms); {wall:.1f} s"
+        f" (serving plan: {serving}); {wall:.1f} s"
     )
     print(f"    edge only   {edge_acc:7.2%}")
     print(f"    cloud only  {cloud_acc:7.2%}")
