@@ -2,10 +2,10 @@
 
 A lane is one bidirectional stream. ``exchange`` writes a frame and waits (at most its
 timeout) for the answer with the same sequence number; a reader thread takes the stream's
-answers off the wire. A frame that timed out leaves the lane open: the server ends that frame
-at its own (shorter) deadline, and its late answer is recognised by its sequence and dropped.
-A lane whose stream ended is retired; ``LanePool`` opens new ones as needed, at most
-``max_lanes`` at a time.
+answers off the wire. A frame that timed out leaves the lane open but not ready: the server
+ends that frame at its own (shorter) deadline, and until its late answer (recognised by its
+sequence, dropped) has come, no frame is queued behind it. A lane whose stream ended is
+retired; ``LanePool`` opens new ones as needed, at most ``max_lanes`` at a time.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Lane:
         self._requests: queue.Queue[object] = queue.Queue(maxsize=3)
         self._replies: queue.Queue[inference_pb2.OffloadResponse | LaneBroken] = queue.Queue(8)
         self._sequence = itertools.count(1)
+        self._late: int | None = None  # the sequence of a frame that timed out, unanswered
         self.alive = True
         self._call = stub.OffloadStream(self._outgoing())
         self._reader = threading.Thread(target=self._read, name="offload-lane", daemon=True)
@@ -64,13 +65,23 @@ class Lane:
             try:
                 reply = self._replies.get(timeout=max(0.0, end - time.monotonic()))
             except queue.Empty:
+                self._late = message.sequence  # its answer may come yet: dropped then
+                if not self._replies.empty():  # it came just now
+                    continue
                 raise LaneTimeout(f"no answer within {timeout_s:.3f}s") from None
             if isinstance(reply, LaneBroken):
                 self.alive = False
                 raise reply
             if reply.sequence == message.sequence:
+                if self._late == reply.sequence:  # came just as the wait ran out
+                    self._late = None
                 return reply
             # the late answer to an earlier frame of this lane: dropped
+
+    @property
+    def ready(self) -> bool:
+        """Open, and no earlier frame still on the server."""
+        return self.alive and self._late is None
 
     def close(self) -> None:
         """End the stream (the server finishes its current frame and sees the end)."""
@@ -97,6 +108,9 @@ class Lane:
     def _read(self) -> None:
         try:
             for reply in self._call:
+                if reply.sequence == self._late:  # the answer nobody waits for any more
+                    self._late = None
+                    continue
                 self._put(reply)
             broken = LaneBroken(grpc.StatusCode.OK, "the stream ended")
         except grpc.RpcError as exc:
@@ -124,13 +138,14 @@ class LanePool:
         self._lock = threading.Lock()
 
     def take(self) -> Lane | None:
-        """An idle lane or a new one; None when `max_lanes` are busy."""
+        """A ready idle lane or a new one; None when `max_lanes` are busy or not ready."""
         with self._lock:
-            while self._idle:
-                lane = self._idle.pop()
-                if lane.alive:
-                    return lane
-                self._open -= 1
+            dead = [lane for lane in self._idle if not lane.alive]
+            self._open -= len(dead)
+            self._idle = [lane for lane in self._idle if lane.alive]
+            for i in range(len(self._idle) - 1, -1, -1):
+                if self._idle[i].ready:
+                    return self._idle.pop(i)
             if self._open >= self._max:
                 return None
             self._open += 1
