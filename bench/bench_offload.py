@@ -218,12 +218,24 @@ def device_run(
             while time.perf_counter() < end:
                 one(k, True)
                 k += 1
-        else:
-            with ThreadPoolExecutor(2 * spec.lanes) as pool:
+        else:  # as the agent does: beyond `lanes` frames in flight, a frame stays local
+            slots = threading.BoundedSemaphore(spec.lanes)
+
+            def offload_one(k: int) -> None:
+                try:
+                    one(k, True)
+                finally:
+                    slots.release()
+
+            with ThreadPoolExecutor(spec.lanes) as pool:
                 next_at = time.perf_counter() + rng.uniform(0, 1.0 / spec.rate)
                 while next_at < end:
                     time.sleep(max(0.0, next_at - time.perf_counter()))
-                    pool.submit(one, k, True)
+                    if slots.acquire(blocking=False):
+                        pool.submit(offload_one, k)
+                    else:
+                        with lock:
+                            result.counts["kept local"] = result.counts.get("kept local", 0) + 1
                     k += 1
                     next_at += rng.exponential(1.0 / spec.rate)
         result.counts["unary fallbacks"] = client.fallbacks
@@ -572,7 +584,7 @@ def overload(
     queue = max(1, int(0.5 * deadline * sustained))
     offered = 2 * sustained
     per_device = offered / n
-    lanes = min(8, max(2, math.ceil(per_device * deadline * 1.5)))
+    lanes = min(8, max(2, math.ceil(per_device * deadline)))  # the agent's in-flight bound
     # the batcher's plan: its queue bound and deadline are what refuse and expire frames
     ctl = controller(f"&batch=16&delay_ms=2&queue={queue}", lanes)
     try:
@@ -591,7 +603,8 @@ def overload(
     p99 = pct(admitted, 99)
     print(
         f"    {len(over.latencies_ms)} answered, {len(over.expired_ms)} answered "
-        f"DEADLINE_EXCEEDED, {refused} RESOURCE_EXHAUSTED, {silent} silent timeouts"
+        f"DEADLINE_EXCEEDED, {refused} RESOURCE_EXHAUSTED, {silent} silent timeouts, "
+        f"{counts.get('kept local', 0)} kept local (the device's in-flight bound)"
     )
     ok = p99 <= deadline * 1000 and silent == 0 and refused > 0
     return goal(
