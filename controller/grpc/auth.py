@@ -87,6 +87,13 @@ class AuthInterceptor(grpc.ServerInterceptor):
         guessable = method in PUBLIC_METHODS or service.endswith(ADMIN_SERVICE_SUFFIX)
         return _wrap(handler, method, check, self.throttle if guessable else None)
 
+    def device_of(self, context: grpc.ServicerContext) -> Device:
+        """The enrolled, unrevoked device whose certificate the caller presented."""
+        fingerprint = peer_certificate_fingerprint(context)
+        if fingerprint is None:
+            raise Unauthenticated("this call needs a device certificate (mutual TLS)")
+        return self._registry.authenticate(fingerprint)
+
     def _operator_token_in(self, metadata: dict[str, Any]) -> bool:
         scheme, _, token = str(metadata.get("authorization", "")).partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(
@@ -118,14 +125,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
 
             return check_operator
         if service.startswith(PACKAGE_PREFIX):
-
-            def check_device(ctx: grpc.ServicerContext) -> Device:
-                fingerprint = peer_certificate_fingerprint(ctx)
-                if fingerprint is None:
-                    raise Unauthenticated("this call needs a device certificate (mutual TLS)")
-                return self._registry.authenticate(fingerprint)
-
-            return check_device
+            return self.device_of
 
         def refuse(_ctx: grpc.ServicerContext) -> None:
             raise PermissionDenied(f"method {method} is not exposed")

@@ -19,6 +19,7 @@ from controller.grpc.auth import (
     current_device,
 )
 from controller.grpc.early_refusal import InFlightBound, PortGate
+from controller.grpc.request_guard import RequestGuard
 from controller.grpc.stream_guard import StreamGuard, StreamLimits, StreamSlots
 from controller.pki import CertificateAuthority
 from edgefleet.errors import EdgeFleetError, PermissionDenied, Unauthenticated
@@ -108,6 +109,7 @@ def build_server(
         "grpc-devices",
         [
             PortGate(_is_device_facing_method, _not_for_devices),
+            RequestGuard(_device_id_by(interceptor), _is_device_facing_method),
             interceptor,
             guard,  # after auth: the guard counts per known device
         ],
@@ -152,6 +154,10 @@ def _server(
         ],
         maximum_concurrent_rpcs=workers * 8,
     )
+
+
+def _device_id_by(interceptor: AuthInterceptor) -> Callable[[grpc.ServicerContext], str]:
+    return lambda context: interceptor.device_of(context).device_id
 
 
 def _needs_certificate(method: str) -> EdgeFleetError:

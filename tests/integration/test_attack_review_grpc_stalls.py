@@ -20,7 +20,7 @@ from agent.controller_client import device_channel
 from agent.enroll import enroll
 from agent.hardware import detect
 from agent.identity import Credentials
-from edgefleet.v1 import device_pb2, device_pb2_grpc
+from edgefleet.v1 import admin_pb2, device_pb2, device_pb2_grpc
 from tests.conftest import TcpForwarder
 from tests.fleet import Admin, start_controller
 
@@ -85,5 +85,69 @@ def test_requests_that_never_arrive_do_not_hold_the_workers(tmp_path: Path, meth
             device.close()
         if forwarder is not None:
             forwarder.close()
+        admin.close()
+        ctl.stop()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("staller", ["revoked", "enrolled"])
+def test_a_device_cannot_hold_the_device_workers_with_requests_it_never_sends(
+    tmp_path: Path, staller: str
+) -> None:
+    """On the mutual-TLS port: a revoked device (its certificate still passes the handshake)
+    is refused before its request is read; an enrolled one may have 8 calls waiting for their
+    request, each for 10 s. Before, 40 such calls of either held all 32 workers."""
+    ctl = start_controller(tmp_path / "controller")
+    admin = Admin(ctl)
+    release = threading.Event()
+    channels: list[grpc.Channel] = []
+    calls: list[grpc.Future] = []
+    try:
+        for name in ("cam", "staller"):
+            enroll(tmp_path / name, admin.address, admin.register(name), detect(), attempts=1)
+        if staller == "revoked":
+            admin.stub.RevokeDevice(admin_pb2.RevokeDeviceRequest(name_or_id="staller"), timeout=10)
+        channels.append(
+            device_channel(
+                f"127.0.0.1:{ctl.device_port}", Credentials.load(tmp_path / "cam"), 8 * MIB
+            )
+        )
+        heartbeat = device_pb2_grpc.DeviceServiceStub(channels[0]).Heartbeat
+
+        def never_sent() -> Iterator[bytes]:
+            release.wait()
+            yield from ()
+
+        for _ in range(4):
+            channel = device_channel(
+                f"127.0.0.1:{ctl.device_port}", Credentials.load(tmp_path / "staller"), 8 * MIB
+            )
+            channels.append(channel)
+            stall = channel.stream_unary(
+                "/edgefleet.v1.DeviceService/Heartbeat",
+                request_serializer=bytes,
+                response_deserializer=bytes,
+            )
+            calls += [stall.future(never_sent()) for _ in range(STALLS // 4)]
+        time.sleep(1.0)
+
+        started = time.monotonic()
+        assert heartbeat(device_pb2.HeartbeatRequest(), timeout=5).device_id
+        assert time.monotonic() - started < 5
+        refused = [c for c in calls if c.done()]
+        expected = (
+            grpc.StatusCode.UNAUTHENTICATED
+            if staller == "revoked"
+            else grpc.StatusCode.RESOURCE_EXHAUSTED
+        )
+        assert len(refused) >= STALLS - 8 and {c.code() for c in refused} == {expected}
+        # the ones still waiting for their request are cancelled by the controller
+        assert all(c.exception(timeout=15) is not None for c in calls)
+    finally:
+        release.set()
+        for call in calls:
+            call.cancel()
+        for channel in channels:
+            channel.close()
         admin.close()
         ctl.stop()
