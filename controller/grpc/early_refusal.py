@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 
 from controller.grpc.error_status import abort_with_status
+from controller.grpc.throttle import caller_address
 from edgefleet.errors import EdgeFleetError, InvalidInput, ResourceExhausted
 
 Continuation = Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None]
@@ -78,21 +79,64 @@ class PortGate(grpc.ServerInterceptor):
         return refusing_handler(handler, method, refuse)
 
 
+def read_request(
+    method: str, requests: Iterator[Any], context: grpc.ServicerContext, timeout_s: float
+) -> Any:
+    """The one request of a call whose handler takes it as a stream; the call is cancelled
+    (and answered INVALID_ARGUMENT) when it has not come within ``timeout_s``."""
+    timed_out = threading.Event()
+
+    def cancel() -> None:
+        timed_out.set()
+        context.cancel()
+
+    timer = threading.Timer(timeout_s, cancel)
+    timer.daemon = True
+    timer.start()
+    try:
+        request = next(requests, None)
+    except grpc.RpcError:
+        request = None
+    finally:
+        timer.cancel()
+    if timed_out.is_set():
+        abort_with_status(context, method, RequestTimeout(f"no request within {timeout_s:.0f} s"))
+    if request is None:
+        abort_with_status(context, method, InvalidInput(f"{method} needs a request"))
+    return request
+
+
+class RequestTimeout(InvalidInput):
+    """A call's request did not arrive in time (the call is cancelled)."""
+
+
 class InFlightBound(grpc.ServerInterceptor):
-    """At most ``limit`` calls of ``methods`` (unary) at once, run on their own ``pool``; more are
-    answered RESOURCE_EXHAUSTED at once. For unary-request methods that anyone may call
-    (enrollment): however many such calls a peer stalls, the other methods keep their workers.
+    """At most ``limit`` calls of ``methods`` (unary) at once, ``per_caller`` of them from one
+    address, run on their own ``pool``, each cancelled when its request has not come within
+    ``read_timeout_s``; more are answered RESOURCE_EXHAUSTED at once. For unary-request methods
+    that anyone may call (enrollment): however many such calls a peer stalls, the other methods
+    keep their workers, and callers from other addresses keep most of these.
 
     The bounded call takes its request as a stream and reads the one message itself, so the
     slot is given back however the call ends (even cancelled before a worker picked it up)."""
 
     def __init__(
-        self, methods: Collection[str], limit: int, pool: futures.ThreadPoolExecutor
+        self,
+        methods: Collection[str],
+        limit: int,
+        pool: futures.ThreadPoolExecutor,
+        *,
+        per_caller: int = 2,
+        read_timeout_s: float = 10.0,
     ) -> None:
         self._methods = frozenset(methods)
         self._slots = threading.BoundedSemaphore(limit)
         self._limit = limit
         self._pool = pool
+        self._per_caller = per_caller
+        self._read_timeout_s = read_timeout_s
+        self._callers: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -114,12 +158,13 @@ class InFlightBound(grpc.ServerInterceptor):
         behavior, slots = handler.unary_unary, self._slots
 
         def call(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            caller = ""
             try:
-                request = next(requests, None)
-                if request is None:
-                    abort_with_status(context, method, InvalidInput(f"{method} needs a request"))
+                caller = self._enter(method, context)
+                request = read_request(method, requests, context, self._read_timeout_s)
                 return behavior(request, context)
             finally:
+                self._leave(caller)
                 slots.release()
 
         call.experimental_thread_pool = self._pool  # type: ignore[attr-defined]
@@ -128,3 +173,27 @@ class InFlightBound(grpc.ServerInterceptor):
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+    def _enter(self, method: str, context: grpc.ServicerContext) -> str:
+        caller = caller_address(context.peer())
+        with self._lock:
+            calls = self._callers.get(caller, 0)
+            if calls < self._per_caller:
+                self._callers[caller] = calls + 1
+                return caller
+        abort_with_status(
+            context,
+            method,
+            ResourceExhausted(f"{calls} calls of {method} from {caller} in progress: retry later"),
+        )
+        raise AssertionError("abort raises")  # pragma: no cover
+
+    def _leave(self, caller: str) -> None:
+        if not caller:
+            return
+        with self._lock:
+            left = self._callers.get(caller, 1) - 1
+            if left > 0:
+                self._callers[caller] = left
+            else:
+                self._callers.pop(caller, None)

@@ -21,9 +21,9 @@ from typing import Any
 
 import grpc
 
-from controller.grpc.early_refusal import Continuation
+from controller.grpc.early_refusal import Continuation, read_request
 from controller.grpc.error_status import abort_with_status
-from edgefleet.errors import EdgeFleetError, InvalidInput, ResourceExhausted
+from edgefleet.errors import EdgeFleetError, ResourceExhausted
 
 log = logging.getLogger(__name__)
 LOG_EVERY_S = 10.0  # at most one refusal warning per device this often
@@ -56,7 +56,6 @@ class RequestGuard(grpc.ServerInterceptor):
         self._freed = threading.Condition(self._lock)
         self._next_log: dict[str, float] = {}  # device id -> when its next refusal is logged
         self.refused = 0  # calls refused for too many waiting reads
-        self.timed_out = 0  # calls cancelled because their request did not come
 
     def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -91,34 +90,10 @@ class RequestGuard(grpc.ServerInterceptor):
             self._take(device_id)
         except EdgeFleetError as exc:
             abort_with_status(context, method, exc)
-        timed_out = threading.Event()
-
-        def cancel() -> None:
-            timed_out.set()
-            context.cancel()
-
-        timer = threading.Timer(self.limits.read_timeout_s, cancel)
-        timer.daemon = True
-        timer.start()
-        try:
-            request = next(requests, None)
-        except grpc.RpcError:
-            request = None
+        try:  # a request that does not come in time: the call is cancelled, logged at INFO
+            return read_request(method, requests, context, self.limits.read_timeout_s)
         finally:
-            timer.cancel()
             self._give_back(device_id)
-        if timed_out.is_set():
-            with self._lock:
-                self.timed_out += 1
-            log.warning("cancelled a call of %s: no request within the read timeout", device_id)
-            abort_with_status(
-                context,
-                method,
-                InvalidInput(f"no request within {self.limits.read_timeout_s:.0f} s"),
-            )
-        if request is None:
-            abort_with_status(context, method, InvalidInput(f"{method} needs a request"))
-        return request
 
     def _take(self, device_id: str) -> None:
         """A read slot of the device; when all are taken, a short wait for one (a burst of

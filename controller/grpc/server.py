@@ -36,7 +36,7 @@ KEEPALIVE_TIME_MS = 10_000
 KEEPALIVE_TIMEOUT_MS = 5_000
 
 
-ENROLLMENT_WORKERS = 4  # threads of their own for enrollment calls
+ENROLLMENT_WORKERS = 8  # threads of their own for enrollment calls (2 per caller address)
 ENROLLMENTS_IN_FLIGHT = 16  # enrollment calls at once; more answer RESOURCE_EXHAUSTED
 
 

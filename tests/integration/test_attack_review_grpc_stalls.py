@@ -151,3 +151,52 @@ def test_a_device_cannot_hold_the_device_workers_with_requests_it_never_sends(
             channel.close()
         admin.close()
         ctl.stop()
+
+
+@pytest.mark.timeout(60)
+def test_stalled_enrollments_of_one_address_leave_enrollment_to_others(tmp_path: Path) -> None:
+    """An unauthenticated peer (127.0.0.2) with 16 enrollments that never send their request
+    may hold 2 enrollment slots, each for at most 10 s; a device enrolling from another address
+    meanwhile is enrolled. Before, the peer held every enrollment slot for as long as it liked
+    and the device was refused RESOURCE_EXHAUSTED."""
+    ctl = start_controller(tmp_path / "controller")
+    admin = Admin(ctl)
+    release = threading.Event()
+    calls: list[grpc.Future] = []
+    forwarder = TcpForwarder(ctl.grpc_port, source_host="127.0.0.2")
+    channel = None
+    try:
+        ca = (tmp_path / "controller" / "pki" / "ca.pem").read_bytes()
+        channel = grpc.secure_channel(
+            f"127.0.0.1:{forwarder.port}",
+            grpc.ssl_channel_credentials(ca),
+            options=[("grpc.use_local_subchannel_pool", 1)],
+        )
+
+        def never_sent() -> Iterator[bytes]:
+            release.wait()
+            yield from ()
+
+        stall = channel.stream_unary(
+            "/edgefleet.v1.DeviceService/Enroll",
+            request_serializer=bytes,
+            response_deserializer=bytes,
+        )
+        calls = [stall.future(never_sent()) for _ in range(16)]
+        time.sleep(1.0)
+        token = admin.register("cam")
+        identity = enroll(tmp_path / "cam", admin.address, token, detect(), attempts=1)
+        assert identity.device_id
+        refused = [c for c in calls if c.done()]
+        assert len(refused) >= 14
+        assert {c.code() for c in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+        assert all(c.exception(timeout=15) is not None for c in calls)  # the 2 end too
+    finally:
+        release.set()
+        for call in calls:
+            call.cancel()
+        if channel is not None:
+            channel.close()
+        forwarder.close()
+        admin.close()
+        ctl.stop()
