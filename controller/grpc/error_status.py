@@ -15,9 +15,21 @@ from edgefleet.status import status_for
 log = logging.getLogger(__name__)
 
 
+MAX_DETAIL_CHARS = 1000  # of an error's text in the status and the log (gRPC: 16 KiB headers)
+
+
+def short_detail(text: str) -> str:
+    """``text`` cut to MAX_DETAIL_CHARS: errors quote what the caller sent, which can be
+    megabytes, and a status detail beyond gRPC's header limit turns into RESOURCE_EXHAUSTED."""
+    if len(text) <= MAX_DETAIL_CHARS:
+        return text
+    return f"{text[:MAX_DETAIL_CHARS]}... ({len(text)} characters)"
+
+
 def abort_with_status(context: grpc.ServicerContext, method: str, error: EdgeFleetError) -> None:
     """End the call with the error's status code from the shared table, logged once (a rate or
-    size refusal at debug level only: whoever refused it counts and logs it, bounded)."""
+    size refusal at debug level only: whoever refused it counts and logs it, bounded); the
+    error's text is cut short (``short_detail``)."""
     code = status_for(error)
     if code is grpc.StatusCode.INTERNAL:
         level = logging.ERROR
@@ -25,8 +37,9 @@ def abort_with_status(context: grpc.ServicerContext, method: str, error: EdgeFle
         level = logging.DEBUG
     else:
         level = logging.INFO
-    log.log(level, "%s -> %s: %s", method, code.name, error)
-    context.abort(code, str(error))
+    detail = short_detail(str(error))
+    log.log(level, "%s -> %s: %s", method, code.name, detail)
+    context.abort(code, detail)
 
 
 class ErrorStatusInterceptor(grpc.ServerInterceptor):
