@@ -544,8 +544,9 @@ def bench(tmp: Path, workload: Workload, args: argparse.Namespace) -> list[bool]
         )
         runs = [(served, cpu_d), (unary, cpu_u)]
         per = [c[0] / max(1, len(r.latencies_ms)) * 1000 for r, c in runs]
+        speedup = f"{fps_d / fps_u:.2f}x" if fps_u > 0 else "n/a (no unary answer)"
         print(
-            f"    streams vs unary calls: {fps_d / max(fps_u, 1e-9):.2f}x frames/s, server CPU "
+            f"    streams vs unary calls: {speedup} frames/s, server CPU "
             f"{per[0]:.2f} vs {per[1]:.2f} ms/frame"
         )
         ratio = fps_d / raw_fps
