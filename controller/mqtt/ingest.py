@@ -68,6 +68,10 @@ class IngestConfig:
     reconnect_min_delay_s: int = 1
     reconnect_max_delay_s: int = 30
     max_payload_bytes: int = 256 * 1024  # larger messages are dropped unread
+    # Presence (status, heartbeat) per device: a burst, then this many a second (agents send
+    # one heartbeat every 5 s); beyond it dropped unread, so a flood costs no database write.
+    presence_burst: int = 20
+    presence_per_s: float = 2.0
 
     def __repr__(self) -> str:  # never show the password
         return f"IngestConfig(url={self.url!r}, username={self.username!r})"
@@ -85,6 +89,7 @@ class IngestStats:
     dropped_invalid_report: int = 0  # decodes, but is inconsistent (histograms, counts, times)
     dropped_not_admitted: int = 0  # the device may not report now (unknown, revoked)
     dropped_oversize: int = 0  # payload larger than IngestConfig.max_payload_bytes
+    dropped_rate_limited: int = 0  # presence beyond the device's IngestConfig.presence_per_s
     disconnects: int = 0  # connections to the broker lost (not counting stop())
 
 
@@ -114,6 +119,25 @@ class _BoundedLog:
         log.warning(message, *args)
 
 
+class _PresenceBudget:
+    """A token bucket per device (paho's thread only): ``burst`` messages, refilled at
+    ``per_s``. Keys are admitted devices only, so the table is as large as the fleet."""
+
+    def __init__(self, burst: int, per_s: float) -> None:
+        self._burst, self._per_s = float(burst), per_s
+        self._buckets: dict[str, tuple[float, float]] = {}  # device -> (tokens, at)
+
+    def take(self, device_id: str) -> bool:
+        now = time.monotonic()
+        tokens, at = self._buckets.get(device_id, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - at) * self._per_s)
+        if tokens < 1.0:
+            self._buckets[device_id] = (tokens, now)
+            return False
+        self._buckets[device_id] = (tokens - 1.0, now)
+        return True
+
+
 _STATUS = topics.subscription(topics.STATUS)
 _HEARTBEAT = topics.subscription(topics.HEARTBEAT)
 _TELEMETRY = topics.subscription(topics.TELEMETRY)
@@ -135,6 +159,7 @@ class ControllerMqttIngest:
         self._sink = sink
         self._admit = admit
         self._drop_log = _BoundedLog()
+        self._presence = _PresenceBudget(config.presence_burst, config.presence_per_s)
         self.stats = IngestStats()
         self._connected = threading.Event()
         self._stopping = False
@@ -241,7 +266,7 @@ class ControllerMqttIngest:
 
     def _on_status(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         device_id = self._device_of(msg)
-        if device_id is None:
+        if device_id is None or not self._within_presence_budget(device_id):
             return
         status = telemetry_pb2.DeviceStatus()
         if not self._decode(status, msg, device_id):
@@ -254,7 +279,7 @@ class ControllerMqttIngest:
 
     def _on_heartbeat(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         device_id = self._device_of(msg)
-        if device_id is None:
+        if device_id is None or not self._within_presence_budget(device_id):
             return
         beat = telemetry_pb2.Heartbeat()
         if not self._decode(beat, msg, device_id):
@@ -317,6 +342,15 @@ class ControllerMqttIngest:
             )
             return None
         return device_id
+
+    def _within_presence_budget(self, device_id: str) -> bool:
+        if self._presence.take(device_id):
+            return True
+        self.stats.dropped_rate_limited += 1
+        self._drop_log.warning(
+            "rate", "mqtt ingest dropped presence of device=%s: more than its rate", device_id
+        )
+        return False
 
     def _decode(self, message: Any, msg: mqtt.MQTTMessage, device_id: str) -> bool:
         if not msg.payload:  # an empty retained message only clears the topic
