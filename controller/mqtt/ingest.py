@@ -72,6 +72,11 @@ class IngestConfig:
     # one heartbeat every 5 s); beyond it dropped unread, so a flood costs no database write.
     presence_burst: int = 20
     presence_per_s: float = 2.0
+    # Telemetry per device: a full spool replayed after an outage (the agent spools at most
+    # 1,000 reports), then one a second (agents report every 10 s): a flooding device can
+    # store only so many rows, however fast it publishes.
+    telemetry_burst: int = 1000
+    telemetry_per_s: float = 1.0
 
     def __repr__(self) -> str:  # never show the password
         return f"IngestConfig(url={self.url!r}, username={self.username!r})"
@@ -89,7 +94,7 @@ class IngestStats:
     dropped_invalid_report: int = 0  # decodes, but is inconsistent (histograms, counts, times)
     dropped_not_admitted: int = 0  # the device may not report now (unknown, revoked)
     dropped_oversize: int = 0  # payload larger than IngestConfig.max_payload_bytes
-    dropped_rate_limited: int = 0  # presence beyond the device's IngestConfig.presence_per_s
+    dropped_rate_limited: int = 0  # presence or telemetry beyond the device's budget
     disconnects: int = 0  # connections to the broker lost (not counting stop())
 
 
@@ -119,7 +124,7 @@ class _BoundedLog:
         log.warning(message, *args)
 
 
-class _PresenceBudget:
+class _DeviceBudget:
     """A token bucket per device (paho's thread only): ``burst`` messages, refilled at
     ``per_s``. Keys are admitted devices only, so the table is as large as the fleet."""
 
@@ -159,7 +164,8 @@ class ControllerMqttIngest:
         self._sink = sink
         self._admit = admit
         self._drop_log = _BoundedLog()
-        self._presence = _PresenceBudget(config.presence_burst, config.presence_per_s)
+        self._presence = _DeviceBudget(config.presence_burst, config.presence_per_s)
+        self._reports = _DeviceBudget(config.telemetry_burst, config.telemetry_per_s)
         self.stats = IngestStats()
         self._connected = threading.Event()
         self._stopping = False
@@ -266,7 +272,7 @@ class ControllerMqttIngest:
 
     def _on_status(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         device_id = self._device_of(msg)
-        if device_id is None or not self._within_presence_budget(device_id):
+        if device_id is None or not self._within_budget(self._presence, device_id, "presence"):
             return
         status = telemetry_pb2.DeviceStatus()
         if not self._decode(status, msg, device_id):
@@ -279,7 +285,7 @@ class ControllerMqttIngest:
 
     def _on_heartbeat(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         device_id = self._device_of(msg)
-        if device_id is None or not self._within_presence_budget(device_id):
+        if device_id is None or not self._within_budget(self._presence, device_id, "presence"):
             return
         beat = telemetry_pb2.Heartbeat()
         if not self._decode(beat, msg, device_id):
@@ -291,7 +297,7 @@ class ControllerMqttIngest:
         from controller.mqtt.telemetry_decode import sample_from_report
 
         device_id = self._device_of(msg)
-        if device_id is None:
+        if device_id is None or not self._within_budget(self._reports, device_id, "telemetry"):
             return
         report = report_pb2.TelemetryReport()
         if not self._decode(report, msg, device_id):
@@ -343,12 +349,12 @@ class ControllerMqttIngest:
             return None
         return device_id
 
-    def _within_presence_budget(self, device_id: str) -> bool:
-        if self._presence.take(device_id):
+    def _within_budget(self, budget: _DeviceBudget, device_id: str, what: str) -> bool:
+        if budget.take(device_id):
             return True
         self.stats.dropped_rate_limited += 1
         self._drop_log.warning(
-            "rate", "mqtt ingest dropped presence of device=%s: more than its rate", device_id
+            what, "mqtt ingest dropped %s of device=%s: more than its rate", what, device_id
         )
         return False
 

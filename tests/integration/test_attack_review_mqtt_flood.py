@@ -80,3 +80,46 @@ def test_a_presence_flood_leaves_other_devices_telemetry_stored(tmp_path: Path) 
             client.disconnect()
         admin.close()
         ctl.stop()
+
+
+@pytest.mark.timeout(90)
+def test_a_telemetry_flood_stores_at_most_the_devices_budget(tmp_path: Path) -> None:
+    """5,000 valid reports published at once: a full spool's worth (1,000) and about one a
+    second are stored, the rest dropped and counted. Before, every one became a database row
+    (a device could add some 10,000 rows a second)."""
+    ctl = start_controller(tmp_path / "controller")
+    admin = Admin(ctl)
+    client = None
+    try:
+        flooder = enroll(
+            tmp_path / "flooder", admin.address, admin.register("flooder"), detect(), attempts=1
+        )
+        client = _connected(flooder)
+        now = int(time.time() * 1000)
+        topic = topics.device_topic(flooder.device_id, topics.TELEMETRY)
+        started = time.monotonic()
+        for i in range(5000):
+            report = report_pb2.TelemetryReport(
+                device_id=flooder.device_id,
+                sequence=i + 1,
+                frames=1,
+                interval_start_unix_ms=now - 1000,
+                interval_end_unix_ms=now,
+            )
+            client.publish(topic, report.SerializeToString(), qos=0)
+        stats = ctl.ingest.stats
+        assert wait_until(lambda: stats.telemetry_received + stats.dropped_rate_limited >= 5000, 30)
+        budget = 1000 + (time.monotonic() - started) + 1
+
+        def frames() -> int:
+            return int(ctl.telemetry.cohort_metrics([flooder.device_id], 0, None).frames)
+
+        assert wait_until(lambda: frames() == stats.telemetry_received, 10)
+        assert 1000 <= frames() <= budget, (frames(), budget)
+        assert stats.dropped_rate_limited >= 5000 - budget
+    finally:
+        if client is not None:
+            client.loop_stop()
+            client.disconnect()
+        admin.close()
+        ctl.stop()
