@@ -71,7 +71,7 @@ class IngestConfig:
     # Presence (status, heartbeat) per device: a burst, then this many a second (agents send
     # one heartbeat every 5 s); beyond it dropped unread, so a flood costs no database write.
     presence_burst: int = 20
-    presence_per_s: float = 2.0
+    presence_per_s: float = 5.0
     # Telemetry per device: a full spool replayed after an outage (the agent spools at most
     # 1,000 reports), then one a second (agents report every 10 s): a flooding device can
     # store only so many rows, however fast it publishes.
