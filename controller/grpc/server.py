@@ -46,20 +46,32 @@ class ControllerServer:
     so that calls on one port (a peer stalling calls on the public one) never take the other's.
     """
 
-    def __init__(self, operators: grpc.Server, devices: grpc.Server) -> None:
+    def __init__(
+        self,
+        operators: grpc.Server,
+        devices: grpc.Server,
+        pools: Sequence[futures.ThreadPoolExecutor] = (),
+    ) -> None:
         self._servers = (operators, devices)
+        self._pools = tuple(pools)  # the servers' worker pools, ended once both have stopped
 
     def start(self) -> None:
         for server in self._servers:
             server.start()
 
     def stop(self, grace: float | None) -> _Stopped:
-        return _Stopped([server.stop(grace) for server in self._servers])
+        return _Stopped([server.stop(grace) for server in self._servers], self._pools)
 
 
 class _Stopped:
-    def __init__(self, events: list[threading.Event]) -> None:
+    """``wait`` like grpc.Server.stop's event, for both servers; their pools' idle threads end
+    once both have stopped."""
+
+    def __init__(
+        self, events: list[threading.Event], pools: Sequence[futures.ThreadPoolExecutor]
+    ) -> None:
         self._events = events
+        self._pools = pools
 
     def wait(self, timeout: float | None = None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -67,6 +79,8 @@ class _Stopped:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not event.wait(left):
                 return False
+        for pool in self._pools:
+            pool.shutdown(wait=False)
         return True
 
 
@@ -91,22 +105,23 @@ def build_server(
     its own, a bounded number at once."""
     slots = StreamSlots(stream_limits or StreamLimits.for_workers(workers))
     guard = StreamGuard(slots, lambda _ctx: current_device().device_id, _is_device_facing_method)
-    enrollment_pool = futures.ThreadPoolExecutor(
-        max_workers=ENROLLMENT_WORKERS, thread_name_prefix="grpc-enroll"
-    )
+    pools = [
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc-operators"),
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc-devices"),
+        futures.ThreadPoolExecutor(ENROLLMENT_WORKERS, thread_name_prefix="grpc-enroll"),
+    ]
     operators = _server(
-        workers,
-        "grpc-operators",
+        pools[0],
         [
             PortGate(_is_operator_method, _needs_certificate),
-            InFlightBound(PUBLIC_METHODS, ENROLLMENTS_IN_FLIGHT, enrollment_pool),
+            InFlightBound(PUBLIC_METHODS, ENROLLMENTS_IN_FLIGHT, pools[2]),
             interceptor,
         ],
         max_message_bytes,
+        workers,
     )
     devices = _server(
-        workers,
-        "grpc-devices",
+        pools[1],
         [
             PortGate(_is_device_facing_method, _not_for_devices),
             RequestGuard(_device_id_by(interceptor), _is_device_facing_method),
@@ -114,6 +129,7 @@ def build_server(
             guard,  # after auth: the guard counts per known device
         ],
         max_message_bytes,
+        workers,
     )
     bound = []
     ports = (
@@ -136,14 +152,17 @@ def build_server(
         if actual == 0:
             raise ListenError(failed)
         bound.append(actual)
-    return ControllerServer(operators, devices), bound[0], bound[1]
+    return ControllerServer(operators, devices, pools), bound[0], bound[1]
 
 
 def _server(
-    workers: int, name: str, interceptors: list[grpc.ServerInterceptor], max_message_bytes: int
+    pool: futures.ThreadPoolExecutor,
+    interceptors: list[grpc.ServerInterceptor],
+    max_message_bytes: int,
+    workers: int,
 ) -> grpc.Server:
     return grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name),
+        pool,
         interceptors=interceptors,
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
