@@ -19,8 +19,8 @@ from controller.errors import ConfigError
 MOSQUITTO_SEARCH_DIRS = (Path("/usr/sbin"), Path("/usr/local/sbin"))
 
 # Mosquitto 2.0 closes a socket that never sends CONNECT after 1.5 x its built-in 60 s
-# keepalive; there is no option for it (measured: 90 s, tests/integration/
-# test_mosquitto_idle_sockets.py). max_connections bounds how many such sockets can pile up.
+# keepalive; there is no option for it (measured: 90 s, bench/bench_mqtt_idle_sockets.py).
+# max_connections bounds how many such sockets can pile up.
 NEVER_CONNECT_CLOSE_S = 90
 
 

@@ -254,7 +254,7 @@ def test_publish_over_max_packet_size_is_refused_and_publisher_disconnected(
 
 
 def test_sockets_that_never_connect_cannot_keep_the_ingest_out(fleet: Fleet) -> None:
-    """Mosquitto closes them only after 90 s (test_mosquitto_idle_sockets.py measures it); until
+    """Mosquitto closes them only after 90 s (bench/bench_mqtt_idle_sockets.py measures it); until
     then max_connections bounds them, and the ingest has its own listener."""
     idle = [socket.create_connection(("127.0.0.1", fleet.broker.port)) for _ in range(40)]
     try:
