@@ -8,6 +8,7 @@ pixels (hundreds of MiB). Sides may be at most ``SCALE`` times the cloud model's
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +49,10 @@ def decode_image(data: bytes, fmt: str, limits: FrameLimits) -> np.ndarray:
 
     what = fmt or "image"
     try:
-        with Image.open(io.BytesIO(data)) as opened:  # reads the header only
+        with warnings.catch_warnings():  # limits.check bounds it, far below Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data))  # reads the header only
+        with opened:
             width, height = opened.size
             limits.check(height, width)
             opened.load()
