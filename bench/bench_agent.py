@@ -44,6 +44,7 @@ from fashion_workload import (  # noqa: E402
     Workload,
     add_workload_arguments,
     host_profile,
+    interleaved_times,
     litert_toolchain,
 )
 
@@ -102,37 +103,18 @@ def overhead_one(
     for i in range(5):  # warm-up both
         raw.run(None, {input_name: tensors[i]})
         agent.infer(frames[i])
-    raw_ms: list[float] = []
-    agent_ms: list[float] = []
-    pre_ms: list[float] = []
-    local_ms: list[float] = []
-    end = time.monotonic() + seconds
-    i = 0
-    # Alternating blocks, so drift hits every side equally.
-    while time.monotonic() < end:
-        for _ in range(16):
-            t = time.perf_counter()
-            raw.run(None, {input_name: tensors[i % 16]})
-            raw_ms.append((time.perf_counter() - t) * 1000)
-            i += 1
-        for _ in range(16):
-            t = time.perf_counter()
-            agent.infer(frames[i % 16])
-            agent_ms.append((time.perf_counter() - t) * 1000)
-            i += 1
-        for _ in range(16):
-            t = time.perf_counter()
-            loaded.preprocessor(frames[i % 16])
-            pre_ms.append((time.perf_counter() - t) * 1000)
-            i += 1
-        for _ in range(16):
-            t = time.perf_counter()
-            loaded.infer_frame(frames[i % 16])
-            local_ms.append((time.perf_counter() - t) * 1000)
-            i += 1
+    times = interleaved_times(
+        {
+            "raw": lambda i: raw.run(None, {input_name: tensors[i % 16]}),
+            "agent": lambda i: agent.infer(frames[i % 16]),
+            "pre": lambda i: loaded.preprocessor(frames[i % 16]),
+            "local": lambda i: loaded.infer_frame(frames[i % 16]),
+        },
+        seconds,
+    )
     agent.close()
-    r, a = statistics.median(raw_ms), statistics.median(agent_ms)
-    p, m = statistics.median(pre_ms), statistics.median(local_ms)
+    raw_ms, agent_ms = times["raw"], times["agent"]
+    r, a, p, m = (statistics.median(times[k]) for k in ("raw", "agent", "pre", "local"))
     shape = list(loaded.metadata.input_shape)
     print(
         f"\n[1] overhead, {name} ({model.name}, input {shape}), {len(raw_ms)} frames each, "

@@ -49,7 +49,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from fashion_workload import EDGE_NAME, Workload, add_workload_arguments  # noqa: E402
+from fashion_workload import (  # noqa: E402
+    EDGE_NAME,
+    Workload,
+    add_workload_arguments,
+    interleaved_times,
+)
 
 CTX = mp.get_context("spawn")
 RATIO_GOAL = 0.9
@@ -421,32 +426,20 @@ def agent_overhead(tmp: Path, workload: Workload, seconds: float) -> list[bool]:
             for h in hogs:
                 h.start()
             time.sleep(0.5)
-        raw_ms: list[float] = []
-        agent_ms: list[float] = []
-        frame_ms: list[float] = []
-        end, i = time.monotonic() + seconds, 0
-        while time.monotonic() < end:  # alternating blocks: drift hits both sides alike
-            for _ in range(16):
-                t = time.perf_counter()
-                raw.run(None, {name: tensors[i % 16]})
-                raw_ms.append((time.perf_counter() - t) * 1000)
-                i += 1
-            for _ in range(16):
-                t = time.perf_counter()
-                agent.infer(frames[i % 16])
-                agent_ms.append((time.perf_counter() - t) * 1000)
-                i += 1
-            for _ in range(16):
-                t = time.perf_counter()
-                loaded.infer_frame(frames[i % 16])
-                frame_ms.append((time.perf_counter() - t) * 1000)
-                i += 1
+        times = interleaved_times(
+            {
+                "raw": lambda i: raw.run(None, {name: tensors[i % 16]}),
+                "agent": lambda i: agent.infer(frames[i % 16]),
+                "frame": lambda i: loaded.infer_frame(frames[i % 16]),
+            },
+            seconds,
+        )
         stop.set()
         for h in hogs:
             if h.pid is not None:
                 h.join(5)
-        r, a = statistics.median(raw_ms), statistics.median(agent_ms)
-        f = statistics.median(frame_ms)
+        raw_ms = times["raw"]
+        r, a, f = (statistics.median(times[k]) for k in ("raw", "agent", "frame"))
         print(
             f"    {label}: raw run {r:.4f} ms, LoadedModel.infer_frame (preprocessing + run) "
             f"{f:.4f} ms, Agent.infer {a:.4f} ms (medians, {len(raw_ms)} each); "

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -136,3 +138,20 @@ def litert_toolchain(flag: str | None) -> tuple[str | None, str]:
     # a controller without toolchain discovery: the flag, else the repository's TF venv
     python = flag or (str(TFLITE_VENV_PYTHON) if TFLITE_VENV_PYTHON.is_file() else None)
     return python, f"LiteRT toolchain: {python or 'none'} (bench default)"
+
+
+def interleaved_times(
+    calls: Mapping[str, Callable[[int], object]], seconds: float, block: int = 16
+) -> dict[str, list[float]]:
+    """The ms of every call of each, timed in alternating blocks of ``block`` calls for
+    ``seconds`` (drift and noise then hit every side alike). Each call gets a running index."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    end, i = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        for name, call in calls.items():
+            for _ in range(block):
+                t = time.perf_counter()
+                call(i)
+                times[name].append((time.perf_counter() - t) * 1000)
+                i += 1
+    return times
