@@ -277,10 +277,14 @@ def test_streams_are_bounded_and_idle_ones_cancelled(cloud_model: CloudModel) ->
     model = BatchedModel(cloud_model, max_batch_size=4, max_queue_delay_ms=1.0)
     limits = StreamLimits(per_device=2, total=2, idle_s=0.6, max_s=60.0)
     servicer, server, channel, stub = serve({"tiny": model}, limits)
-    first, second, third = Stream(stub), Stream(stub), Stream(stub)
+    # A call takes its slot when it reaches the server: open each only once the one before
+    # holds its slot, or which two get in is a race.
+    first = Stream(stub)
     try:
         assert first.ask(frame_request(1)).status_code == OK
+        second = Stream(stub)
         assert second.ask(frame_request(1)).status_code == OK
+        third = Stream(stub)
         third.send(frame_request(1))
         with pytest.raises(grpc.RpcError) as refused:
             third.receive()
