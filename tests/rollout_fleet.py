@@ -6,6 +6,7 @@ and gRPC heartbeats; no frame source)."""
 from __future__ import annotations
 
 import io
+import signal
 import subprocess
 import sys
 import time
@@ -46,6 +47,17 @@ def enroll_with_cli(admin: Admin, data_dir: Path, name: str, **labels: str) -> s
     )  # fmt: skip
     assert enrolled.returncode == 0, enrolled.stderr
     return next(d.device_id for d in admin.devices() if d.name == name)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within 15 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def add_and_build(admin: Admin, tmp: Path, name: str, seed_width: int) -> int:

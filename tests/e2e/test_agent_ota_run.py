@@ -5,7 +5,6 @@ after a restart runs what OTA installed."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -15,7 +14,14 @@ import pytest
 from controller.optimize.synthetic import synthetic_frames
 from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc
 from tests.fleet import Admin, start_controller
-from tests.rollout_fleet import AGENT_CLI, add_and_build, enroll_with_cli, speed_up, wait_for
+from tests.rollout_fleet import (
+    AGENT_CLI,
+    add_and_build,
+    enroll_with_cli,
+    speed_up,
+    stop_process,
+    wait_for,
+)
 
 AGENT = AGENT_CLI
 
@@ -28,16 +34,6 @@ def _run_agent(data_dir: Path, frames: Path, log: Path) -> subprocess.Popen[byte
     ]  # fmt: skip
     with log.open("ab") as out:
         return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 @pytest.mark.slow
@@ -76,7 +72,7 @@ def test_agent_without_model_runs_what_ota_installs(tmp_path: Path) -> None:
         assert ctl.telemetry.device_variant(device_id) == variant.variant_id
         assert procs[0].poll() is None, log.read_text()
 
-        _stop(procs[0])
+        stop_process(procs[0])
         first_run = len(ctl.telemetry.sequences(device_id))
         procs.append(_run_agent(data_dir, frames, log))
         wait_for("telemetry from the restarted agent",
@@ -85,6 +81,6 @@ def test_agent_without_model_runs_what_ota_installs(tmp_path: Path) -> None:
         assert "first model" in log.read_text()
     finally:
         for p in procs:
-            _stop(p)
+            stop_process(p)
         admin.close()
         ctl.stop()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -22,21 +21,18 @@ from controller.app import Controller
 from controller.optimize.synthetic import synthetic_frames
 from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc
 from tests.fleet import Admin, start_controller
-from tests.rollout_fleet import AGENT_CLI, add_and_build, enroll_with_cli, speed_up, wait_for
+from tests.rollout_fleet import (
+    AGENT_CLI,
+    add_and_build,
+    enroll_with_cli,
+    speed_up,
+    stop_process,
+    wait_for,
+)
 
 AGENT = AGENT_CLI
 FPS = 200  # default latency budget: the frame period, 5 ms
 SLOW_WIDTH = 200  # ~16 ms a frame on one core of the test machine; v1 (width 8) ~0.1 ms
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def _rollout(stub: rollouts_pb2_grpc.RolloutAdminServiceStub, version: int) -> str:
@@ -126,6 +122,6 @@ def test_too_slow_model_is_rolled_back_on_device_and_results_keep_flowing(
         raise
     finally:
         if proc is not None:
-            _stop(proc)
+            stop_process(proc)
         admin.close()
         ctl.stop()

@@ -122,7 +122,8 @@ def serve(models: dict[str, object], limits: StreamLimits | None = None, max_byt
     return servicer, server, channel, inference_pb2_grpc.OffloadServiceStub(channel)
 
 
-def test_late_frame_gets_deadline_exceeded_and_the_stream_goes_on(cloud_model: CloudModel) -> None:
+def first_batch_slow(cloud_model: CloudModel) -> BatchedModel:
+    """A batched model whose first batch takes a second."""
     slow_calls = [1]
 
     def first_slow(tensors: Sequence[np.ndarray]) -> list[Prediction]:
@@ -131,7 +132,11 @@ def test_late_frame_gets_deadline_exceeded_and_the_stream_goes_on(cloud_model: C
             time.sleep(1.0)
         return cloud_model.run_batch(tensors)
 
-    model = BatchedModel(cloud_model, DynamicBatcher(first_slow, max_batch_size=4))
+    return BatchedModel(cloud_model, DynamicBatcher(first_slow, max_batch_size=4))
+
+
+def test_late_frame_gets_deadline_exceeded_and_the_stream_goes_on(cloud_model: CloudModel) -> None:
+    model = first_batch_slow(cloud_model)
     _, server, channel, stub = serve({"tiny": model})
     stream = Stream(stub)
     try:
@@ -153,15 +158,7 @@ def test_late_frame_gets_deadline_exceeded_and_the_stream_goes_on(cloud_model: C
 
 
 def test_client_keeps_its_deadline_on_the_stream(cloud_model: CloudModel) -> None:
-    slow_calls = [1]
-
-    def first_slow(tensors: Sequence[np.ndarray]) -> list[Prediction]:
-        if slow_calls:
-            slow_calls.pop()
-            time.sleep(1.0)
-        return cloud_model.run_batch(tensors)
-
-    model = BatchedModel(cloud_model, DynamicBatcher(first_slow, max_batch_size=4))
+    model = first_batch_slow(cloud_model)
     _, server, channel, _ = serve({"tiny": model})
     client = GrpcOffloadClient(channel)
     try:
