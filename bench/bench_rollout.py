@@ -188,6 +188,10 @@ def bench(n: int, root: Path) -> dict[str, float]:
         ctl.stop()
 
 
+HEALTHY_GOAL_S = 60.0  # rollout start -> every device committed, soak included
+UPDATE_BYTES_GOAL = 1.2  # artifact + TUF metadata a device receives, over the artifact
+
+
 def detect_profile(ctl: object) -> str:
     devices = ctl.registry.list_devices({"site": "bench"})  # type: ignore[attr-defined]
     return str(devices[0].profile)
@@ -219,12 +223,22 @@ def main() -> int:
             f"{(row['update_artifact'] + row['update_metadata']) / row['artifact_bytes']:.2f}x)",
             flush=True,
         )
+    for row in rows:
+        size, took = int(row["agents"]), row["healthy_s"]
+        ok = "OK" if took < HEALTHY_GOAL_S else "MISSED"
+        goal = f"target < {HEALTHY_GOAL_S:.0f} s"
+        print(f"goal rollout_to_healthy_{size}: {took:.1f} s ({goal}) {ok}")
+        sent = (row["update_artifact"] + row["update_metadata"]) / row["artifact_bytes"]
+        ok = "OK" if sent <= UPDATE_BYTES_GOAL else "MISSED"
+        print(f"goal update_bytes_{size}: {sent:.2f}x the artifact "
+              f"(target <= {UPDATE_BYTES_GOAL}x) {ok}")  # fmt: skip
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
-        print(
-            f"ratio: {b['agents'] / a['agents']:.0f}x the agents took "
-            f"{b['healthy_s'] / a['healthy_s']:.2f}x the time to 100% healthy"
-        )
+        fleet, time_ratio = b["agents"] / a["agents"], b["healthy_s"] / a["healthy_s"]
+        print(f"ratio: {fleet:.0f}x the agents took {time_ratio:.2f}x the time to 100% healthy")
+        ok = "OK" if time_ratio <= fleet else "MISSED"
+        print(f"goal rollout_scaling: {time_ratio:.2f}x time for {fleet:.0f}x agents "
+              f"(target <= {fleet:.0f}x, linear) {ok}")  # fmt: skip
     return 0
 
 
