@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from controller.config import ControllerConfig
@@ -26,6 +26,7 @@ from controller.grpc.auth import AuthInterceptor, current_device
 from controller.grpc.device_servicer import DeviceServicer
 from controller.grpc.fleet_servicer import FleetAdminServicer
 from controller.grpc.server import build_server
+from controller.grpc.stream_guard import StreamLimits
 from controller.mqtt.ingest import ControllerMqttIngest
 from controller.mqtt_setup import BrokerHandle, start_broker
 from controller.pki import CertificateAuthority, write_private
@@ -330,6 +331,10 @@ def _start_grpc(c: Controller, stack: ExitStack) -> None:
         device_port=cfg.device_port,
         workers=cfg.grpc_workers,
         max_message_bytes=cfg.max_message_bytes,
+        stream_limits=replace(
+            StreamLimits.for_workers(cfg.grpc_workers), idle_s=cfg.download_stall_s
+        ),
+        read_timeout_s=cfg.request_read_timeout_s,
     )
     server.start()
     grace = cfg.shutdown_grace_s

@@ -63,6 +63,10 @@ class ControllerConfig:
     grpc_workers: int = 32
     max_message_bytes: int = 8 * 1024 * 1024
     shutdown_grace_s: float = 10.0
+    # a call whose request has not arrived this long after it started is cancelled
+    request_read_timeout_s: float = 10.0
+    # a download stream whose next chunk the device has not taken this long is cancelled
+    download_stall_s: float = 10.0
     # cloud models for offloaded frames: EDGE_MODEL=PATH.onnx[:preprocess.json][?batch=..]
     cloud_models: tuple[str, ...] = ()
     # None: the serving plan is measured per cloud model when it loads (controller.serving.plan)

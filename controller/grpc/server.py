@@ -19,7 +19,7 @@ from controller.grpc.auth import (
     current_device,
 )
 from controller.grpc.early_refusal import InFlightBound, PortGate
-from controller.grpc.request_guard import RequestGuard
+from controller.grpc.request_guard import ReadLimits, RequestGuard
 from controller.grpc.stream_guard import StreamGuard, StreamLimits, StreamSlots
 from controller.pki import CertificateAuthority
 from edgefleet.errors import EdgeFleetError, PermissionDenied, Unauthenticated
@@ -95,6 +95,7 @@ def build_server(
     workers: int,
     max_message_bytes: int,
     stream_limits: StreamLimits | None = None,
+    read_timeout_s: float = 10.0,
 ) -> tuple[ControllerServer, int, int]:
     """Two servers: TLS for enrollment and operators on ``port``, mutual TLS for devices on
     ``device_port`` (gRPC cannot ask for an optional client certificate). Each serves only its
@@ -102,7 +103,8 @@ def build_server(
     same rules on both. Device-facing server streams are bounded per device and in all
     (``stream_limits``, by default a quarter of the workers), so that one device cannot hold
     the workers heartbeats need; enrollment, the one call anyone may make, runs on threads of
-    its own, a bounded number at once."""
+    its own, a bounded number at once. A call whose request has not come within
+    ``read_timeout_s`` is cancelled."""
     slots = StreamSlots(stream_limits or StreamLimits.for_workers(workers))
     guard = StreamGuard(slots, lambda _ctx: current_device().device_id, _is_device_facing_method)
     pools = [
@@ -114,7 +116,9 @@ def build_server(
         pools[0],
         [
             PortGate(_is_operator_method, _needs_certificate),
-            InFlightBound(PUBLIC_METHODS, ENROLLMENTS_IN_FLIGHT, pools[2]),
+            InFlightBound(
+                PUBLIC_METHODS, ENROLLMENTS_IN_FLIGHT, pools[2], read_timeout_s=read_timeout_s
+            ),
             interceptor,
         ],
         max_message_bytes,
@@ -124,7 +128,11 @@ def build_server(
         pools[1],
         [
             PortGate(_is_device_facing_method, _not_for_devices),
-            RequestGuard(_device_id_by(interceptor), _is_device_facing_method),
+            RequestGuard(
+                _device_id_by(interceptor),
+                _is_device_facing_method,
+                ReadLimits(read_timeout_s=read_timeout_s),
+            ),
             interceptor,
             guard,  # after auth: the guard counts per known device
         ],

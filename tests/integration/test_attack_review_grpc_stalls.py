@@ -96,8 +96,9 @@ def test_a_device_cannot_hold_the_device_workers_with_requests_it_never_sends(
 ) -> None:
     """On the mutual-TLS port: a revoked device (its certificate still passes the handshake)
     is refused before its request is read; an enrolled one may have 8 calls waiting for their
-    request, each for 10 s. Before, 40 such calls of either held all 32 workers."""
-    ctl = start_controller(tmp_path / "controller")
+    request, each for the read timeout (10 s by default, 2 s here). Before, 40 such calls of
+    either held all 32 workers."""
+    ctl = start_controller(tmp_path / "controller", request_read_timeout_s=2.0)
     admin = Admin(ctl)
     release = threading.Event()
     channels: list[grpc.Channel] = []
@@ -156,10 +157,10 @@ def test_a_device_cannot_hold_the_device_workers_with_requests_it_never_sends(
 @pytest.mark.timeout(60)
 def test_stalled_enrollments_of_one_address_leave_enrollment_to_others(tmp_path: Path) -> None:
     """An unauthenticated peer (127.0.0.2) with 16 enrollments that never send their request
-    may hold 2 enrollment slots, each for at most 10 s; a device enrolling from another address
-    meanwhile is enrolled. Before, the peer held every enrollment slot for as long as it liked
-    and the device was refused RESOURCE_EXHAUSTED."""
-    ctl = start_controller(tmp_path / "controller")
+    may hold 2 enrollment slots, each for at most the read timeout (2 s here); a device
+    enrolling from another address meanwhile is enrolled. Before, the peer held every
+    enrollment slot for as long as it liked and the device was refused RESOURCE_EXHAUSTED."""
+    ctl = start_controller(tmp_path / "controller", request_read_timeout_s=2.0)
     admin = Admin(ctl)
     release = threading.Event()
     calls: list[grpc.Future] = []
