@@ -77,7 +77,7 @@ HISTOGRAMS: tuple[HistogramField, ...] = (
     HistogramField("latency", "end_to_end_latency_ms", LATENCY_BOUNDS_MS, stored=True),
     HistogramField("local_latency", "local_latency_ms", LATENCY_BOUNDS_MS, stored=True),
     HistogramField("offload_rtt", "offload_rtt_ms", LATENCY_BOUNDS_MS, stored=False),
-    HistogramField("confidence", "confidence", CONFIDENCE_BOUNDS, stored=False),
+    HistogramField("confidence", "confidence", CONFIDENCE_BOUNDS, stored=True),
 )
 STORED_HISTOGRAMS: tuple[str, ...] = tuple(h.name for h in HISTOGRAMS if h.stored)
 

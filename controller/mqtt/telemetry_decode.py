@@ -117,5 +117,6 @@ def sample_from_report(
         errors=_errors(r),
         latency=histograms["latency"],
         local_latency=histograms["local_latency"],
+        confidence=histograms["confidence"],
         received_ms=received_ms,
     )

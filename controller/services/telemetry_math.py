@@ -35,6 +35,7 @@ class ReportSample:
     # histograms (STORED_HISTOGRAMS) as {upper bound: count}; the overflow bound is math.inf
     latency: Mapping[float, int] = field(default_factory=dict)  # end to end
     local_latency: Mapping[float, int] = field(default_factory=dict)
+    confidence: Mapping[float, int] = field(default_factory=dict)  # the edge model's top-1
     received_ms: int = 0
 
     def count(self, name: str) -> int:
@@ -131,6 +132,7 @@ class Totals:
     last_end_ms: int = 0
     latency: Counter[float] = field(default_factory=Counter)
     local_latency: Counter[float] = field(default_factory=Counter)
+    confidence: Counter[float] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
 
     COUNTS = ("reports", *COUNTER_NAMES)
@@ -143,6 +145,7 @@ class Totals:
             s.latency,
             s.local_latency,
             s.errors,
+            s.confidence,
         )
 
     def add_counts(
@@ -153,6 +156,7 @@ class Totals:
         latency: Mapping[float, int],
         local_latency: Mapping[float, int],
         errors: Mapping[str, int],
+        confidence: Mapping[float, int] | None = None,
     ) -> None:
         for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + int(counts.get(name, 0)))
@@ -161,6 +165,7 @@ class Totals:
         self.last_end_ms = max(self.last_end_ms, end_ms)
         self.latency.update(latency)
         self.local_latency.update(local_latency)
+        self.confidence.update(confidence or {})
         self.errors.update(errors)
 
     def merge(self, other: Totals) -> None:
@@ -171,6 +176,7 @@ class Totals:
             other.latency,
             other.local_latency,
             other.errors,
+            other.confidence,
         )
 
 

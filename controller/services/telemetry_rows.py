@@ -37,6 +37,7 @@ def report_row(s: ReportSample) -> TelemetryReportRow:
         cpu_percent=s.cpu_percent,
         latency=hist_to_json(s.latency),
         local_latency=hist_to_json(s.local_latency),
+        confidence=hist_to_json(s.confidence),
         errors=dict(s.errors),
         **{n: s.count(n) for n in COUNTER_NAMES},
     )
@@ -52,6 +53,7 @@ def add_row(t: Totals, row: TelemetryReportRow | TelemetryRollupRow, reports: in
         hist_from_json(row.latency),
         hist_from_json(row.local_latency),
         dict(row.errors or {}),
+        hist_from_json(row.confidence),
     )
 
 
@@ -59,7 +61,7 @@ def zero_rollup(rollup: TelemetryRollupRow) -> None:
     for n in COUNTER_NAMES:
         setattr(rollup, n, 0)
     rollup.reports = rollup.start_ms = rollup.end_ms = 0
-    rollup.latency, rollup.local_latency, rollup.errors = [], [], {}
+    rollup.latency, rollup.local_latency, rollup.confidence, rollup.errors = [], [], [], {}
 
 
 def _capped(n: int) -> int:
@@ -78,4 +80,5 @@ def fold(rollup: TelemetryRollupRow, rows: Sequence[TelemetryReportRow]) -> None
     rollup.start_ms, rollup.end_ms = t.first_start_ms, t.last_end_ms
     rollup.latency = hist_to_json({b: _capped(c) for b, c in t.latency.items()})
     rollup.local_latency = hist_to_json({b: _capped(c) for b, c in t.local_latency.items()})
+    rollup.confidence = hist_to_json({b: _capped(c) for b, c in t.confidence.items()})
     rollup.errors = {k: _capped(v) for k, v in t.errors.items()}

@@ -20,6 +20,7 @@ from edgefleet.telemetry_fields import COUNTER_NAMES
 class _Counts:
     latency: Mapped[list[Any]] = mapped_column(JSON, default=list)
     local_latency: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    confidence: Mapped[list[Any]] = mapped_column(JSON, default=list)  # migration 0007
     errors: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
 
 
