@@ -77,6 +77,12 @@ class ControllerConfig:
     telemetry_raw_retention_s: float = 3600.0
     telemetry_rollup_retention_s: float = 7 * 86400.0
     rollout_tick_s: float = 2.0  # seconds between rollout engine steps
+    # HTTP: /metrics and the dashboard (controller.http); plain HTTP unless http_tls
+    http_host: str = "127.0.0.1"
+    http_port: int = 8480  # 0 = any free port
+    http_tls: bool = False  # serve HTTPS with the gRPC server certificate (pki/server.pem)
+    metrics_token: str = ""  # bearer token /metrics requires; "" = open (bind loopback then)
+    metrics_window_s: float = 60.0  # window of the per-device gauges on /metrics
 
     @property
     def db_url(self) -> str:
