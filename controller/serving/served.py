@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,6 +40,17 @@ def measure_plan(model: CloudModel, budget_s: float = DEFAULT_BUDGET_S) -> Servi
     return choose_plan(timings.measurements, load, timings.not_measured)
 
 
+@dataclass(frozen=True)
+class QueueStats:
+    """What /metrics shows of a served model: frames queued now, batches and their frames
+    since it loaded (direct calls are not counted: no batcher)."""
+
+    queue_depth: int
+    max_batch_size: int
+    batches: int
+    frames: int
+
+
 class ServedModel:
     """A Predictor: a direct call or a batcher, per ``plan``; ``apply`` switches plans."""
 
@@ -50,6 +62,7 @@ class ServedModel:
         self._closed = False
         self._plan = plan
         self._backend = self._backend_for(plan)
+        self._earlier = (0, 0)  # batches and frames of backends replaced by ``apply``
 
     @property
     def plan(self) -> ServingPlan:
@@ -74,10 +87,23 @@ class ServedModel:
                 previous = backend
             else:
                 previous, self._backend, self._plan = self._backend, backend, plan
+                if isinstance(previous, BatchedModel):
+                    b = previous.batcher
+                    self._earlier = (self._earlier[0] + b.batches, self._earlier[1] + b.items)
         previous.close()  # a batcher answers what it queued before it stops
 
     def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
         return self._backend.predict(frame, timeout_s)
+
+    def queue_stats(self) -> QueueStats:
+        with self._lock:
+            backend, (batches, frames) = self._backend, self._earlier
+        if isinstance(backend, BatchedModel):
+            b = backend.batcher
+            return QueueStats(
+                b.queue_depth(), b.max_batch_size, batches + b.batches, frames + b.items
+            )
+        return QueueStats(0, 1, batches, frames)
 
     def close(self) -> None:
         with self._lock:
