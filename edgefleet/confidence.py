@@ -82,3 +82,33 @@ def confidence_quantiles(
         values = np.array([measure(p) for p in rows])
         quantiles[metric] = [round(float(q), 6) for q in np.quantile(values, levels)]
     return quantiles
+
+
+def validation_histograms(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    bounds: tuple[float, ...],
+    temperature: float = 1.0,
+    outputs_are_logits: bool = True,
+) -> dict[str, dict[str, list[float]]]:
+    """Per metric: how many validation frames fall in each confidence bucket (``bounds``, a
+    value equal to a bound counted below it) and how many of those the model got right.
+
+    Stored with a variant, it is the baseline drift is measured against: the controller's PSI
+    and expected agreement, and the agent's own shift check."""
+    rows = [calibrated_probabilities(row, temperature, outputs_are_logits) for row in logits]
+    right = np.asarray(logits).argmax(axis=1) == np.asarray(labels).reshape(-1)
+    edges = np.asarray(bounds, dtype=np.float64)
+    out: dict[str, dict[str, list[float]]] = {}
+    for metric in METRICS:
+        measure = confidence_function(metric)
+        values = np.array([measure(p) for p in rows])
+        index = np.searchsorted(edges, values, side="left")
+        counts = np.bincount(index, minlength=len(bounds) + 1)
+        correct = np.bincount(index, weights=right.astype(float), minlength=len(bounds) + 1)
+        out[metric] = {
+            "bounds": [float(b) for b in bounds],
+            "counts": [int(c) for c in counts],
+            "correct": [int(c) for c in correct],
+        }
+    return out

@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from controller.services.telemetry_math import Totals, wilson_interval
+from edgefleet.drift import counts_of, psi
 from edgefleet.histograms import CONFIDENCE_BOUNDS
 
-PSI_EPSILON = 1e-4  # floor of a bucket's share, so an empty bucket does not make PSI infinite
+__all__ = ["Baseline", "DriftScore", "bucket_counts", "counts_of", "drift_score", "psi"]
 
 
 def bucket_counts(
@@ -42,14 +42,6 @@ def bucket_counts(
     for upper, count in buckets.items():
         if count:
             out[min(bisect.bisect_left(bounds, upper), len(bounds))] += int(count)
-    return out
-
-
-def counts_of(values: Sequence[float], bounds: Sequence[float] = CONFIDENCE_BOUNDS) -> list[int]:
-    """Histogram of raw values, a value equal to a bound counted below it (as the agent does)."""
-    out = [0] * (len(bounds) + 1)
-    for v in values:
-        out[bisect.bisect_left(bounds, float(v))] += 1
     return out
 
 
@@ -123,20 +115,6 @@ class Baseline:
     def accuracy_by_bucket(self) -> list[float]:
         overall = sum(self.correct) / sum(self.counts)
         return [r / c if c else overall for r, c in zip(self.correct, self.counts, strict=True)]
-
-
-def psi(expected: Sequence[int], observed: Sequence[int]) -> float | None:
-    """Population stability index sum((o - e) * ln(o / e)) over bucket shares; None when
-    either histogram is empty."""
-    e_total, o_total = sum(expected), sum(observed)
-    if e_total <= 0 or o_total <= 0:
-        return None
-    score = 0.0
-    for e, o in zip(expected, observed, strict=True):
-        pe = max(e / e_total, PSI_EPSILON)
-        po = max(o / o_total, PSI_EPSILON)
-        score += (po - pe) * math.log(po / pe)
-    return score
 
 
 def split_low(counts: Sequence[int], share: float) -> tuple[list[float], list[float]]:

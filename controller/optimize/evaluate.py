@@ -32,7 +32,8 @@ import numpy as np
 from controller.optimize.latency import Latency
 from controller.optimize.runners import OrtRunner, Runner, open_runner
 from controller.optimize.source import SourceModel
-from edgefleet.confidence import confidence_quantiles
+from edgefleet.confidence import confidence_quantiles, validation_histograms
+from edgefleet.histograms import CONFIDENCE_BOUNDS
 from edgefleet.modelmeta import VariantMetadata
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,9 @@ class Evaluation:
     reduce_range: bool = False
     # Validation confidence quantiles per metric, after temperature scaling (for the agent).
     confidence_quantiles: dict[str, list[float]] = field(default_factory=dict)
+    # Per metric: validation frames and right answers per CONFIDENCE_BOUNDS bucket (drift
+    # baseline, controller.monitoring.drift).
+    confidence_histogram: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
     def latency_at(self, threads: int) -> Latency | None:
         """The measurement with the most threads not above ``threads`` (else the fewest)."""
@@ -360,4 +364,5 @@ def evaluate_variant(
         full_integer=bool(meta.extra.get("full_integer", False)),
         reduce_range=bool(meta.extra.get("reduce_range", False)),
         confidence_quantiles=confidence_quantiles(logits, temperature),
+        confidence_histogram=validation_histograms(logits, y, CONFIDENCE_BOUNDS, temperature),
     )

@@ -158,7 +158,11 @@ class _Builder:
             calibrated = replace(
                 meta,
                 temperature=evaluation.temperature,
-                extra={**meta.extra, "confidence_quantiles": evaluation.confidence_quantiles},
+                extra={
+                    **meta.extra,
+                    "confidence_quantiles": evaluation.confidence_quantiles,
+                    "confidence_histogram": evaluation.confidence_histogram,
+                },
             )
             meta = finalize_variant(out_dir, calibrated)
             result.status, result.metadata, result.evaluation = BUILT, meta, evaluation
