@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
+from controller.serving.admission import ServiceTime
 from controller.serving.errors import Overloaded
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class DynamicBatcher(Generic[T, R]):
         self._closed = threading.Event()
         self.batches = 0
         self.items = 0
+        self.batch_time = ServiceTime(0.0)  # seconds a run_batch call takes, measured
         self._stats_lock = threading.Lock()
         self._workers = [
             threading.Thread(target=self._loop, name=f"dynamic-batcher-{i}", daemon=True)
@@ -62,6 +64,11 @@ class DynamicBatcher(Generic[T, R]):
 
     def queue_depth(self) -> int:
         return self._queue.qsize()
+
+    def expected_s(self) -> float:
+        """Seconds until a frame submitted now would have its answer, at worst: the batch
+        running now, then one batch per ``max_batch_size`` frames queued, then its own."""
+        return (self.queue_depth() // self.max_batch_size + 2) * self.batch_time.seconds
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop taking work; queued items are still answered."""
@@ -109,7 +116,9 @@ class DynamicBatcher(Generic[T, R]):
             self.batches += 1
             self.items += len(live)
         try:
+            started = time.perf_counter()
             results = self._run_batch([item for item, _ in live])
+            self.batch_time.record(time.perf_counter() - started)
             if len(results) != len(live):
                 raise RuntimeError(f"run_batch returned {len(results)} results for {len(live)}")
         except Exception as exc:

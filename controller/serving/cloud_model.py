@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-import threading
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from controller.serving.admission import Admission, ServiceTime
 from controller.serving.batcher import DynamicBatcher
 from controller.serving.errors import AnswerTimeout, MalformedFrame, Overloaded, ServingFailure
 from edgefleet.errors import InvalidInput
@@ -73,6 +74,9 @@ class CloudModel:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # serving calls overlap (handler threads, a batcher): spinning intra-op threads would
+        # take the cores the other calls and the gRPC threads need
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
                 str(path), sess_options=options, providers=list(providers)
@@ -130,16 +134,28 @@ class CloudModel:
 
 
 class DirectModel:
-    """A CloudModel called in the caller's thread (the plan when batching does not pay), at
-    most ``max_in_flight`` frames at once: beyond that Overloaded, as a full batch queue."""
+    """A CloudModel called in the caller's thread (the plan when batching does not pay): at
+    most ``parallel`` calls at once (by default one per core), the frames beyond them waiting
+    in order, at most ``max_in_flight`` in all; a frame that cannot be answered within its
+    deadline is refused (Overloaded) or answered AnswerTimeout (controller.serving.admission).
+    """
 
-    def __init__(self, model: CloudModel, max_in_flight: int = 256) -> None:
+    def __init__(
+        self,
+        model: CloudModel,
+        max_in_flight: int = 256,
+        parallel: int | None = None,
+        service_s: float = 0.0,
+    ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be >= 1")
         self.model = model
         self.model_id = model.model_id
         self.max_in_flight = max_in_flight
-        self._slots = threading.BoundedSemaphore(max_in_flight)
+        slots = min(max_in_flight, parallel or usable_cores())
+        self.admission = Admission(
+            model.model_id, slots, max_in_flight - slots, ServiceTime(service_s)
+        )
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -148,21 +164,29 @@ class DirectModel:
     def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
         if timeout_s is not None and timeout_s <= 0:
             raise AnswerTimeout(f"no time left to answer with {self.model_id}")
+        start = time.perf_counter()
         tensor = self.model.preprocess(frame)
-        if not self._slots.acquire(blocking=False):
-            raise Overloaded(f"{self.max_in_flight} frames in flight for {self.model_id}")
-        try:
-            return self.model.run_batch([tensor])[0]
-        finally:
-            self._slots.release()
+        left = None if timeout_s is None else timeout_s - (time.perf_counter() - start)
+        waited = time.perf_counter()
+        prediction = self.admission.run(lambda: self.model.run_batch([tensor])[0], left)
+        waited_ms = (time.perf_counter() - waited) * 1000.0
+        return replace(prediction, queue_ms=max(0.0, waited_ms - prediction.infer_ms))
 
     def close(self) -> None:
         """Nothing queued, nothing to stop."""
 
 
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 class BatchedModel:
     """A CloudModel behind a DynamicBatcher: preprocessing in the caller's thread, inference
-    batched. Overloaded propagates when the queue is full; AnswerTimeout past `timeout_s`."""
+    batched. Overloaded when the queue is full or the measured batch time says the frame
+    cannot be answered within `timeout_s`; AnswerTimeout past `timeout_s`."""
 
     def __init__(
         self,
@@ -185,6 +209,12 @@ class BatchedModel:
 
     def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
         tensor = self.model.preprocess(frame)
+        if timeout_s is not None and (expected := self.batcher.expected_s()) > timeout_s:
+            raise Overloaded(
+                f"{self.model_id} would answer in {expected * 1000:.0f} ms "
+                f"({self.batcher.queue_depth()} frames queued), past the frame's "
+                f"{timeout_s * 1000:.0f} ms deadline"
+            )
         start = time.perf_counter()
         future = self.batcher.submit(tensor)
         try:

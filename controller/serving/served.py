@@ -74,7 +74,9 @@ class ServedModel:
 
     def _backend_for(self, plan: ServingPlan) -> DirectModel | BatchedModel:
         if not plan.batched:
-            return DirectModel(self.model, self.max_queue_size)
+            single = next((m for m in plan.measurements if m.batch_size == 1), None)
+            seed_s = single.median_ms / 1000.0 if single is not None else 0.0
+            return DirectModel(self.model, self.max_queue_size, service_s=seed_s)
         return BatchedModel(
             self.model, None, plan.max_batch_size, plan.max_queue_delay_ms, self.max_queue_size
         )

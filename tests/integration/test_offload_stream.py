@@ -26,6 +26,7 @@ from controller.grpc.error_status import ErrorStatusInterceptor
 from controller.grpc.offload_servicer import OffloadServicer, start_insecure_server
 from controller.grpc.stream_guard import StreamLimits
 from controller.serving import BatchedModel, CloudModel, DynamicBatcher, Prediction
+from controller.serving.cloud_model import DirectModel
 from edgefleet.v1 import inference_pb2, inference_pb2_grpc
 from tests.conftest import wait_until
 from tests.fleet import Admin, start_controller
@@ -45,11 +46,15 @@ NOT_FOUND = grpc.StatusCode.NOT_FOUND.value[0]
 
 
 @pytest.fixture(scope="module")
-def cloud_model(tmp_path_factory: pytest.TempPathFactory) -> CloudModel:
-    path = linear_classifier(
+def cloud_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return linear_classifier(
         tmp_path_factory.mktemp("cloud") / "cloud.onnx", *constant_weights(CLOUD_LABEL)
     )
-    return CloudModel(path, PREPROCESSING, model_id="tiny-cloud:1", threads=1)
+
+
+@pytest.fixture(scope="module")
+def cloud_model(cloud_path: Path) -> CloudModel:
+    return CloudModel(cloud_path, PREPROCESSING, model_id="tiny-cloud:1", threads=1)
 
 
 class Stream:
@@ -333,6 +338,103 @@ def test_client_falls_back_to_unary_on_a_server_without_streams(cloud_model: Clo
     assert (first.label, second.label) == (CLOUD_LABEL, CLOUD_LABEL)
     assert after_first == (False, 1)
     assert client.fallbacks == 1  # the second frame went unary at once
+
+
+class HeldModel(CloudModel):
+    """The tiny cloud model, its calls held until `release` is set (then `delay_s` each)."""
+
+    def __init__(self, path: Path, delay_s: float = 0.0) -> None:
+        super().__init__(path, PREPROCESSING, model_id="held-cloud:1", threads=1)
+        self.delay_s = delay_s
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def run_batch(self, tensors: Sequence[np.ndarray]) -> list[Prediction]:
+        self.started.set()
+        self.release.wait(10)
+        time.sleep(self.delay_s)
+        return super().run_batch(tensors)
+
+
+def timed_ask(stream: Stream, request: inference_pb2.OffloadRequest) -> tuple[int, float]:
+    started = time.perf_counter()
+    reply = stream.ask(request)
+    assert reply.sequence == request.sequence
+    return reply.status_code, time.perf_counter() - started
+
+
+def test_direct_path_refuses_at_admission_what_cannot_finish_in_time(cloud_path: Path) -> None:
+    """One call at a time, measured 0.1 s a call: behind a running frame, a frame with 150 ms
+    left is refused at once; one with a second left waits its turn and is answered."""
+    held = HeldModel(cloud_path, delay_s=0.1)
+    model = DirectModel(held, parallel=1, service_s=0.1)
+    _, server, channel, stub = serve({"tiny": model})
+    holding, hurried, patient = Stream(stub), Stream(stub), Stream(stub)
+    try:
+        holding.send(frame_request(1))
+        assert held.started.wait(5)
+        refused = timed_ask(hurried, frame_request(2, timeout_ms=150))
+        patient.send(frame_request(3, timeout_ms=1000))
+        assert wait_until(lambda: model.admission.in_flight() == (1, 1), 5, 0.005)
+        held.release.set()
+        answered = (holding.receive().status_code, patient.receive().status_code)
+        again = hurried.ask(frame_request(4, timeout_ms=1000))  # the refused stream goes on
+        for stream in (holding, hurried, patient):
+            stream.close()
+    finally:
+        held.release.set()
+        channel.close()
+        server.stop(None)
+    assert refused[0] == EXHAUSTED and refused[1] < 0.08  # answered at the door
+    assert answered == (OK, OK)
+    assert (again.status_code, again.label) == (OK, CLOUD_LABEL)
+    assert model.admission.refused == 1 and model.admission.expired == 0
+
+
+def test_direct_path_answers_a_waiting_frame_deadline_exceeded_at_its_deadline(
+    cloud_path: Path,
+) -> None:
+    """Admitted (the measured 10 ms a call fits its 300 ms), but the call ahead of it hangs:
+    the frame is answered DEADLINE_EXCEEDED within its deadline, never left to time out."""
+    held = HeldModel(cloud_path)
+    model = DirectModel(held, parallel=1, service_s=0.01)
+    _, server, channel, stub = serve({"tiny": model})
+    holding, waiting = Stream(stub), Stream(stub)
+    try:
+        holding.send(frame_request(1))
+        assert held.started.wait(5)
+        expired = timed_ask(waiting, frame_request(2, timeout_ms=300))
+        held.release.set()
+        first = holding.receive().status_code
+        after = waiting.ask(frame_request(3, timeout_ms=1000)).status_code
+        for stream in (holding, waiting):
+            stream.close()
+    finally:
+        held.release.set()
+        channel.close()
+        server.stop(None)
+    assert expired[0] == DEADLINE and 0.25 < expired[1] < 0.4
+    assert (first, after) == (OK, OK)
+    assert model.admission.expired == 1 and model.admission.in_flight() == (0, 0)
+
+
+def test_batched_path_refuses_a_frame_its_measured_batch_time_cannot_answer_in_time(
+    cloud_model: CloudModel,
+) -> None:
+    model = BatchedModel(cloud_model, max_batch_size=4, max_queue_delay_ms=0.0)
+    model.batcher.batch_time.seconds = 0.2  # as measured on a slow model: 0.4 s at worst
+    _, server, channel, stub = serve({"tiny": model})
+    stream = Stream(stub)
+    try:
+        refused = stream.ask(frame_request(1, timeout_ms=300)).status_code
+        answered = stream.ask(frame_request(2, timeout_ms=2000))
+        stream.close()
+    finally:
+        channel.close()
+        server.stop(None)
+        model.close()
+    assert refused == EXHAUSTED
+    assert (answered.status_code, answered.label) == (OK, CLOUD_LABEL)
+    assert model.batcher.batch_time.seconds < 0.2  # the real call's time came in
 
 
 @pytest.mark.timeout(90)
