@@ -90,10 +90,10 @@ class Admission:
         """None: a slot is ours; else the ticket to wait on."""
         with self._lock:
             expected = self.expected_s(self._running + len(self._waiting))
-            if timeout_s is None or expected <= timeout_s:
-                if self._running < self.parallel and not self._waiting:
-                    self._running += 1
-                    return None
+            fits = timeout_s is None or expected <= timeout_s
+            if fits and self._running < self.parallel and not self._waiting:
+                self._running += 1
+                return None
             if len(self._waiting) >= self.max_waiting:
                 self.refused += 1
                 raise Overloaded(f"{len(self._waiting)} frames wait for {self.what}")
