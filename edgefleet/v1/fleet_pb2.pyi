@@ -84,3 +84,81 @@ class FleetStatusResponse(_message.Message):
     window_seconds: int
     unix_ms: int
     def __init__(self, devices: _Optional[_Iterable[_Union[DeviceInference, _Mapping]]] = ..., window_seconds: _Optional[int] = ..., unix_ms: _Optional[int] = ...) -> None: ...
+
+class Alert(_message.Message):
+    __slots__ = ("alert_id", "rule", "subject", "device_id", "severity", "message", "started_unix_ms", "ended_unix_ms", "active", "evidence_json", "last_evidence_json")
+    ALERT_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    ENDED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_JSON_FIELD_NUMBER: _ClassVar[int]
+    LAST_EVIDENCE_JSON_FIELD_NUMBER: _ClassVar[int]
+    alert_id: int
+    rule: str
+    subject: str
+    device_id: str
+    severity: str
+    message: str
+    started_unix_ms: int
+    ended_unix_ms: int
+    active: bool
+    evidence_json: str
+    last_evidence_json: str
+    def __init__(self, alert_id: _Optional[int] = ..., rule: _Optional[str] = ..., subject: _Optional[str] = ..., device_id: _Optional[str] = ..., severity: _Optional[str] = ..., message: _Optional[str] = ..., started_unix_ms: _Optional[int] = ..., ended_unix_ms: _Optional[int] = ..., active: _Optional[bool] = ..., evidence_json: _Optional[str] = ..., last_evidence_json: _Optional[str] = ...) -> None: ...
+
+class ListAlertsRequest(_message.Message):
+    __slots__ = ("include_resolved", "since_unix_ms", "limit")
+    INCLUDE_RESOLVED_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    include_resolved: bool
+    since_unix_ms: int
+    limit: int
+    def __init__(self, include_resolved: _Optional[bool] = ..., since_unix_ms: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListAlertsResponse(_message.Message):
+    __slots__ = ("alerts",)
+    ALERTS_FIELD_NUMBER: _ClassVar[int]
+    alerts: _containers.RepeatedCompositeFieldContainer[Alert]
+    def __init__(self, alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ...) -> None: ...
+
+class FleetEvent(_message.Message):
+    __slots__ = ("event_id", "unix_ms", "kind", "device_id", "subject", "message", "data_json")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    event_id: int
+    unix_ms: int
+    kind: str
+    device_id: str
+    subject: str
+    message: str
+    data_json: str
+    def __init__(self, event_id: _Optional[int] = ..., unix_ms: _Optional[int] = ..., kind: _Optional[str] = ..., device_id: _Optional[str] = ..., subject: _Optional[str] = ..., message: _Optional[str] = ..., data_json: _Optional[str] = ...) -> None: ...
+
+class ListEventsRequest(_message.Message):
+    __slots__ = ("since_unix_ms", "kinds", "device_id", "limit")
+    SINCE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    since_unix_ms: int
+    kinds: _containers.RepeatedScalarFieldContainer[str]
+    device_id: str
+    limit: int
+    def __init__(self, since_unix_ms: _Optional[int] = ..., kinds: _Optional[_Iterable[str]] = ..., device_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListEventsResponse(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[FleetEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[FleetEvent, _Mapping]]] = ...) -> None: ...

@@ -40,6 +40,16 @@ class FleetAdminServiceStub:
                 request_serializer=edgefleet_dot_v1_dot_fleet__pb2.FleetStatusRequest.SerializeToString,
                 response_deserializer=edgefleet_dot_v1_dot_fleet__pb2.FleetStatusResponse.FromString,
                 _registered_method=True)
+        self.ListAlerts = channel.unary_unary(
+                '/edgefleet.v1.FleetAdminService/ListAlerts',
+                request_serializer=edgefleet_dot_v1_dot_fleet__pb2.ListAlertsRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_v1_dot_fleet__pb2.ListAlertsResponse.FromString,
+                _registered_method=True)
+        self.ListEvents = channel.unary_unary(
+                '/edgefleet.v1.FleetAdminService/ListEvents',
+                request_serializer=edgefleet_dot_v1_dot_fleet__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_v1_dot_fleet__pb2.ListEventsResponse.FromString,
+                _registered_method=True)
 
 
 class FleetAdminServiceServicer:
@@ -52,6 +62,18 @@ class FleetAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAlerts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +81,16 @@ def add_FleetAdminServiceServicer_to_server(servicer, server):
                     servicer.FleetStatus,
                     request_deserializer=edgefleet_dot_v1_dot_fleet__pb2.FleetStatusRequest.FromString,
                     response_serializer=edgefleet_dot_v1_dot_fleet__pb2.FleetStatusResponse.SerializeToString,
+            ),
+            'ListAlerts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAlerts,
+                    request_deserializer=edgefleet_dot_v1_dot_fleet__pb2.ListAlertsRequest.FromString,
+                    response_serializer=edgefleet_dot_v1_dot_fleet__pb2.ListAlertsResponse.SerializeToString,
+            ),
+            'ListEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvents,
+                    request_deserializer=edgefleet_dot_v1_dot_fleet__pb2.ListEventsRequest.FromString,
+                    response_serializer=edgefleet_dot_v1_dot_fleet__pb2.ListEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +121,60 @@ class FleetAdminService:
             '/edgefleet.v1.FleetAdminService/FleetStatus',
             edgefleet_dot_v1_dot_fleet__pb2.FleetStatusRequest.SerializeToString,
             edgefleet_dot_v1_dot_fleet__pb2.FleetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAlerts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.FleetAdminService/ListAlerts',
+            edgefleet_dot_v1_dot_fleet__pb2.ListAlertsRequest.SerializeToString,
+            edgefleet_dot_v1_dot_fleet__pb2.ListAlertsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.FleetAdminService/ListEvents',
+            edgefleet_dot_v1_dot_fleet__pb2.ListEventsRequest.SerializeToString,
+            edgefleet_dot_v1_dot_fleet__pb2.ListEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

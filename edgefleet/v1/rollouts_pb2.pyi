@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DesiredState(_message.Message):
-    __slots__ = ("device_id", "model", "version", "variant_id", "target_path", "sha256", "length", "rollout_id", "revision", "target_json")
+    __slots__ = ("device_id", "model", "version", "variant_id", "target_path", "sha256", "length", "rollout_id", "revision", "target_json", "offload_max_fps")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class DesiredState(_message.Message):
     ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     TARGET_JSON_FIELD_NUMBER: _ClassVar[int]
+    OFFLOAD_MAX_FPS_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     model: str
     version: int
@@ -28,7 +29,8 @@ class DesiredState(_message.Message):
     rollout_id: str
     revision: int
     target_json: str
-    def __init__(self, device_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[int] = ..., variant_id: _Optional[str] = ..., target_path: _Optional[str] = ..., sha256: _Optional[str] = ..., length: _Optional[int] = ..., rollout_id: _Optional[str] = ..., revision: _Optional[int] = ..., target_json: _Optional[str] = ...) -> None: ...
+    offload_max_fps: float
+    def __init__(self, device_id: _Optional[str] = ..., model: _Optional[str] = ..., version: _Optional[int] = ..., variant_id: _Optional[str] = ..., target_path: _Optional[str] = ..., sha256: _Optional[str] = ..., length: _Optional[int] = ..., rollout_id: _Optional[str] = ..., revision: _Optional[int] = ..., target_json: _Optional[str] = ..., offload_max_fps: _Optional[float] = ...) -> None: ...
 
 class GetDesiredStateRequest(_message.Message):
     __slots__ = ("current_variant",)
