@@ -83,6 +83,14 @@ class ControllerConfig:
     http_tls: bool = False  # serve HTTPS with the gRPC server certificate (pki/server.pem)
     metrics_token: str = ""  # bearer token /metrics requires; "" = open (bind loopback then)
     metrics_window_s: float = 60.0  # window of the per-device gauges on /metrics
+    # alerts and drift (controller.monitoring): evaluation interval, window, webhook target
+    alert_interval_s: float = 5.0
+    alert_window_s: float = 60.0  # drift scores and alert rules over the last N seconds
+    alert_webhook: str = ""  # http(s) URL: a JSON POST per alert fired or resolved; "" = off
+    alert_accuracy_floor: float = 0.0  # estimated accuracy's upper bound below it fires; 0 = off
+    # drift-aware offload: frames/s all devices together may offload above their own budgets
+    # while drifting (raised through their desired state); 0 = off
+    offload_ceiling_fps: float = 0.0
 
     @property
     def db_url(self) -> str:

@@ -100,6 +100,19 @@ def serve(
     offload_max_queue: int | None = typer.Option(
         None, "--offload-max-queue", min=1, help="Queued frames per model before refusing [256]."
     ),
+    alert_webhook: str | None = typer.Option(
+        None, "--alert-webhook", help="POST each alert that fires or resolves (JSON) to this URL."
+    ),
+    offload_ceiling_fps: float | None = typer.Option(
+        None,
+        "--offload-ceiling-fps",
+        min=0.0,
+        help="Drift-aware offload: frames/s the fleet may offload above its budgets while "
+        "devices drift [0 = off].",
+    ),
+    alert_interval: float | None = typer.Option(
+        None, "--alert-interval", min=0.1, help="Seconds between alert evaluations [5]."
+    ),
 ) -> None:
     """Serve the device and admin APIs (gRPC) and MQTT; stop cleanly on SIGINT/SIGTERM."""
     with errors_as_exit_codes():
@@ -130,6 +143,9 @@ def serve(
             "store": store,
             "store_endpoint_url": store_endpoint_url,
             "hard_examples_max_bytes": hard_examples_max_bytes,
+            "alert_webhook": alert_webhook,
+            "offload_ceiling_fps": offload_ceiling_fps,
+            "alert_interval_s": alert_interval,
         }
         loaded = load_config(
             flags, os.environ, config_file, toolchain=ToolchainSearch.of_this_process()
