@@ -27,6 +27,7 @@ from controller.grpc.device_servicer import DeviceServicer
 from controller.grpc.fleet_servicer import FleetAdminServicer
 from controller.grpc.server import build_server
 from controller.grpc.stream_guard import StreamLimits
+from controller.http.metrics import LatencyHistograms
 from controller.mqtt.ingest import ControllerMqttIngest
 from controller.mqtt_setup import BrokerHandle, start_broker
 from controller.pki import CertificateAuthority, write_private
@@ -100,6 +101,8 @@ class DeviceMessages:
         self._registry = registry
         self._telemetry = telemetry
         self._admitted: frozenset[str] = frozenset()
+        # told of every stored report after the store (e.g. the /metrics latency histograms)
+        self.telemetry_listeners: list[Callable[[ReportSample], None]] = []
         self.refresh()
 
     def refresh(self) -> None:
@@ -119,6 +122,11 @@ class DeviceMessages:
 
     def device_telemetry(self, device_id: str, sample: ReportSample) -> None:
         self._telemetry.submit_from(device_id, sample)
+        for listener in self.telemetry_listeners:
+            try:
+                listener(sample)
+            except Exception:  # a listener must not cost the ingest its report
+                log.exception("telemetry listener failed for device=%s", device_id)
 
 
 class Controller:
@@ -147,6 +155,8 @@ class Controller:
         self.rollouts: RolloutService
         self.grpc_port = 0
         self.device_port = 0
+        self.http_port = 0  # /metrics and the dashboard (controller.http)
+        self.http_url = ""
 
     @property
     def mqtt_url(self) -> str:
@@ -262,6 +272,7 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
     _start_grpc(c, stack)
     c.rollouts.start()
     stack.callback(c.rollouts.stop)
+    _start_http(c, stack, token_file.parent / "http.secret")
 
     write_client_file(
         cfg.data_dir,
@@ -275,11 +286,12 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
     releases = c.model_parts.releases
     _spawn(threads, "tuf-timestamp", lambda: refresh_timestamps(releases, c.stopped))
     log.info(
-        "controller listening on %s: gRPC %d (TLS), %d (devices, mutual TLS), MQTT %s",
+        "controller listening on %s: gRPC %d (TLS), %d (devices, mutual TLS), MQTT %s, HTTP %s",
         cfg.grpc_host,
         c.grpc_port,
         c.device_port,
         c.mqtt_url,
+        c.http_url,
     )
 
 
@@ -339,6 +351,16 @@ def _start_grpc(c: Controller, stack: ExitStack) -> None:
     server.start()
     grace = cfg.shutdown_grace_s
     stack.callback(lambda: server.stop(grace).wait(grace + 1))
+
+
+def _start_http(c: Controller, stack: ExitStack, secret_file: Path) -> None:
+    from controller.http.assembly import start_http
+
+    latency = LatencyHistograms()
+    c.device_messages.telemetry_listeners.append(latency.add)
+    server = start_http(c, stack, latency, load_or_create_secret(secret_file))
+    c.http_port = server.port
+    c.http_url = f"{server.scheme}://{c.config.http_host}:{server.port}"
 
 
 def _open_data_dir(data_dir: Path) -> None:

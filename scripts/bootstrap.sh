@@ -16,6 +16,13 @@ APT_PACKAGES=()
 if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then
   APT_PACKAGES+=(mosquitto)
 fi
+# Prometheus scrapes /metrics and headless Chromium drives the dashboard in the HTTP tests.
+if ! command -v prometheus >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus ]; then
+  APT_PACKAGES+=(prometheus)
+fi
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  APT_PACKAGES+=(chromium chromium-driver)
+fi
 FASHION_MNIST_DIR="${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}"
 if [ ! -f "$FASHION_MNIST_DIR/t10k-images-idx3-ubyte.gz" ]; then
   APT_PACKAGES+=(dataset-fashion-mnist)

@@ -53,7 +53,7 @@ def start_controller(data_dir: Path, db: str = "", **overrides: object) -> Contr
         device_port=0,
         mqtt_port=0,
         shutdown_grace_s=2.0,
-        **overrides,  # type: ignore[arg-type]
+        **{"http_port": 0, **overrides},  # type: ignore[arg-type]
     )
     return build_controller(config)
 

@@ -1,0 +1,1 @@
+"""The controller's HTTP side: Prometheus ``/metrics`` and the operator dashboard."""

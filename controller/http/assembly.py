@@ -1,0 +1,49 @@
+"""Builds the HTTP server from a controller's parts (called by ``build_controller``)."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
+
+from controller.http.app import HttpSettings, build_http_app
+from controller.http.metrics import LatencyHistograms, MetricsSources, metrics_registry
+from controller.http.server import HttpServer, TlsFiles
+from controller.http.views import DashboardSources
+
+if TYPE_CHECKING:
+    from controller.app import Controller
+
+
+def start_http(
+    c: Controller, stack: ExitStack, latency: LatencyHistograms, session_secret: str
+) -> HttpServer:
+    cfg = c.config
+    metrics = MetricsSources(
+        registry=c.registry,
+        telemetry=c.telemetry,
+        rollouts=lambda: c.rollouts.store.rollouts(),
+        ingest_stats=lambda: c.ingest.stats,
+        served_models=c.cloud_models.served,
+        offload_pairs=c.offload_pairs,
+        latency=latency,
+        window_s=cfg.metrics_window_s,
+    )
+    dashboard = DashboardSources(
+        db=c.db, registry=c.registry, telemetry=c.telemetry, rollouts=c.rollouts, models=c.models
+    )
+    app = build_http_app(
+        dashboard,
+        metrics_registry(metrics),
+        HttpSettings(
+            operator_token=c.operator_token,
+            session_secret=session_secret,
+            metrics_token=cfg.metrics_token,
+            secure_cookies=cfg.http_tls,
+        ),
+    )
+    pki = cfg.data_dir / "pki"
+    tls = TlsFiles(pki / "server.pem", pki / "server.key") if cfg.http_tls else None
+    server = HttpServer(app, cfg.http_host, cfg.http_port, tls)
+    server.start()
+    stack.callback(server.stop)
+    return server

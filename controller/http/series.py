@@ -1,0 +1,104 @@
+"""Time series of one device's telemetry for the dashboard's plots.
+
+Reads the telemetry rows (raw reports and one-minute rollups) of a device over a time range,
+sums them into equal time buckets and derives each bucket's metrics with the same arithmetic
+the CLI and the rollout gates use (``metrics_of``), so a plotted point and ``fleet status``
+agree on what a number means. Also the page's summary over the whole range and its
+confidence histogram.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from controller.services.telemetry import MINUTE_MS, CohortMetrics, metrics_of
+from controller.services.telemetry_math import Totals
+from controller.services.telemetry_rows import add_row
+from controller.store.db import Database
+from controller.store.models_telemetry import TelemetryReportRow, TelemetryRollupRow
+
+MAX_BUCKETS = 240
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    start_ms: int
+    end_ms: int
+    metrics: CohortMetrics
+
+
+@dataclass(frozen=True)
+class DeviceSeries:
+    device_id: str
+    since_ms: int
+    until_ms: int
+    points: tuple[SeriesPoint, ...]  # buckets with at least one report, oldest first
+    overall: CohortMetrics
+    confidence: dict[float, int]  # {upper bound: frames} over the whole range
+
+
+def device_series(
+    db: Database, device_id: str, since_ms: int, until_ms: int, buckets: int = 60
+) -> DeviceSeries:
+    """``buckets`` equal slices of (since_ms, until_ms]; a report falls in the slice its end
+    time is in (a rollup: the slice its minute starts in)."""
+    buckets = max(1, min(MAX_BUCKETS, buckets))
+    span = max(1, until_ms - since_ms)
+    width = -(-span // buckets)
+    sums: dict[int, Totals] = {}
+    overall = Totals()
+
+    def bucket(at_ms: int) -> Totals:
+        index = min(buckets - 1, max(0, (at_ms - since_ms - 1) // width))
+        return sums.setdefault(index, Totals())
+
+    r, u = TelemetryReportRow, TelemetryRollupRow
+    with db.session() as s:
+        raw = s.scalars(
+            select(r).where(r.device_id == device_id, r.end_ms > since_ms, r.end_ms <= until_ms)
+        )
+        for row in raw:
+            add_row(bucket(int(row.end_ms)), row, 1)
+            add_row(overall, row, 1)
+        rolled = s.scalars(
+            select(u).where(
+                u.device_id == device_id,
+                u.minute_ms + MINUTE_MS > since_ms,
+                u.minute_ms <= until_ms,
+            )
+        )
+        for rollup in rolled:
+            add_row(bucket(int(rollup.minute_ms) + 1), rollup, int(rollup.reports))
+            add_row(overall, rollup, int(rollup.reports))
+    points = tuple(
+        SeriesPoint(since_ms + i * width, since_ms + (i + 1) * width, metrics_of(t, 1))
+        for i, t in sorted(sums.items())
+    )
+    return DeviceSeries(
+        device_id,
+        since_ms,
+        until_ms,
+        points,
+        metrics_of(overall, 1 if overall.reports else 0),
+        dict(overall.confidence),
+    )
+
+
+def normalised(histogram: dict[float, int] | Counter[float]) -> list[tuple[float, float]]:
+    """(upper bound, share of frames) in bound order; empty for an empty histogram."""
+    total = sum(histogram.values())
+    if total <= 0:
+        return []
+    return [(bound, n / total) for bound, n in sorted(histogram.items())]
+
+
+def window_ms(text: str, allowed: Sequence[str]) -> int:
+    """``10m`` -> 600000 for one of the allowed window names (ValueError otherwise)."""
+    if text not in allowed:
+        raise ValueError(f"window must be one of {', '.join(allowed)}")
+    units = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+    return int(text[:-1]) * units[text[-1]]

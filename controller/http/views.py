@@ -1,0 +1,262 @@
+"""What each dashboard page shows, as plain values for its template (no HTTP here).
+
+The overview pages the device table (``PAGE_SIZE`` a page) and reads telemetry only for the
+devices on the page, so it costs the same with 10 devices or 10,000.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from controller.http.plots import Band, Line, histogram_chart, line_chart
+from controller.http.series import device_series, normalised
+from controller.services.devices import Device, DeviceRegistry
+from controller.services.models import ModelCatalogue
+from controller.services.rollout_store import StoredRollout
+from controller.services.rollouts import RolloutService
+from controller.services.telemetry import CohortMetrics, TelemetryStore, metrics_of
+from controller.services.telemetry_math import Totals
+from controller.store.db import Database
+
+PAGE_SIZE = 50
+WINDOWS = ("60s", "10m", "1h", "6h", "24h")
+
+
+class EventSource(Protocol):
+    """controller.monitoring.events.EventLog, as the dashboard reads it."""
+
+    def query(
+        self, since_ms: int = 0, kinds: Sequence[str] = (), device: str = "", limit: int = 200
+    ) -> Sequence[Any]: ...
+
+
+class AlertSource(Protocol):
+    """controller.monitoring.alerts.AlertLog, as the dashboard reads it."""
+
+    def active(self) -> Sequence[Any]: ...
+
+    def history(self, *args: Any, **kwargs: Any) -> Sequence[Any]: ...
+
+
+# (device id, since ms, until ms) -> [(at ms, score)] of the device's drift score
+DriftSeries = Callable[[str, int, int], Sequence[tuple[int, float]]]
+# (device id, variant id) -> {upper bound: share} of the variant's validation confidence
+BaselineConfidence = Callable[[str, str], Mapping[float, float] | None]
+
+
+@dataclass
+class DashboardSources:
+    db: Database
+    registry: DeviceRegistry
+    telemetry: TelemetryStore
+    rollouts: RolloutService
+    models: ModelCatalogue
+    events: EventSource | None = None
+    alerts: AlertSource | None = None
+    drift: DriftSeries | None = None
+    baseline: BaselineConfidence | None = None
+    clock: Callable[[], float] = field(default=time.time)
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    device: Device
+    metrics: CohortMetrics
+    model: str
+    variant_id: str
+    last_seen_ms: int
+
+
+@dataclass(frozen=True)
+class Overview:
+    rows: list[DeviceRow]
+    page: int
+    pages: int
+    matching: int
+    total: int
+    online: int
+    enrolled: int
+    active_rollouts: int
+    active_alerts: int
+    query: str
+    window: str
+
+
+def as_dict(item: Any) -> dict[str, Any]:
+    if isinstance(item, Mapping):
+        return dict(item)
+    to_dict = getattr(item, "to_dict", None)
+    return dict(to_dict()) if callable(to_dict) else dict(vars(item))
+
+
+def overview(src: DashboardSources, page: int, query: str, window_ms: int, window: str) -> Overview:
+    devices = src.registry.list_devices()
+    query = query.strip().lower()
+    matching = [d for d in devices if not query or query in d.name.lower() or query in d.device_id]
+    matching.sort(key=lambda d: (d.name, d.device_id))
+    pages = max(1, -(-len(matching) // PAGE_SIZE))
+    page = min(max(1, page), pages)
+    shown = matching[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    now = src.now_ms()
+    totals = src.telemetry.device_totals(now - window_ms, None, [d.device_id for d in shown])
+    latest = src.telemetry.latest()
+    rows = []
+    for d in shown:
+        t = totals.get(d.device_id)
+        entry = latest.get(d.device_id)
+        rows.append(
+            DeviceRow(
+                d,
+                metrics_of(t or Totals(), 1 if t and t.reports else 0),
+                entry.sample.model if entry else "",
+                entry.sample.variant_id if entry else "",
+                max(d.last_seen_ms, entry.received_ms if entry else 0),
+            )
+        )
+    active_alerts = len(src.alerts.active()) if src.alerts is not None else 0
+    return Overview(
+        rows=rows,
+        page=page,
+        pages=pages,
+        matching=len(matching),
+        total=len(devices),
+        online=sum(1 for d in devices if d.online),
+        enrolled=sum(1 for d in devices if d.state == "enrolled"),
+        active_rollouts=sum(1 for r in src.rollouts.store.rollouts(active_only=True)),
+        active_alerts=active_alerts,
+        query=query,
+        window=window,
+    )
+
+
+@dataclass(frozen=True)
+class DevicePage:
+    device: Device
+    window: str
+    overall: CohortMetrics
+    plots: dict[str, Any]
+    events: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+    variant_id: str
+
+
+def device_page(src: DashboardSources, device_id: str, window_ms: int, window: str) -> DevicePage:
+    device = src.registry.get(device_id)  # NotFound -> 404
+    until = src.now_ms()
+    since = until - window_ms
+    series = device_series(src.db, device.device_id, since, until, buckets=60)
+    mid = [((p.start_ms + p.end_ms) / 2, p.metrics) for p in series.points]
+    x_range = (float(since), float(until))
+
+    def line(label: str, pick: Callable[[CohortMetrics], float | None]) -> Line:
+        return Line(label, [(x, v) for x, m in mid if (v := pick(m)) is not None])
+
+    latency = line_chart(
+        "Latency (end to end)",
+        [line("p50", lambda m: m.p50_latency_ms), line("p95", lambda m: m.p95_latency_ms)],
+        x_range,
+        unit="ms",
+    )
+    offload = line_chart(
+        "Offload rate", [line("offloaded share", lambda m: m.offload_rate)], x_range,
+        y_range=(0.0, 1.0),
+    )  # fmt: skip
+    band = Band("95% interval", [(x, m.accuracy.low, m.accuracy.high) for x, m in mid if m.frames])
+    accuracy = line_chart(
+        "Estimated accuracy",
+        [line("estimate", lambda m: m.accuracy.value)],
+        x_range,
+        band=band,
+        y_range=(0.0, 1.0),
+    )
+    drift_points: list[tuple[float, float]] = []
+    if src.drift is not None:
+        scores = src.drift(device.device_id, since, until)
+        drift_points = [(float(at), score) for at, score in scores]
+    drift = line_chart("Drift score (PSI)", [Line("drift", drift_points)], x_range)
+    latest = src.telemetry.latest().get(device.device_id)
+    variant_id = latest.sample.variant_id if latest else ""
+    baseline: list[tuple[float, float]] = []
+    if src.baseline is not None and variant_id:
+        baseline = sorted((src.baseline(device.device_id, variant_id) or {}).items())
+    confidence = histogram_chart(
+        "Confidence of the edge model (this window vs validation)",
+        normalised(series.confidence),
+        baseline,
+    )
+    events: list[dict[str, Any]] = []
+    if src.events is not None:
+        events = [as_dict(e) for e in src.events.query(since_ms=since, device=device.device_id,
+                                                       limit=50)]  # fmt: skip
+    alerts: list[dict[str, Any]] = []
+    if src.alerts is not None:
+        alerts = [a for a in map(as_dict, src.alerts.active()) if _about(a, device.device_id)]
+    return DevicePage(
+        device,
+        window,
+        series.overall,
+        {
+            "latency": latency,
+            "offload": offload,
+            "accuracy": accuracy,
+            "drift": drift,
+            "confidence": confidence,
+        },
+        events,
+        alerts,
+        variant_id,
+    )
+
+
+def _about(alert: Mapping[str, Any], device_id: str) -> bool:
+    return device_id in (alert.get("device_id"), alert.get("device"), alert.get("subject"))
+
+
+@dataclass(frozen=True)
+class RolloutView:
+    rollout: StoredRollout
+    explanation: str
+    cohorts: list[tuple[int, float, dict[str, int]]]  # (stage, fraction, {state: devices})
+    events: list[Any]
+
+
+def rollout_views(src: DashboardSources, limit: int = 50) -> list[RolloutView]:
+    rollouts = sorted(src.rollouts.rollouts(), key=lambda r: r.created_ms, reverse=True)[:limit]
+    views = []
+    for r in rollouts:
+        cohorts: list[tuple[int, float, dict[str, int]]] = []
+        for i, fraction in enumerate(r.spec.stages):
+            states: dict[str, int] = {}
+            for d in r.state.devices:
+                if d.stage == i:
+                    states[d.state] = states.get(d.state, 0) + 1
+            cohorts.append((i, fraction, states))
+        views.append(
+            RolloutView(
+                r, src.rollouts.explain(r), cohorts, src.rollouts.store.events(r.rollout_id, 20)
+            )
+        )
+    return views
+
+
+def model_views(src: DashboardSources) -> list[Any]:
+    """Each model with its variants and per-profile selections (VariantsReport)."""
+    reports = []
+    for info in src.models.list_models():
+        reports.append(src.models.variants(info.name, info.version))
+    return reports
+
+
+def alert_views(src: DashboardSources, since_ms: int) -> dict[str, list[dict[str, Any]]]:
+    active = [as_dict(a) for a in src.alerts.active()] if src.alerts is not None else []
+    history: list[dict[str, Any]] = []
+    if src.alerts is not None:
+        history = [as_dict(a) for a in src.alerts.history(since_ms=since_ms)]
+    events = [as_dict(e) for e in src.events.query(since_ms=since_ms)] if src.events else []
+    return {"active": active, "history": history, "events": events}
