@@ -100,6 +100,20 @@ def serve(
     offload_max_queue: int | None = typer.Option(
         None, "--offload-max-queue", min=1, help="Queued frames per model before refusing [256]."
     ),
+    http_port: int | None = typer.Option(
+        None, "--http-port", min=0, help="Port of /metrics and the dashboard (0 = any) [8480]."
+    ),
+    http_host: str | None = typer.Option(
+        None, "--http-host", help="Bind address of /metrics and the dashboard [127.0.0.1]."
+    ),
+    http_tls: bool | None = typer.Option(
+        None, "--http-tls/--no-http-tls", help="HTTPS with the gRPC server certificate [off]."
+    ),
+    metrics_token: str | None = typer.Option(
+        None,
+        "--metrics-token",
+        help="Bearer token /metrics requires (also EDGEFLEET_METRICS_TOKEN) [none: open].",
+    ),
     alert_webhook: str | None = typer.Option(
         None, "--alert-webhook", help="POST each alert that fires or resolves (JSON) to this URL."
     ),
@@ -123,6 +137,10 @@ def serve(
         if data_dir is None and root is not None and root.data_dir_given:
             data_dir = root.data_dir
         flags = {
+            "http_port": http_port,
+            "http_host": http_host,
+            "http_tls": http_tls,
+            "metrics_token": metrics_token,
             "data_dir": data_dir,
             "db": db,
             "mqtt": mqtt,
@@ -156,6 +174,11 @@ def serve(
         typer.echo(
             f"controller ready: gRPC {config.advertise_host}:{controller.grpc_port}, "
             f"MQTT {controller.mqtt_url}, data {config.data_dir}",
+            err=True,
+        )
+        typer.echo(
+            f"dashboard and /metrics: {controller.http_url}/ (log in with the operator token in "
+            f"{config.data_dir / 'operator.token'})",
             err=True,
         )
         for signum in (signal.SIGINT, signal.SIGTERM):
