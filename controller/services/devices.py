@@ -15,6 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from controller.monitoring.events import EventListener, FleetEvent, announce
 from controller.pki import CertificateAuthority
 from controller.store.db import Database
 from controller.store.models import DeviceRow, EnrollmentTokenRow
@@ -137,6 +138,7 @@ class DeviceRegistry:
         self._hash_mqtt_password = hash_mqtt_password
         self._on_credentials_changed = on_credentials_changed or (lambda: None)
         self._clock_ms = clock_ms
+        self.listeners: list[EventListener] = []  # told of register, enroll, revoke
 
     # -- operator actions -------------------------------------------------------------------
     def register(
@@ -191,6 +193,8 @@ class DeviceRegistry:
         except IntegrityError as exc:  # a concurrent register of the same name
             raise AlreadyExists(f"a device named {name!r} exists already") from exc
         log.info("registered device %s (%s), profile %s", row.device_id, name, profile)
+        announce(self.listeners, FleetEvent("device.registered", f"registered {name}",
+                 device_id=row.device_id, data={"name": name, "profile": profile}))  # fmt: skip
         return Registration(_to_device(row), str(token), expires)
 
     def list_devices(self, selector: Mapping[str, str] | None = None) -> list[Device]:
@@ -218,6 +222,8 @@ class DeviceRegistry:
             )
             device = _to_device(row)
         log.info("revoked device %s (%s)", device.device_id, device.name)
+        announce(self.listeners, FleetEvent("device.revoked", f"revoked {device.name}",
+                 device_id=device.device_id, data={"name": device.name}))  # fmt: skip
         self._on_credentials_changed()
         return device
 
@@ -275,6 +281,9 @@ class DeviceRegistry:
             row.agent_version = agent_version[:64]
             device = _to_device(row)
         log.info("enrolled device %s as profile %s", device.device_id, profile)
+        announce(self.listeners, FleetEvent("device.enrolled", f"enrolled {device.name} as "
+                 f"{profile}", device_id=device.device_id, data={"name": device.name,
+                 "profile": profile, "agent_version": device.agent_version}))  # fmt: skip
         self._on_credentials_changed()
         return Enrollment(device, issued.pem, self._ca.certificate_pem, password)
 

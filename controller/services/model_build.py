@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from controller.artifacts import ArtifactRef
+from controller.monitoring.events import EventListener, FleetEvent, announce
 from controller.optimize.errors import BuildError
 from controller.optimize.evaluate import MeasureConfig
 from controller.optimize.pipeline import (
@@ -90,6 +91,7 @@ class BuildRunner:
         self._building: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
         self._build_slot = threading.Semaphore(1)  # builds are CPU-heavy: one at a time
+        self.listeners: list[EventListener] = []  # told of every build that ends
         with catalogue.db.session() as s:  # builds interrupted by a restart
             for row in s.scalars(select(ModelRow).where(ModelRow.build_status == "running")):
                 row.build_status = "failed"
@@ -153,12 +155,18 @@ class BuildRunner:
             self._set_status(info, "running")
             with self._build_slot:
                 report = self._run(info, profiles, request, progress)
-        except BaseException:
+        except BaseException as exc:
             self._set_status(info, "failed")
+            announce(self.listeners, FleetEvent("model.build_failed", f"build of {info.ref} "
+                     f"failed: {exc}"[:1000], subject=info.ref))  # fmt: skip
             raise
         finally:
             with self._lock:
                 self._building.discard(key)
+        selections = {p: sel.variant for p, sel in report.selections.items()}
+        announce(self.listeners, FleetEvent("model.built", f"built {info.ref}: "
+                 f"{len(report.built())} variants", subject=info.ref,
+                 data={"selections": selections}))  # fmt: skip
         return report
 
     def options(self, request: BuildRequest) -> BuildOptions:

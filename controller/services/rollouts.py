@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from controller.monitoring.events import EventListener, FleetEvent, announce
 from controller.rollout import (
     AssignVariant,
     Command,
@@ -41,6 +42,7 @@ from controller.rollout import (
     step,
 )
 from controller.rollout.model import TERMINAL_PHASES
+from controller.services.rollout_events import step_events
 from controller.services.rollout_metrics import MetricsSource, gate_inputs
 from controller.services.rollout_pins import RolloutPins
 from controller.services.rollout_store import (
@@ -146,6 +148,7 @@ class RolloutService:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
+        self.listeners: list[EventListener] = []  # told of starts, commands, phases, gates
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -192,6 +195,9 @@ class RolloutService:
                     )
             self.pins.save(spec.rollout_id, dict(release))
             self.store.create(spec, initial_state())
+            announce(self.listeners, FleetEvent("rollout.started", f"rollout {spec.rollout_id}"
+                     f" of {spec.model}:{spec.version} started", subject=spec.rollout_id,
+                     data={"model": spec.model, "version": spec.version}))  # fmt: skip
             self._step(spec.rollout_id, ())
             return self.store.get(spec.rollout_id)
 
@@ -199,6 +205,9 @@ class RolloutService:
         cmd = Command(kind, reason)
         with self._lock:
             check_command(self.store.get(rollout_id).state, cmd)
+            announce(self.listeners, FleetEvent("rollout.command", f"operator: {kind} rollout "
+                     f"{rollout_id}" + (f" ({reason})" if reason else ""), subject=rollout_id,
+                     data={"command": kind, "reason": reason}))  # fmt: skip
             self._step(rollout_id, (cmd,))
             return self.store.get(rollout_id)
 
@@ -299,6 +308,8 @@ class RolloutService:
             log.log(logging.WARNING if level == "warning" else logging.INFO,
                     "rollout %s: %s", rollout_id, message)  # fmt: skip
         written = self.store.save_step(rollout_id, result.state, events, desired)
+        for event in step_events(spec.rollout_id, state, result.state, result.actions):
+            announce(self.listeners, event)
         self._publish(written)
 
     def _choose(self, spec: RolloutSpec, profiles: set[str]) -> dict[str, Any]:
