@@ -1,0 +1,111 @@
+"""A real Prometheus (Debian's /usr/bin/prometheus) scrapes a real controller's /metrics, with
+the scrape config of deploy/prometheus/prometheus.yml, and its query API returns the values
+the controller's telemetry holds. A job without the metrics token is refused (up == 0)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, free_port, wait_until
+from tests.fleet import start_controller
+from tests.http_seed import seed_fleet
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+pytestmark = pytest.mark.skipif(
+    not Path(PROMETHEUS).exists(), reason="prometheus is not installed (scripts/bootstrap.sh)"
+)
+TOKEN = "scrape-token-for-the-test"
+
+
+def _query(port: int, expr: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=5) as r:
+        body = json.load(r)
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def _scrape_config(tmp: Path, http_port: int) -> Path:
+    """deploy/prometheus/prometheus.yml pointed at the test controller, scraping every second,
+    plus a job without credentials."""
+    config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
+    config["rule_files"] = []
+    (job,) = config["scrape_configs"]
+    job["static_configs"] = [{"targets": [f"127.0.0.1:{http_port}"]}]
+    (tmp / "metrics.token").write_text(TOKEN)
+    job["authorization"]["credentials_file"] = str(tmp / "metrics.token")
+    anonymous = {k: v for k, v in job.items() if k != "authorization"}
+    config["scrape_configs"].append({**anonymous, "job_name": "anonymous"})
+    path = tmp / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_prometheus_scrapes_device_metrics(tmp_path: Path) -> None:
+    controller = start_controller(tmp_path / "c", metrics_token=TOKEN)
+    process = None
+    try:
+        now_ms = int(time.time() * 1000)
+        fleet = seed_fleet(controller, devices=3, reports_each=3, now_ms=now_ms)
+        port = free_port()
+        process = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--config.file={_scrape_config(tmp_path, controller.http_port)}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(tmp_path / "prometheus.log").open("w"),
+        )
+
+        def frames() -> list[dict[str, Any]]:
+            try:
+                return _query(port, f'edgefleet_device_frames{{name="{fleet.names[0]}"}}')
+            except OSError:
+                return []
+
+        assert wait_until(frames, 20.0, 0.2), (tmp_path / "prometheus.log").read_text()[-2000:]
+        (sample,) = frames()
+        # 3 reports of 200 frames, all inside the 60 s window
+        assert float(sample["value"][1]) == 600.0
+        assert sample["metric"]["device"] == fleet.device_ids[0]
+        assert sample["metric"]["variant"] == "fashion-edge:1/onnx-int8"
+
+        up = {r["metric"]["job"]: float(r["value"][1]) for r in _query(port, "up")}
+        assert up == {"edgefleet": 1.0, "anonymous": 0.0}
+
+        # the cumulative latency histogram: every reported frame of the three devices
+        (count,) = _query(port, 'edgefleet_frame_latency_ms_count{job="edgefleet"}')
+        assert float(count["value"][1]) == 3 * 3 * 200
+        (p50,) = _query(
+            port, "histogram_quantile(0.5, sum by (le) (edgefleet_frame_latency_ms_bucket))"
+        )
+        assert 2.5 <= float(p50["value"][1]) <= 50.0  # seeded latencies are 4-30 ms
+        name = fleet.names[1]
+        value, low, high = (
+            float(_query(port, f'edgefleet_device_accuracy_{kind}{{name="{name}"}}')[0]["value"][1])
+            for kind in ("estimate", "low", "high")
+        )
+        assert 0.0 <= low <= value <= high <= 1.0
+        (received,) = _query(port, 'edgefleet_telemetry_reports_total{outcome="written"}')
+        assert float(received["value"][1]) == 9
+    finally:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        controller.stop()
