@@ -284,6 +284,14 @@ def latency_summary(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def cloud_table_summary(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The variant's build-time cloud table, summed up (None: built without a cloud model)."""
+    from controller.monitoring.estimate import CloudTable, table_summary
+
+    stored = metrics.get("cloud_by_confidence")
+    return table_summary(CloudTable.from_dict(stored)) if stored else None
+
+
 def variants_dict(response: Any) -> dict[str, Any]:
     variants = []
     for v in response.variants:
@@ -307,6 +315,7 @@ def variants_dict(response: Any) -> dict[str, Any]:
                 "ece": v.ece,
                 "temperature": v.temperature,
                 **latency_summary(metrics),
+                "cloud_by_confidence": cloud_table_summary(metrics),
                 "metrics": metrics,
             }
         )
@@ -430,3 +439,21 @@ def print_variants_table(data: dict[str, Any]) -> None:
             )
         for variant, why in sel["rejected"].items():
             echo(f"    - {variant}: {why}")
+    print_cloud_tables(data["variants"])
+
+
+def print_cloud_tables(variants: list[dict[str, Any]]) -> None:
+    """One line per built variant: how right the cloud is where this variant is unsure."""
+    built = [v for v in variants if v["status"] == "built"]
+    if built and not any(v.get("cloud_by_confidence") for v in built):
+        echo("cloud by edge confidence: not measured (no cloud model registered at build time)")
+    for v in built:
+        t = v.get("cloud_by_confidence")
+        if not t or not t["hard_frames"]:
+            continue
+        echo(
+            f"{v['variant']}: on its {t['hard_frames']} least confident of {t['frames']} "
+            f"validation frames {t['cloud_model']} is right {t['cloud_accuracy_hard']:.1%}, "
+            f"the edge {t['edge_accuracy_hard']:.1%}; on the rest "
+            f"{t['cloud_accuracy_confident']:.1%} and {t['edge_accuracy_confident']:.1%}"
+        )

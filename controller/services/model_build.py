@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from controller.artifacts import ArtifactRef
+from controller.monitoring.estimate import CloudTable
 from controller.monitoring.events import EventListener, FleetEvent, announce
 from controller.optimize.errors import BuildError
 from controller.optimize.evaluate import MeasureConfig
@@ -35,6 +36,8 @@ from controller.optimize.pipeline import (
 )
 from controller.optimize.source import SourceModel
 from controller.optimize.tflite_variants import Onnx2TfConfig
+from controller.services.cloud_tables import METRICS_KEY as CLOUD_TABLE_KEY
+from controller.services.cloud_tables import measure_tables
 from controller.services.model_checks import immutable_hint
 from controller.services.model_records import (
     built_count,
@@ -212,12 +215,13 @@ class BuildRunner:
                 include_tflite=request.include_tflite,
                 options=self.options(request),
             )
+            tables = self._cloud_tables(info, source, report)
             stored = {}
             for result in report.built():
                 assert result.metadata is not None
                 path = Path(result.directory) / result.metadata.file
                 stored[result.variant] = self.catalogue.store.put_file(path)
-        self._record(info, profiles, report, stored, started)
+        self._record(info, profiles, report, stored, started, tables)
         log.info(
             "built %s: %d variants, selections %s",
             info.ref,
@@ -226,6 +230,21 @@ class BuildRunner:
         )
         return report
 
+    def _cloud_tables(
+        self, info: ModelInfo, source: SourceModel, report: BuildReport
+    ) -> dict[str, CloudTable]:
+        """Each built variant's cloud table (controller.services.cloud_tables), when a cloud
+        model is registered for this edge model; a failure costs the tables, not the build."""
+        cloud = self.catalogue.cloud_model_for(info.name)
+        if cloud is None:
+            log.info("%s: no cloud model registered, no cloud-by-confidence table", info.ref)
+            return {}
+        try:
+            return measure_tables(source, report.built(), cloud)
+        except Exception:
+            log.exception("%s: measuring the cloud-by-confidence tables failed", info.ref)
+            return {}
+
     def _record(
         self,
         info: ModelInfo,
@@ -233,6 +252,7 @@ class BuildRunner:
         report: BuildReport,
         stored: dict[str, ArtifactRef],
         started: int,
+        tables: dict[str, CloudTable] | None = None,
     ) -> None:
         with self.catalogue.db.session() as s:
             row = model_row(s, info.name, info.version)
@@ -245,7 +265,8 @@ class BuildRunner:
             s.execute(delete(VariantRow).where(VariantRow.model_id == row.id))
             s.flush()
             for r in report.results:
-                s.add(_variant_row(info, row.id, r, stored.get(r.variant)))
+                table = (tables or {}).get(r.variant)
+                s.add(_variant_row(info, row.id, r, stored.get(r.variant), table))
             for profile, sel in report.selections.items():
                 write_selection(s, row, profile, sel)
             s.add(
@@ -267,10 +288,17 @@ class BuildRunner:
 
 
 def _variant_row(
-    info: ModelInfo, model_id: int, r: VariantResult, ref: ArtifactRef | None
+    info: ModelInfo,
+    model_id: int,
+    r: VariantResult,
+    ref: ArtifactRef | None,
+    table: CloudTable | None = None,
 ) -> VariantRow:
     ev, meta = r.evaluation, r.metadata
     built = r.status == BUILT
+    metrics = ev.to_dict() if ev and built else {}
+    if table is not None and metrics:
+        metrics[CLOUD_TABLE_KEY] = table.to_dict()
     return VariantRow(
         variant_id=f"{info.name}:{info.version}:{r.variant}",
         model_id=model_id,
@@ -285,7 +313,7 @@ def _variant_row(
         file=meta.file if meta else "",
         size_bytes=ref.size if ref else 0,
         zstd_bytes=ev.zstd_bytes if ev else 0,
-        metrics=ev.to_dict() if ev and built else {},
+        metrics=metrics,
         variant_metadata=meta.to_dict() if meta and built else {},
     )
 

@@ -208,5 +208,6 @@ def candidates_of(selection: Selection) -> list[str]:
 
 def evaluation_from_dict(data: dict[str, Any]) -> Evaluation:
     """Inverse of ``Evaluation.to_dict`` (latency keys back to ints, derived fields dropped);
-    metrics stored before latency rounds existed load with no interval."""
-    return Evaluation.from_dict(data)
+    metrics stored before latency rounds existed load with no interval; the cloud table
+    (controller.services.cloud_tables) stored beside them is not part of it."""
+    return Evaluation.from_dict({k: v for k, v in data.items() if k != "cloud_by_confidence"})

@@ -1,0 +1,594 @@
+"""The accuracy of a cascade's final answers over a window, with an interval that holds.
+
+What the number estimates: the share of the frames a device (or cohort) answered in the
+window whose final answer (the cloud's for a frame it answered, the edge model's for every
+other frame) is the true class. Three kinds of frame, estimated separately and summed:
+
+- cloud-answered (hard) frames: the cloud model's accuracy on them;
+- confident frames answered locally: the edge model's accuracy on them;
+- failed offloads (hard frames that kept the local answer): the edge's accuracy on hard frames.
+
+Agreement between edge and cloud is what telemetry measures (offload pairs on hard frames,
+a uniform audit sample of confident ones). Agreement is not accuracy: the cloud is wrong too,
+most often on the frames the edge finds hard. A build-time table (:class:`CloudTable`: on the
+validation set, per bin of edge confidence, how often edge and cloud are right, agree, and
+agree while both wrong) turns agreement into accuracy under one stated assumption: *given
+whether the edge is right or wrong on a frame of a confidence bin, the cloud behaves as on
+validation data* (it agrees with a right edge with probability q, with a wrong edge with
+probability r, is right while the edge is wrong with probability s). Then for a segment with
+observed agreement g, the edge's accuracy is a = (g - r) / (q - r) and the cloud's is
+a*q + (1 - a)*s. This holds when a shift changes how often the edge is wrong (the shift this
+module is tested on: the stream fills with frames the edge is confidently wrong on), and it
+does not when a shift changes the cloud's behaviour itself; operator labels
+(:class:`LabelCounts`, frames with their true class) are added to the table's counts and are
+what catches the second kind.
+
+The interval is a normal (delta-method) interval over every input: the two agreement rates
+(binomial, Agresti-Coull variance), every table rate (Beta, from its finite counts, labels
+included), clamped to [0, 1]. Next to it, CBPE (NannyML's confidence-based performance
+estimation: the edge's expected accuracy is its mean calibrated confidence, read from the
+telemetry's confidence histogram) is reported; it needs no pairs, and it breaks exactly when
+the edge becomes confidently wrong. The headline is the agreement-based estimate whenever its
+pairs exist, CBPE otherwise.
+
+Pure: no I/O, no clock, no generated proto code.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+from edgefleet.histograms import CONFIDENCE_BOUNDS
+
+INF = math.inf
+Z95 = 1.959963984540054
+HEADLINE_PAIRS = "pairs"  # the agreement-based estimate
+HEADLINE_CBPE = "cbpe"
+MIN_RATE_GAP = 0.05  # q - r below this: agreement says little about accuracy; clamp the gap
+_PARAMS = ("g_hard", "g_conf", "q_hard", "r_hard", "s_hard", "q_conf", "r_conf", "s_conf")
+
+
+def confidence_bin(confidence: float, ladder: Sequence[float] = CONFIDENCE_BOUNDS) -> float:
+    """The histogram bucket (its upper bound; INF above the last) the agent counts it in."""
+    i = bisect.bisect_left(ladder, confidence)
+    return float(ladder[i]) if i < len(ladder) else INF
+
+
+@dataclass(frozen=True)
+class BinCounts:
+    """Frames of one edge-confidence bin with a known true class."""
+
+    n: int = 0
+    edge_correct: int = 0
+    cloud_correct: int = 0
+    agree: int = 0
+    agree_wrong: int = 0  # edge and cloud give the same wrong answer
+
+    def plus(self, o: BinCounts) -> BinCounts:
+        return BinCounts(*(a + b for a, b in zip(astuple(self), astuple(o), strict=True)))
+
+    def rates(self) -> tuple[tuple[float, float], tuple[float, float], tuple[float, float]]:
+        """(mean, variance) of q, r, s (Jeffreys Beta posteriors), and cov(r, s) aside."""
+        right, wrong = self.edge_correct, self.n - self.edge_correct
+        agree_right = self.agree - self.agree_wrong
+        cloud_right_edge_wrong = self.cloud_correct - agree_right
+        return (
+            _beta(agree_right, right),
+            _beta(self.agree_wrong, wrong),
+            _beta(cloud_right_edge_wrong, wrong),
+        )
+
+
+def astuple(c: BinCounts) -> tuple[int, ...]:
+    return (c.n, c.edge_correct, c.cloud_correct, c.agree, c.agree_wrong)
+
+
+def _beta(k: int, n: int) -> tuple[float, float]:
+    a, b = k + 0.5, max(0, n - k) + 0.5
+    mean = a / (a + b)
+    return mean, mean * (1 - mean) / (a + b + 1)
+
+
+@dataclass(frozen=True)
+class CloudTable:
+    """Build-time measurement: per bin of edge confidence (upper bound, INF for the top),
+    the counts of :class:`BinCounts` on the validation set, for one edge variant and the
+    cloud model configured for its edge model."""
+
+    cloud_model: str
+    bins: Mapping[float, BinCounts]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "cloud_model": self.cloud_model,
+            "bins": [
+                {"upper": None if u == INF else u, **asdict(c)}
+                for u, c in sorted(self.bins.items())
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> CloudTable:
+        bins: dict[float, BinCounts] = {}
+        for row in data.get("bins", []) or []:  # type: ignore[attr-defined]
+            upper = INF if row.get("upper") is None else float(row["upper"])
+            bins[upper] = BinCounts(
+                **{k: int(row.get(k, 0)) for k in BinCounts.__dataclass_fields__}
+            )
+        return cls(str(data.get("cloud_model", "")), bins)
+
+    def with_labels(self, labels: LabelCounts | None) -> CloudTable:
+        if labels is None or not labels.bins:
+            return self
+        merged = dict(self.bins)
+        for upper, c in labels.bins.items():
+            merged[upper] = merged.get(upper, BinCounts()).plus(c)
+        return CloudTable(self.cloud_model, merged)
+
+    def validation_mass(self) -> dict[float, int]:
+        return {u: c.n for u, c in self.bins.items() if c.n}
+
+
+def table_from_predictions(
+    cloud_model: str,
+    confidences: Iterable[float],
+    edge_labels: Iterable[int],
+    cloud_labels: Iterable[int],
+    truth: Iterable[int],
+) -> CloudTable:
+    """The table of one edge variant on labelled frames (validation, or operator labels)."""
+    bins: dict[float, BinCounts] = {}
+    for conf, e, c, y in zip(confidences, edge_labels, cloud_labels, truth, strict=True):
+        key = confidence_bin(float(conf))
+        agree = e == c
+        add = BinCounts(1, int(e == y), int(c == y), int(agree), int(agree and e != y))
+        bins[key] = bins.get(key, BinCounts()).plus(add)
+    return CloudTable(cloud_model, bins)
+
+
+@dataclass(frozen=True)
+class LabelCounts:
+    """Operator-labelled frames, as table counts per confidence bin, and how many there are
+    of hard (offloaded) and audited frames."""
+
+    bins: Mapping[float, BinCounts] = field(default_factory=dict)
+    hard: int = 0
+    audited: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.hard + self.audited
+
+
+@dataclass(frozen=True)
+class WindowCounts:
+    """What telemetry says about a window (sums over its reports)."""
+
+    frames: int
+    offloaded: int  # hard frames, answered by the cloud or failed
+    offload_failures: int  # hard frames that kept the local answer
+    offload_pairs: int
+    offload_agreed: int
+    audit_pairs: int
+    audit_agreed: int
+    confidence: Mapping[float, int] = field(default_factory=dict)  # {upper bound: frames}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Each source: its count, the share of the frames it speaks for and the share of the
+    interval's variance it carries."""
+
+    audit_pairs: int
+    offload_pairs: int
+    labelled_pairs: int
+    validation_frames: int
+    frames_share: Mapping[str, float]  # cloud_answered / confident / failed_offload
+    variance_share: Mapping[str, float]  # audit / offload / table / labels
+
+
+@dataclass(frozen=True)
+class AccuracyEstimate:
+    """The headline estimate of the final answers' accuracy, its 95% interval, both methods."""
+
+    value: float | None
+    low: float
+    high: float
+    pairs: int  # offload + audit pairs (what the estimate stands on besides the table)
+    headline: str = HEADLINE_PAIRS  # which method `value` is
+    why: str = ""
+    pairs_value: float | None = None
+    pairs_low: float = 0.0
+    pairs_high: float = 1.0
+    cbpe_value: float | None = None
+    cbpe_low: float = 0.0
+    cbpe_high: float = 1.0
+    evidence: Evidence | None = None
+    audit_variance_weight: float = 0.0  # d(value)/d(audit agreement), for audit planning
+    other_variance: float = 0.0  # the variance not from the audit pairs
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+    def to_dict(self) -> dict[str, object]:
+        out = asdict(self)
+        return out
+
+
+UNKNOWN = AccuracyEstimate(None, 0.0, 1.0, 0, HEADLINE_PAIRS, "no frames in the window")
+
+
+def split_by_confidence(
+    mass: Mapping[float, float], hard: float
+) -> tuple[dict[float, float], dict[float, float]]:
+    """The lowest-confidence ``hard`` frames of a histogram, and the rest (bins split at the
+    cut): the offload policy sends the least confident frames."""
+    low: dict[float, float] = {}
+    high: dict[float, float] = {}
+    left = max(0.0, hard)
+    for upper in sorted(mass):
+        m = float(mass[upper])
+        if m <= 0:
+            continue
+        take = min(m, left)
+        left -= take
+        if take > 0:
+            low[upper] = take
+        if m - take > 0:
+            high[upper] = m - take
+    return low, high
+
+
+def _segment_rates(
+    table: CloudTable, weights: Mapping[float, float]
+) -> tuple[list[float], list[float], float]:
+    """(q, r, s) of a segment, their variances and cov(r, s): the table's counts pooled over
+    the segment's bins, each bin reweighted to the segment's mass in it (mass / validation
+    frames), so that the rates are those of frames distributed like the window's."""
+    sums = {"right": 0.0, "wrong": 0.0, "agree_right": 0.0, "agree_wrong": 0.0, "cloud_rw": 0.0}
+    sq = {"right": 0.0, "wrong": 0.0}
+    for upper, m in weights.items():
+        c = table.bins.get(upper)
+        if c is None or c.n <= 0 or m <= 0:
+            continue  # no validation frame this confident: the other bins speak for it
+        u = m / c.n
+        right, wrong = c.edge_correct, c.n - c.edge_correct
+        agree_right = c.agree - c.agree_wrong
+        for key, x in (("right", right), ("wrong", wrong), ("agree_right", agree_right),
+                       ("agree_wrong", c.agree_wrong),
+                       ("cloud_rw", c.cloud_correct - agree_right)):  # fmt: skip
+            sums[key] += u * x
+        sq["right"] += u * u * right
+        sq["wrong"] += u * u * wrong
+    q, vq = _ratio(sums["agree_right"], sums["right"], sq["right"])
+    r, vr = _ratio(sums["agree_wrong"], sums["wrong"], sq["wrong"])
+    s, vs = _ratio(sums["cloud_rw"], sums["wrong"], sq["wrong"])
+    n_eff = sums["wrong"] ** 2 / sq["wrong"] if sq["wrong"] > 0 else 0.0
+    return [q, r, s], [vq, vr, vs], -r * s / (n_eff + 2)
+
+
+def _flat_rates(table: CloudTable, weights: Mapping[float, float]) -> list[float]:
+    """(q, r, s) averaged over the segment's bins by its mass alone (not by how many of a bin's
+    frames the edge got wrong on validation): what they are if a shift fills every bin with
+    wrong frames alike. The interval covers both this weighting and the pooled one."""
+    total = sum(m for u, m in weights.items() if u in table.bins and table.bins[u].n > 0)
+    out = [0.0, 0.0, 0.0]
+    if total <= 0:
+        return [1.0, 0.0, 0.5]
+    for upper, m in weights.items():
+        c = table.bins.get(upper)
+        if c is None or c.n <= 0:
+            continue
+        for i, (mean, _var) in enumerate(c.rates()):
+            out[i] += m / total * mean
+    return out
+
+
+def _ratio(x: float, y: float, y_sq: float) -> tuple[float, float]:
+    """A weighted proportion x / y (y = sum of u * n, y_sq = sum of u^2 * n) and its variance
+    at its effective sample size; no frames: uniform."""
+    if y <= 0 or y_sq <= 0:
+        return 0.5, 1.0 / 12.0
+    n_eff = y * y / y_sq
+    p = (x / y * n_eff + 0.5) / (n_eff + 1)  # Jeffreys-smoothed at the effective size
+    return p, p * (1 - p) / (n_eff + 2)
+
+
+def _edge_accuracy(g: float, q: float, r: float) -> float:
+    """Unclamped (the gradient must not vanish at 0 or 1; the interval is clamped instead)."""
+    return (g - r) / max(MIN_RATE_GAP, q - r)
+
+
+def _binomial(k: int, n: int) -> tuple[float, float]:
+    """Point estimate and Agresti-Coull variance of a proportion (n = 0: uniform)."""
+    if n <= 0:
+        return 0.5, 1.0 / 12.0
+    p_tilde = (k + 2) / (n + 4)
+    return k / n, p_tilde * (1 - p_tilde) / (n + 4)
+
+
+def estimate_accuracy(
+    w: WindowCounts, table: CloudTable | None, labels: LabelCounts | None = None
+) -> AccuracyEstimate:
+    """The window's accuracy estimate (see the module docstring for what it estimates)."""
+    if w.frames <= 0:
+        return UNKNOWN
+    pairs = w.offload_pairs + w.audit_pairs
+    n = float(w.frames)
+    hard = min(w.offloaded, w.frames)
+    failed = min(w.offload_failures, hard)
+    cloud = hard - failed
+    confident = w.frames - hard
+    base = table or CloudTable("", {})
+    full = base.with_labels(labels)
+    mass: dict[float, float] = {u: float(c) for u, c in w.confidence.items()}
+    if sum(mass.values()) > 0:  # scale the histogram to the window's frame count (reports may lack it)
+        scale = n / sum(mass.values())
+        mass = {u: c * scale for u, c in mass.items()}
+    else:
+        ref = full.validation_mass()
+        scale = n / sum(ref.values()) if ref else 0.0
+        mass = {u: c * scale for u, c in ref.items()}
+    hard_mass, conf_mass = split_by_confidence(mass, hard)
+    (qh, rh, sh), var_h, cov_h = _segment_rates(full, hard_mass)
+    (qc, rc, sc), var_c, cov_c = _segment_rates(full, conf_mass)
+    if not full.bins:  # no table: agreement taken as accuracy, cloud as right, with width
+        var_h = var_c = [0.0, 0.0, 0.25]
+        qh, rh, sh, qc, rc, sc = 1.0, 0.0, 0.5, 1.0, 0.0, 0.5
+        cov_h = cov_c = 0.0
+    g_hard, vg_hard = _binomial(w.offload_agreed, w.offload_pairs)
+    g_conf, vg_conf = _binomial(w.audit_agreed, w.audit_pairs)
+
+    def total(p: Sequence[float]) -> float:
+        gh, gc, q1, r1, s1, q2, r2, _s2 = p
+        a_hard = _edge_accuracy(gh, q1, r1)
+        a_conf = _edge_accuracy(gc, q2, r2)
+        c_hard = a_hard * q1 + (1 - a_hard) * s1
+        return (cloud * c_hard + failed * a_hard + confident * a_conf) / n
+
+    theta = [g_hard, g_conf, qh, rh, sh, qc, rc, sc]
+    variances = [vg_hard, vg_conf, *var_h, *var_c]
+    grad = _gradient(total, theta)
+    parts = {name: grad[i] ** 2 * variances[i] for i, name in enumerate(_PARAMS)}
+    parts["cov_rs"] = 2 * (grad[3] * grad[4] * cov_h + grad[6] * grad[7] * cov_c)
+    variance = max(0.0, sum(parts.values()))
+    needs_hard, needs_conf = hard > 0, confident > 0
+    has_value = (w.offload_pairs > 0 or not needs_hard) and (w.audit_pairs > 0 or not needs_conf)
+    half = Z95 * math.sqrt(variance)
+    raw = total(theta)
+    flat = total([g_hard, g_conf, *_flat_rates(full, hard_mass), *_flat_rates(full, conf_mass)])
+    if not full.bins:
+        flat = raw
+    value = min(1.0, max(0.0, raw))
+    pairs_low = max(0.0, min(raw, flat) - half)
+    pairs_high = min(1.0, max(raw, flat) + half)
+    cbpe = _cbpe(hard_mass, conf_mass, cloud, failed, n, qh, rh, sh, full)
+
+    table_var = sum(parts[k] for k in _PARAMS[2:]) + parts["cov_rs"]
+    label_frac = _label_fraction(base, labels, hard_mass, conf_mass)
+    shares = {
+        "audit": parts["g_conf"],
+        "offload": parts["g_hard"],
+        "table": table_var * (1 - label_frac),
+        "labels": table_var * label_frac,
+    }
+    share_total = sum(max(0.0, v) for v in shares.values()) or 1.0
+    evidence = Evidence(
+        audit_pairs=w.audit_pairs,
+        offload_pairs=w.offload_pairs,
+        labelled_pairs=labels.total if labels else 0,
+        validation_frames=sum(c.n for c in base.bins.values()),
+        frames_share={
+            "cloud_answered": cloud / n,
+            "confident": confident / n,
+            "failed_offload": failed / n,
+        },
+        variance_share={k: max(0.0, v) / share_total for k, v in shares.items()},
+    )
+    common = dict(
+        pairs=pairs,
+        pairs_value=value if has_value else None,
+        pairs_low=pairs_low,
+        pairs_high=pairs_high,
+        cbpe_value=cbpe[0],
+        cbpe_low=cbpe[1],
+        cbpe_high=cbpe[2],
+        evidence=evidence,
+        audit_variance_weight=grad[1],
+        other_variance=max(0.0, variance - parts["g_conf"]),
+    )
+    if has_value:
+        why = "edge-cloud agreement on the offload and audit pairs, corrected by the table"
+        if not full.bins:
+            why += " (no table: the cloud's accuracy on hard frames is unknown, ±25 pp)"
+        return AccuracyEstimate(value, pairs_low, pairs_high, headline=HEADLINE_PAIRS, why=why,
+                                **common)  # type: ignore[arg-type]  # fmt: skip
+    missing = "audit" if needs_conf and not w.audit_pairs else "offload"
+    return AccuracyEstimate(cbpe[0], cbpe[1], cbpe[2], headline=HEADLINE_CBPE,
+                            why=f"no {missing} pairs yet: calibrated confidence only (CBPE)",
+                            **common)  # type: ignore[arg-type]  # fmt: skip
+
+
+def _gradient(f: object, theta: Sequence[float], h: float = 1e-5) -> list[float]:
+    fn = f  # a callable of the parameter vector
+    out = []
+    for i in range(len(theta)):
+        up, down = list(theta), list(theta)
+        up[i] += h
+        down[i] -= h
+        out.append((fn(up) - fn(down)) / (2 * h))  # type: ignore[operator]
+    return out
+
+
+def _midpoint(upper: float, ladder: Sequence[float] = CONFIDENCE_BOUNDS) -> tuple[float, float]:
+    """The middle of a confidence bucket and its half width."""
+    i = bisect.bisect_left(ladder, upper) if upper != INF else len(ladder)
+    lower = float(ladder[i - 1]) if i > 0 else 0.0
+    top = float(ladder[i]) if i < len(ladder) else 1.0
+    return (lower + top) / 2, (top - lower) / 2
+
+
+def _cbpe(
+    hard_mass: Mapping[float, float],
+    conf_mass: Mapping[float, float],
+    cloud: int,
+    failed: int,
+    n: float,
+    q: float,
+    r: float,
+    s: float,
+    table: CloudTable,
+) -> tuple[float | None, float, float]:
+    """Calibration-only: the edge's frames at their mean calibrated confidence; the cloud's
+    hard frames at the table's cloud accuracy for edge frames that confident."""
+    if n <= 0:
+        return None, 0.0, 1.0
+    expected = var = bias = 0.0
+    hard_total = sum(hard_mass.values()) or 1.0
+    for upper, m in conf_mass.items():
+        mid, half = _midpoint(upper)
+        expected += m * mid
+        var += m * mid * (1 - mid)
+        bias += m * half
+    for upper, m in hard_mass.items():
+        mid, half = _midpoint(upper)
+        share = failed / hard_total
+        c_bin = mid * q + (1 - mid) * s if table.bins else 1.0
+        expected += m * (share * mid + (1 - share) * c_bin)
+        var += m * mid * (1 - mid)
+        bias += m * share * half
+    value = expected / n
+    half = Z95 * math.sqrt(var) / n + bias / n
+    return value, max(0.0, value - half), min(1.0, value + half)
+
+
+def _label_fraction(
+    base: CloudTable,
+    labels: LabelCounts | None,
+    hard_mass: Mapping[float, float],
+    conf_mass: Mapping[float, float],
+) -> float:
+    """Share of the table's counts, over the bins the window occupies, that are labels."""
+    if labels is None or not labels.bins:
+        return 0.0
+    bins = set(hard_mass) | set(conf_mass)
+    lab = sum(c.n for u, c in labels.bins.items() if u in bins)
+    val = sum(c.n for u, c in base.bins.items() if u in bins)
+    return lab / (lab + val) if lab + val else 0.0
+
+
+def audit_fraction_needed(
+    estimate: AccuracyEstimate,
+    confident_frames_per_s: float,
+    window_s: float,
+    target_half_width: float = 0.05,
+    max_audits_per_s: float = 1.0,
+    floor: float = 0.02,
+) -> tuple[float, str]:
+    """The audit fraction (of confident frames) that brings the interval's half width to
+    ``target_half_width`` over ``window_s``, within ``max_audits_per_s``; and why.
+
+    The audit pairs carry ``audit_variance_weight**2 * p(1 - p) / n`` of the variance; the
+    rest (table, offload pairs) does not shrink with audits."""
+    if confident_frames_per_s <= 0 or window_s <= 0:
+        return floor, "no confident frames measured yet: the default fraction"
+    cap = min(1.0, max_audits_per_s / confident_frames_per_s)
+    target_var = (target_half_width / Z95) ** 2
+    room = target_var - estimate.other_variance
+    if room <= 0:
+        return min(cap, max(floor, 0.1)), (
+            "the target is out of reach by audits alone: the table and offload pairs carry "
+            f"±{Z95 * math.sqrt(estimate.other_variance) * 100:.1f} pp"
+        )
+    p = estimate.pairs_value if estimate.pairs_value is not None else 0.9
+    p = min(0.99, max(0.5, p))
+    d = estimate.audit_variance_weight or 0.8
+    needed_pairs = d * d * p * (1 - p) / room
+    fraction = needed_pairs / (confident_frames_per_s * window_s)
+    if fraction > cap:
+        return cap, f"capped by the audit budget ({max_audits_per_s:g} frames/s per device)"
+    return max(
+        floor, fraction
+    ), f"{needed_pairs:.0f} audit pairs per window reach ±{target_half_width * 100:g} pp"
+
+
+def fleet_audit_fractions(
+    wanted: Mapping[str, tuple[float, float]], max_fleet_audits_per_s: float
+) -> dict[str, float]:
+    """device -> (fraction wanted, confident frames/s): every fraction scaled down alike
+    when the fleet's audits would exceed ``max_fleet_audits_per_s``."""
+    load = sum(f * fps for f, fps in wanted.values())
+    scale = min(1.0, max_fleet_audits_per_s / load) if load > 0 else 1.0
+    return {d: f * scale for d, (f, _fps) in wanted.items()}
+
+
+def table_summary(table: CloudTable, hard_share: float = 0.2) -> dict[str, object]:
+    """For `model variants`: the cloud's and the edge's accuracy on the ``hard_share`` least
+    confident validation frames (what an offload budget of that share sends) and on the rest."""
+    mass = {u: float(n) for u, n in table.validation_mass().items()}
+    total = sum(mass.values())
+    hard, rest = split_by_confidence(mass, hard_share * total)
+    out: dict[str, object] = {"cloud_model": table.cloud_model, "frames": int(total)}
+    for name, part in (("hard", hard), ("confident", rest)):
+        n = sum(part.values())
+        cloud = sum(m / table.bins[u].n * table.bins[u].cloud_correct for u, m in part.items())
+        edge = sum(m / table.bins[u].n * table.bins[u].edge_correct for u, m in part.items())
+        out[f"{name}_frames"] = round(n)
+        out[f"cloud_accuracy_{name}"] = cloud / n if n else None
+        out[f"edge_accuracy_{name}"] = edge / n if n else None
+    return out
+
+
+def combine(parts: Sequence[tuple[int, AccuracyEstimate]]) -> AccuracyEstimate:
+    """One estimate over several (frames, estimate) parts, e.g. the variants a device or a
+    cohort ran in the window: frame-weighted values, independent variances."""
+    parts = [(n, e) for n, e in parts if n > 0]
+    if not parts:
+        return UNKNOWN
+    if len(parts) == 1:
+        return parts[0][1]
+    total = sum(n for n, _ in parts)
+
+    def mix(get: str, low: str, high: str) -> tuple[float | None, float, float]:
+        values = [getattr(e, get) for _, e in parts]
+        if any(v is None for v in values):
+            return None, 0.0, 1.0
+        value = sum(n * v for (n, _), v in zip(parts, values, strict=True)) / total
+        centre = sum(n * (getattr(e, low) + getattr(e, high)) / 2 for n, e in parts) / total
+        half = math.sqrt(
+            sum((n / total * (getattr(e, high) - getattr(e, low)) / 2) ** 2 for n, e in parts)
+        )
+        return value, max(0.0, centre - half), min(1.0, centre + half)
+
+    pv, pl, ph = mix("pairs_value", "pairs_low", "pairs_high")
+    cv, cl, ch = mix("cbpe_value", "cbpe_low", "cbpe_high")
+    headline = HEADLINE_PAIRS if pv is not None else HEADLINE_CBPE
+    value, low, high = (pv, pl, ph) if pv is not None else (cv, cl, ch)
+    evs = [(n, e.evidence) for n, e in parts if e.evidence is not None]
+    evidence = None
+    if evs:
+        keys_f = {k for _, ev in evs for k in ev.frames_share}
+        keys_v = {k for _, ev in evs for k in ev.variance_share}
+        evidence = Evidence(
+            audit_pairs=sum(ev.audit_pairs for _, ev in evs),
+            offload_pairs=sum(ev.offload_pairs for _, ev in evs),
+            labelled_pairs=max(ev.labelled_pairs for _, ev in evs),
+            validation_frames=max(ev.validation_frames for _, ev in evs),
+            frames_share={
+                k: sum(n * ev.frames_share.get(k, 0.0) for n, ev in evs) / total for k in keys_f
+            },
+            variance_share={
+                k: sum(n * ev.variance_share.get(k, 0.0) for n, ev in evs) / total for k in keys_v
+            },
+        )
+    return AccuracyEstimate(
+        value, low, high, sum(e.pairs for _, e in parts), headline,
+        f"{len(parts)} variants combined: " + parts[0][1].why,
+        pv, pl, ph, cv, cl, ch, evidence,
+        sum(n * e.audit_variance_weight for n, e in parts) / total,
+        sum((n / total) ** 2 * e.other_variance for n, e in parts),
+    )  # fmt: skip
