@@ -24,10 +24,13 @@ from controller.errors import ConfigError
 from controller.grpc.admin_servicer import DeviceAdminServicer
 from controller.grpc.auth import AuthInterceptor, current_device
 from controller.grpc.device_servicer import DeviceServicer
-from controller.grpc.fleet_servicer import FleetAdminServicer
+from controller.grpc.monitoring_servicer import MonitoringFleetServicer
 from controller.grpc.server import build_server
 from controller.grpc.stream_guard import StreamLimits
 from controller.http.metrics import LatencyHistograms
+from controller.monitoring.assembly import MonitoringLogs, offload_budgets, open_logs, start_monitor
+from controller.monitoring.monitor import FleetMonitor
+from controller.monitoring.offload_budget import OffloadBudgets
 from controller.mqtt.ingest import ControllerMqttIngest
 from controller.mqtt_setup import BrokerHandle, start_broker
 from controller.pki import CertificateAuthority, write_private
@@ -153,6 +156,9 @@ class Controller:
         self.ingest: ControllerMqttIngest
         self.device_messages: DeviceMessages
         self.rollouts: RolloutService
+        self.monitoring: MonitoringLogs  # event log and alerts (controller.monitoring)
+        self.offload_budgets: OffloadBudgets  # drift-aware offload, in desired states
+        self.monitor: FleetMonitor  # drift scores, alert rules, budgets: the evaluation loop
         self.grpc_port = 0
         self.device_port = 0
         self.http_port = 0  # /metrics and the dashboard (controller.http)
@@ -221,6 +227,8 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
         hash_mqtt_password=hash_password,
         on_credentials_changed=lambda: _notify(credentials_listeners),
     )
+    c.monitoring = open_logs(c.db)
+    c.registry.listeners.append(c.monitoring.events.record)
     c.telemetry = TelemetryStore(
         c.db,
         TelemetryStoreConfig(
@@ -233,6 +241,7 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
 
     c.model_parts = start_models(cfg, c.db, c.profiles)
     c.models = c.model_parts.models
+    c.model_parts.builds.listeners.append(c.monitoring.events.record)
     defaults = batching_defaults(cfg)
     specs = [parse_cloud_model_spec(text, defaults) for text in cfg.cloud_models]
     c.cloud_models = CloudModels(specs, defaults, registry=lambda: c.models)
@@ -260,18 +269,24 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
     c.ingest = c.broker.ingest
     credentials_listeners.append(c.broker.credentials_changed)
 
+    c.offload_budgets = offload_budgets(cfg, c.broker.ingest, c.monitoring)
     c.rollouts = RolloutService(
         c.db,
         c.registry.list_devices,
         c.models,
         metrics=c.telemetry,
-        publisher=c.broker.ingest,
+        publisher=c.offload_budgets,  # adds each device's drift-aware offload budget
         config=RolloutConfig(tick_interval_s=cfg.rollout_tick_s),
         device_variant=c.telemetry.device_variant,
     )
+    c.rollouts.listeners.append(c.monitoring.events.record)
     _start_grpc(c, stack)
     c.rollouts.start()
     stack.callback(c.rollouts.stop)
+    c.monitor = start_monitor(
+        cfg, stack, db=c.db, logs=c.monitoring, devices=c.registry.list_devices,
+        telemetry=c.telemetry, rollouts=c.rollouts.rollouts, budgets=c.offload_budgets,
+    )  # fmt: skip
     _start_http(c, stack, token_file.parent / "http.secret")
 
     write_client_file(
@@ -320,7 +335,7 @@ def _start_grpc(c: Controller, stack: ExitStack) -> None:
         AuthInterceptor(c.registry, c.operator_token),
         [
             lambda s: device_pb2_grpc.add_DeviceServiceServicer_to_server(device_servicer, s),
-            lambda s: add_rollout_services(s, c.rollouts),
+            lambda s: add_rollout_services(s, c.rollouts, c.offload_budgets.budget),
             lambda s: add_model_services(s, c.model_parts, c.profiles, c.cloud_models.plan_for),
             lambda s: admin_pb2_grpc.add_DeviceAdminServiceServicer_to_server(
                 DeviceAdminServicer(c.registry, c.profiles), s
@@ -335,7 +350,14 @@ def _start_grpc(c: Controller, stack: ExitStack) -> None:
                 s,
             ),
             lambda s: fleet_pb2_grpc.add_FleetAdminServiceServicer_to_server(
-                FleetAdminServicer(c.registry, c.telemetry, c.offload_pairs), s
+                MonitoringFleetServicer(
+                    c.registry,
+                    c.telemetry,
+                    c.offload_pairs,
+                    alerts=c.monitoring.alerts,
+                    events=c.monitoring.events,
+                ),
+                s,
             ),
         ],
         host=cfg.grpc_host,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 
 import grpc
 
@@ -44,8 +45,11 @@ def desired_to_proto(d: Desired) -> rollouts_pb2.DesiredState:
 
 
 class DesiredStateServicer(rollouts_pb2_grpc.DesiredStateServiceServicer):
-    def __init__(self, rollouts: RolloutService) -> None:
+    def __init__(
+        self, rollouts: RolloutService, offload_budget: Callable[[str], float] | None = None
+    ) -> None:
         self._rollouts = rollouts
+        self._offload_budget = offload_budget  # drift-aware offload (controller.monitoring)
 
     def GetDesiredState(
         self, request: rollouts_pb2.GetDesiredStateRequest, context: grpc.ServicerContext
@@ -56,9 +60,10 @@ class DesiredStateServicer(rollouts_pb2_grpc.DesiredStateServiceServicer):
         desired = self._rollouts.desired_for(device.device_id)
         if desired is None:
             return rollouts_pb2.GetDesiredStateResponse(assigned=False)
-        return rollouts_pb2.GetDesiredStateResponse(
-            assigned=True, desired=desired_to_proto(desired)
-        )
+        message = desired_to_proto(desired)
+        if self._offload_budget is not None:
+            message.offload_max_fps = self._offload_budget(device.device_id)
+        return rollouts_pb2.GetDesiredStateResponse(assigned=True, desired=message)
 
     def ReportUpdateStatus(
         self, request: rollouts_pb2.ReportUpdateStatusRequest, context: grpc.ServicerContext
@@ -137,10 +142,14 @@ class RolloutAdminServicer(rollouts_pb2_grpc.RolloutAdminServiceServicer):
         return rollouts_pb2.RolloutCommandResponse(rollout=summary_to_proto(r))
 
 
-def add_rollout_services(server: grpc.Server, rollouts: RolloutService) -> None:
+def add_rollout_services(
+    server: grpc.Server,
+    rollouts: RolloutService,
+    offload_budget: Callable[[str], float] | None = None,
+) -> None:
     """Register both rollout services (one line in ``Controller.start``)."""
     rollouts_pb2_grpc.add_DesiredStateServiceServicer_to_server(
-        DesiredStateServicer(rollouts), server
+        DesiredStateServicer(rollouts, offload_budget), server
     )
     rollouts_pb2_grpc.add_RolloutAdminServiceServicer_to_server(
         RolloutAdminServicer(rollouts), server

@@ -1,0 +1,199 @@
+"""The fleet monitor: every ``interval_s`` it scores drift per device over the window,
+evaluates the alert rules, opens and closes alerts, tells its listeners (event log, webhook)
+and moves drift-aware offload budgets. A thin shell: the scores (``drift``), the rules
+(``alerts``) and the budgets' ceiling arithmetic (``offload_budget``) are its pure parts.
+
+API for the HTTP side and the CLI: ``FleetMonitor.device_drift(window_s)`` (``DriftScore``
+per device), ``FleetMonitor.cohort_drift(device_ids, window_s)`` and ``evaluate_once()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from controller.monitoring.alerts import (
+    Alert,
+    AlertChanges,
+    AlertLog,
+    AlertRules,
+    DeviceObservation,
+    Finding,
+    RolloutObservation,
+    findings,
+)
+from controller.monitoring.baselines import VariantBaselines
+from controller.monitoring.drift import DriftScore, drift_score
+from controller.monitoring.events import EventListener, FleetEvent, announce
+from controller.monitoring.offload_budget import OffloadBudgets
+from controller.services.devices import Device
+from controller.services.rollout_store import StoredRollout
+from controller.services.telemetry import TelemetryStore, metrics_of
+from controller.services.telemetry_math import Totals
+
+log = logging.getLogger(__name__)
+
+DRIFT_RULES = frozenset({"drift", "agreement_drop"})  # what raises a device's offload budget
+AlertListener = Callable[[str, Alert], None]  # ("firing" | "resolved", alert)
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    interval_s: float = 5.0
+    window_s: float = 60.0
+    rules: AlertRules = field(default_factory=AlertRules)
+
+
+class FleetMonitor:
+    def __init__(
+        self,
+        config: MonitorConfig,
+        *,
+        devices: Callable[[], Sequence[Device]],
+        telemetry: TelemetryStore,
+        rollouts: Callable[[], Sequence[StoredRollout]],
+        baselines: VariantBaselines,
+        alerts: AlertLog,
+        budgets: OffloadBudgets | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._devices, self._telemetry, self._rollouts = devices, telemetry, rollouts
+        self.baselines, self.alerts, self.budgets = baselines, alerts, budgets
+        self._clock = clock
+        self.event_listeners: list[EventListener] = []
+        self.alert_listeners: list[AlertListener] = []
+        self.evaluations = 0
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="fleet-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.config.interval_s):
+            try:
+                self.evaluate_once()
+            except Exception:  # the loop must outlive a database hiccup
+                self.failures += 1
+                log.exception("alert evaluation failed")
+
+    # -- scores -----------------------------------------------------------------------------
+    def _window(self, window_s: float | None) -> tuple[int, int]:
+        now = int(self._clock() * 1000)
+        return now - int((window_s or self.config.window_s) * 1000), now
+
+    def _score(self, device_id: str, totals: Totals) -> DriftScore:
+        variant = self._telemetry.device_variant(device_id)
+        return drift_score(self.baselines.get(variant), totals)
+
+    def device_drift(self, window_s: float | None = None) -> dict[str, DriftScore]:
+        since, until = self._window(window_s)
+        per = self._telemetry.device_totals(since, until)
+        return {d: self._score(d, t) for d, t in per.items() if t.reports}
+
+    def cohort_drift(self, device_ids: Sequence[str], window_s: float | None = None) -> DriftScore:
+        """One score over the devices' merged window (baseline: the variant most of them run)."""
+        since, until = self._window(window_s)
+        per = self._telemetry.device_totals(since, until, device_ids)
+        total = Totals()
+        variants: dict[str, int] = {}
+        for device_id, t in per.items():
+            total.merge(t)
+            v = self._telemetry.device_variant(device_id)
+            if v:
+                variants[v] = variants.get(v, 0) + t.frames
+        variant = max(variants, key=lambda k: variants[k]) if variants else None
+        return drift_score(self.baselines.get(variant), total)
+
+    # -- one evaluation ---------------------------------------------------------------------
+    def observe(self) -> tuple[list[DeviceObservation], list[RolloutObservation], int]:
+        since, now = self._window(None)
+        per = self._telemetry.device_totals(since, now)
+        devices = []
+        for d in self._devices():
+            t = per.get(d.device_id)
+            reported = t is not None and t.reports > 0
+            devices.append(
+                DeviceObservation(
+                    device_id=d.device_id,
+                    name=d.name,
+                    enrolled=d.state == "enrolled",
+                    online=d.online,
+                    last_seen_ms=d.last_seen_ms,
+                    metrics=metrics_of(t, 1) if t is not None and reported else None,
+                    drift=self._score(d.device_id, t) if t is not None and reported else None,
+                )
+            )
+        rollouts = [
+            RolloutObservation(
+                r.rollout_id,
+                f"{r.spec.model}:{r.spec.version}",
+                r.state.phase,
+                r.state.history[-1].reason if r.state.history else "",
+            )
+            for r in self._rollouts()
+        ]
+        return devices, rollouts, now
+
+    def evaluate_once(self) -> AlertChanges:
+        devices, rollouts, now = self.observe()
+        found = findings(self.config.rules, devices, rollouts, now)
+        changes = self.alerts.apply(found, self.config.rules.clear_after_s)
+        self.evaluations += 1
+        for alert in changes.fired:
+            self._tell("firing", alert)
+        for alert in changes.resolved:
+            self._tell("resolved", alert)
+        if self.budgets is not None:
+            self._move_budgets(devices, found)
+        return changes
+
+    def _tell(self, status: str, alert: Alert) -> None:
+        verb = "fired" if status == "firing" else "resolved"
+        log.log(logging.WARNING if status == "firing" else logging.INFO,
+                "alert %s %s on %s: %s", alert.rule, verb, alert.subject, alert.message)  # fmt: skip
+        evidence = alert.evidence if status == "firing" else alert.last_evidence
+        announce(
+            self.event_listeners,
+            FleetEvent(
+                f"alert.{verb}",
+                f"{alert.rule} {verb}: {alert.message}",
+                device_id=alert.device_id,
+                subject=alert.rule,
+                data={"alert_id": alert.alert_id, "severity": alert.severity, **evidence},
+            ),
+        )
+        for listener in self.alert_listeners:
+            try:
+                listener(status, alert)
+            except Exception:
+                log.exception("alert listener failed")
+
+    def _move_budgets(self, devices: Sequence[DeviceObservation], found: Sequence[Finding]) -> None:
+        """Drift on a device: raise its budget to its frame rate (within the ceiling); the
+        drift's alert ended (no open drift alert): lower it."""
+        assert self.budgets is not None
+        drifting = {f.device_id for f in found if f.rule in DRIFT_RULES}
+        open_drift = {a.device_id for a in self.alerts.active() if a.rule in DRIFT_RULES}
+        by_id = {d.device_id: d for d in devices}
+        for device_id in sorted(drifting):
+            d = by_id.get(device_id)
+            fps = d.metrics.frames_per_s if d is not None and d.metrics is not None else None
+            if fps:
+                rules = sorted({f.rule for f in found if f.device_id == device_id} & DRIFT_RULES)
+                self.budgets.raise_to(device_id, fps, "+".join(rules))
+        for device_id in self.budgets.raised():
+            if device_id not in open_drift and device_id not in drifting:
+                self.budgets.lower(device_id, "drift ended")

@@ -1,0 +1,142 @@
+"""Drift-aware offload budgets, carried to devices in their desired state.
+
+``OffloadBudgets`` sits between the rollout service and the MQTT publisher: every desired
+state the rollout service publishes gets the device's current ``offload_max_fps`` added, and
+a budget change republishes the device's latest desired state with the new value (a device
+no rollout has assigned anything gets ``{"device_id", "offload_max_fps"}`` only; its OTA
+service ignores a desired state without a variant). The gRPC pull answers the same value
+(``budget``). Grants are capped by the fleet's ceiling: the sum of all raised budgets never
+exceeds ``ceiling_fps`` (0: drift-aware offload is off).
+
+Budgets live in memory: after a controller restart they are re-derived by the next
+evaluations, and a device still holding a raised budget is lowered the first time an
+evaluation finds no drift on it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Protocol
+
+from controller.monitoring.events import EventListener, FleetEvent, announce
+from edgefleet.errors import EdgeFleetError
+
+log = logging.getLogger(__name__)
+
+FIELD = "offload_max_fps"
+
+class DesiredPublisher(Protocol):
+    def publish_desired(
+        self, device_id: str, payload: bytes, timeout: float | None = None
+    ) -> None: ...  # fmt: skip
+
+class OffloadBudgets:
+    def __init__(
+        self,
+        publisher: DesiredPublisher | None,
+        ceiling_fps: float,
+        listeners: Sequence[EventListener] = (),
+        publish_timeout_s: float = 2.0,
+        max_devices: int = 100_000,
+    ) -> None:
+        if ceiling_fps < 0:
+            raise ValueError("offload ceiling must be >= 0 frames/s")
+        self._publisher = publisher
+        self.ceiling_fps = float(ceiling_fps)
+        self.listeners: list[EventListener] = list(listeners)
+        self._timeout = publish_timeout_s
+        self._max_devices = max_devices
+        self._lock = threading.Lock()
+        self._budgets: dict[str, float] = {}
+        self._latest: dict[str, bytes] = {}  # the rollout service's newest payload per device
+
+    # -- the rollout service's publisher ----------------------------------------------------
+    def publish_desired(self, device_id: str, payload: bytes, timeout: float | None = None) -> None:
+        with self._lock:
+            if device_id in self._latest or len(self._latest) < self._max_devices:
+                self._latest[device_id] = payload
+            out = self._overlay(device_id, payload)
+        if self._publisher is not None:
+            self._publisher.publish_desired(device_id, out, timeout=timeout)
+
+    def _overlay(self, device_id: str, payload: bytes) -> bytes:
+        fps = self._budgets.get(device_id, 0.0)
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            return payload
+        if not isinstance(data, dict):
+            return payload
+        data[FIELD] = round(fps, 3)
+        return json.dumps(data, sort_keys=True).encode()
+
+    # -- budgets -----------------------------------------------------------------------------
+    def budget(self, device_id: str) -> float:
+        with self._lock:
+            return self._budgets.get(device_id, 0.0)
+
+    def budgets(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._budgets)
+
+    def granted_fps(self) -> float:
+        with self._lock:
+            return sum(self._budgets.values())
+
+    def raise_to(self, device_id: str, wanted_fps: float, reason: str) -> float:
+        """Grant up to ``wanted_fps`` within what the ceiling leaves; the grant (0: none)."""
+        with self._lock:
+            others = sum(v for k, v in self._budgets.items() if k != device_id)
+            grant = max(0.0, min(float(wanted_fps), self.ceiling_fps - others))
+            old = self._budgets.get(device_id, 0.0)
+            if abs(grant - old) < 0.5 and old > 0:  # within half a frame/s: leave it
+                return old
+            if grant <= 0:
+                return 0.0
+            self._budgets[device_id] = grant
+        self._changed(device_id, old, grant, reason)
+        return grant
+
+    def lower(self, device_id: str, reason: str) -> None:
+        with self._lock:
+            old = self._budgets.pop(device_id, 0.0)
+        if old > 0:
+            self._changed(device_id, old, 0.0, reason)
+
+    def raised(self) -> list[str]:
+        with self._lock:
+            return list(self._budgets)
+
+    def _changed(self, device_id: str, old: float, new: float, reason: str) -> None:
+        verb = "raised" if new > old else "lowered"
+        log.info("offload budget of device=%s %s %.1f -> %.1f frames/s: %s", device_id, verb,
+                 old, new, reason)  # fmt: skip
+        announce(
+            self.listeners,
+            FleetEvent(
+                "offload.budget",
+                f"offload budget {verb} to {new:.1f} frames/s ({reason})",
+                device_id=device_id,
+                data={
+                    "old_fps": round(old, 3),
+                    "new_fps": round(new, 3),
+                    "ceiling_fps": self.ceiling_fps,
+                    "reason": reason,
+                },
+            ),
+        )
+        self._republish(device_id)
+
+    def _republish(self, device_id: str) -> None:
+        if self._publisher is None:
+            return
+        with self._lock:
+            base = self._latest.get(device_id) or json.dumps({"device_id": device_id}).encode()
+            out = self._overlay(device_id, base)
+        try:
+            self._publisher.publish_desired(device_id, out, timeout=self._timeout)
+        except EdgeFleetError as exc:  # the next change or rollout publish carries it again
+            log.warning("offload budget for %s not published: %s", device_id, exc)
