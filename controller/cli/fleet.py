@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from controller.cli import fleet_alerts
 from controller.cli.context import cli_context, parse_labels
 from edgefleet.cli import (
     OutputFormat,
@@ -224,3 +225,6 @@ def watch(
                     time.sleep(interval)
         except KeyboardInterrupt:
             pass
+
+
+fleet_alerts.register(app)  # `fleet alerts`, `fleet events` (controller/cli/fleet_alerts.py)
