@@ -202,6 +202,9 @@ class GrpcOffloadClient:
         try:
             reply = lane.exchange(message, timeout_s)
         except LaneTimeout as exc:
+            # retired, not kept waiting for the late answer: a lane that is not ready would
+            # send the next frames unary, the dearest call on an overloaded controller
+            lane.cancel()
             self._lanes.give_back(lane)
             raise OffloadFailed("deadline", str(exc), answered=False) from None
         except LaneBroken as exc:

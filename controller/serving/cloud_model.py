@@ -165,11 +165,11 @@ class DirectModel:
         if timeout_s is not None and timeout_s <= 0:
             raise AnswerTimeout(f"no time left to answer with {self.model_id}")
         start = time.perf_counter()
-        tensor = self.model.preprocess(frame)
-        left = None if timeout_s is None else timeout_s - (time.perf_counter() - start)
-        waited = time.perf_counter()
-        prediction = self.admission.run(lambda: self.model.run_batch([tensor])[0], left)
-        waited_ms = (time.perf_counter() - waited) * 1000.0
+        # preprocessing in the slot too: a refused frame costs nothing of it
+        prediction = self.admission.run(
+            lambda: self.model.run_batch([self.model.preprocess(frame)])[0], timeout_s
+        )
+        waited_ms = (time.perf_counter() - start) * 1000.0
         return replace(prediction, queue_ms=max(0.0, waited_ms - prediction.infer_ms))
 
     def close(self) -> None:
@@ -208,21 +208,24 @@ class BatchedModel:
         return self.model.input_size
 
     def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
-        tensor = self.model.preprocess(frame)
+        start = time.perf_counter()
         if timeout_s is not None and (expected := self.batcher.expected_s()) > timeout_s:
-            raise Overloaded(
+            raise Overloaded(  # before preprocessing: a refused frame costs nothing of it
                 f"{self.model_id} would answer in {expected * 1000:.0f} ms "
                 f"({self.batcher.queue_depth()} frames queued), past the frame's "
                 f"{timeout_s * 1000:.0f} ms deadline"
             )
-        start = time.perf_counter()
+        tensor = self.model.preprocess(frame)
+        submitted = time.perf_counter()
+        if timeout_s is not None:
+            timeout_s -= submitted - start
         future = self.batcher.submit(tensor)
         try:
             prediction = future.result(timeout=timeout_s)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise AnswerTimeout(f"no answer from {self.model_id} within {timeout_s}s") from None
-        waited_ms = (time.perf_counter() - start) * 1000.0
+        waited_ms = (time.perf_counter() - submitted) * 1000.0
         return replace(prediction, queue_ms=max(0.0, waited_ms - prediction.infer_ms))
 
     def close(self) -> None:

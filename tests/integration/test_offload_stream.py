@@ -120,8 +120,18 @@ class Concurrency:
                 self.now -= 1
 
 
+class CountingServicer(OffloadServicer):
+    """Counts the unary Offload calls."""
+
+    unary_calls = 0
+
+    def Offload(self, request, context):  # type: ignore[no-untyped-def]
+        self.unary_calls += 1
+        return super().Offload(request, context)
+
+
 def serve(models: dict[str, object], limits: StreamLimits | None = None, max_bytes: int = 1 << 20):
-    servicer = OffloadServicer(models, identify=lambda _c: "device-1", stream_limits=limits)  # type: ignore[arg-type]
+    servicer = CountingServicer(models, identify=lambda _c: "device-1", stream_limits=limits)  # type: ignore[arg-type]
     server, port = start_insecure_server(servicer, max_workers=16, max_message_bytes=max_bytes)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     return servicer, server, channel, inference_pb2_grpc.OffloadServiceStub(channel)
@@ -172,7 +182,7 @@ def test_client_keeps_its_deadline_on_the_stream(cloud_model: CloudModel) -> Non
             client.offload(client_frame(), timeout_s=0.2)
         elapsed = time.perf_counter() - started
         time.sleep(1.0)  # the worker finishes the slow batch
-        # the same lane: the first frame's late answer is dropped, the second one's returned
+        # the timed-out lane is retired: the second frame goes on a fresh stream
         answer = client.offload(client_frame(), timeout_s=5.0)
     finally:
         client.close()
@@ -341,16 +351,20 @@ def test_client_falls_back_to_unary_on_a_server_without_streams(cloud_model: Clo
 
 
 class HeldModel(CloudModel):
-    """The tiny cloud model, its calls held until `release` is set (then `delay_s` each)."""
+    """The tiny cloud model, its calls (the first ``holds`` of them, None: all) held until
+    `release` is set, then ``delay_s`` each."""
 
-    def __init__(self, path: Path, delay_s: float = 0.0) -> None:
+    def __init__(self, path: Path, delay_s: float = 0.0, holds: int | None = None) -> None:
         super().__init__(path, PREPROCESSING, model_id="held-cloud:1", threads=1)
-        self.delay_s = delay_s
+        self.delay_s, self.holds = delay_s, holds
         self.started, self.release = threading.Event(), threading.Event()
 
     def run_batch(self, tensors: Sequence[np.ndarray]) -> list[Prediction]:
         self.started.set()
-        self.release.wait(10)
+        if self.holds is None or self.holds > 0:
+            if self.holds is not None:
+                self.holds -= 1
+            self.release.wait(10)
         time.sleep(self.delay_s)
         return super().run_batch(tensors)
 
@@ -415,6 +429,30 @@ def test_direct_path_answers_a_waiting_frame_deadline_exceeded_at_its_deadline(
     assert expired[0] == DEADLINE and 0.25 < expired[1] < 0.4
     assert (first, after) == (OK, OK)
     assert model.admission.expired == 1 and model.admission.in_flight() == (0, 0)
+
+
+def test_a_timed_out_lane_is_retired_and_the_next_frame_goes_on_a_fresh_stream(
+    cloud_path: Path,
+) -> None:
+    """One lane: its frame times out on a held call; the next frame does not wait for the
+    late answer, nor go unary (the dearest call on a loaded controller): a new stream."""
+    held = HeldModel(cloud_path, holds=1)
+    model = DirectModel(held, parallel=2, service_s=0.001)
+    servicer, server, channel, _ = serve({"tiny": model})
+    client = GrpcOffloadClient(channel, max_lanes=1)
+    try:
+        with pytest.raises(OffloadFailed) as late:
+            client.offload(client_frame(), timeout_s=0.2)
+        answer = client.offload(client_frame(), timeout_s=5.0)  # the first call still held
+        unary = servicer.unary_calls
+    finally:
+        held.release.set()
+        client.close()
+        channel.close()
+        server.stop(None)
+    assert late.value.kind == "deadline"
+    assert answer.label == CLOUD_LABEL
+    assert (unary, client.fallbacks) == (0, 0)
 
 
 def test_batched_path_refuses_a_frame_its_measured_batch_time_cannot_answer_in_time(
