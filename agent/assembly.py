@@ -38,6 +38,7 @@ from agent.identity import Credentials, Identity
 from agent.inference.active import ActiveModel
 from agent.inference.agent import Agent, InferenceListener
 from agent.inference.agent import AgentConfig as LoopConfig
+from agent.inference.drift import drift_baseline_follows, drift_budget_follows
 from agent.inference.offload import GrpcOffloadClient
 from agent.inference.policy import BudgetPolicy, OffloadPolicy, make_policy
 from agent.inference.results import ResultWriter
@@ -207,7 +208,9 @@ def build_agent(
             fan_out.append(ProbationFeed(ota.service, settings.probation_window))
         inference = None
         if config.source and telemetry is not None:
-            inference = build_inference(config, model, telemetry, channel, fan_out, stack)
+            inference = build_inference(
+                config, model, telemetry, channel, fan_out, stack, mqtt=mqtt
+            )
             components.append(inference)
         if model_dir is not None:
             model.load(model_dir)
@@ -232,12 +235,20 @@ def build_inference(
     channel: grpc.Channel,
     listeners: Sequence[InferenceListener],
     stack: contextlib.ExitStack,
+    mqtt: AgentMqttClient | None = None,
 ) -> InferenceComponent:
     """The inference part of ``build_agent`` (``config.source`` must be set): offload policy
-    (primed by the first model), the loop offloading hard frames over ``channel``, and the
+    (primed by the first model, its drift baseline from every model, its drift budget from
+    the desired state on ``mqtt``), the loop offloading hard frames over ``channel``, and the
     ``--results`` writer (closed by ``stack``) after ``listeners``."""
-    policy = make_policy(config.offload_threshold, config.offload_budget)
+    policy = make_policy(
+        config.offload_threshold, config.offload_budget, config.offload_shift_budget
+    )
     model.listeners.append(_primes_once(policy, config.confidence))
+    if isinstance(policy, BudgetPolicy):
+        model.listeners.append(drift_baseline_follows(policy, config.confidence))
+        if mqtt is not None:
+            mqtt.on_desired(drift_budget_follows(policy))
     fan_out = list(listeners)
     if config.results_file is not None:
         writer = ResultWriter(config.results_file)

@@ -46,6 +46,8 @@ class AgentConfig:
     source: str = ""
     offload_threshold: float | None = None  # fixed threshold ...
     offload_budget: float | None = None  # ... or a target fraction of frames (default 0.2)
+    # a budget's target while its confidences drift from the variant's (PSI >= 0.25); 0 = off
+    offload_shift_budget: float = 0.0
     confidence: str = "max_softmax"
     audit_rate: float = 0.02
     offload_deadline_s: float = 0.5
@@ -69,6 +71,8 @@ class AgentConfig:
             raise InvalidInput(f"fps must be 0 (unpaced) or positive, not {self.fps!r}")
         if self.source and self.model_dir is None and self.ota is None:
             raise InvalidInput("a frame source needs a model (model_dir) or OTA updates")
+        if not 0.0 <= self.offload_shift_budget <= 1.0:
+            raise InvalidInput("offload_shift_budget must be in [0, 1]")
         if self.threads is not None and self.threads < 1:
             raise InvalidInput(f"threads must be at least 1, not {self.threads}")
 

@@ -98,6 +98,14 @@ def run(
     offload_budget: float | None = typer.Option(
         None, "--offload-budget", min=0.0, max=1.0, help="Target share of frames to offload [0.2]."
     ),
+    offload_shift_budget: float = typer.Option(
+        0.0,
+        "--offload-shift-budget",
+        min=0.0,
+        max=1.0,
+        help="Share of frames to offload while confidences drift from the variant's "
+        "validation histogram (PSI >= 0.25) [0 = off].",
+    ),
     confidence: str = typer.Option(
         "max_softmax", "--confidence", help="max_softmax | margin | entropy."
     ),
@@ -194,6 +202,7 @@ def run(
                 source=o["source"] or "",
                 offload_threshold=o["offload_threshold"],
                 offload_budget=o["offload_budget"],
+                offload_shift_budget=o["offload_shift_budget"],
                 confidence=o["confidence"],
                 audit_rate=o["audit_rate"],
                 offload_deadline_s=o["offload_deadline"],

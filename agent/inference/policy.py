@@ -10,6 +10,8 @@ from typing import Protocol
 
 import numpy as np
 
+from edgefleet.drift import PSI_MAJOR, counts_of, psi
+
 
 class OffloadPolicy(Protocol):
     def should_offload(self, confidence: float) -> bool: ...
@@ -45,7 +47,15 @@ class BudgetPolicy:
     mean request size). The threshold is the target quantile of a sliding window of recent
     confidences, nudged by an integral term on the realized offload fraction so that ties
     and drifting streams still land on budget.
+
+    Drift: the controller may grant frames/s above the budget (``set_boost_fps``, from the
+    desired state's ``offload_max_fps``), and the policy checks its own window against the
+    variant's validation confidence histogram (``set_baseline``): while their PSI is at or
+    above ``PSI_MAJOR`` the target is at least ``shift_target``. The target is the largest.
     """
+
+    SHIFT_CHECK_EVERY = 100  # decisions between PSI checks
+    SHIFT_MIN_FRAMES = 200  # window frames a PSI check needs
 
     def __init__(
         self,
@@ -57,6 +67,7 @@ class BudgetPolicy:
         initial_threshold: float = 0.5,
         gain: float = 0.002,
         clock: Callable[[], float] = time.monotonic,
+        shift_target: float = 0.0,
     ) -> None:
         given = [v for v in (target_fraction, frames_per_s, bytes_per_s) if v is not None]
         if len(given) != 1:
@@ -76,28 +87,60 @@ class BudgetPolicy:
         self._mean_bytes: float | None = None
         self.decisions = 0
         self.offloads = 0
+        if not 0.0 <= shift_target <= 1.0:
+            raise ValueError("shift_target must be in [0, 1]")
+        self.shift_target = shift_target
+        self.boost_fps = 0.0
+        self.shift_psi: float | None = None
+        self._baseline: list[int] | None = None
+        self._bounds: tuple[float, ...] = ()
 
     @property
     def threshold(self) -> float:
         return self._threshold
 
+    @property
+    def shifted(self) -> bool:
+        return self.shift_psi is not None and self.shift_psi >= PSI_MAJOR
+
+    def set_boost_fps(self, fps: float) -> None:
+        """Frames/s the controller lets this device offload while it drifts (0: none)."""
+        self.boost_fps = max(0.0, float(fps)) if fps == fps else 0.0
+
+    def set_baseline(self, counts: Sequence[int], bounds: Sequence[float]) -> None:
+        """The variant's validation confidence histogram (len(bounds) + 1 counts)."""
+        if len(counts) != len(bounds) + 1 or sum(counts) <= 0:
+            raise ValueError("baseline needs len(bounds) + 1 counts, not all zero")
+        self._baseline, self._bounds = [int(c) for c in counts], tuple(float(b) for b in bounds)
+        self.shift_psi = None
+
+    def _check_shift(self) -> None:
+        if self._baseline is None or len(self._window) < self.SHIFT_MIN_FRAMES:
+            return
+        self.shift_psi = psi(self._baseline, counts_of(self._window, self._bounds))
+
     def current_target(self) -> float:
         """The budget as a fraction of frames, given the measured frame rate."""
-        if self.target_fraction is not None:
-            return self.target_fraction
+        own = self.shift_target if self.shifted else 0.0
         if len(self._times) < 2:
-            return 0.0
+            return max(own, self.target_fraction or 0.0)
         span = self._times[-1] - self._times[0]
         fps = (len(self._times) - 1) / span if span > 0 else float("inf")
+        boost = min(1.0, self.boost_fps / fps) if fps > 0 else 0.0
+        if self.target_fraction is not None:
+            return max(self.target_fraction, own, boost)
         if self.frames_per_s is not None:
             allowed = self.frames_per_s
         else:
             allowed = (self.bytes_per_s or 0.0) / (self._mean_bytes or 1.0)
-        return float(min(1.0, allowed / fps)) if fps > 0 else 1.0
+        base = float(min(1.0, allowed / fps)) if fps > 0 else 1.0
+        return max(base, own, boost)
 
     def should_offload(self, confidence: float) -> bool:
         self._times.append(self._clock())
         self._window.append(confidence)
+        if self.decisions % self.SHIFT_CHECK_EVERY == 0:
+            self._check_shift()
         target = self.current_target()
         if len(self._window) >= self._warmup:
             level = min(1.0, max(0.0, target + self._bias))
@@ -144,10 +187,13 @@ class AuditSampler:
 DEFAULT_BUDGET = 0.2  # share of frames offloaded when neither threshold nor budget is given
 
 
-def make_policy(threshold: float | None, budget: float | None) -> OffloadPolicy:
+def make_policy(
+    threshold: float | None, budget: float | None, shift_target: float = 0.0
+) -> OffloadPolicy:
     """A fixed threshold, or a budget (prime it with the model's validation confidences)."""
     if threshold is not None and budget is not None:
         raise ValueError("give an offload threshold or an offload budget, not both")
     if threshold is not None:
         return FixedThreshold(threshold)
-    return BudgetPolicy(target_fraction=DEFAULT_BUDGET if budget is None else budget)
+    target = DEFAULT_BUDGET if budget is None else budget
+    return BudgetPolicy(target_fraction=target, shift_target=shift_target)
