@@ -28,7 +28,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller.http import auth, views
 from controller.http.series import window_ms
-from edgefleet.errors import EdgeFleetError, FailedPrecondition, InvalidInput, NotFound
+from edgefleet.errors import (
+    AlreadyExists,
+    EdgeFleetError,
+    FailedPrecondition,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +61,17 @@ class HttpSettings:
     session_secret: str
     metrics_token: str = ""
     secure_cookies: bool = False  # set under TLS
+
+
+_STATUS = (
+    (NotFound, 404), (InvalidInput, 400), (FailedPrecondition, 409), (AlreadyExists, 409),
+    (Unauthenticated, 401), (PermissionDenied, 403), (ResourceExhausted, 429),
+    (Unavailable, 503),
+)  # fmt: skip
+
+
+def _status_of(exc: EdgeFleetError) -> int:
+    return next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
 
 
 class SecurityHeaders:
@@ -101,15 +122,13 @@ def build_http_app(
                 return PlainTextResponse("log in first (POST /login)\n", status_code=401)
             try:
                 return await endpoint(request)
-            except NotFound as exc:
-                return PlainTextResponse(f"{exc}\n", status_code=404)
-            except (InvalidInput, ValueError) as exc:
-                return PlainTextResponse(f"{exc}\n", status_code=400)
-            except FailedPrecondition as exc:
-                return PlainTextResponse(f"{exc}\n", status_code=409)
             except EdgeFleetError as exc:
-                log.warning("dashboard %s: %s", request.url.path, exc)
-                return PlainTextResponse(f"{exc}\n", status_code=409)
+                status = _status_of(exc)
+                if status >= 500:
+                    log.warning("dashboard %s: %s", request.url.path, exc)
+                return PlainTextResponse(f"{exc}\n", status_code=status)
+            except ValueError as exc:  # a query parameter out of its range
+                return PlainTextResponse(f"{exc}\n", status_code=400)
 
         return guarded
 

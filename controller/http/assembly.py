@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from controller.http.app import HttpSettings, build_http_app
 from controller.http.metrics import LatencyHistograms, MetricsSources, metrics_registry
+from controller.http.monitoring_metrics import monitoring_families
 from controller.http.server import HttpServer, TlsFiles
 from controller.http.views import DashboardSources
 
@@ -27,9 +28,17 @@ def start_http(
         offload_pairs=c.offload_pairs,
         latency=latency,
         window_s=cfg.metrics_window_s,
+        extra=[monitoring_families(c.monitor, c.monitoring.alerts, c.offload_budgets)],
     )
     dashboard = DashboardSources(
-        db=c.db, registry=c.registry, telemetry=c.telemetry, rollouts=c.rollouts, models=c.models
+        db=c.db,
+        registry=c.registry,
+        telemetry=c.telemetry,
+        rollouts=c.rollouts,
+        models=c.models,
+        events=c.monitoring.events,
+        alerts=c.monitoring.alerts,
+        baseline=c.monitor.baselines.get,
     )
     app = build_http_app(
         dashboard,

@@ -9,7 +9,6 @@ confidence histogram.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ class SeriesPoint:
     start_ms: int
     end_ms: int
     metrics: CohortMetrics
+    totals: Totals
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def device_series(
             add_row(bucket(int(rollup.minute_ms) + 1), rollup, int(rollup.reports))
             add_row(overall, rollup, int(rollup.reports))
     points = tuple(
-        SeriesPoint(since_ms + i * width, since_ms + (i + 1) * width, metrics_of(t, 1))
+        SeriesPoint(since_ms + i * width, since_ms + (i + 1) * width, metrics_of(t, 1), t)
         for i, t in sorted(sums.items())
     )
     return DeviceSeries(
@@ -86,14 +86,6 @@ def device_series(
         metrics_of(overall, 1 if overall.reports else 0),
         dict(overall.confidence),
     )
-
-
-def normalised(histogram: dict[float, int] | Counter[float]) -> list[tuple[float, float]]:
-    """(upper bound, share of frames) in bound order; empty for an empty histogram."""
-    total = sum(histogram.values())
-    if total <= 0:
-        return []
-    return [(bound, n / total) for bound, n in sorted(histogram.items())]
 
 
 def window_ms(text: str, allowed: Sequence[str]) -> int:

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from controller.http.plots import Band, Line, histogram_chart, line_chart
-from controller.http.series import device_series, normalised
+from controller.http.series import device_series
+from controller.monitoring.drift import Baseline, bucket_counts, drift_score
 from controller.services.devices import Device, DeviceRegistry
 from controller.services.models import ModelCatalogue
 from controller.services.rollout_store import StoredRollout
@@ -20,6 +21,7 @@ from controller.services.rollouts import RolloutService
 from controller.services.telemetry import CohortMetrics, TelemetryStore, metrics_of
 from controller.services.telemetry_math import Totals
 from controller.store.db import Database
+from edgefleet.histograms import CONFIDENCE_BOUNDS
 
 PAGE_SIZE = 50
 WINDOWS = ("60s", "10m", "1h", "6h", "24h")
@@ -41,10 +43,8 @@ class AlertSource(Protocol):
     def history(self, *args: Any, **kwargs: Any) -> Sequence[Any]: ...
 
 
-# (device id, since ms, until ms) -> [(at ms, score)] of the device's drift score
-DriftSeries = Callable[[str, int, int], Sequence[tuple[int, float]]]
-# (device id, variant id) -> {upper bound: share} of the variant's validation confidence
-BaselineConfidence = Callable[[str, str], Mapping[float, float] | None]
+# variant id -> its validation confidence distribution (controller.monitoring.baselines)
+BaselineOf = Callable[[str], Baseline | None]
 
 
 @dataclass
@@ -56,8 +56,7 @@ class DashboardSources:
     models: ModelCatalogue
     events: EventSource | None = None
     alerts: AlertSource | None = None
-    drift: DriftSeries | None = None
-    baseline: BaselineConfidence | None = None
+    baseline: BaselineOf | None = None
     clock: Callable[[], float] = field(default=time.time)
 
     def now_ms(self) -> int:
@@ -175,19 +174,25 @@ def device_page(src: DashboardSources, device_id: str, window_ms: int, window: s
         band=band,
         y_range=(0.0, 1.0),
     )
-    drift_points: list[tuple[float, float]] = []
-    if src.drift is not None:
-        scores = src.drift(device.device_id, since, until)
-        drift_points = [(float(at), score) for at, score in scores]
-    drift = line_chart("Drift score (PSI)", [Line("drift", drift_points)], x_range)
     latest = src.telemetry.latest().get(device.device_id)
     variant_id = latest.sample.variant_id if latest else ""
+    base = src.baseline(variant_id) if src.baseline is not None and variant_id else None
+    drift_points: list[tuple[float, float]] = []
+    if base is not None:  # each bucket's PSI against the variant's validation distribution
+        for p in series.points:
+            psi = drift_score(base, p.totals).psi
+            if psi is not None and p.totals.confidence:
+                drift_points.append(((p.start_ms + p.end_ms) / 2, psi))
+    drift = line_chart("Drift score (PSI)", [Line("PSI vs validation", drift_points)], x_range)
+    bounds = base.bounds if base is not None else CONFIDENCE_BOUNDS
+    keys = [*bounds, 1.0]
+    observed = bucket_counts(series.confidence, bounds)
     baseline: list[tuple[float, float]] = []
-    if src.baseline is not None and variant_id:
-        baseline = sorted((src.baseline(device.device_id, variant_id) or {}).items())
+    if base is not None:
+        baseline = list(zip(keys, _shares(base.counts), strict=True))
     confidence = histogram_chart(
         "Confidence of the edge model (this window vs validation)",
-        normalised(series.confidence),
+        list(zip(keys, _shares(observed), strict=True)) if sum(observed) else [],
         baseline,
     )
     events: list[dict[str, Any]] = []
@@ -212,6 +217,11 @@ def device_page(src: DashboardSources, device_id: str, window_ms: int, window: s
         alerts,
         variant_id,
     )
+
+
+def _shares(counts: Sequence[int]) -> list[float]:
+    total = sum(counts)
+    return [c / total if total else 0.0 for c in counts]
 
 
 def _about(alert: Mapping[str, Any], device_id: str) -> bool:
