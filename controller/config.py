@@ -88,6 +88,7 @@ class ControllerConfig:
     alert_window_s: float = 60.0  # drift scores and alert rules over the last N seconds
     alert_webhook: str = ""  # http(s) URL: a JSON POST per alert fired or resolved; "" = off
     alert_accuracy_floor: float = 0.0  # estimated accuracy's upper bound below it fires; 0 = off
+    alert_clear_after_s: float = 30.0  # an alert ends after this long without its condition
     # drift-aware offload: frames/s all devices together may offload above their own budgets
     # while drifting (raised through their desired state); 0 = off
     offload_ceiling_fps: float = 0.0

@@ -45,7 +45,9 @@ def monitor_config(cfg: ControllerConfig) -> MonitorConfig:
     return MonitorConfig(
         interval_s=cfg.alert_interval_s,
         window_s=cfg.alert_window_s,
-        rules=AlertRules(accuracy_floor=cfg.alert_accuracy_floor),
+        rules=AlertRules(
+            accuracy_floor=cfg.alert_accuracy_floor, clear_after_s=cfg.alert_clear_after_s
+        ),
     )
 
 
