@@ -40,7 +40,7 @@ from agent.inference.agent import Agent, InferenceListener
 from agent.inference.agent import AgentConfig as LoopConfig
 from agent.inference.drift import drift_baseline_follows, drift_budget_follows
 from agent.inference.offload import GrpcOffloadClient
-from agent.inference.policy import BudgetPolicy, OffloadPolicy, make_policy
+from agent.inference.policy import BudgetPolicy, OffloadPolicy, audit_rate_follows, make_policy
 from agent.inference.results import ResultWriter
 from agent.mqtt.client import AgentMqttClient, AgentMqttConfig
 from agent.ota import machine as m
@@ -258,9 +258,12 @@ def build_inference(
         offload_deadline_s=config.offload_deadline_s,
         max_in_flight=config.max_in_flight,
         audit_fraction=config.audit_rate,
+        seed=config.audit_seed,
         confidence_metric=config.confidence,
     )
     agent = Agent(model, policy, GrpcOffloadClient(channel), telemetry, loop_config)
+    if mqtt is not None:
+        mqtt.on_desired(audit_rate_follows(agent.audit))
     skipper = FrameSkipper(config.skip_threshold) if config.skip_threshold is not None else None
     return InferenceComponent(
         agent, model, open_source(config.source), telemetry, fps=config.fps, loop=config.loop,

@@ -49,7 +49,8 @@ class AgentConfig:
     # a budget's target while its confidences drift from the variant's (PSI >= 0.25); 0 = off
     offload_shift_budget: float = 0.0
     confidence: str = "max_softmax"
-    audit_rate: float = 0.02
+    audit_rate: float = 0.02  # the least; the controller's desired state may ask for more
+    audit_seed: int | None = None  # None: from the OS, so every device audits other frames
     offload_deadline_s: float = 0.5
     max_in_flight: int = 8
     telemetry_interval_s: float = 10.0

@@ -61,6 +61,9 @@ COUNTERS: tuple[CounterField, ...] = (
     CounterField("audit_pairs", "audit_agreement.pairs", "labelled pairs of audited frames"),
     CounterField("audit_agreed", "audit_agreement.agreed", "... where edge and cloud agree"),
     CounterField("reports_dropped", "reports_dropped", "reports lost to the agent's spool bound"),
+    CounterField(
+        "audit_skipped_busy", "audit_skipped_busy", "audits not sent: every offload slot busy"
+    ),
 )
 COUNTER_NAMES: tuple[str, ...] = tuple(c.name for c in COUNTERS)
 

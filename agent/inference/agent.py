@@ -29,7 +29,7 @@ class AgentConfig:
     offload_deadline_s: float = 0.25
     max_in_flight: int = 8  # concurrent offloads; beyond it frames keep their local answer
     audit_fraction: float = 0.02
-    seed: int = 0
+    seed: int | None = None  # the audit sampler's; None: from the OS (each device its own)
     confidence_metric: str = "max_softmax"  # max_softmax | margin | entropy
     wait_for_offload: bool = True  # False: hard frames also return the local answer at once
     deadline_grace_s: float = 0.02
@@ -102,7 +102,7 @@ class Agent:
         self.telemetry = telemetry
         self.config = config or AgentConfig()
         self._confidence = confidence_function(self.config.confidence_metric)
-        self._audit = AuditSampler(self.config.audit_fraction, self.config.seed)
+        self.audit = AuditSampler(self.config.audit_fraction, self.config.seed)
         self._failures = 0
         self._slots = threading.BoundedSemaphore(self.config.max_in_flight)
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -159,7 +159,7 @@ class Agent:
         local_ms = (time.perf_counter() - start) * 1000.0
 
         hard = self.client is not None and self.policy.should_offload(edge_confidence)
-        audit = not hard and self.client is not None and self._audit.should_audit()
+        audit = not hard and self.client is not None and self.audit.should_audit()
         result = Result(
             frame_id=frame_id,
             label=edge_label,
@@ -195,7 +195,7 @@ class Agent:
                 offloaded=hard,
                 offload_failed=result.offload_error is not None,
                 offload_rtt_ms=result.offload_ms,
-                audited=audit,
+                audited=result.audited,
             )
         return result
 
@@ -212,6 +212,10 @@ class Agent:
     ) -> Result:
         assert self.client is not None
         if not self._slots.acquire(blocking=False):
+            if request.audit:  # skipped, counted apart: not a failed offload
+                if self.telemetry is not None:
+                    self.telemetry.record_audit_skipped_busy()
+                return _replace(result, audited=False)
             return self._failed(result, start, "busy")
         self.policy.record_offload_bytes(int(np.asarray(request.frame).nbytes))
         deadline = self.config.offload_deadline_s
@@ -219,6 +223,8 @@ class Agent:
             future = self._pool.submit(self.client.offload, request, deadline)
         except RuntimeError:  # pool shut down
             self._slots.release()
+            if request.audit:
+                return _replace(result, audited=False)
             return self._failed(result, start, "closed")
         future.add_done_callback(lambda _f: self._slots.release())
         if not wait:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import random
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -11,6 +15,8 @@ from typing import Protocol
 import numpy as np
 
 from edgefleet.drift import PSI_MAJOR, counts_of, psi
+
+log = logging.getLogger(__name__)
 
 
 class OffloadPolicy(Protocol):
@@ -172,16 +178,44 @@ class BudgetPolicy:
 
 
 class AuditSampler:
-    """Picks a random share (default 2%) of confident frames to check against the cloud."""
+    """Picks a random share (default 2%) of confident frames to check against the cloud.
 
-    def __init__(self, fraction: float = 0.02, seed: int = 0) -> None:
+    Seeded from the operating system unless a seed is given (tests): every device audits
+    different frame positions. ``min_fraction`` is the device's own rate; the controller may
+    ask for more (``set_fraction``, from the desired state) to narrow its accuracy interval,
+    never less."""
+
+    def __init__(self, fraction: float = 0.02, seed: int | None = None) -> None:
         if not 0.0 <= fraction <= 1.0:
             raise ValueError("audit fraction must be in [0, 1]")
+        self.min_fraction = fraction
         self.fraction = fraction
-        self._rng = random.Random(seed)
+        self._rng = random.Random(secrets.randbits(64) if seed is None else seed)
+
+    def set_fraction(self, fraction: float) -> None:
+        """The controller's wanted fraction (clamped to [own rate, 1]; NaN is ignored)."""
+        if math.isfinite(fraction):
+            self.fraction = min(1.0, max(self.min_fraction, fraction))
 
     def should_audit(self) -> bool:
         return self.fraction > 0 and self._rng.random() < self.fraction
+
+
+def audit_rate_follows(sampler: AuditSampler) -> Callable[[bytes], None]:
+    """A desired-state listener: the controller's ``audit_fraction`` (0 or absent: the
+    device's own rate)."""
+
+    def follow(payload: bytes) -> None:
+        try:
+            wanted = float(json.loads(payload).get("audit_fraction") or 0.0)
+        except (ValueError, TypeError, AttributeError):
+            return  # the OTA service reports a malformed desired state
+        before = sampler.fraction
+        sampler.set_fraction(wanted)
+        if sampler.fraction != before:
+            log.info("audit fraction %.3f (controller asked %.3f)", sampler.fraction, wanted)
+
+    return follow
 
 
 DEFAULT_BUDGET = 0.2  # share of frames offloaded when neither threshold nor budget is given

@@ -126,6 +126,11 @@ class TelemetryAggregator:
             self._interval.counts["offload_failures"] += 1
             self._interval.errors[f"offload_{kind}"] += 1
 
+    def record_audit_skipped_busy(self) -> None:
+        """An audit not sent because every offload slot was busy (not a failed offload)."""
+        with self._lock:
+            self._interval.counts["audit_skipped_busy"] += 1
+
     def record_offload_rtt(self, rtt_ms: float) -> None:
         with self._lock:
             self._interval.histograms["offload_rtt"].observe(rtt_ms)

@@ -45,6 +45,7 @@ from edgefleet.histograms import CONFIDENCE_BOUNDS
 
 INF = math.inf
 Z95 = 1.959963984540054
+CLOUD_TABLE_KEY = "cloud_by_confidence"  # where a variant's metrics keep its table
 HEADLINE_PAIRS = "pairs"  # the agreement-based estimate
 HEADLINE_CBPE = "cbpe"
 MIN_RATE_GAP = 0.05  # q - r below this: agreement says little about accuracy; clamp the gap
@@ -326,7 +327,9 @@ def estimate_accuracy(
     base = table or CloudTable("", {})
     full = base.with_labels(labels)
     mass: dict[float, float] = {u: float(c) for u, c in w.confidence.items()}
-    if sum(mass.values()) > 0:  # scale the histogram to the window's frame count (reports may lack it)
+    if (
+        sum(mass.values()) > 0
+    ):  # scale the histogram to the window's frame count (reports may lack it)
         scale = n / sum(mass.values())
         mass = {u: c * scale for u, c in mass.items()}
     else:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from controller.monitoring.estimate import CloudTable, table_from_predictions
+from controller.monitoring.estimate import CLOUD_TABLE_KEY, CloudTable, table_from_predictions
 from controller.optimize.evaluate import as_logits, in_layout
 from controller.optimize.pipeline import BUILT, VariantResult
 from controller.optimize.runners import open_runner
@@ -30,7 +30,7 @@ from edgefleet.confidence import calibrated_probabilities
 
 log = logging.getLogger(__name__)
 
-METRICS_KEY = "cloud_by_confidence"
+METRICS_KEY = CLOUD_TABLE_KEY
 BATCH = 256
 
 

@@ -11,7 +11,7 @@ from controller.services.offload import OffloadPairs
 from controller.services.telemetry import CohortMetrics, TelemetryStore, metrics_of
 from controller.services.telemetry_math import Totals
 
-DEFAULT_WINDOW_S = 600
+DEFAULT_WINDOW_S = 60  # reacts to a shift within about a minute
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,17 @@ def fleet_status(
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     devices = registry.list_devices(dict(selector or {}))
     store.flush(timeout=2.0)  # include what just arrived
-    totals = store.device_totals(now_ms - window_s * 1000, None, [d.device_id for d in devices])
+    ids = [d.device_id for d in devices]
+    per_variant = store.device_variant_totals(now_ms - window_s * 1000, None, ids)
     latest = store.latest()
     cloud = pairs.counts() if pairs is not None else {}
     views = []
     for d in devices:
         entry = latest.get(d.device_id)
-        t = totals.get(d.device_id)
+        variants = per_variant.get(d.device_id, {})
+        t = Totals()
+        for part in variants.values():
+            t.merge(part)
         c = cloud.get(d.device_id)
         views.append(
             DeviceInferenceView(
@@ -55,7 +59,7 @@ def fleet_status(
                 last_report_ms=entry.received_ms if entry else 0,
                 model=entry.sample.model if entry else "",
                 variant_id=entry.sample.variant_id if entry else "",
-                metrics=metrics_of(t or Totals(), 1 if t and t.reports else 0),
+                metrics=metrics_of(t, 1 if t.reports else 0, store.accuracy_of(variants)),
                 cloud_pairs=(c.offload_pairs + c.audit_pairs) if c else 0,
             )
         )

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import delete, select
 
+from controller.monitoring.estimate import AccuracyEstimate, estimate_accuracy
+from controller.services.accuracy_inputs import AccuracyInputs, window_counts
 from controller.services.telemetry_math import (
-    AccuracyEstimate,
     ReportSample,
     Totals,
     agreement,
-    cascade_accuracy,
     percentile,
     ratio,
 )
@@ -66,13 +66,15 @@ class CohortMetrics:
     local_p95_ms: float | None
     agreement: float | None  # edge vs cloud over offloaded + audit pairs
     agreement_pairs: int
-    accuracy: AccuracyEstimate  # estimated cascade accuracy with its 95% interval
+    # the final answers' accuracy with its 95% interval (controller.monitoring.estimate)
+    accuracy: AccuracyEstimate
     error_rate: float | None  # (bad frames + the device's own errors) per frame
     offload_rate: float | None
     offload_failure_rate: float | None  # failed offloads per offloaded frame
     skipped: int
     bad_frames: int
     reports_dropped: int
+    audit_skipped_busy: int = 0  # audits not sent: every offload slot was busy
 
 
 # Errors the device made itself. Failed offloads are the cloud's and have their own rate
@@ -84,7 +86,10 @@ def is_device_error(kind: str) -> bool:
     return not kind.startswith(_NOT_DEVICE_ERRORS)
 
 
-def metrics_of(totals: Totals, devices_reporting: int) -> CohortMetrics:
+def metrics_of(
+    totals: Totals, devices_reporting: int, accuracy: AccuracyEstimate | None = None
+) -> CohortMetrics:
+    """Metrics of summed reports; ``accuracy`` None: estimated without a cloud table."""
     span_s = (totals.last_end_ms - totals.first_start_ms) / 1000.0
     agree, pairs = agreement(totals)
     error_count = totals.bad_frames + sum(
@@ -101,13 +106,14 @@ def metrics_of(totals: Totals, devices_reporting: int) -> CohortMetrics:
         local_p95_ms=percentile(totals.local_latency, 0.95),
         agreement=agree,
         agreement_pairs=pairs,
-        accuracy=cascade_accuracy(totals),
+        accuracy=accuracy or estimate_accuracy(window_counts(totals), None),
         error_rate=ratio(error_count, totals.frames + totals.bad_frames),
         offload_rate=ratio(totals.offloaded, totals.frames),
         offload_failure_rate=ratio(totals.offload_failures, totals.offloaded),
         skipped=totals.skipped,
         bad_frames=totals.bad_frames,
         reports_dropped=totals.reports_dropped,
+        audit_skipped_busy=totals.audit_skipped_busy,
     )
 
 
@@ -139,8 +145,10 @@ class TelemetryStore:
         db: Database,
         config: TelemetryStoreConfig | None = None,
         clock: Callable[[], float] = time.time,
+        accuracy: AccuracyInputs | None = None,
     ) -> None:
         self.db = db
+        self.accuracy = accuracy or AccuracyInputs(db, clock=clock)
         self.config = config or TelemetryStoreConfig()
         self._clock = clock
         self.stats = StoreStats()
@@ -324,8 +332,21 @@ class TelemetryStore:
         self, since_ms: int, until_ms: int | None = None, device_ids: Sequence[str] | None = None
     ) -> dict[str, Totals]:
         """Per-device sums of every report (raw or rolled up) that ended in (since, until]."""
-        until_ms = self._now_ms() + 1 if until_ms is None else until_ms
         out: dict[str, Totals] = {}
+        for device_id, per_variant in self.device_variant_totals(
+            since_ms, until_ms, device_ids
+        ).items():
+            total = out.setdefault(device_id, Totals())
+            for t in per_variant.values():
+                total.merge(t)
+        return out
+
+    def device_variant_totals(
+        self, since_ms: int, until_ms: int | None = None, device_ids: Sequence[str] | None = None
+    ) -> dict[str, dict[str, Totals]]:
+        """device -> variant -> sums, like ``device_totals`` (the estimate is per variant)."""
+        until_ms = self._now_ms() + 1 if until_ms is None else until_ms
+        out: dict[str, dict[str, Totals]] = {}
         with self.db.session() as s:
             raw = select(TelemetryReportRow).where(
                 TelemetryReportRow.end_ms > since_ms, TelemetryReportRow.end_ms <= until_ms
@@ -338,20 +359,30 @@ class TelemetryStore:
                 raw = raw.where(TelemetryReportRow.device_id.in_(list(device_ids)))
                 roll = roll.where(TelemetryRollupRow.device_id.in_(list(device_ids)))
             for row in s.scalars(raw):
-                add_row(out.setdefault(row.device_id, Totals()), row, 1)
+                add_row(out.setdefault(row.device_id, {}).setdefault(row.variant_id, Totals()),
+                        row, 1)  # fmt: skip
             for rollup in s.scalars(roll):
-                add_row(out.setdefault(rollup.device_id, Totals()), rollup, rollup.reports)
+                per_variant = out.setdefault(rollup.device_id, {})
+                add_row(per_variant.setdefault(rollup.variant_id, Totals()), rollup, rollup.reports)
         return out
+
+    def accuracy_of(self, per_variant: dict[str, Totals]) -> AccuracyEstimate:
+        return self.accuracy.estimate(per_variant)
 
     def cohort_metrics(
         self, device_ids: Sequence[str], since_ms: int, until_ms: int | None = None
     ) -> CohortMetrics:
         """Merged metrics of `device_ids` over reports that ended in (since_ms, until_ms]."""
-        per_device = self.device_totals(since_ms, until_ms, device_ids)
+        per_device = self.device_variant_totals(since_ms, until_ms, device_ids)
         total = Totals()
-        for t in per_device.values():
-            total.merge(t)
-        return metrics_of(total, sum(1 for t in per_device.values() if t.reports))
+        by_variant: dict[str, Totals] = {}
+        reporting = 0
+        for per_variant in per_device.values():
+            reporting += any(t.reports for t in per_variant.values())
+            for variant_id, t in per_variant.items():
+                total.merge(t)
+                by_variant.setdefault(variant_id, Totals()).merge(t)
+        return metrics_of(total, reporting, self.accuracy_of(by_variant))
 
     def device_variant(self, device_id: str) -> str | None:
         """The variant id of the device's newest report (None: no report since start)."""

@@ -128,6 +128,7 @@ class Totals:
     audit_pairs: int = 0
     audit_agreed: int = 0
     reports_dropped: int = 0
+    audit_skipped_busy: int = 0
     first_start_ms: int = 0
     last_end_ms: int = 0
     latency: Counter[float] = field(default_factory=Counter)

@@ -27,7 +27,7 @@ class Agreement(_message.Message):
     def __init__(self, pairs: _Optional[int] = ..., agreed: _Optional[int] = ...) -> None: ...
 
 class TelemetryReport(_message.Message):
-    __slots__ = ("device_id", "interval_start_unix_ms", "interval_end_unix_ms", "model", "variant_id", "frames", "offloaded", "offload_failures", "skipped_frames", "dropped_bad_frames", "local_latency_ms", "end_to_end_latency_ms", "offload_rtt_ms", "confidence", "offload_agreement", "audit_agreement", "rss_bytes", "cpu_percent", "errors", "reports_dropped", "sequence", "audited")
+    __slots__ = ("device_id", "interval_start_unix_ms", "interval_end_unix_ms", "model", "variant_id", "frames", "offloaded", "offload_failures", "skipped_frames", "dropped_bad_frames", "local_latency_ms", "end_to_end_latency_ms", "offload_rtt_ms", "confidence", "offload_agreement", "audit_agreement", "rss_bytes", "cpu_percent", "errors", "reports_dropped", "sequence", "audited", "audit_skipped_busy")
     class ErrorsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,7 @@ class TelemetryReport(_message.Message):
     REPORTS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     AUDITED_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_SKIPPED_BUSY_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     interval_start_unix_ms: int
     interval_end_unix_ms: int
@@ -79,4 +80,5 @@ class TelemetryReport(_message.Message):
     reports_dropped: int
     sequence: int
     audited: int
-    def __init__(self, device_id: _Optional[str] = ..., interval_start_unix_ms: _Optional[int] = ..., interval_end_unix_ms: _Optional[int] = ..., model: _Optional[str] = ..., variant_id: _Optional[str] = ..., frames: _Optional[int] = ..., offloaded: _Optional[int] = ..., offload_failures: _Optional[int] = ..., skipped_frames: _Optional[int] = ..., dropped_bad_frames: _Optional[int] = ..., local_latency_ms: _Optional[_Union[Histogram, _Mapping]] = ..., end_to_end_latency_ms: _Optional[_Union[Histogram, _Mapping]] = ..., offload_rtt_ms: _Optional[_Union[Histogram, _Mapping]] = ..., confidence: _Optional[_Union[Histogram, _Mapping]] = ..., offload_agreement: _Optional[_Union[Agreement, _Mapping]] = ..., audit_agreement: _Optional[_Union[Agreement, _Mapping]] = ..., rss_bytes: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., errors: _Optional[_Mapping[str, int]] = ..., reports_dropped: _Optional[int] = ..., sequence: _Optional[int] = ..., audited: _Optional[int] = ...) -> None: ...
+    audit_skipped_busy: int
+    def __init__(self, device_id: _Optional[str] = ..., interval_start_unix_ms: _Optional[int] = ..., interval_end_unix_ms: _Optional[int] = ..., model: _Optional[str] = ..., variant_id: _Optional[str] = ..., frames: _Optional[int] = ..., offloaded: _Optional[int] = ..., offload_failures: _Optional[int] = ..., skipped_frames: _Optional[int] = ..., dropped_bad_frames: _Optional[int] = ..., local_latency_ms: _Optional[_Union[Histogram, _Mapping]] = ..., end_to_end_latency_ms: _Optional[_Union[Histogram, _Mapping]] = ..., offload_rtt_ms: _Optional[_Union[Histogram, _Mapping]] = ..., confidence: _Optional[_Union[Histogram, _Mapping]] = ..., offload_agreement: _Optional[_Union[Agreement, _Mapping]] = ..., audit_agreement: _Optional[_Union[Agreement, _Mapping]] = ..., rss_bytes: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., errors: _Optional[_Mapping[str, int]] = ..., reports_dropped: _Optional[int] = ..., sequence: _Optional[int] = ..., audited: _Optional[int] = ..., audit_skipped_busy: _Optional[int] = ...) -> None: ...
