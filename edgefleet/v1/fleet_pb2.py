@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64gefleet/v1/fleet.proto\x12\x0c\x65\x64gefleet.v1\"\xaf\x01\n\x12\x46leetStatusRequest\x12K\n\x0elabel_selector\x18\x01 \x03(\x0b\x32\x33.edgefleet.v1.FleetStatusRequest.LabelSelectorEntry\x12\x16\n\x0ewindow_seconds\x18\x02 \x01(\x03\x1a\x34\n\x12LabelSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xad\x04\n\x0f\x44\x65viceInference\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06online\x18\x03 \x01(\x08\x12\x19\n\x11last_seen_unix_ms\x18\x04 \x01(\x03\x12\r\n\x05model\x18\x05 \x01(\t\x12\x12\n\nvariant_id\x18\x06 \x01(\t\x12\x0e\n\x06\x66rames\x18\x07 \x01(\x04\x12\x19\n\x11\x66rames_per_second\x18\x08 \x01(\x01\x12\x16\n\x0ep50_latency_ms\x18\t \x01(\x01\x12\x16\n\x0ep95_latency_ms\x18\n \x01(\x01\x12\x14\n\x0coffload_rate\x18\x0b \x01(\x01\x12\x1c\n\x14offload_failure_rate\x18\x0c \x01(\x01\x12\x14\n\x0chas_accuracy\x18\r \x01(\x08\x12\x10\n\x08\x61\x63\x63uracy\x18\x0e \x01(\x01\x12\x14\n\x0c\x61\x63\x63uracy_low\x18\x0f \x01(\x01\x12\x15\n\raccuracy_high\x18\x10 \x01(\x01\x12\x17\n\x0f\x61greement_pairs\x18\x11 \x01(\x04\x12\x11\n\tagreement\x18\x12 \x01(\x01\x12\x0f\n\x07reports\x18\x13 \x01(\x04\x12\x12\n\nbad_frames\x18\x14 \x01(\x04\x12\x17\n\x0freports_dropped\x18\x15 \x01(\x04\x12\x13\n\x0b\x63loud_pairs\x18\x16 \x01(\x04\x12\x13\n\x0bhas_latency\x18\x17 \x01(\x08\x12\x1b\n\x13last_report_unix_ms\x18\x18 \x01(\x03\x12\x16\n\x0eskipped_frames\x18\x19 \x01(\x04\"n\n\x13\x46leetStatusResponse\x12.\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1d.edgefleet.v1.DeviceInference\x12\x16\n\x0ewindow_seconds\x18\x02 \x01(\x03\x12\x0f\n\x07unix_ms\x18\x03 \x01(\x03\"\xe1\x01\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\x03\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x11\n\tdevice_id\x18\x04 \x01(\t\x12\x10\n\x08severity\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x17\n\x0fstarted_unix_ms\x18\x07 \x01(\x03\x12\x15\n\rended_unix_ms\x18\x08 \x01(\x03\x12\x0e\n\x06\x61\x63tive\x18\t \x01(\x08\x12\x15\n\revidence_json\x18\n \x01(\t\x12\x1a\n\x12last_evidence_json\x18\x0b \x01(\t\"S\n\x11ListAlertsRequest\x12\x18\n\x10include_resolved\x18\x01 \x01(\x08\x12\x15\n\rsince_unix_ms\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\"9\n\x12ListAlertsResponse\x12#\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x13.edgefleet.v1.Alert\"\x85\x01\n\nFleetEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x0f\n\x07unix_ms\x18\x02 \x01(\x03\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tdevice_id\x18\x04 \x01(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x11\n\tdata_json\x18\x07 \x01(\t\"[\n\x11ListEventsRequest\x12\x15\n\rsince_unix_ms\x18\x01 \x01(\x03\x12\r\n\x05kinds\x18\x02 \x03(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\">\n\x12ListEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.edgefleet.v1.FleetEvent2\x89\x02\n\x11\x46leetAdminService\x12R\n\x0b\x46leetStatus\x12 .edgefleet.v1.FleetStatusRequest\x1a!.edgefleet.v1.FleetStatusResponse\x12O\n\nListAlerts\x12\x1f.edgefleet.v1.ListAlertsRequest\x1a .edgefleet.v1.ListAlertsResponse\x12O\n\nListEvents\x12\x1f.edgefleet.v1.ListEventsRequest\x1a .edgefleet.v1.ListEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64gefleet/v1/fleet.proto\x12\x0c\x65\x64gefleet.v1\"\xaf\x01\n\x12\x46leetStatusRequest\x12K\n\x0elabel_selector\x18\x01 \x03(\x0b\x32\x33.edgefleet.v1.FleetStatusRequest.LabelSelectorEntry\x12\x16\n\x0ewindow_seconds\x18\x02 \x01(\x03\x1a\x34\n\x12LabelSelectorEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xc2\x06\n\x0f\x44\x65viceInference\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06online\x18\x03 \x01(\x08\x12\x19\n\x11last_seen_unix_ms\x18\x04 \x01(\x03\x12\r\n\x05model\x18\x05 \x01(\t\x12\x12\n\nvariant_id\x18\x06 \x01(\t\x12\x0e\n\x06\x66rames\x18\x07 \x01(\x04\x12\x19\n\x11\x66rames_per_second\x18\x08 \x01(\x01\x12\x16\n\x0ep50_latency_ms\x18\t \x01(\x01\x12\x16\n\x0ep95_latency_ms\x18\n \x01(\x01\x12\x14\n\x0coffload_rate\x18\x0b \x01(\x01\x12\x1c\n\x14offload_failure_rate\x18\x0c \x01(\x01\x12\x14\n\x0chas_accuracy\x18\r \x01(\x08\x12\x10\n\x08\x61\x63\x63uracy\x18\x0e \x01(\x01\x12\x14\n\x0c\x61\x63\x63uracy_low\x18\x0f \x01(\x01\x12\x15\n\raccuracy_high\x18\x10 \x01(\x01\x12\x17\n\x0f\x61greement_pairs\x18\x11 \x01(\x04\x12\x11\n\tagreement\x18\x12 \x01(\x01\x12\x0f\n\x07reports\x18\x13 \x01(\x04\x12\x12\n\nbad_frames\x18\x14 \x01(\x04\x12\x17\n\x0freports_dropped\x18\x15 \x01(\x04\x12\x13\n\x0b\x63loud_pairs\x18\x16 \x01(\x04\x12\x13\n\x0bhas_latency\x18\x17 \x01(\x08\x12\x1b\n\x13last_report_unix_ms\x18\x18 \x01(\x03\x12\x16\n\x0eskipped_frames\x18\x19 \x01(\x04\x12\x17\n\x0f\x61\x63\x63uracy_method\x18\x1a \x01(\t\x12\x14\n\x0c\x61\x63\x63uracy_why\x18\x1b \x01(\t\x12\x13\n\x0b\x61udit_pairs\x18\x1c \x01(\x04\x12\x15\n\roffload_pairs\x18\x1d \x01(\x04\x12\x16\n\x0elabelled_pairs\x18\x1e \x01(\x04\x12\x10\n\x08has_cbpe\x18\x1f \x01(\x08\x12\x15\n\rcbpe_accuracy\x18  \x01(\x01\x12\x10\n\x08\x63\x62pe_low\x18! \x01(\x01\x12\x11\n\tcbpe_high\x18\" \x01(\x01\x12\x1e\n\x16\x61\x63\x63uracy_evidence_json\x18# \x01(\t\x12\x1a\n\x12\x61udit_skipped_busy\x18$ \x01(\x04\x12\x16\n\x0e\x61udit_fraction\x18% \x01(\x01\"\xf2\x02\n\rLabelledFrame\x12\x11\n\tframe_key\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\r\n\x05model\x18\x03 \x01(\t\x12\x17\n\x0f\x65\x64ge_variant_id\x18\x04 \x01(\t\x12\x10\n\x08\x66rame_id\x18\x05 \x01(\t\x12\x14\n\x0cseen_unix_ms\x18\x06 \x01(\x03\x12\x12\n\nedge_label\x18\x07 \x01(\x05\x12\x17\n\x0f\x65\x64ge_confidence\x18\x08 \x01(\x01\x12\x13\n\x0b\x63loud_label\x18\t \x01(\x05\x12\x18\n\x10\x63loud_confidence\x18\n \x01(\x01\x12\r\n\x05\x61udit\x18\x0b \x01(\x08\x12\x10\n\x08labelled\x18\x0c \x01(\x08\x12\r\n\x05label\x18\r \x01(\x05\x12\x18\n\x10labelled_unix_ms\x18\x0e \x01(\x03\x12\x17\n\x0f\x65\x64ge_label_name\x18\x0f \x01(\t\x12\x18\n\x10\x63loud_label_name\x18\x10 \x01(\t\x12\x12\n\nlabel_name\x18\x11 \x01(\t\"G\n\x11ListFramesRequest\x12\x10\n\x08labelled\x18\x01 \x01(\x08\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"A\n\x12ListFramesResponse\x12+\n\x06\x66rames\x18\x01 \x03(\x0b\x32\x1b.edgefleet.v1.LabelledFrame\"5\n\x11LabelFrameRequest\x12\x11\n\tframe_key\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\"@\n\x12LabelFrameResponse\x12*\n\x05\x66rame\x18\x01 \x01(\x0b\x32\x1b.edgefleet.v1.LabelledFrame\"n\n\x13\x46leetStatusResponse\x12.\n\x07\x64\x65vices\x18\x01 \x03(\x0b\x32\x1d.edgefleet.v1.DeviceInference\x12\x16\n\x0ewindow_seconds\x18\x02 \x01(\x03\x12\x0f\n\x07unix_ms\x18\x03 \x01(\x03\"\xe1\x01\n\x05\x41lert\x12\x10\n\x08\x61lert_id\x18\x01 \x01(\x03\x12\x0c\n\x04rule\x18\x02 \x01(\t\x12\x0f\n\x07subject\x18\x03 \x01(\t\x12\x11\n\tdevice_id\x18\x04 \x01(\t\x12\x10\n\x08severity\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x17\n\x0fstarted_unix_ms\x18\x07 \x01(\x03\x12\x15\n\rended_unix_ms\x18\x08 \x01(\x03\x12\x0e\n\x06\x61\x63tive\x18\t \x01(\x08\x12\x15\n\revidence_json\x18\n \x01(\t\x12\x1a\n\x12last_evidence_json\x18\x0b \x01(\t\"S\n\x11ListAlertsRequest\x12\x18\n\x10include_resolved\x18\x01 \x01(\x08\x12\x15\n\rsince_unix_ms\x18\x02 \x01(\x03\x12\r\n\x05limit\x18\x03 \x01(\x05\"9\n\x12ListAlertsResponse\x12#\n\x06\x61lerts\x18\x01 \x03(\x0b\x32\x13.edgefleet.v1.Alert\"\x85\x01\n\nFleetEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x0f\n\x07unix_ms\x18\x02 \x01(\x03\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tdevice_id\x18\x04 \x01(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x11\n\tdata_json\x18\x07 \x01(\t\"[\n\x11ListEventsRequest\x12\x15\n\rsince_unix_ms\x18\x01 \x01(\x03\x12\r\n\x05kinds\x18\x02 \x03(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x05\">\n\x12ListEventsResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.edgefleet.v1.FleetEvent2\xab\x03\n\x11\x46leetAdminService\x12R\n\x0b\x46leetStatus\x12 .edgefleet.v1.FleetStatusRequest\x1a!.edgefleet.v1.FleetStatusResponse\x12O\n\nListAlerts\x12\x1f.edgefleet.v1.ListAlertsRequest\x1a .edgefleet.v1.ListAlertsResponse\x12O\n\nListEvents\x12\x1f.edgefleet.v1.ListEventsRequest\x1a .edgefleet.v1.ListEventsResponse\x12O\n\nListFrames\x12\x1f.edgefleet.v1.ListFramesRequest\x1a .edgefleet.v1.ListFramesResponse\x12O\n\nLabelFrame\x12\x1f.edgefleet.v1.LabelFrameRequest\x1a .edgefleet.v1.LabelFrameResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,21 +38,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLEETSTATUSREQUEST_LABELSELECTORENTRY']._serialized_start=166
   _globals['_FLEETSTATUSREQUEST_LABELSELECTORENTRY']._serialized_end=218
   _globals['_DEVICEINFERENCE']._serialized_start=221
-  _globals['_DEVICEINFERENCE']._serialized_end=778
-  _globals['_FLEETSTATUSRESPONSE']._serialized_start=780
-  _globals['_FLEETSTATUSRESPONSE']._serialized_end=890
-  _globals['_ALERT']._serialized_start=893
-  _globals['_ALERT']._serialized_end=1118
-  _globals['_LISTALERTSREQUEST']._serialized_start=1120
-  _globals['_LISTALERTSREQUEST']._serialized_end=1203
-  _globals['_LISTALERTSRESPONSE']._serialized_start=1205
-  _globals['_LISTALERTSRESPONSE']._serialized_end=1262
-  _globals['_FLEETEVENT']._serialized_start=1265
-  _globals['_FLEETEVENT']._serialized_end=1398
-  _globals['_LISTEVENTSREQUEST']._serialized_start=1400
-  _globals['_LISTEVENTSREQUEST']._serialized_end=1491
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=1493
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=1555
-  _globals['_FLEETADMINSERVICE']._serialized_start=1558
-  _globals['_FLEETADMINSERVICE']._serialized_end=1823
+  _globals['_DEVICEINFERENCE']._serialized_end=1055
+  _globals['_LABELLEDFRAME']._serialized_start=1058
+  _globals['_LABELLEDFRAME']._serialized_end=1428
+  _globals['_LISTFRAMESREQUEST']._serialized_start=1430
+  _globals['_LISTFRAMESREQUEST']._serialized_end=1501
+  _globals['_LISTFRAMESRESPONSE']._serialized_start=1503
+  _globals['_LISTFRAMESRESPONSE']._serialized_end=1568
+  _globals['_LABELFRAMEREQUEST']._serialized_start=1570
+  _globals['_LABELFRAMEREQUEST']._serialized_end=1623
+  _globals['_LABELFRAMERESPONSE']._serialized_start=1625
+  _globals['_LABELFRAMERESPONSE']._serialized_end=1689
+  _globals['_FLEETSTATUSRESPONSE']._serialized_start=1691
+  _globals['_FLEETSTATUSRESPONSE']._serialized_end=1801
+  _globals['_ALERT']._serialized_start=1804
+  _globals['_ALERT']._serialized_end=2029
+  _globals['_LISTALERTSREQUEST']._serialized_start=2031
+  _globals['_LISTALERTSREQUEST']._serialized_end=2114
+  _globals['_LISTALERTSRESPONSE']._serialized_start=2116
+  _globals['_LISTALERTSRESPONSE']._serialized_end=2173
+  _globals['_FLEETEVENT']._serialized_start=2176
+  _globals['_FLEETEVENT']._serialized_end=2309
+  _globals['_LISTEVENTSREQUEST']._serialized_start=2311
+  _globals['_LISTEVENTSREQUEST']._serialized_end=2402
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=2404
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=2466
+  _globals['_FLEETADMINSERVICE']._serialized_start=2469
+  _globals['_FLEETADMINSERVICE']._serialized_end=2896
 # @@protoc_insertion_point(module_scope)

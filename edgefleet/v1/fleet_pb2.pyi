@@ -22,7 +22,7 @@ class FleetStatusRequest(_message.Message):
     def __init__(self, label_selector: _Optional[_Mapping[str, str]] = ..., window_seconds: _Optional[int] = ...) -> None: ...
 
 class DeviceInference(_message.Message):
-    __slots__ = ("device_id", "name", "online", "last_seen_unix_ms", "model", "variant_id", "frames", "frames_per_second", "p50_latency_ms", "p95_latency_ms", "offload_rate", "offload_failure_rate", "has_accuracy", "accuracy", "accuracy_low", "accuracy_high", "agreement_pairs", "agreement", "reports", "bad_frames", "reports_dropped", "cloud_pairs", "has_latency", "last_report_unix_ms", "skipped_frames")
+    __slots__ = ("device_id", "name", "online", "last_seen_unix_ms", "model", "variant_id", "frames", "frames_per_second", "p50_latency_ms", "p95_latency_ms", "offload_rate", "offload_failure_rate", "has_accuracy", "accuracy", "accuracy_low", "accuracy_high", "agreement_pairs", "agreement", "reports", "bad_frames", "reports_dropped", "cloud_pairs", "has_latency", "last_report_unix_ms", "skipped_frames", "accuracy_method", "accuracy_why", "audit_pairs", "offload_pairs", "labelled_pairs", "has_cbpe", "cbpe_accuracy", "cbpe_low", "cbpe_high", "accuracy_evidence_json", "audit_skipped_busy", "audit_fraction")
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ONLINE_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,18 @@ class DeviceInference(_message.Message):
     HAS_LATENCY_FIELD_NUMBER: _ClassVar[int]
     LAST_REPORT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     SKIPPED_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_METHOD_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_WHY_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    OFFLOAD_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    HAS_CBPE_FIELD_NUMBER: _ClassVar[int]
+    CBPE_ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    CBPE_LOW_FIELD_NUMBER: _ClassVar[int]
+    CBPE_HIGH_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_EVIDENCE_JSON_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_SKIPPED_BUSY_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_FRACTION_FIELD_NUMBER: _ClassVar[int]
     device_id: str
     name: str
     online: bool
@@ -73,7 +85,87 @@ class DeviceInference(_message.Message):
     has_latency: bool
     last_report_unix_ms: int
     skipped_frames: int
-    def __init__(self, device_id: _Optional[str] = ..., name: _Optional[str] = ..., online: _Optional[bool] = ..., last_seen_unix_ms: _Optional[int] = ..., model: _Optional[str] = ..., variant_id: _Optional[str] = ..., frames: _Optional[int] = ..., frames_per_second: _Optional[float] = ..., p50_latency_ms: _Optional[float] = ..., p95_latency_ms: _Optional[float] = ..., offload_rate: _Optional[float] = ..., offload_failure_rate: _Optional[float] = ..., has_accuracy: _Optional[bool] = ..., accuracy: _Optional[float] = ..., accuracy_low: _Optional[float] = ..., accuracy_high: _Optional[float] = ..., agreement_pairs: _Optional[int] = ..., agreement: _Optional[float] = ..., reports: _Optional[int] = ..., bad_frames: _Optional[int] = ..., reports_dropped: _Optional[int] = ..., cloud_pairs: _Optional[int] = ..., has_latency: _Optional[bool] = ..., last_report_unix_ms: _Optional[int] = ..., skipped_frames: _Optional[int] = ...) -> None: ...
+    accuracy_method: str
+    accuracy_why: str
+    audit_pairs: int
+    offload_pairs: int
+    labelled_pairs: int
+    has_cbpe: bool
+    cbpe_accuracy: float
+    cbpe_low: float
+    cbpe_high: float
+    accuracy_evidence_json: str
+    audit_skipped_busy: int
+    audit_fraction: float
+    def __init__(self, device_id: _Optional[str] = ..., name: _Optional[str] = ..., online: _Optional[bool] = ..., last_seen_unix_ms: _Optional[int] = ..., model: _Optional[str] = ..., variant_id: _Optional[str] = ..., frames: _Optional[int] = ..., frames_per_second: _Optional[float] = ..., p50_latency_ms: _Optional[float] = ..., p95_latency_ms: _Optional[float] = ..., offload_rate: _Optional[float] = ..., offload_failure_rate: _Optional[float] = ..., has_accuracy: _Optional[bool] = ..., accuracy: _Optional[float] = ..., accuracy_low: _Optional[float] = ..., accuracy_high: _Optional[float] = ..., agreement_pairs: _Optional[int] = ..., agreement: _Optional[float] = ..., reports: _Optional[int] = ..., bad_frames: _Optional[int] = ..., reports_dropped: _Optional[int] = ..., cloud_pairs: _Optional[int] = ..., has_latency: _Optional[bool] = ..., last_report_unix_ms: _Optional[int] = ..., skipped_frames: _Optional[int] = ..., accuracy_method: _Optional[str] = ..., accuracy_why: _Optional[str] = ..., audit_pairs: _Optional[int] = ..., offload_pairs: _Optional[int] = ..., labelled_pairs: _Optional[int] = ..., has_cbpe: _Optional[bool] = ..., cbpe_accuracy: _Optional[float] = ..., cbpe_low: _Optional[float] = ..., cbpe_high: _Optional[float] = ..., accuracy_evidence_json: _Optional[str] = ..., audit_skipped_busy: _Optional[int] = ..., audit_fraction: _Optional[float] = ...) -> None: ...
+
+class LabelledFrame(_message.Message):
+    __slots__ = ("frame_key", "device_id", "model", "edge_variant_id", "frame_id", "seen_unix_ms", "edge_label", "edge_confidence", "cloud_label", "cloud_confidence", "audit", "labelled", "label", "labelled_unix_ms", "edge_label_name", "cloud_label_name", "label_name")
+    FRAME_KEY_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    EDGE_VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    FRAME_ID_FIELD_NUMBER: _ClassVar[int]
+    SEEN_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    EDGE_LABEL_FIELD_NUMBER: _ClassVar[int]
+    EDGE_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_LABEL_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    EDGE_LABEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    CLOUD_LABEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    LABEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    frame_key: str
+    device_id: str
+    model: str
+    edge_variant_id: str
+    frame_id: str
+    seen_unix_ms: int
+    edge_label: int
+    edge_confidence: float
+    cloud_label: int
+    cloud_confidence: float
+    audit: bool
+    labelled: bool
+    label: int
+    labelled_unix_ms: int
+    edge_label_name: str
+    cloud_label_name: str
+    label_name: str
+    def __init__(self, frame_key: _Optional[str] = ..., device_id: _Optional[str] = ..., model: _Optional[str] = ..., edge_variant_id: _Optional[str] = ..., frame_id: _Optional[str] = ..., seen_unix_ms: _Optional[int] = ..., edge_label: _Optional[int] = ..., edge_confidence: _Optional[float] = ..., cloud_label: _Optional[int] = ..., cloud_confidence: _Optional[float] = ..., audit: _Optional[bool] = ..., labelled: _Optional[bool] = ..., label: _Optional[int] = ..., labelled_unix_ms: _Optional[int] = ..., edge_label_name: _Optional[str] = ..., cloud_label_name: _Optional[str] = ..., label_name: _Optional[str] = ...) -> None: ...
+
+class ListFramesRequest(_message.Message):
+    __slots__ = ("labelled", "device_id", "limit")
+    LABELLED_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    labelled: bool
+    device_id: str
+    limit: int
+    def __init__(self, labelled: _Optional[bool] = ..., device_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListFramesResponse(_message.Message):
+    __slots__ = ("frames",)
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    frames: _containers.RepeatedCompositeFieldContainer[LabelledFrame]
+    def __init__(self, frames: _Optional[_Iterable[_Union[LabelledFrame, _Mapping]]] = ...) -> None: ...
+
+class LabelFrameRequest(_message.Message):
+    __slots__ = ("frame_key", "label")
+    FRAME_KEY_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    frame_key: str
+    label: str
+    def __init__(self, frame_key: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
+
+class LabelFrameResponse(_message.Message):
+    __slots__ = ("frame",)
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    frame: LabelledFrame
+    def __init__(self, frame: _Optional[_Union[LabelledFrame, _Mapping]] = ...) -> None: ...
 
 class FleetStatusResponse(_message.Message):
     __slots__ = ("devices", "window_seconds", "unix_ms")

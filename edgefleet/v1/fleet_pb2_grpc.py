@@ -50,6 +50,16 @@ class FleetAdminServiceStub:
                 request_serializer=edgefleet_dot_v1_dot_fleet__pb2.ListEventsRequest.SerializeToString,
                 response_deserializer=edgefleet_dot_v1_dot_fleet__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
+        self.ListFrames = channel.unary_unary(
+                '/edgefleet.v1.FleetAdminService/ListFrames',
+                request_serializer=edgefleet_dot_v1_dot_fleet__pb2.ListFramesRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_v1_dot_fleet__pb2.ListFramesResponse.FromString,
+                _registered_method=True)
+        self.LabelFrame = channel.unary_unary(
+                '/edgefleet.v1.FleetAdminService/LabelFrame',
+                request_serializer=edgefleet_dot_v1_dot_fleet__pb2.LabelFrameRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_v1_dot_fleet__pb2.LabelFrameResponse.FromString,
+                _registered_method=True)
 
 
 class FleetAdminServiceServicer:
@@ -74,6 +84,19 @@ class FleetAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFrames(self, request, context):
+        """The operator-labelled audit channel: frames the cloud answered, and their true labels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LabelFrame(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -91,6 +114,16 @@ def add_FleetAdminServiceServicer_to_server(servicer, server):
                     servicer.ListEvents,
                     request_deserializer=edgefleet_dot_v1_dot_fleet__pb2.ListEventsRequest.FromString,
                     response_serializer=edgefleet_dot_v1_dot_fleet__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'ListFrames': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFrames,
+                    request_deserializer=edgefleet_dot_v1_dot_fleet__pb2.ListFramesRequest.FromString,
+                    response_serializer=edgefleet_dot_v1_dot_fleet__pb2.ListFramesResponse.SerializeToString,
+            ),
+            'LabelFrame': grpc.unary_unary_rpc_method_handler(
+                    servicer.LabelFrame,
+                    request_deserializer=edgefleet_dot_v1_dot_fleet__pb2.LabelFrameRequest.FromString,
+                    response_serializer=edgefleet_dot_v1_dot_fleet__pb2.LabelFrameResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +208,60 @@ class FleetAdminService:
             '/edgefleet.v1.FleetAdminService/ListEvents',
             edgefleet_dot_v1_dot_fleet__pb2.ListEventsRequest.SerializeToString,
             edgefleet_dot_v1_dot_fleet__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFrames(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.FleetAdminService/ListFrames',
+            edgefleet_dot_v1_dot_fleet__pb2.ListFramesRequest.SerializeToString,
+            edgefleet_dot_v1_dot_fleet__pb2.ListFramesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LabelFrame(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.FleetAdminService/LabelFrame',
+            edgefleet_dot_v1_dot_fleet__pb2.LabelFrameRequest.SerializeToString,
+            edgefleet_dot_v1_dot_fleet__pb2.LabelFrameResponse.FromString,
             options,
             channel_credentials,
             insecure,
