@@ -92,6 +92,12 @@ class ControllerConfig:
     # drift-aware offload: frames/s all devices together may offload above their own budgets
     # while drifting (raised through their desired state); 0 = off
     offload_ceiling_fps: float = 0.0
+    # adaptive audit rate (controller.services.audit_rates): the accuracy interval's target
+    # half width, the audits a second one device and the whole fleet may send, how often
+    audit_target_half_width: float = 0.05
+    audit_max_device_fps: float = 1.0
+    audit_max_fleet_fps: float = 50.0
+    audit_plan_interval_s: float = 15.0
 
     @property
     def db_url(self) -> str:
