@@ -595,6 +595,11 @@ def bench(tmp: Path, workload: Workload, args: argparse.Namespace) -> list[bool]
         )
         ratio = fps_d / raw_fps
         print(f"    batched (16 x 2 ms) / raw: {fps_b / raw_fps:.3f}")
+        p95_d = pct(served.latencies_ms, 95)
+        print(
+            f"    default plan / unbatched: {fps_d / max(fps_1, 1e-9):.2f}x frames/s, "
+            f"p95 {p95_d:.1f} vs {pct(single.latencies_ms, 95):.1f} ms"
+        )
         oks.append(
             goal(
                 f"served_vs_raw_{n}_devices",

@@ -1,8 +1,10 @@
-"""Cloud model serving: ONNX Runtime model, dynamic batching, image decoding (the gRPC
-OffloadService is controller.grpc.offload_servicer)."""
+"""Cloud model serving: ONNX Runtime model, direct calls and batching (formed in the handlers'
+threads, or by a batcher thread), admission against each frame's deadline, image decoding
+(the gRPC OffloadService is controller.grpc.offload_servicer)."""
 
 from controller.serving.batcher import DynamicBatcher
 from controller.serving.cloud_model import BatchedModel, CloudModel, Prediction, Predictor
+from controller.serving.combining import CombinedModel, DirectModel
 from controller.serving.errors import (
     AnswerTimeout,
     MalformedFrame,
@@ -16,6 +18,8 @@ __all__ = [
     "AnswerTimeout",
     "BatchedModel",
     "CloudModel",
+    "CombinedModel",
+    "DirectModel",
     "DynamicBatcher",
     "FrameLimits",
     "MalformedFrame",

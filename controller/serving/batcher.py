@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
 
-from controller.serving.admission import ServiceTime
 from controller.serving.errors import Overloaded
+from controller.serving.service_time import ServiceTime
 
 log = logging.getLogger(__name__)
 

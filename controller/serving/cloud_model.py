@@ -13,7 +13,6 @@ from typing import Protocol
 
 import numpy as np
 
-from controller.serving.admission import Admission, ServiceTime
 from controller.serving.batcher import DynamicBatcher
 from controller.serving.errors import AnswerTimeout, MalformedFrame, Overloaded, ServingFailure
 from edgefleet.errors import InvalidInput
@@ -131,49 +130,6 @@ class CloudModel:
     def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
         del timeout_s  # runs inline in the caller's thread
         return self.run_batch([self.preprocess(frame)])[0]
-
-
-class DirectModel:
-    """A CloudModel called in the caller's thread (the plan when batching does not pay): at
-    most ``parallel`` calls at once (by default one per core), the frames beyond them waiting
-    in order, at most ``max_in_flight`` in all; a frame that cannot be answered within its
-    deadline is refused (Overloaded) or answered AnswerTimeout (controller.serving.admission).
-    """
-
-    def __init__(
-        self,
-        model: CloudModel,
-        max_in_flight: int = 256,
-        parallel: int | None = None,
-        service_s: float = 0.0,
-    ) -> None:
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be >= 1")
-        self.model = model
-        self.model_id = model.model_id
-        self.max_in_flight = max_in_flight
-        slots = min(max_in_flight, parallel or usable_cores())
-        self.admission = Admission(
-            model.model_id, slots, max_in_flight - slots, ServiceTime(service_s)
-        )
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.model.input_size
-
-    def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
-        if timeout_s is not None and timeout_s <= 0:
-            raise AnswerTimeout(f"no time left to answer with {self.model_id}")
-        start = time.perf_counter()
-        # preprocessing in the slot too: a refused frame costs nothing of it
-        prediction = self.admission.run(
-            lambda: self.model.run_batch([self.model.preprocess(frame)])[0], timeout_s
-        )
-        waited_ms = (time.perf_counter() - start) * 1000.0
-        return replace(prediction, queue_ms=max(0.0, waited_ms - prediction.infer_ms))
-
-    def close(self) -> None:
-        """Nothing queued, nothing to stop."""
 
 
 def usable_cores() -> int:

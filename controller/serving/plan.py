@@ -7,16 +7,18 @@ measurement (``controller.optimize.latency``: an interval per ratio from the rou
 
 1. The model alone, per batch size: the gain is per-frame time at batch 1 / at batch b. It
    must reach ``MIN_GAIN`` at the low end of its interval, or batching cannot pay.
-2. Only then, the serving path under load: concurrent callers through the batcher (at the
-   size from 1) against the same callers calling the model directly, as gRPC handler threads
-   do. Direct calls already overlap on the cores, and the hand-off to the batcher thread
-   costs Python time per frame, so a model that gains alone can still lose here. The batcher
-   is chosen only when its frames/s beat direct calls' by ``MIN_LOAD_GAIN`` at the low end of
-   the interval and its p95 is no worse (median of the rounds' ratios <= 1).
+2. Only then, the serving path under load: concurrent callers through the batching predictor
+   as served (at the size from 1) against the same callers calling the model directly, as
+   gRPC handler threads do. Direct calls already overlap on the cores, so a model that gains
+   alone can still lose here. Batching is chosen only when its frames/s beat direct calls' by
+   ``MIN_LOAD_GAIN`` at the low end of the interval and its p95 is no worse (median of the
+   rounds' ratios <= 1).
 
-A batcher runs with no queue delay: it takes the frames already waiting, up to the chosen
-size; a delay would add itself to every frame's latency when frames arrive one at a time.
-Otherwise the plan is a direct call in the handler's thread: no batcher, no hand-off.
+A measured batch size is served with no queue delay, batches formed in the gRPC handlers'
+own threads from the frames already waiting (controller.serving.combining): a lone frame runs
+at once, and batches grow only as far as load makes frames wait. Otherwise the plan is a
+direct call in the handler's thread. The operator's fixed batching (a queue delay) runs the
+batcher thread (controller.serving.batcher).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from controller.serving.cloud_model import BatchedModel, CloudModel, DirectModel, Prediction
+from controller.serving.cloud_model import BatchedModel, CloudModel, Prediction
+from controller.serving.combining import CombinedModel, DirectModel
 from controller.serving.measure import DEFAULT_BUDGET_S, compare_under_load, measure_batches
 from controller.serving.plan import ServingPlan, best_batch, choose_plan
 
@@ -27,16 +28,13 @@ def measure_plan(model: CloudModel, budget_s: float = DEFAULT_BUDGET_S) -> Servi
     load = None
     if (size := best_batch(timings.measurements)) is not None:
         direct = DirectModel(model)
-        batched = BatchedModel(model, None, size.batch_size, 0.0)
-        try:
-            load = compare_under_load(
-                lambda: direct.predict(frame, LOAD_TIMEOUT_S),
-                lambda: batched.predict(frame, LOAD_TIMEOUT_S),
-                size.batch_size,
-                slot_s=budget_s / 8,
-            )
-        finally:
-            batched.close()
+        combined = CombinedModel(model, size.batch_size)  # as served (_backend_for)
+        load = compare_under_load(
+            lambda: direct.predict(frame, LOAD_TIMEOUT_S),
+            lambda: combined.predict(frame, LOAD_TIMEOUT_S),
+            size.batch_size,
+            slot_s=budget_s / 8,
+        )
     return choose_plan(timings.measurements, load, timings.not_measured)
 
 
@@ -72,11 +70,17 @@ class ServedModel:
     def input_size(self) -> tuple[int, int]:
         return self.model.input_size
 
-    def _backend_for(self, plan: ServingPlan) -> DirectModel | BatchedModel:
+    def _backend_for(self, plan: ServingPlan) -> DirectModel | CombinedModel | BatchedModel:
+        """Batch 1: direct calls; a measured batch size: batches formed in the handlers'
+        threads from the frames waiting (no queue delay); the operator's: the batcher."""
+        single = next((m for m in plan.measurements if m.batch_size == 1), None)
+        seed_s = single.median_ms / 1000.0 if single is not None else 0.0  # admission's start
         if not plan.batched:
-            single = next((m for m in plan.measurements if m.batch_size == 1), None)
-            seed_s = single.median_ms / 1000.0 if single is not None else 0.0
             return DirectModel(self.model, self.max_queue_size, service_s=seed_s)
+        if plan.source == "measured":
+            return CombinedModel(
+                self.model, plan.max_batch_size, self.max_queue_size, call_s=seed_s
+            )
         return BatchedModel(
             self.model, None, plan.max_batch_size, plan.max_queue_delay_ms, self.max_queue_size
         )

@@ -26,7 +26,7 @@ from controller.grpc.error_status import ErrorStatusInterceptor
 from controller.grpc.offload_servicer import OffloadServicer, start_insecure_server
 from controller.grpc.stream_guard import StreamLimits
 from controller.serving import BatchedModel, CloudModel, DynamicBatcher, Prediction
-from controller.serving.cloud_model import DirectModel
+from controller.serving.combining import CombinedModel, DirectModel
 from edgefleet.v1 import inference_pb2, inference_pb2_grpc
 from tests.conftest import wait_until
 from tests.fleet import Admin, start_controller
@@ -388,7 +388,7 @@ def test_direct_path_refuses_at_admission_what_cannot_finish_in_time(cloud_path:
         assert held.started.wait(5)
         refused = timed_ask(hurried, frame_request(2, timeout_ms=150))
         patient.send(frame_request(3, timeout_ms=1000))
-        assert wait_until(lambda: model.admission.in_flight() == (1, 1), 5, 0.005)
+        assert wait_until(lambda: model.combiner.in_flight() == (1, 1), 5, 0.005)
         held.release.set()
         answered = (holding.receive().status_code, patient.receive().status_code)
         again = hurried.ask(frame_request(4, timeout_ms=1000))  # the refused stream goes on
@@ -401,7 +401,7 @@ def test_direct_path_refuses_at_admission_what_cannot_finish_in_time(cloud_path:
     assert refused[0] == EXHAUSTED and refused[1] < 0.08  # answered at the door
     assert answered == (OK, OK)
     assert (again.status_code, again.label) == (OK, CLOUD_LABEL)
-    assert model.admission.refused == 1 and model.admission.expired == 0
+    assert model.combiner.refused == 1 and model.combiner.expired == 0
 
 
 def test_direct_path_answers_a_waiting_frame_deadline_exceeded_at_its_deadline(
@@ -428,7 +428,7 @@ def test_direct_path_answers_a_waiting_frame_deadline_exceeded_at_its_deadline(
         server.stop(None)
     assert expired[0] == DEADLINE and 0.25 < expired[1] < 0.4
     assert (first, after) == (OK, OK)
-    assert model.admission.expired == 1 and model.admission.in_flight() == (0, 0)
+    assert model.combiner.expired == 1 and model.combiner.in_flight() == (0, 0)
 
 
 def test_a_timed_out_lane_is_retired_and_the_next_frame_goes_on_a_fresh_stream(
@@ -453,6 +453,37 @@ def test_a_timed_out_lane_is_retired_and_the_next_frame_goes_on_a_fresh_stream(
     assert late.value.kind == "deadline"
     assert answer.label == CLOUD_LABEL
     assert (unary, client.fallbacks) == (0, 0)
+
+
+def test_batches_form_in_the_handlers_only_from_frames_that_wait(cloud_path: Path) -> None:
+    """A lone frame is a call of its own; while one call is held, the frames that arrive wait
+    and then go as one batch of at most max_batch_size, in the waiting handlers' threads."""
+    held = HeldModel(cloud_path, holds=0)
+    model = CombinedModel(held, max_batch_size=4, parallel=1, call_s=0.001)
+    _, server, channel, stub = serve({"tiny": model})
+    streams = [Stream(stub) for _ in range(6)]
+    try:
+        alone = streams[0].ask(frame_request(1))
+        after_alone = (model.combiner.batches, model.combiner.items)
+        held.holds = 1
+        held.started.clear()
+        streams[0].send(frame_request(2))  # held
+        assert held.started.wait(5)
+        for i, stream in enumerate(streams[1:], start=3):
+            stream.send(frame_request(i))
+        assert wait_until(lambda: model.combiner.in_flight() == (1, 5), 5, 0.005)
+        held.release.set()
+        codes = [s.receive().status_code for s in streams]
+        for stream in streams:
+            stream.close()
+    finally:
+        held.release.set()
+        channel.close()
+        server.stop(None)
+    assert (alone.status_code, alone.label, after_alone) == (OK, CLOUD_LABEL, (1, 1))
+    assert codes == [OK] * 6
+    # the held call, then the 5 that waited: a batch of 4 and the one left over
+    assert (model.combiner.batches, model.combiner.items) == (4, 7)
 
 
 def test_batched_path_refuses_a_frame_its_measured_batch_time_cannot_answer_in_time(

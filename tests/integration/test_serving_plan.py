@@ -22,7 +22,8 @@ from controller.services.offload import (
     CloudModelSpec,
     parse_cloud_model_spec,
 )
-from controller.serving.cloud_model import CloudModel, DirectModel, Prediction
+from controller.serving.cloud_model import CloudModel, Prediction
+from controller.serving.combining import DirectModel
 from controller.serving.measure import closed_loop
 from controller.serving.plan import BATCH_SIZES, ServingPlan, best_batch
 from controller.serving.served import ServedModel, measure_plan
