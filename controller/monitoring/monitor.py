@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from controller.monitoring.alerts import (
     Alert,
@@ -25,8 +26,7 @@ from controller.monitoring.alerts import (
     RolloutObservation,
     findings,
 )
-from controller.monitoring.baselines import VariantBaselines
-from controller.monitoring.drift import DriftScore, drift_score
+from controller.monitoring.drift import Baseline, DriftScore, drift_score
 from controller.monitoring.events import EventListener, FleetEvent, announce
 from controller.monitoring.offload_budget import OffloadBudgets
 from controller.services.devices import Device
@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 
 DRIFT_RULES = frozenset({"drift", "agreement_drop"})  # what raises a device's offload budget
 AlertListener = Callable[[str, Alert], None]  # ("firing" | "resolved", alert)
+
+
+class BaselineSource(Protocol):
+    """A variant's drift baseline (``VariantBaselines``: from its build record)."""
+
+    def get(self, variant_id: str | None) -> Baseline | None: ...
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class FleetMonitor:
         devices: Callable[[], Sequence[Device]],
         telemetry: TelemetryStore,
         rollouts: Callable[[], Sequence[StoredRollout]],
-        baselines: VariantBaselines,
+        baselines: BaselineSource,
         alerts: AlertLog,
         budgets: OffloadBudgets | None = None,
         clock: Callable[[], float] = time.time,
@@ -162,8 +168,8 @@ class FleetMonitor:
 
     def _tell(self, status: str, alert: Alert) -> None:
         verb = "fired" if status == "firing" else "resolved"
-        log.log(logging.WARNING if status == "firing" else logging.INFO,
-                "alert %s %s on %s: %s", alert.rule, verb, alert.subject, alert.message)  # fmt: skip
+        level = logging.WARNING if status == "firing" else logging.INFO
+        log.log(level, "alert %s %s on %s: %s", alert.rule, verb, alert.subject, alert.message)
         evidence = alert.evidence if status == "firing" else alert.last_evidence
         announce(
             self.event_listeners,

@@ -9,6 +9,7 @@ Body: ``{"status": "firing" | "resolved", "alert": Alert.to_dict(), "controller"
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -73,11 +74,10 @@ class AlertWebhook:
 
     def stop(self, timeout: float = 2.0) -> None:
         self._stop.set()
-        try:
+        with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)
-        except queue.Full:
-            pass
-        self._thread.join(timeout)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
 
     def notify(self, status: str, alert: Alert) -> None:
         """Queue one POST (never blocks)."""
