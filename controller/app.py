@@ -28,19 +28,24 @@ from controller.grpc.monitoring_servicer import MonitoringFleetServicer
 from controller.grpc.server import build_server
 from controller.grpc.stream_guard import StreamLimits
 from controller.http.metrics import LatencyHistograms
+from controller.http.windows import DeviceWindows
 from controller.monitoring.assembly import MonitoringLogs, offload_budgets, open_logs, start_monitor
 from controller.monitoring.monitor import FleetMonitor
 from controller.monitoring.offload_budget import OffloadBudgets
 from controller.mqtt.ingest import ControllerMqttIngest
 from controller.mqtt_setup import BrokerHandle, start_broker
 from controller.pki import CertificateAuthority, write_private
+from controller.services.audit_rates import AuditBudget, AuditRates
+from controller.services.audit_rates import plan_once as plan_audits_once
 from controller.services.devices import DeviceRegistry, mark_stale_offline
+from controller.services.fleet import DEFAULT_WINDOW_S, fleet_status
 from controller.services.models import ModelCatalogue
 from controller.services.models_setup import ModelComponents, refresh_timestamps, start_models
 from controller.services.offload import (
     BatchingConfig,
     CloudModels,
     HardExampleStore,
+    LabelledPair,
     OffloadPairs,
     RecordingModels,
     parse_cloud_model_spec,
@@ -158,6 +163,7 @@ class Controller:
         self.rollouts: RolloutService
         self.monitoring: MonitoringLogs  # event log and alerts (controller.monitoring)
         self.offload_budgets: OffloadBudgets  # drift-aware offload, in desired states
+        self.audit_rates: AuditRates  # adaptive audit fraction, in desired states
         self.monitor: FleetMonitor  # drift scores, alert rules, budgets: the evaluation loop
         self.grpc_port = 0
         self.device_port = 0
@@ -270,12 +276,20 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
     credentials_listeners.append(c.broker.credentials_changed)
 
     c.offload_budgets = offload_budgets(cfg, c.broker.ingest, c.monitoring)
+    c.audit_rates = AuditRates(
+        c.offload_budgets,
+        AuditBudget(
+            cfg.audit_target_half_width, cfg.audit_max_device_fps, cfg.audit_max_fleet_fps,
+            float(DEFAULT_WINDOW_S),
+        ),
+    )  # fmt: skip
     c.rollouts = RolloutService(
         c.db,
         c.registry.list_devices,
         c.models,
         metrics=c.telemetry,
-        publisher=c.offload_budgets,  # adds each device's drift-aware offload budget
+        # adds each device's audit fraction, then its drift-aware offload budget
+        publisher=c.audit_rates,
         config=RolloutConfig(tick_interval_s=cfg.rollout_tick_s),
         device_variant=c.telemetry.device_variant,
     )
@@ -298,6 +312,7 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
     threads: list[threading.Thread] = []
     stack.callback(_join, threads)
     _spawn(threads, "presence-sweeper", lambda: _sweep_presence(c.db, c.stopped))
+    _spawn(threads, "audit-planner", lambda: _plan_audits(c, cfg.audit_plan_interval_s))
     releases = c.model_parts.releases
     _spawn(threads, "tuf-timestamp", lambda: refresh_timestamps(releases, c.stopped))
     log.info(
@@ -344,7 +359,7 @@ def _start_grpc(c: Controller, stack: ExitStack) -> None:
                 OffloadServicer(
                     offload_models,
                     identify=device_id,
-                    on_pair=c.offload_pairs.record,
+                    on_pair=_fan_out(c.offload_pairs.record, c.telemetry.accuracy.labels.record),
                     stream_limits=offload_stream_limits(cfg.grpc_workers),
                 ),
                 s,
@@ -356,6 +371,8 @@ def _start_grpc(c: Controller, stack: ExitStack) -> None:
                     c.offload_pairs,
                     alerts=c.monitoring.alerts,
                     events=c.monitoring.events,
+                    labels=c.telemetry.accuracy.labels,
+                    audit_rates=c.audit_rates,
                 ),
                 s,
             ),
@@ -378,9 +395,9 @@ def _start_grpc(c: Controller, stack: ExitStack) -> None:
 def _start_http(c: Controller, stack: ExitStack, secret_file: Path) -> None:
     from controller.http.assembly import start_http
 
-    latency = LatencyHistograms()
-    c.device_messages.telemetry_listeners.append(latency.add)
-    server = start_http(c, stack, latency, load_or_create_secret(secret_file))
+    latency, windows = LatencyHistograms(), DeviceWindows(c.config.metrics_window_s)
+    c.device_messages.telemetry_listeners += [latency.add, windows.add]
+    server = start_http(c, stack, latency, windows, load_or_create_secret(secret_file))
     c.http_port = server.port
     c.http_url = f"{server.scheme}://{c.config.http_host}:{server.port}"
 
@@ -416,6 +433,25 @@ def _spawn(threads: list[threading.Thread], name: str, target: Callable[[], None
 def _join(threads: list[threading.Thread]) -> None:
     for thread in threads:
         thread.join(timeout=2)
+
+
+def _fan_out(*listeners: Callable[[LabelledPair], None]) -> Callable[[LabelledPair], None]:
+    def each(pair: LabelledPair) -> None:
+        for listener in listeners:
+            listener(pair)
+
+    return each
+
+
+def _plan_audits(c: Controller, interval_s: float) -> None:
+    """Adaptive audit rate: every interval, each device's audit fraction for the target
+    interval width within the audit budgets (controller.services.audit_rates)."""
+    while not c.stopped.wait(interval_s):
+        try:
+            views = fleet_status(c.registry, c.telemetry, None, {}, DEFAULT_WINDOW_S)
+            plan_audits_once(c.audit_rates, views)
+        except Exception:  # the planner must outlive a database hiccup
+            log.exception("audit planning failed")
 
 
 def _sweep_presence(db: Database, stopped: threading.Event) -> None:

@@ -13,7 +13,9 @@ import grpc
 from controller.grpc.fleet_servicer import FleetAdminServicer
 from controller.monitoring.alerts import Alert, AlertLog
 from controller.monitoring.events import MAX_QUERY_LIMIT, EventLog, StoredEvent
+from controller.services.audit_rates import AuditRates
 from controller.services.devices import DeviceRegistry
+from controller.services.frame_labels import FrameLabels
 from controller.services.offload import OffloadPairs
 from controller.services.telemetry import TelemetryStore
 from edgefleet.errors import InvalidInput
@@ -66,8 +68,10 @@ class MonitoringFleetServicer(FleetAdminServicer):
         *,
         alerts: AlertLog,
         events: EventLog,
+        labels: FrameLabels | None = None,
+        audit_rates: AuditRates | None = None,
     ) -> None:
-        super().__init__(registry, store, pairs)
+        super().__init__(registry, store, pairs, labels=labels, audit_rates=audit_rates)
         self._registry = registry
         self._alerts = alerts
         self._events = events

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -133,14 +133,14 @@ class FrameLabels:
             self._cache.clear()
         return out
 
+    def class_names(self, model: str) -> list[str]:
+        """The class names of the model's newest version ([] when unknown)."""
+        with self._db.session() as s:
+            return _names(s, model)
+
     @staticmethod
     def _class_index(s: object, model: str, label: str) -> int:
-        names: Sequence[str] = ()
-        row = s.scalars(  # type: ignore[attr-defined]
-            select(ModelRow).where(ModelRow.name == model).order_by(ModelRow.version.desc())
-        ).first()
-        if row is not None:
-            names = list(row.labels or [])
+        names = _names(s, model)
         text = label.strip()
         if text in names:
             return names.index(text)
@@ -182,3 +182,10 @@ class FrameLabels:
                 self._cache.clear()
             self._cache[key] = (now, out)
         return out
+
+
+def _names(s: object, model: str) -> list[str]:
+    row = s.scalars(  # type: ignore[attr-defined]
+        select(ModelRow).where(ModelRow.name == model).order_by(ModelRow.version.desc())
+    ).first()
+    return list(row.labels or []) if row is not None else []
