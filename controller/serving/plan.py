@@ -10,9 +10,12 @@ measurement (``controller.optimize.latency``: an interval per ratio from the rou
 2. Only then, the serving path under load: concurrent callers through the batching predictor
    as served (at the size from 1) against the same callers calling the model directly, as
    gRPC handler threads do. Direct calls already overlap on the cores, so a model that gains
-   alone can still lose here. Batching is chosen only when its frames/s beat direct calls' by
-   ``MIN_LOAD_GAIN`` at the low end of the interval and its p95 is no worse (median of the
-   rounds' ratios <= 1).
+   alone can still lose here. The batching predictor is a direct call for any frame that does
+   not wait (controller.serving.combining), so here it only has to not lose: batching is
+   chosen unless its frames/s fall below direct calls' (median of the rounds' ratios below
+   ``MIN_LOAD_GAIN``) or its p95 rises beyond ``MAX_LOAD_P95_RATIO``. (Asking it to win beyond
+   the noise of a busy 2-core host chose direct calls where batching measured 1.7x faster
+   with 32 device processes: bench_offload, 2026-12-03.)
 
 A measured batch size is served with no queue delay, batches formed in the gRPC handlers'
 own threads from the frames already waiting (controller.serving.combining): a lone frame runs
@@ -33,7 +36,8 @@ from controller.optimize.latency import INTERVAL_Z, sigma_from_pairs, standard_e
 # Below this gain (at the low end of the interval) the hand-off to the batcher thread and
 # the wait behind a running batch can eat what batching saves.
 MIN_GAIN = 1.2
-MIN_LOAD_GAIN = 1.05  # the batcher's frames/s over direct calls', under load
+MIN_LOAD_GAIN = 1.0  # batching's frames/s over direct calls', under load (median)
+MAX_LOAD_P95_RATIO = 1.1  # batching's p95 over direct calls' (median)
 BATCH_SIZES = (1, 2, 4, 8, 16, 32)
 # The former fixed defaults, for operators who set only one of batch size and queue delay.
 OPERATOR_BATCH_SIZE = 16
@@ -256,15 +260,15 @@ def choose_plan(
     if load is None or load.batch_size != chosen.batch_size:
         why = f"{model_gain}, but the batcher was not tested under load{tail}"
         return ServingPlan(1, 0.0, "measured", why, ms, load)
-    _, low, _ = load.gain
-    if low < min_load_gain or load.p95_ratio > 1.0:
+    mid, _, _ = load.gain
+    if mid < min_load_gain or load.p95_ratio > MAX_LOAD_P95_RATIO:
         why = (
             f"the batcher does not pay under load: {load.text()} (needs >= {min_load_gain:g}x "
-            f"beyond the noise at no worse p95), though {model_gain}{tail}"
+            f"at p95 <= {MAX_LOAD_P95_RATIO:g}x), though {model_gain}{tail}"
         )
         return ServingPlan(1, 0.0, "measured", why, ms, load)
     why = (
-        f"batching pays: {load.text()}; {model_gain}; no queue delay, batches form from "
-        f"frames already waiting{tail}"
+        f"batching pays: {load.text()}; {model_gain}; no queue delay, batches form in the "
+        f"handlers' threads from frames already waiting{tail}"
     )
     return ServingPlan(chosen.batch_size, 0.0, "measured", why, ms, load)
