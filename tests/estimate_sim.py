@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from controller.monitoring.estimate import (
+    INF,
     CloudTable,
     LabelCounts,
     WindowCounts,
-    confidence_bin,
     table_from_predictions,
 )
 from edgefleet.histograms import CONFIDENCE_BOUNDS
@@ -137,10 +137,11 @@ def simulate(
     audited = ~hard & (rng.random(n) < audit_fraction)
     final = np.where(answered, frames.cloud, frames.edge)
     agree = frames.edge == frames.cloud
-    hist: dict[float, int] = {}
-    for c in frames.confidence:
-        key = confidence_bin(float(c), CONFIDENCE_BOUNDS)
-        hist[key] = hist.get(key, 0) + 1
+    ladder = np.array(CONFIDENCE_BOUNDS)
+    buckets = np.bincount(np.searchsorted(ladder, frames.confidence, side="left"),
+                          minlength=len(ladder) + 1)  # fmt: skip  # = the agent's bisect_left
+    keys = [*CONFIDENCE_BOUNDS, INF]
+    hist = {keys[i]: int(c) for i, c in enumerate(buckets) if c}
     counts = WindowCounts(
         frames=n,
         offloaded=int(hard.sum()),

@@ -363,12 +363,16 @@ def estimate_accuracy(
     has_value = (w.offload_pairs > 0 or not needs_hard) and (w.audit_pairs > 0 or not needs_conf)
     half = Z95 * math.sqrt(variance)
     raw = total(theta)
-    flat = total([g_hard, g_conf, *_flat_rates(full, hard_mass), *_flat_rates(full, conf_mass)])
-    if not full.bins:
-        flat = raw
     value = min(1.0, max(0.0, raw))
-    pairs_low = max(0.0, min(raw, flat) - half)
-    pairs_high = min(1.0, max(raw, flat) + half)
+    pairs_low, pairs_high = raw - half, raw + half
+    if full.bins:  # the other weighting of the table, with its own (delta-method) width
+        theta_flat = [g_hard, g_conf, *_flat_rates(full, hard_mass), *_flat_rates(full, conf_mass)]
+        grad_flat = _gradient(total, theta_flat)
+        var_flat = sum(grad_flat[i] ** 2 * variances[i] for i in range(len(_PARAMS)))
+        flat, half_flat = total(theta_flat), Z95 * math.sqrt(var_flat)
+        pairs_low = min(pairs_low, flat - half_flat)
+        pairs_high = max(pairs_high, flat + half_flat)
+    pairs_low, pairs_high = max(0.0, pairs_low), min(1.0, pairs_high)
     cbpe = _cbpe(hard_mass, conf_mass, cloud, failed, n, qh, rh, sh, full)
 
     table_var = sum(parts[k] for k in _PARAMS[2:]) + parts["cov_rs"]
