@@ -105,7 +105,7 @@ class AlertWebhook:
                     transient=lambda e: isinstance(e, _Transient),
                     attempts=self._attempts,
                     backoff=self._backoff,
-                    sleep=self._stop.wait,
+                    sleep=self._wait,
                 ):
                     with attempt:
                         if attempt.retry_state.attempt_number > 1:
@@ -119,6 +119,9 @@ class AlertWebhook:
             except Exception as exc:  # a refusal (4xx): not retried
                 self.stats.failed += 1
                 log.warning("alert webhook refused alert %s: %s", body["alert"]["alert_id"], exc)
+
+    def _wait(self, seconds: float) -> None:
+        self._stop.wait(seconds)  # a stopping controller does not sit out a backoff
 
     def _post(self, body: dict[str, Any]) -> None:
         data = json.dumps(body).encode()
