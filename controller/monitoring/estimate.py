@@ -272,6 +272,30 @@ def _segment_rates(
     return [q, r, s], [vq, vr, vs], -r * s / (n_eff + 2)
 
 
+def _shifted(
+    table: CloudTable, weights: Mapping[float, float], g: float, var_g: float, pairs: int
+) -> bool:
+    """Whether a segment's agreement is below what the table predicts for its confidence mix
+    (by more than two standard errors): the edge is wrong more often than on validation at
+    the same confidences, so where its wrong frames sit among the bins is not known."""
+    if pairs <= 0:
+        return False
+    agree = frames = sq = 0.0
+    for upper, m in weights.items():
+        c = table.bins.get(upper)
+        if c is None or c.n <= 0 or m <= 0:
+            continue
+        u = m / c.n
+        agree += u * c.agree
+        frames += u * c.n
+        sq += u * u * c.n
+    if frames <= 0:
+        return False
+    expected = agree / frames
+    var_expected = expected * (1 - expected) * sq / (frames * frames)
+    return g < expected - 2.0 * math.sqrt(var_g + var_expected)
+
+
 def _flat_rates(table: CloudTable, weights: Mapping[float, float]) -> list[float]:
     """(q, r, s) averaged over the segment's bins by its mass alone (not by how many of a bin's
     frames the edge got wrong on validation): what they are if a shift fills every bin with
@@ -365,7 +389,10 @@ def estimate_accuracy(
     raw = total(theta)
     value = min(1.0, max(0.0, raw))
     pairs_low, pairs_high = raw - half, raw + half
-    if full.bins:  # the other weighting of the table, with its own (delta-method) width
+    shifted = _shifted(full, hard_mass, g_hard, vg_hard, w.offload_pairs) or _shifted(
+        full, conf_mass, g_conf, vg_conf, w.audit_pairs
+    )
+    if shifted:  # the other weighting of the table, with its own (delta-method) width
         theta_flat = [g_hard, g_conf, *_flat_rates(full, hard_mass), *_flat_rates(full, conf_mass)]
         grad_flat = _gradient(total, theta_flat)
         var_flat = sum(grad_flat[i] ** 2 * variances[i] for i in range(len(_PARAMS)))
