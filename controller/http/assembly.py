@@ -10,13 +10,18 @@ from controller.http.metrics import LatencyHistograms, MetricsSources, metrics_r
 from controller.http.monitoring_metrics import monitoring_families
 from controller.http.server import HttpServer, TlsFiles
 from controller.http.views import DashboardSources
+from controller.http.windows import DeviceWindows
 
 if TYPE_CHECKING:
     from controller.app import Controller
 
 
 def start_http(
-    c: Controller, stack: ExitStack, latency: LatencyHistograms, session_secret: str
+    c: Controller,
+    stack: ExitStack,
+    latency: LatencyHistograms,
+    windows: DeviceWindows,
+    session_secret: str,
 ) -> HttpServer:
     cfg = c.config
     metrics = MetricsSources(
@@ -27,8 +32,9 @@ def start_http(
         served_models=c.cloud_models.served,
         offload_pairs=c.offload_pairs,
         latency=latency,
-        window_s=cfg.metrics_window_s,
-        extra=[monitoring_families(c.monitor, c.monitoring.alerts, c.offload_budgets)],
+        windows=windows,
+        baseline=c.monitor.baselines.get,
+        extra=[monitoring_families(c.monitoring.alerts, c.offload_budgets)],
     )
     dashboard = DashboardSources(
         db=c.db,

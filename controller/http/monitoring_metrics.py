@@ -1,7 +1,6 @@
-"""The monitoring families of /metrics: drift per device, alert states, offload budgets.
-
-Read at scrape time from the fleet monitor (drift scores over its window), the alert log
-(open alerts) and the drift-aware offload budgets (controller.monitoring)."""
+"""The monitoring families of /metrics: alert states and drift-aware offload budgets, read at
+scrape time from the alert log and the budgets (controller.monitoring). Drift scores are
+per-device families of controller.http.metrics."""
 
 from __future__ import annotations
 
@@ -11,29 +10,11 @@ from prometheus_client.core import GaugeMetricFamily
 
 from controller.http.metrics import ExtraFamilies, Metric
 from controller.monitoring.alerts import AlertLog
-from controller.monitoring.monitor import FleetMonitor
 from controller.monitoring.offload_budget import OffloadBudgets
 
 
-def monitoring_families(
-    monitor: FleetMonitor, alerts: AlertLog, budgets: OffloadBudgets
-) -> ExtraFamilies:
+def monitoring_families(alerts: AlertLog, budgets: OffloadBudgets) -> ExtraFamilies:
     def collect() -> Iterator[Metric]:
-        psi = GaugeMetricFamily(
-            "edgefleet_device_drift_psi",
-            "PSI of the window's confidence distribution against the variant's validation one",
-            labels=["device"],
-        )
-        drop = GaugeMetricFamily(
-            "edgefleet_device_agreement_drop",
-            "Expected (validation) minus observed edge/cloud agreement over the window",
-            labels=["device"],
-        )
-        for device_id, score in sorted(monitor.device_drift().items()):
-            if score.psi is not None:
-                psi.add_metric([device_id], score.psi)
-            if score.agreement_drop is not None:
-                drop.add_metric([device_id], score.agreement_drop)
         firing = GaugeMetricFamily(
             "edgefleet_alert_active",
             "1 for every open alert",
@@ -59,6 +40,6 @@ def monitoring_families(
             "edgefleet_offload_budget_granted_fps", "Sum of the granted budgets (frames/s)"
         )
         granted.add_metric([], budgets.granted_fps())
-        yield from (psi, drop, firing, counts, budget, granted)
+        yield from (firing, counts, budget, granted)
 
     return collect

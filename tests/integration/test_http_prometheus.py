@@ -18,7 +18,7 @@ import yaml
 
 from tests.conftest import REPO, free_port, wait_until
 from tests.fleet import start_controller
-from tests.http_seed import seed_fleet
+from tests.http_seed import VARIANT_ID, seed_fleet
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 pytestmark = pytest.mark.skipif(
@@ -72,7 +72,7 @@ def test_prometheus_scrapes_device_metrics(tmp_path: Path) -> None:
 
         def frames() -> list[dict[str, Any]]:
             try:
-                return _query(port, f'edgefleet_device_frames{{name="{fleet.names[0]}"}}')
+                return _query(port, f'edgefleet_device_frames{{device="{fleet.device_ids[0]}"}}')
             except OSError:
                 return []
 
@@ -80,8 +80,15 @@ def test_prometheus_scrapes_device_metrics(tmp_path: Path) -> None:
         (sample,) = frames()
         # 3 reports of 200 frames, all inside the 60 s window
         assert float(sample["value"][1]) == 600.0
-        assert sample["metric"]["device"] == fleet.device_ids[0]
-        assert sample["metric"]["variant"] == "fashion-edge:1/onnx-int8"
+        # the device's name and variant are on its info series, joined as a dashboard would
+        (joined,) = _query(
+            port,
+            "edgefleet_device_frames * on (device) group_left (name, variant) "
+            f'edgefleet_device_info{{name="{fleet.names[0]}"}}',
+        )
+        assert joined["metric"]["device"] == fleet.device_ids[0]
+        assert joined["metric"]["variant"] == VARIANT_ID
+        assert float(joined["value"][1]) == 600.0
 
         up = {r["metric"]["job"]: float(r["value"][1]) for r in _query(port, "up")}
         assert up == {"edgefleet": 1.0, "anonymous": 0.0}
@@ -93,10 +100,13 @@ def test_prometheus_scrapes_device_metrics(tmp_path: Path) -> None:
             port, "histogram_quantile(0.5, sum by (le) (edgefleet_frame_latency_ms_bucket))"
         )
         assert 2.5 <= float(p50["value"][1]) <= 50.0  # seeded latencies are 4-30 ms
-        name = fleet.names[1]
+        device = fleet.device_ids[1]
+
+        def gauge(name: str) -> float:
+            return float(_query(port, f'{name}{{device="{device}"}}')[0]["value"][1])
+
         value, low, high = (
-            float(_query(port, f'edgefleet_device_accuracy_{kind}{{name="{name}"}}')[0]["value"][1])
-            for kind in ("estimate", "low", "high")
+            gauge(f"edgefleet_device_accuracy_{kind}") for kind in ("estimate", "low", "high")
         )
         assert 0.0 <= low <= value <= high <= 1.0
         (received,) = _query(port, 'edgefleet_telemetry_reports_total{outcome="written"}')
