@@ -69,7 +69,7 @@ def start_monitor(
         rollouts=rollouts,
         baselines=VariantBaselines(db),
         alerts=logs.alerts,
-        budgets=budgets if cfg.offload_ceiling_fps > 0 else None,
+        budgets=budgets,  # grants nothing while its ceiling is 0
     )
     monitor.event_listeners.append(logs.events.record)
     if cfg.alert_webhook:

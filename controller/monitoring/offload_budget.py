@@ -28,10 +28,12 @@ log = logging.getLogger(__name__)
 
 FIELD = "offload_max_fps"
 
+
 class DesiredPublisher(Protocol):
     def publish_desired(
         self, device_id: str, payload: bytes, timeout: float | None = None
     ) -> None: ...  # fmt: skip
+
 
 class OffloadBudgets:
     def __init__(
@@ -81,6 +83,18 @@ class OffloadBudgets:
     def budgets(self) -> dict[str, float]:
         with self._lock:
             return dict(self._budgets)
+
+    def set_ceiling(self, fps: float) -> None:
+        """A new fleet ceiling (0: off). Grants above what it allows are withdrawn; the next
+        evaluations grant again within it."""
+        if fps < 0:
+            raise ValueError("offload ceiling must be >= 0 frames/s")
+        with self._lock:
+            self.ceiling_fps = float(fps)
+            over = sum(self._budgets.values()) > self.ceiling_fps
+            withdrawn = list(self._budgets) if over else []
+        for device_id in withdrawn:
+            self.lower(device_id, f"fleet ceiling now {fps:g} frames/s")
 
     def granted_fps(self) -> float:
         with self._lock:
