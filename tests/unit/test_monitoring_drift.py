@@ -145,6 +145,9 @@ def test_budgets_stay_within_the_ceiling_and_ride_on_the_rollouts_desired_state(
     budgets.lower("a", "drift ended")
     assert pub.sent[-1][1]["offload_max_fps"] == 0.0 and budgets.raised() == ["b"]
     assert events == ["offload.budget"] * 3
+    budgets.set_ceiling(5.0)  # below what is granted: withdrawn, granted again within it
+    assert budgets.granted_fps() == 0.0 and pub.sent[-1][1]["offload_max_fps"] == 0.0
+    assert budgets.raise_to("b", 20.0, "drift") == 5.0
 
 
 def test_budget_policy_takes_the_grant_and_its_own_shift_check() -> None:
