@@ -86,7 +86,8 @@ def controller_main(
     logging.basicConfig(level=logging.WARNING)
     config = ControllerConfig(
         data_dir=Path(data_dir), grpc_host="127.0.0.1", grpc_port=0, device_port=0,
-        mqtt_port=0, shutdown_grace_s=1.0, grpc_workers=workers, cloud_models=(spec,),
+        mqtt_port=0, http_port=0, shutdown_grace_s=1.0, grpc_workers=workers,
+        cloud_models=(spec,),
     )  # fmt: skip
     controller = build_controller(config)
     try:
