@@ -128,7 +128,8 @@ def simulate(
 ) -> Window:
     """One window: the least confident ``offload_share`` offloaded (the budget policy's
     effect), ``failure_rate`` of them failing, ``audit_fraction`` of the rest audited;
-    ``labels_per_window`` random offloaded frames labelled by the operator."""
+    ``labels_per_window`` frames the operator labelled: half offloaded, half audited ones
+    (``fleet frames`` lists both)."""
     n = len(frames.y)
     threshold = np.quantile(frames.confidence, offload_share)
     hard = frames.confidence < threshold
@@ -154,12 +155,16 @@ def simulate(
     )
     labels = None
     if labels_per_window:
-        idx = rng.choice(np.flatnonzero(answered), size=labels_per_window, replace=False)
-        lab = frames.take(idx)
-        table = table_from_predictions(
-            "", lab.confidence.tolist(), lab.edge.tolist(), lab.cloud.tolist(), lab.y.tolist()
+        k_hard = labels_per_window // 2
+        k_audit = min(labels_per_window - k_hard, int(audited.sum()))
+        hard_lab = frames.take(rng.choice(np.flatnonzero(answered), size=k_hard, replace=False))
+        audit_lab = frames.take(rng.choice(np.flatnonzero(audited), size=k_audit, replace=False))
+        labels = LabelCounts(
+            hard=k_hard,
+            hard_cloud_correct=int((hard_lab.cloud == hard_lab.y).sum()),
+            audited=k_audit,
+            audited_edge_correct=int((audit_lab.edge == audit_lab.y).sum()),
         )
-        labels = LabelCounts(table.bins, hard=labels_per_window)
     return Window(
         counts,
         float((final == frames.y).mean()),

@@ -20,8 +20,10 @@ observed agreement g, the edge's accuracy is a = (g - r) / (q - r) and the cloud
 a*q + (1 - a)*s. This holds when a shift changes how often the edge is wrong (the shift this
 module is tested on: the stream fills with frames the edge is confidently wrong on), and it
 does not when a shift changes the cloud's behaviour itself; operator labels
-(:class:`LabelCounts`, frames with their true class) are added to the table's counts and are
-what catches the second kind.
+(:class:`LabelCounts`: offloaded and audited frames with their true class) are what catches
+the second kind: the cloud's accuracy on hard frames and the edge's on confident ones read
+from labels are combined with the table's (precision-weighted while they agree, the labels
+alone when they do not, see :func:`combine_with_labels`).
 
 The interval is a normal (delta-method) interval over every input: the two agreement rates
 (binomial, Agresti-Coull variance), every table rate (Beta, from its finite counts, labels
@@ -121,14 +123,6 @@ class CloudTable:
             )
         return cls(str(data.get("cloud_model", "")), bins)
 
-    def with_labels(self, labels: LabelCounts | None) -> CloudTable:
-        if labels is None or not labels.bins:
-            return self
-        merged = dict(self.bins)
-        for upper, c in labels.bins.items():
-            merged[upper] = merged.get(upper, BinCounts()).plus(c)
-        return CloudTable(self.cloud_model, merged)
-
     def validation_mass(self) -> dict[float, int]:
         return {u: c.n for u, c in self.bins.items() if c.n}
 
@@ -152,12 +146,13 @@ def table_from_predictions(
 
 @dataclass(frozen=True)
 class LabelCounts:
-    """Operator-labelled frames, as table counts per confidence bin, and how many there are
-    of hard (offloaded) and audited frames."""
+    """Operator-labelled frames of the current stream: hard (offloaded) frames and how many
+    the cloud got right, audited (confident) frames and how many the edge got right."""
 
-    bins: Mapping[float, BinCounts] = field(default_factory=dict)
     hard: int = 0
+    hard_cloud_correct: int = 0
     audited: int = 0
+    audited_edge_correct: int = 0
 
     @property
     def total(self) -> int:
@@ -349,7 +344,7 @@ def estimate_accuracy(
     cloud = hard - failed
     confident = w.frames - hard
     base = table or CloudTable("", {})
-    full = base.with_labels(labels)
+    full = base
     mass: dict[float, float] = {u: float(c) for u, c in w.confidence.items()}
     if (
         sum(mass.values()) > 0
@@ -370,12 +365,16 @@ def estimate_accuracy(
     g_hard, vg_hard = _binomial(w.offload_agreed, w.offload_pairs)
     g_conf, vg_conf = _binomial(w.audit_agreed, w.audit_pairs)
 
+    def cloud_hard(p: Sequence[float]) -> float:  # the cloud's accuracy on hard frames
+        a_hard = _edge_accuracy(p[0], p[2], p[3])
+        return a_hard * p[2] + (1 - a_hard) * p[4]
+
+    def edge_confident(p: Sequence[float]) -> float:  # the edge's on confident frames
+        return _edge_accuracy(p[1], p[5], p[6])
+
     def total(p: Sequence[float]) -> float:
-        gh, gc, q1, r1, s1, q2, r2, _s2 = p
-        a_hard = _edge_accuracy(gh, q1, r1)
-        a_conf = _edge_accuracy(gc, q2, r2)
-        c_hard = a_hard * q1 + (1 - a_hard) * s1
-        return (cloud * c_hard + failed * a_hard + confident * a_conf) / n
+        a_hard = _edge_accuracy(p[0], p[2], p[3])
+        return (cloud * cloud_hard(p) + failed * a_hard + confident * edge_confident(p)) / n
 
     theta = [g_hard, g_conf, qh, rh, sh, qc, rc, sc]
     variances = [vg_hard, vg_conf, *var_h, *var_c]
@@ -385,9 +384,32 @@ def estimate_accuracy(
     variance = max(0.0, sum(parts.values()))
     needs_hard, needs_conf = hard > 0, confident > 0
     has_value = (w.offload_pairs > 0 or not needs_hard) and (w.audit_pairs > 0 or not needs_conf)
-    half = Z95 * math.sqrt(variance)
-    raw = total(theta)
+    moves = [
+        (share, model, k_n, k_right)
+        for share, model, k_n, k_right in (
+            (cloud / n, cloud_hard, labels.hard, labels.hard_cloud_correct),
+            (confident / n, edge_confident, labels.audited, labels.audited_edge_correct),
+        )
+        if k_n > 0 and share > 0
+    ] if labels is not None else []  # fmt: skip
+
+    def labelled(p: Sequence[float], var_p: float) -> tuple[float, float, float, float]:
+        """total(p) and its variance with the labels' rates combined in; the labels' share
+        of the variance and the table's share they took over."""
+        value, var, label_var, moved = total(p), var_p, 0.0, 0.0
+        for share, model, k_n, k_right in moves:
+            m_value = model(p)
+            m_var = sum(g * g * v for g, v in zip(_gradient(model, p), variances, strict=True))
+            new, new_var, weight = combine_with_labels(m_value, m_var, k_right, k_n)
+            value += share * (new - m_value)
+            var += share * share * (new_var - m_var)
+            label_var += share * share * new_var * weight
+            moved += share * share * m_var * weight
+        return value, max(0.0, var), label_var, moved
+
+    raw, variance, label_var, moved = labelled(theta, variance)
     value = min(1.0, max(0.0, raw))
+    half = Z95 * math.sqrt(variance)
     pairs_low, pairs_high = raw - half, raw + half
     shifted = _shifted(full, hard_mass, g_hard, vg_hard, w.offload_pairs) or _shifted(
         full, conf_mass, g_conf, vg_conf, w.audit_pairs
@@ -396,19 +418,17 @@ def estimate_accuracy(
         theta_flat = [g_hard, g_conf, *_flat_rates(full, hard_mass), *_flat_rates(full, conf_mass)]
         grad_flat = _gradient(total, theta_flat)
         var_flat = sum(grad_flat[i] ** 2 * variances[i] for i in range(len(_PARAMS)))
-        flat, half_flat = total(theta_flat), Z95 * math.sqrt(var_flat)
-        pairs_low = min(pairs_low, flat - half_flat)
-        pairs_high = max(pairs_high, flat + half_flat)
+        flat, var_flat, _, _ = labelled(theta_flat, var_flat)
+        pairs_low = min(pairs_low, flat - Z95 * math.sqrt(var_flat))
+        pairs_high = max(pairs_high, flat + Z95 * math.sqrt(var_flat))
+    table_var = sum(parts[k] for k in _PARAMS[2:]) + parts["cov_rs"] - moved
     pairs_low, pairs_high = max(0.0, pairs_low), min(1.0, pairs_high)
     cbpe = _cbpe(hard_mass, conf_mass, cloud, failed, n, qh, rh, sh, full)
-
-    table_var = sum(parts[k] for k in _PARAMS[2:]) + parts["cov_rs"]
-    label_frac = _label_fraction(base, labels, hard_mass, conf_mass)
     shares = {
         "audit": parts["g_conf"],
         "offload": parts["g_hard"],
-        "table": table_var * (1 - label_frac),
-        "labels": table_var * label_frac,
+        "table": max(0.0, table_var),
+        "labels": label_var,
     }
     share_total = sum(max(0.0, v) for v in shares.values()) or 1.0
     evidence = Evidence(
@@ -500,19 +520,24 @@ def _cbpe(
     return value, max(0.0, value - half), min(1.0, value + half)
 
 
-def _label_fraction(
-    base: CloudTable,
-    labels: LabelCounts | None,
-    hard_mass: Mapping[float, float],
-    conf_mass: Mapping[float, float],
-) -> float:
-    """Share of the table's counts, over the bins the window occupies, that are labels."""
-    if labels is None or not labels.bins:
-        return 0.0
-    bins = set(hard_mass) | set(conf_mass)
-    lab = sum(c.n for u, c in labels.bins.items() if u in bins)
-    val = sum(c.n for u, c in base.bins.items() if u in bins)
-    return lab / (lab + val) if lab + val else 0.0
+def combine_with_labels(
+    model: float, model_var: float, right: int, labelled: int
+) -> tuple[float, float, float]:
+    """A rate from the table's model combined with the same rate read from operator labels:
+    precision-weighted while the two agree (within two standard errors), the labels alone
+    when they do not (the table does not hold for the current frames). Returns the rate,
+    its variance and the labels' weight."""
+    lab, lab_var = _binomial(right, labelled)  # Agresti-Coull width: holds at a few dozen
+    if abs(model - lab) > 2.0 * math.sqrt(model_var + lab_var):
+        return lab, lab_var, 1.0
+    if model_var <= 0:
+        return model, 0.0, 0.0
+    weight = model_var / (model_var + lab_var)
+    # the combination's variance, plus the model's possible bias (its distance from the
+    # labels, at the model's weight): labels the model disagrees with widen, not narrow
+    bias = (1 - weight) * (model - lab)
+    variance = model_var * lab_var / (model_var + lab_var) + bias * bias
+    return weight * lab + (1 - weight) * model, variance, weight
 
 
 def audit_fraction_needed(

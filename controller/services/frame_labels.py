@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from controller.monitoring.estimate import LabelCounts, table_from_predictions
+from controller.monitoring.estimate import LabelCounts
 from controller.store.db import Database
 from controller.store.models_labels import FrameLabelRow
 from controller.store.models_models import ModelRow
@@ -168,15 +168,14 @@ class FrameLabels:
             )
         out = None
         if rows:
-            table = table_from_predictions(
-                "labels",
-                [r.edge_confidence for r in rows],
-                [r.edge_label for r in rows],
-                [r.cloud_label for r in rows],
-                [r.label for r in rows],
+            hard = [r for r in rows if not r.audit]
+            audited = [r for r in rows if r.audit]
+            out = LabelCounts(
+                hard=len(hard),
+                hard_cloud_correct=sum(r.cloud_label == r.label for r in hard),
+                audited=len(audited),
+                audited_edge_correct=sum(r.edge_label == r.label for r in audited),
             )
-            audited = sum(1 for r in rows if r.audit)
-            out = LabelCounts(table.bins, hard=len(rows) - audited, audited=audited)
         with self._lock:
             if len(self._cache) > 1024:
                 self._cache.clear()

@@ -99,7 +99,7 @@ def test_no_table_is_honestly_wide_and_failed_offloads_count_as_local() -> None:
 
 
 def test_labels_join_the_table_and_show_their_share() -> None:
-    labels = LabelCounts({0.3: BinCounts(40, 20, 20, 20, 0)}, hard=40)  # cloud right 50%
+    labels = LabelCounts(hard=40, hard_cloud_correct=20)  # cloud right 50%, not the table's 80%
     plain = estimate_accuracy(window(), TABLE)
     labelled = estimate_accuracy(window(), TABLE, labels)
     assert labelled.value is not None and plain.value is not None
