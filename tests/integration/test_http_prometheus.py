@@ -5,6 +5,7 @@ the controller's telemetry holds. A job without the metrics token is refused (up
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -19,6 +20,7 @@ import yaml
 from tests.conftest import REPO, free_port, wait_until
 from tests.fleet import start_controller
 from tests.http_seed import VARIANT_ID, seed_fleet
+from tests.unit.test_grafana_dashboard import expressions as grafana_expressions
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 pytestmark = pytest.mark.skipif(
@@ -33,6 +35,16 @@ def _query(port: int, expr: str) -> list[dict[str, Any]]:
         body = json.load(r)
     assert body["status"] == "success", body
     return list(body["data"]["result"])
+
+
+def _served_families(base: str) -> set[str]:
+    request = urllib.request.Request(
+        f"{base}/metrics", headers={"authorization": f"Bearer {TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as r:
+        text = r.read().decode()
+    names = re.findall(r"^# TYPE (edgefleet_[a-z_]+)", text, re.MULTILINE)
+    return {re.sub(r"_total$", "", n) for n in names}
 
 
 def _scrape_config(tmp: Path, http_port: int) -> Path:
@@ -90,8 +102,11 @@ def test_prometheus_scrapes_device_metrics(tmp_path: Path) -> None:
         assert joined["metric"]["variant"] == VARIANT_ID
         assert float(joined["value"][1]) == 600.0
 
-        up = {r["metric"]["job"]: float(r["value"][1]) for r in _query(port, "up")}
-        assert up == {"edgefleet": 1.0, "anonymous": 0.0}
+        def up() -> dict[str, float]:
+            return {r["metric"]["job"]: float(r["value"][1]) for r in _query(port, "up")}
+
+        assert wait_until(lambda: len(up()) == 2, 10.0, 0.2)
+        assert up() == {"edgefleet": 1.0, "anonymous": 0.0}
 
         # the cumulative latency histogram: every reported frame of the three devices
         (count,) = _query(port, 'edgefleet_frame_latency_ms_count{job="edgefleet"}')
@@ -111,6 +126,15 @@ def test_prometheus_scrapes_device_metrics(tmp_path: Path) -> None:
         assert 0.0 <= low <= value <= high <= 1.0
         (received,) = _query(port, 'edgefleet_telemetry_reports_total{outcome="written"}')
         assert float(received["value"][1]) == 9
+
+        # every query of the Grafana dashboard is valid PromQL on what the controller serves
+        served = _served_families(controller.http_url)
+        for expr in grafana_expressions():
+            used = set(re.findall(r"\bedgefleet_[a-z_]+", re.sub(r'"[^"]*"', "", expr)))
+            assert {re.sub(r"_(bucket|total)$", "", n) for n in used} <= served, expr
+            _query(port, expr.replace("$device", ".*"))  # status success
+        per_device = _query(port, grafana_expressions()[4].replace("$device", ".*"))
+        assert {r["metric"]["name"] for r in per_device} == set(fleet.names)
     finally:
         if process is not None:
             process.terminate()
