@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 
 from controller.monitoring.estimate import (  # noqa: E402
     CloudTable,
-    audit_fraction_needed,
     estimate_accuracy,
 )
+from controller.monitoring.estimate_fleet import audit_fraction_needed  # noqa: E402
 from controller.services.telemetry_math import Totals, cascade_accuracy  # noqa: E402
 from tests.estimate_sim import Window, Workload, simulate  # noqa: E402
 

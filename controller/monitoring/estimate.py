@@ -40,108 +40,36 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
+from controller.monitoring.estimate_table import (
+    CLOUD_TABLE_KEY,
+    INF,
+    BinCounts,
+    CloudTable,
+    _flat_rates,
+    _segment_rates,
+    _shifted,
+    confidence_bin,
+    split_by_confidence,
+    table_from_predictions,
+    table_summary,
+)
 from edgefleet.histograms import CONFIDENCE_BOUNDS
 
-INF = math.inf
+__all__ = [  # the estimate, and the table's names its callers use with it
+    "CLOUD_TABLE_KEY", "HEADLINE_CBPE", "HEADLINE_PAIRS", "INF", "UNKNOWN", "Z95",
+    "AccuracyEstimate", "BinCounts", "CloudTable", "Evidence", "LabelCounts", "WindowCounts",
+    "combine_with_labels", "confidence_bin", "estimate_accuracy", "split_by_confidence",
+    "table_from_predictions", "table_summary",
+]  # fmt: skip
+
 Z95 = 1.959963984540054
-CLOUD_TABLE_KEY = "cloud_by_confidence"  # where a variant's metrics keep its table
 HEADLINE_PAIRS = "pairs"  # the agreement-based estimate
 HEADLINE_CBPE = "cbpe"
 MIN_RATE_GAP = 0.05  # q - r below this: agreement says little about accuracy; clamp the gap
 _PARAMS = ("g_hard", "g_conf", "q_hard", "r_hard", "s_hard", "q_conf", "r_conf", "s_conf")
-
-
-def confidence_bin(confidence: float, ladder: Sequence[float] = CONFIDENCE_BOUNDS) -> float:
-    """The histogram bucket (its upper bound; INF above the last) the agent counts it in."""
-    i = bisect.bisect_left(ladder, confidence)
-    return float(ladder[i]) if i < len(ladder) else INF
-
-
-@dataclass(frozen=True)
-class BinCounts:
-    """Frames of one edge-confidence bin with a known true class."""
-
-    n: int = 0
-    edge_correct: int = 0
-    cloud_correct: int = 0
-    agree: int = 0
-    agree_wrong: int = 0  # edge and cloud give the same wrong answer
-
-    def plus(self, o: BinCounts) -> BinCounts:
-        return BinCounts(*(a + b for a, b in zip(astuple(self), astuple(o), strict=True)))
-
-    def rates(self) -> tuple[tuple[float, float], tuple[float, float], tuple[float, float]]:
-        """(mean, variance) of q, r, s (Jeffreys Beta posteriors), and cov(r, s) aside."""
-        right, wrong = self.edge_correct, self.n - self.edge_correct
-        agree_right = self.agree - self.agree_wrong
-        cloud_right_edge_wrong = self.cloud_correct - agree_right
-        return (
-            _beta(agree_right, right),
-            _beta(self.agree_wrong, wrong),
-            _beta(cloud_right_edge_wrong, wrong),
-        )
-
-
-def astuple(c: BinCounts) -> tuple[int, ...]:
-    return (c.n, c.edge_correct, c.cloud_correct, c.agree, c.agree_wrong)
-
-
-def _beta(k: int, n: int) -> tuple[float, float]:
-    a, b = k + 0.5, max(0, n - k) + 0.5
-    mean = a / (a + b)
-    return mean, mean * (1 - mean) / (a + b + 1)
-
-
-@dataclass(frozen=True)
-class CloudTable:
-    """Build-time measurement: per bin of edge confidence (upper bound, INF for the top),
-    the counts of :class:`BinCounts` on the validation set, for one edge variant and the
-    cloud model configured for its edge model."""
-
-    cloud_model: str
-    bins: Mapping[float, BinCounts]
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "cloud_model": self.cloud_model,
-            "bins": [
-                {"upper": None if u == INF else u, **asdict(c)}
-                for u, c in sorted(self.bins.items())
-            ],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, object]) -> CloudTable:
-        bins: dict[float, BinCounts] = {}
-        for row in data.get("bins", []) or []:  # type: ignore[attr-defined]
-            upper = INF if row.get("upper") is None else float(row["upper"])
-            bins[upper] = BinCounts(
-                **{k: int(row.get(k, 0)) for k in BinCounts.__dataclass_fields__}
-            )
-        return cls(str(data.get("cloud_model", "")), bins)
-
-    def validation_mass(self) -> dict[float, int]:
-        return {u: c.n for u, c in self.bins.items() if c.n}
-
-
-def table_from_predictions(
-    cloud_model: str,
-    confidences: Iterable[float],
-    edge_labels: Iterable[int],
-    cloud_labels: Iterable[int],
-    truth: Iterable[int],
-) -> CloudTable:
-    """The table of one edge variant on labelled frames (validation, or operator labels)."""
-    bins: dict[float, BinCounts] = {}
-    for conf, e, c, y in zip(confidences, edge_labels, cloud_labels, truth, strict=True):
-        key = confidence_bin(float(conf))
-        agree = e == c
-        add = BinCounts(1, int(e == y), int(c == y), int(agree), int(agree and e != y))
-        bins[key] = bins.get(key, BinCounts()).plus(add)
-    return CloudTable(cloud_model, bins)
 
 
 @dataclass(frozen=True)
@@ -216,106 +144,6 @@ class AccuracyEstimate:
 
 
 UNKNOWN = AccuracyEstimate(None, 0.0, 1.0, 0, HEADLINE_PAIRS, "no frames in the window")
-
-
-def split_by_confidence(
-    mass: Mapping[float, float], hard: float
-) -> tuple[dict[float, float], dict[float, float]]:
-    """The lowest-confidence ``hard`` frames of a histogram, and the rest (bins split at the
-    cut): the offload policy sends the least confident frames."""
-    low: dict[float, float] = {}
-    high: dict[float, float] = {}
-    left = max(0.0, hard)
-    for upper in sorted(mass):
-        m = float(mass[upper])
-        if m <= 0:
-            continue
-        take = min(m, left)
-        left -= take
-        if take > 0:
-            low[upper] = take
-        if m - take > 0:
-            high[upper] = m - take
-    return low, high
-
-
-def _segment_rates(
-    table: CloudTable, weights: Mapping[float, float]
-) -> tuple[list[float], list[float], float]:
-    """(q, r, s) of a segment, their variances and cov(r, s): the table's counts pooled over
-    the segment's bins, each bin reweighted to the segment's mass in it (mass / validation
-    frames), so that the rates are those of frames distributed like the window's."""
-    sums = {"right": 0.0, "wrong": 0.0, "agree_right": 0.0, "agree_wrong": 0.0, "cloud_rw": 0.0}
-    sq = {"right": 0.0, "wrong": 0.0}
-    for upper, m in weights.items():
-        c = table.bins.get(upper)
-        if c is None or c.n <= 0 or m <= 0:
-            continue  # no validation frame this confident: the other bins speak for it
-        u = m / c.n
-        right, wrong = c.edge_correct, c.n - c.edge_correct
-        agree_right = c.agree - c.agree_wrong
-        for key, x in (("right", right), ("wrong", wrong), ("agree_right", agree_right),
-                       ("agree_wrong", c.agree_wrong),
-                       ("cloud_rw", c.cloud_correct - agree_right)):  # fmt: skip
-            sums[key] += u * x
-        sq["right"] += u * u * right
-        sq["wrong"] += u * u * wrong
-    q, vq = _ratio(sums["agree_right"], sums["right"], sq["right"])
-    r, vr = _ratio(sums["agree_wrong"], sums["wrong"], sq["wrong"])
-    s, vs = _ratio(sums["cloud_rw"], sums["wrong"], sq["wrong"])
-    n_eff = sums["wrong"] ** 2 / sq["wrong"] if sq["wrong"] > 0 else 0.0
-    return [q, r, s], [vq, vr, vs], -r * s / (n_eff + 2)
-
-
-def _shifted(
-    table: CloudTable, weights: Mapping[float, float], g: float, var_g: float, pairs: int
-) -> bool:
-    """Whether a segment's agreement is below what the table predicts for its confidence mix
-    (by more than two standard errors): the edge is wrong more often than on validation at
-    the same confidences, so where its wrong frames sit among the bins is not known."""
-    if pairs <= 0:
-        return False
-    agree = frames = sq = 0.0
-    for upper, m in weights.items():
-        c = table.bins.get(upper)
-        if c is None or c.n <= 0 or m <= 0:
-            continue
-        u = m / c.n
-        agree += u * c.agree
-        frames += u * c.n
-        sq += u * u * c.n
-    if frames <= 0:
-        return False
-    expected = agree / frames
-    var_expected = expected * (1 - expected) * sq / (frames * frames)
-    return g < expected - 2.0 * math.sqrt(var_g + var_expected)
-
-
-def _flat_rates(table: CloudTable, weights: Mapping[float, float]) -> list[float]:
-    """(q, r, s) averaged over the segment's bins by its mass alone (not by how many of a bin's
-    frames the edge got wrong on validation): what they are if a shift fills every bin with
-    wrong frames alike. The interval covers both this weighting and the pooled one."""
-    total = sum(m for u, m in weights.items() if u in table.bins and table.bins[u].n > 0)
-    out = [0.0, 0.0, 0.0]
-    if total <= 0:
-        return [1.0, 0.0, 0.5]
-    for upper, m in weights.items():
-        c = table.bins.get(upper)
-        if c is None or c.n <= 0:
-            continue
-        for i, (mean, _var) in enumerate(c.rates()):
-            out[i] += m / total * mean
-    return out
-
-
-def _ratio(x: float, y: float, y_sq: float) -> tuple[float, float]:
-    """A weighted proportion x / y (y = sum of u * n, y_sq = sum of u^2 * n) and its variance
-    at its effective sample size; no frames: uniform."""
-    if y <= 0 or y_sq <= 0:
-        return 0.5, 1.0 / 12.0
-    n_eff = y * y / y_sq
-    p = (x / y * n_eff + 0.5) / (n_eff + 1)  # Jeffreys-smoothed at the effective size
-    return p, p * (1 - p) / (n_eff + 2)
 
 
 def _edge_accuracy(g: float, q: float, r: float) -> float:
@@ -538,116 +366,3 @@ def combine_with_labels(
     bias = (1 - weight) * (model - lab)
     variance = model_var * lab_var / (model_var + lab_var) + bias * bias
     return weight * lab + (1 - weight) * model, variance, weight
-
-
-def audit_fraction_needed(
-    estimate: AccuracyEstimate,
-    confident_frames_per_s: float,
-    window_s: float,
-    target_half_width: float = 0.05,
-    max_audits_per_s: float = 1.0,
-    floor: float = 0.02,
-) -> tuple[float, str]:
-    """The audit fraction (of confident frames) that brings the interval's half width to
-    ``target_half_width`` over ``window_s``, within ``max_audits_per_s``; and why.
-
-    The audit pairs carry ``audit_variance_weight**2 * p(1 - p) / n`` of the variance; the
-    rest (table, offload pairs) does not shrink with audits."""
-    if confident_frames_per_s <= 0 or window_s <= 0:
-        return floor, "no confident frames measured yet: the default fraction"
-    cap = min(1.0, max_audits_per_s / confident_frames_per_s)
-    target_var = (target_half_width / Z95) ** 2
-    room = target_var - estimate.other_variance
-    if room <= 0:
-        return min(cap, max(floor, 0.1)), (
-            "the target is out of reach by audits alone: the table and offload pairs carry "
-            f"±{Z95 * math.sqrt(estimate.other_variance) * 100:.1f} pp"
-        )
-    p = estimate.pairs_value if estimate.pairs_value is not None else 0.9
-    p = min(0.99, max(0.5, p))
-    d = estimate.audit_variance_weight or 0.8
-    needed_pairs = d * d * p * (1 - p) / room
-    fraction = needed_pairs / (confident_frames_per_s * window_s)
-    if fraction > cap:
-        return cap, f"capped by the audit budget ({max_audits_per_s:g} frames/s per device)"
-    return max(
-        floor, fraction
-    ), f"{needed_pairs:.0f} audit pairs per window reach ±{target_half_width * 100:g} pp"
-
-
-def fleet_audit_fractions(
-    wanted: Mapping[str, tuple[float, float]], max_fleet_audits_per_s: float
-) -> dict[str, float]:
-    """device -> (fraction wanted, confident frames/s): every fraction scaled down alike
-    when the fleet's audits would exceed ``max_fleet_audits_per_s``."""
-    load = sum(f * fps for f, fps in wanted.values())
-    scale = min(1.0, max_fleet_audits_per_s / load) if load > 0 else 1.0
-    return {d: f * scale for d, (f, _fps) in wanted.items()}
-
-
-def table_summary(table: CloudTable, hard_share: float = 0.2) -> dict[str, object]:
-    """For `model variants`: the cloud's and the edge's accuracy on the ``hard_share`` least
-    confident validation frames (what an offload budget of that share sends) and on the rest."""
-    mass = {u: float(n) for u, n in table.validation_mass().items()}
-    total = sum(mass.values())
-    hard, rest = split_by_confidence(mass, hard_share * total)
-    out: dict[str, object] = {"cloud_model": table.cloud_model, "frames": int(total)}
-    for name, part in (("hard", hard), ("confident", rest)):
-        n = sum(part.values())
-        cloud = sum(m / table.bins[u].n * table.bins[u].cloud_correct for u, m in part.items())
-        edge = sum(m / table.bins[u].n * table.bins[u].edge_correct for u, m in part.items())
-        out[f"{name}_frames"] = round(n)
-        out[f"cloud_accuracy_{name}"] = cloud / n if n else None
-        out[f"edge_accuracy_{name}"] = edge / n if n else None
-    return out
-
-
-def combine(parts: Sequence[tuple[int, AccuracyEstimate]]) -> AccuracyEstimate:
-    """One estimate over several (frames, estimate) parts, e.g. the variants a device or a
-    cohort ran in the window: frame-weighted values, independent variances."""
-    parts = [(n, e) for n, e in parts if n > 0]
-    if not parts:
-        return UNKNOWN
-    if len(parts) == 1:
-        return parts[0][1]
-    total = sum(n for n, _ in parts)
-
-    def mix(get: str, low: str, high: str) -> tuple[float | None, float, float]:
-        values = [getattr(e, get) for _, e in parts]
-        if any(v is None for v in values):
-            return None, 0.0, 1.0
-        value = sum(n * v for (n, _), v in zip(parts, values, strict=True)) / total
-        centre = sum(n * (getattr(e, low) + getattr(e, high)) / 2 for n, e in parts) / total
-        half = math.sqrt(
-            sum((n / total * (getattr(e, high) - getattr(e, low)) / 2) ** 2 for n, e in parts)
-        )
-        return value, max(0.0, centre - half), min(1.0, centre + half)
-
-    pv, pl, ph = mix("pairs_value", "pairs_low", "pairs_high")
-    cv, cl, ch = mix("cbpe_value", "cbpe_low", "cbpe_high")
-    headline = HEADLINE_PAIRS if pv is not None else HEADLINE_CBPE
-    value, low, high = (pv, pl, ph) if pv is not None else (cv, cl, ch)
-    evs = [(n, e.evidence) for n, e in parts if e.evidence is not None]
-    evidence = None
-    if evs:
-        keys_f = {k for _, ev in evs for k in ev.frames_share}
-        keys_v = {k for _, ev in evs for k in ev.variance_share}
-        evidence = Evidence(
-            audit_pairs=sum(ev.audit_pairs for _, ev in evs),
-            offload_pairs=sum(ev.offload_pairs for _, ev in evs),
-            labelled_pairs=max(ev.labelled_pairs for _, ev in evs),
-            validation_frames=max(ev.validation_frames for _, ev in evs),
-            frames_share={
-                k: sum(n * ev.frames_share.get(k, 0.0) for n, ev in evs) / total for k in keys_f
-            },
-            variance_share={
-                k: sum(n * ev.variance_share.get(k, 0.0) for n, ev in evs) / total for k in keys_v
-            },
-        )
-    return AccuracyEstimate(
-        value, low, high, sum(e.pairs for _, e in parts), headline,
-        f"{len(parts)} variants combined: " + parts[0][1].why,
-        pv, pl, ph, cv, cl, ch, evidence,
-        sum(n * e.audit_variance_weight for n, e in parts) / total,
-        sum((n / total) ** 2 * e.other_variance for n, e in parts),
-    )  # fmt: skip

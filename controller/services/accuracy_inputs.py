@@ -14,9 +14,9 @@ from controller.monitoring.estimate import (
     AccuracyEstimate,
     CloudTable,
     WindowCounts,
-    combine,
     estimate_accuracy,
 )
+from controller.monitoring.estimate_fleet import combine
 from controller.services.frame_labels import FrameLabels
 from controller.services.telemetry_math import Totals
 from controller.store.db import Database

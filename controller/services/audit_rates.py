@@ -21,11 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from controller.monitoring.estimate import (
-    AccuracyEstimate,
-    audit_fraction_needed,
-    fleet_audit_fractions,
-)
+from controller.monitoring.estimate import AccuracyEstimate
+from controller.monitoring.estimate_fleet import audit_fraction_needed, fleet_audit_fractions
 from controller.services.fleet import DeviceInferenceView
 from edgefleet.errors import EdgeFleetError
 

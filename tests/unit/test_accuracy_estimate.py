@@ -12,13 +12,15 @@ from controller.monitoring.estimate import (
     CloudTable,
     LabelCounts,
     WindowCounts,
-    audit_fraction_needed,
-    combine,
     confidence_bin,
     estimate_accuracy,
-    fleet_audit_fractions,
     split_by_confidence,
     table_from_predictions,
+)
+from controller.monitoring.estimate_fleet import (
+    audit_fraction_needed,
+    combine,
+    fleet_audit_fractions,
 )
 
 # validation: 100 frames at confidence 0.3 (edge right 50, cloud right 80), 900 above 0.95
