@@ -186,7 +186,7 @@ def estimate_accuracy(
     hard_mass, conf_mass = split_by_confidence(mass, hard)
     (qh, rh, sh), var_h, cov_h = _segment_rates(full, hard_mass)
     (qc, rc, sc), var_c, cov_c = _segment_rates(full, conf_mass)
-    if not full.bins:  # no table: agreement taken as accuracy, cloud as right, with width
+    if not full.bins:  # no table: agreement taken as correctness, disagreements unknown
         var_h = var_c = [0.0, 0.0, 0.25]
         qh, rh, sh, qc, rc, sc = 1.0, 0.0, 0.5, 1.0, 0.0, 0.5
         cov_h = cov_c = 0.0
@@ -286,7 +286,10 @@ def estimate_accuracy(
     if has_value:
         why = "edge-cloud agreement on the offload and audit pairs, corrected by the table"
         if not full.bins:
-            why += " (no table: the cloud's accuracy on hard frames is unknown, ±25 pp)"
+            why = (
+                "no cloud table for this variant (built without a cloud model): agreement "
+                "taken as correctness, the cloud's accuracy where the two disagree as unknown"
+            )
         return AccuracyEstimate(value, pairs_low, pairs_high, headline=HEADLINE_PAIRS, why=why,
                                 **common)  # type: ignore[arg-type]  # fmt: skip
     missing = "audit" if needs_conf and not w.audit_pairs else "offload"
