@@ -26,6 +26,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from controller.grpc.throttle import CredentialThrottle, caller_address
 from controller.http import auth, views
 from controller.http.series import window_ms
 from edgefleet.errors import (
@@ -70,6 +71,12 @@ _STATUS = (
 )  # fmt: skip
 
 
+def _address(request: Request) -> str:
+    """The caller's address as the gRPC side counts failed credentials (IPv6 by its /64)."""
+    host = request.client.host if request.client else ""
+    return caller_address(f"ipv6:[{host}]:0" if ":" in host else f"ipv4:{host}:0")
+
+
 def _status_of(exc: EdgeFleetError) -> int:
     return next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
 
@@ -104,6 +111,7 @@ def build_http_app(
     sources: views.DashboardSources, metrics: CollectorRegistry, settings: HttpSettings
 ) -> Starlette:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    throttle = CredentialThrottle()  # failed logins and metrics tokens, per address
     templates.env.filters["timestamp"] = lambda s: time.strftime(
         "%Y-%m-%d %H:%M:%S UTC", time.gmtime(s)
     )
@@ -142,8 +150,19 @@ def build_http_app(
         window = request.query_params.get("window", default)
         return window, window_ms(window, views.WINDOWS)
 
+    def refused(request: Request) -> Response | None:
+        """429 while the caller's address is over its bound of failed credentials."""
+        try:
+            throttle.check(_address(request))
+        except ResourceExhausted as exc:
+            return PlainTextResponse(f"{exc}\n", status_code=429)
+        return None
+
     async def metrics_endpoint(request: Request) -> Response:
+        if settings.metrics_token and (answer := refused(request)) is not None:
+            return answer
         if not auth.bearer_ok(request, settings.metrics_token):
+            throttle.failed(_address(request))
             return PlainTextResponse(
                 "metrics need Authorization: Bearer <metrics token>\n",
                 status_code=401,
@@ -162,8 +181,11 @@ def build_http_app(
             return PlainTextResponse(f"{exc}\n", status_code=400)
         if not auth.csrf_ok(request.session, form):
             return PlainTextResponse("CSRF token missing or wrong\n", status_code=403)
+        if (answer := refused(request)) is not None:
+            return answer
         if not auth.same_secret(str(form.get("token", "")).strip(), settings.operator_token):
-            log.warning("dashboard login refused from %s", request.client)
+            throttle.failed(_address(request))
+            log.warning("dashboard login refused from %s", _address(request))
             response = page(request, "login.html", error="That is not the operator token.")
             response.status_code = 401
             return response

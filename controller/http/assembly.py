@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
@@ -11,9 +12,12 @@ from controller.http.monitoring_metrics import monitoring_families
 from controller.http.server import HttpServer, TlsFiles
 from controller.http.views import DashboardSources
 from controller.http.windows import DeviceWindows
+from controller.mqtt.hosts import is_loopback
 
 if TYPE_CHECKING:
     from controller.app import Controller
+
+log = logging.getLogger(__name__)
 
 
 def start_http(
@@ -56,6 +60,13 @@ def start_http(
             secure_cookies=cfg.http_tls,
         ),
     )
+    if not is_loopback(cfg.http_host):
+        if not cfg.metrics_token:
+            log.warning("HTTP on %s without a metrics token: anyone who reaches it reads "
+                        "/metrics (--metrics-token)", cfg.http_host)  # fmt: skip
+        if not cfg.http_tls:
+            log.warning("HTTP on %s without TLS: the operator token and the dashboard session "
+                        "cross the network in the clear (--http-tls)", cfg.http_host)  # fmt: skip
     pki = cfg.data_dir / "pki"
     tls = TlsFiles(pki / "server.pem", pki / "server.key") if cfg.http_tls else None
     server = HttpServer(app, cfg.http_host, cfg.http_port, tls)

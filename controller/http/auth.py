@@ -9,6 +9,9 @@ that includes the login form itself (its token is set when the form is shown).
 
 ``/metrics``: open unless ``metrics_token`` is set; then it needs ``Authorization: Bearer
 <token>`` (Prometheus: ``authorization: {credentials: ...}`` in the scrape config).
+
+Wrong tokens (login or metrics) count against the caller's address as on the gRPC side
+(controller.grpc.throttle: 10 a minute per address, then 429 before the token is looked at).
 """
 
 from __future__ import annotations

@@ -217,3 +217,39 @@ def test_dashboard_in_chromium(
     finally:
         driver.quit()
     assert all(p.stat().st_size > 5000 for p in shots)
+
+
+def test_wrong_tokens_are_bounded_per_address(tmp_path: Path) -> None:
+    """Ten wrong login or metrics tokens a minute from one address; then 429 before the token
+    is looked at, the right one included (as for gRPC credentials)."""
+    controller = start_controller(tmp_path, metrics_token="metrics-secret")
+    try:
+        base = controller.http_url
+        session = requests.Session()
+        for i in range(10):
+            if i % 2:
+                answer = session.get(
+                    f"{base}/metrics", headers={"authorization": "Bearer wrong"}, timeout=5
+                )
+            else:
+                answer = session.post(
+                    f"{base}/login",
+                    data={"token": "wrong", "csrf_token": _csrf(session, f"{base}/login")},
+                    timeout=5,
+                )
+            assert answer.status_code == 401, i
+        right = session.post(
+            f"{base}/login",
+            data={
+                "token": controller.operator_token,
+                "csrf_token": _csrf(session, f"{base}/login"),
+            },
+            timeout=5,
+        )
+        assert right.status_code == 429 and "retry in" in right.text
+        scrape = requests.get(
+            f"{base}/metrics", headers={"authorization": "Bearer metrics-secret"}, timeout=5
+        )
+        assert scrape.status_code == 429
+    finally:
+        controller.stop()
