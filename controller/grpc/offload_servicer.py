@@ -14,6 +14,7 @@ and the device offloads with unary calls.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 
@@ -123,12 +124,43 @@ def offload_stream_limits(workers: int) -> StreamLimits:
     return StreamLimits(per_device=min(8, total), total=total, idle_s=60.0, max_s=900.0)
 
 
-def frame_timeout(request: inference_pb2.OffloadRequest, stream_remaining: float | None) -> float:
-    """A stream frame's deadline in seconds: its own, never past the stream's."""
+def frame_timeout(
+    request: inference_pb2.OffloadRequest, stream_remaining: float | None, reply_lag_s: float = 0.0
+) -> float:
+    """A stream frame's deadline in seconds: its own, never past the stream's, less the time
+    the server's answers have been taking to leave (so that they arrive in time)."""
     if request.timeout_ms <= 0:
         raise MalformedFrame("a stream frame needs timeout_ms > 0")
     timeout = min(request.timeout_ms / 1000.0, MAX_FRAME_TIMEOUT_S)
-    return timeout if stream_remaining is None else min(timeout, stream_remaining)
+    if stream_remaining is not None:
+        timeout = min(timeout, stream_remaining)
+    return timeout - min(reply_lag_s, timeout / 2)
+
+
+def unary_timeout(remaining: float | None) -> float | None:
+    """A unary call's deadline on the server: the caller's, less a margin (a quarter, 20 to
+    100 ms) so that the server's own DEADLINE_EXCEEDED or RESOURCE_EXHAUSTED arrives before
+    the caller's timer runs out (else the caller sees a bare timeout, not the reason)."""
+    if remaining is None:
+        return None
+    return remaining - min(0.1, max(0.02, 0.25 * remaining))
+
+
+class ReplyLag:
+    """How long the server's stream answers take to leave once ready (the gRPC write and the
+    wait for a thread under load): a mean of recent answers, doubled, which decays."""
+
+    WEIGHT = 0.05
+
+    def __init__(self) -> None:
+        self.mean_s = 0.0
+
+    def record(self, seconds: float) -> None:
+        self.mean_s += self.WEIGHT * (seconds - self.mean_s)
+
+    @property
+    def seconds(self) -> float:
+        return 2.0 * self.mean_s
 
 
 class OffloadServicer(inference_pb2_grpc.OffloadServiceServicer):
@@ -150,12 +182,13 @@ class OffloadServicer(inference_pb2_grpc.OffloadServiceServicer):
         self.on_pair = on_pair
         self.with_probabilities = with_probabilities
         self.streams = StreamSlots(stream_limits or offload_stream_limits(32))
+        self.reply_lag = ReplyLag()  # shortens each stream frame's deadline on the server
 
     def Offload(
         self, request: inference_pb2.OffloadRequest, context: grpc.ServicerContext
     ) -> inference_pb2.OffloadResponse:
         device_id = self.identify(context)
-        return self._answer(device_id, request, context.time_remaining())
+        return self._answer(device_id, request, unary_timeout(context.time_remaining()))
 
     def OffloadStream(
         self, requests: Iterator[inference_pb2.OffloadRequest], context: grpc.ServicerContext
@@ -181,7 +214,9 @@ class OffloadServicer(inference_pb2_grpc.OffloadServiceServicer):
                     return
                 reply = self._answer_on_stream(device_id, request, context)
                 self.streams.sending(stream)
-                yield reply
+                ready = time.monotonic()
+                yield reply  # resumed once gRPC has written it
+                self.reply_lag.record(time.monotonic() - ready)
                 self.streams.sent(stream)
         finally:
             self.streams.close(stream)
@@ -193,7 +228,7 @@ class OffloadServicer(inference_pb2_grpc.OffloadServiceServicer):
         context: grpc.ServicerContext,
     ) -> inference_pb2.OffloadResponse:
         try:
-            timeout = frame_timeout(request, context.time_remaining())
+            timeout = frame_timeout(request, context.time_remaining(), self.reply_lag.seconds)
             reply = self._answer(device_id, request, timeout)
         except EdgeFleetError as exc:
             code = status_for(exc)

@@ -486,6 +486,33 @@ def test_batches_form_in_the_handlers_only_from_frames_that_wait(cloud_path: Pat
     assert (model.combiner.batches, model.combiner.items) == (4, 7)
 
 
+def test_a_unary_call_gets_the_servers_own_deadline_answer_before_its_timer_runs_out(
+    cloud_path: Path,
+) -> None:
+    held = HeldModel(cloud_path)
+    model = DirectModel(held, parallel=1, service_s=0.001)
+    _, server, channel, stub = serve({"tiny": model})
+    holding = Stream(stub)
+    request = inference_pb2.OffloadRequest(model="tiny", frame=encode_frame(frames(1)[0]))
+    try:
+        holding.send(frame_request(1))
+        assert held.started.wait(5)
+        started = time.perf_counter()
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Offload(request, timeout=0.4)
+        elapsed = time.perf_counter() - started
+        held.release.set()
+        assert holding.receive().status_code == OK
+        holding.close()
+    finally:
+        held.release.set()
+        channel.close()
+        server.stop(None)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "in time for the frame's deadline" in (info.value.details() or "")  # the server's
+    assert elapsed < 0.38
+
+
 def test_batched_path_refuses_a_frame_its_measured_batch_time_cannot_answer_in_time(
     cloud_model: CloudModel,
 ) -> None:
