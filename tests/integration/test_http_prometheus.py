@@ -52,7 +52,7 @@ def _scrape_config(tmp: Path, http_port: int) -> Path:
     plus a job without credentials."""
     config = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-    config["rule_files"] = []
+    config["rule_files"] = [str(REPO / "deploy/prometheus" / f) for f in config["rule_files"]]
     (job,) = config["scrape_configs"]
     job["static_configs"] = [{"targets": [f"127.0.0.1:{http_port}"]}]
     (tmp / "metrics.token").write_text(TOKEN)
@@ -126,6 +126,16 @@ def test_prometheus_scrapes_device_metrics(tmp_path: Path) -> None:
         assert 0.0 <= low <= value <= high <= 1.0
         (received,) = _query(port, 'edgefleet_telemetry_reports_total{outcome="written"}')
         assert float(received["value"][1]) == 9
+
+        # deploy/prometheus/alerts.yml loads and its rules evaluate on these metrics
+        def rules() -> list[dict[str, Any]]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/rules", timeout=5) as r:
+                groups = json.load(r)["data"]["groups"]
+            return [rule for g in groups for rule in g["rules"]]
+
+        assert wait_until(lambda: all(r.get("lastEvaluation", "0").startswith("2")
+                                      for r in rules()), 10.0, 0.2)  # fmt: skip
+        assert rules() and all(r["health"] == "ok" for r in rules()), rules()
 
         # every query of the Grafana dashboard is valid PromQL on what the controller serves
         served = _served_families(controller.http_url)
