@@ -7,6 +7,7 @@ import json
 
 from controller.monitoring.estimate import (
     INF,
+    AccuracyEstimate,
     BinCounts,
     CloudTable,
     WindowCounts,
