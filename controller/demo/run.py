@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 from controller.config import ONNX2TF_ENV, ControllerConfig, ToolchainSearch, discover_onnx2tf
-from controller.demo import devices, inference, models, rollouts
+from controller.demo import dashboard, devices, inference, models, observability, rollouts
 from controller.demo.context import DemoFailed, DemoRun
 
 
@@ -39,8 +39,10 @@ def run_demo(agents: int = 3, keep: bool = False, env: Mapping[str, str] | None 
             grpc_port=0,
             device_port=0,
             mqtt_port=0,
+            http_port=0,  # the dashboard story prints the URL
             shutdown_grace_s=2.0,
             onnx2tf_python=onnx2tf.python if onnx2tf.usable else "",
+            alert_interval_s=1.0,  # the observability story: drift scored every second
         ),
     )
     try:
@@ -59,6 +61,8 @@ def run_demo(agents: int = 3, keep: bool = False, env: Mapping[str, str] | None 
         models.story(demo)
         inference.story(demo)
         rollouts.story(demo)
+        observability.story(demo)
+        dashboard.story(demo)
         demo.print_durations()
         typer.secho(
             "\ndemo finished: every step above ran for real", fg=typer.colors.GREEN, bold=True

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 DRIFT_RULES = frozenset({"drift", "agreement_drop"})  # what raises a device's offload budget
 AlertListener = Callable[[str, Alert], None]  # ("firing" | "resolved", alert)
+BUDGET_HEADROOM = 1.1  # a drifting device's grant: its measured frame rate and a tenth
 
 
 class BaselineSource(Protocol):
@@ -188,8 +189,9 @@ class FleetMonitor:
                 log.exception("alert listener failed")
 
     def _move_budgets(self, devices: Sequence[DeviceObservation], found: Sequence[Finding]) -> None:
-        """Drift on a device: raise its budget to its frame rate (within the ceiling); the
-        drift's alert ended (no open drift alert): lower it."""
+        """Drift on a device: raise its budget to its frame rate and a tenth (every frame,
+        as its confidence no longer tells hard from easy; within the ceiling); the drift's
+        alert ended (no open drift alert): lower it."""
         assert self.budgets is not None
         drifting = {f.device_id for f in found if f.rule in DRIFT_RULES}
         open_drift = {a.device_id for a in self.alerts.active() if a.rule in DRIFT_RULES}
@@ -199,7 +201,7 @@ class FleetMonitor:
             fps = d.metrics.frames_per_s if d is not None and d.metrics is not None else None
             if fps:
                 rules = sorted({f.rule for f in found if f.device_id == device_id} & DRIFT_RULES)
-                self.budgets.raise_to(device_id, fps, "+".join(rules))
+                self.budgets.raise_to(device_id, fps * BUDGET_HEADROOM, "+".join(rules))
         for device_id in self.budgets.raised():
             if device_id not in open_drift and device_id not in drifting:
                 self.budgets.lower(device_id, "drift ended")

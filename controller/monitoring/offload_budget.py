@@ -106,7 +106,7 @@ class OffloadBudgets:
             others = sum(v for k, v in self._budgets.items() if k != device_id)
             grant = max(0.0, min(float(wanted_fps), self.ceiling_fps - others))
             old = self._budgets.get(device_id, 0.0)
-            if abs(grant - old) < 0.5 and old > 0:  # within half a frame/s: leave it
+            if old > 0 and abs(grant - old) < max(1.0, 0.1 * old):  # measurement noise
                 return old
             if grant <= 0:
                 return 0.0
