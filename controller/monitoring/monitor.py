@@ -150,7 +150,7 @@ class FleetMonitor:
                 r.state.phase,
                 r.state.history[-1].reason if r.state.history else "",
             )
-            for r in self._rollouts()
+            for r in _newest_per_model(self._rollouts())
         ]
         return devices, rollouts, now
 
@@ -205,3 +205,13 @@ class FleetMonitor:
         for device_id in self.budgets.raised():
             if device_id not in open_drift and device_id not in drifting:
                 self.budgets.lower(device_id, "drift ended")
+
+
+def _newest_per_model(rollouts: Sequence[StoredRollout]) -> list[StoredRollout]:
+    """A halted rollout stays alerting until a newer rollout of its model supersedes it."""
+    newest: dict[str, StoredRollout] = {}
+    for r in rollouts:
+        old = newest.get(r.spec.model)
+        if old is None or r.created_ms > old.created_ms:
+            newest[r.spec.model] = r
+    return list(newest.values())
