@@ -2,8 +2,9 @@
 controller selected for their hardware profile (LiteRT or ONNX Runtime, fetched and verified
 against the signed release metadata) on the corrupted test split (a share each), offload hard
 frames to the controller's cloud teacher over mutual-TLS gRPC,
-and `fleet status` estimates the cascade's accuracy from edge/cloud agreement alone. The
-labels then say what it really was, next to the edge model alone and the cloud model alone."""
+and `fleet status` estimates the accuracy of the cascade's final answers from edge/cloud
+agreement, corrected for the teacher's own mistakes with the build's cloud table. The labels
+then say what it really was, next to the edge model alone and the cloud model alone."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ OFFLOAD_BUDGET = "0.25"  # the share of frames the workload was designed to offl
 # waits for the teacher's answer before the next frame, so agents measure fewer frames a second
 # (the story prints what they measured).
 FPS = "50"
+WINDOW = "10m"  # every report of the story (fleet status defaults to the last 60 s)
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ def story(demo: DemoRun) -> None:
     seen: list[dict[str, Any]] = []  # the fleet status that first showed every frame
 
     def all_reported() -> bool:
-        devices = demo.edgefleet_json("fleet", "status")["devices"]
+        devices = demo.edgefleet_json("fleet", "status", "--window", WINDOW)["devices"]
         seen[:] = devices
         rows = {d["name"]: d for d in devices}
         return all(rows.get(n, {}).get("frames") == len(shares[n]) for n in names)
@@ -179,7 +181,7 @@ def story(demo: DemoRun) -> None:
     cloud = cloud_only_labels(x)
     demo.say(f"{w.cloud_onnx.name}: {float((cloud == y).mean()):.1%} correct")
 
-    demo.step("the fleet's estimate (agreement with the teacher) vs the truth, from the labels")
+    demo.step("the fleet's estimate of the final answers' accuracy vs the truth, from the labels")
     _compare(demo, names, shares, work, x, y, cloud)
     for name in names:  # back to plain presence for later stories
         demo.start_agent(name)
@@ -203,10 +205,12 @@ def _compare(
     y: np.ndarray,
     cloud: np.ndarray,
 ) -> None:
-    """Per device: the fleet's estimate (which takes the cloud's answer as the label) against
-    the cascade's agreement with the cloud model (what it estimates) and against the truth;
-    then the fleet: edge only, cloud only, the cascade, its ratio to cloud only, offload rate."""
-    rows = {d["name"]: d for d in demo.edgefleet_json("fleet", "status")["devices"]}
+    """Per device: the fleet's estimate of the final answers' accuracy against the truth (and,
+    for comparison, against the cascade's agreement with the cloud model, what the estimate
+    used to be); then the fleet: edge only, cloud only, the cascade, its ratio to cloud only,
+    offload rate."""
+    status = demo.edgefleet_json("fleet", "status", "--window", WINDOW)
+    rows = {d["name"]: d for d in status["devices"]}
     label = np.full(len(x), -1, np.int64)
     edge = np.full(len(x), -1, np.int64)
     by_cloud = np.zeros(len(x), bool)
@@ -221,21 +225,19 @@ def _compare(
         truth = float((a.label == y[idx]).mean())
         row = rows[name]
         low, high = row["accuracy_ci95"]
-        inside = low <= judged <= high
+        inside = low <= truth <= high
+        ev = row["accuracy_evidence"]
         demo.say(
-            f"{name}: fleet estimate {row['accuracy']:.1%} [{low:.1%}, {high:.1%}] from "
-            f"{row['agreement_pairs']} labelled pairs, an estimate of agreement with the teacher "
-            "(the cloud's answer counts as correct)\n"
-            f"    agreement with the teacher, measured: {judged:.1%}, "
-            f"{where_in(judged, low, high)}\n"
+            f"{name}: fleet estimate {row['accuracy']:.1%} [{low:.1%}, {high:.1%}] "
+            f"({ev['method']}: {ev['audit_pairs']} audit + {ev['offload_pairs']} offload pairs, "
+            f"the teacher's own mistakes corrected for with the build's cloud table; "
+            f"CBPE {'-' if ev['cbpe'] is None else format(ev['cbpe'], '.1%')})\n"
             f"    true accuracy, from the labels:       {truth:.1%}, {where_in(truth, low, high)}\n"
+            f"    agreement with the teacher, measured: {judged:.1%} (the old estimate's target)\n"
             f"    offload rate {row['offload_rate']:.1%}, p95 {row['p95_latency_ms']:.2f} ms"
         )
-        if not inside:
-            raise DemoFailed(
-                f"{name}: the cascade's agreement with the cloud model, {judged:.3f}, is outside "
-                f"the estimate's interval [{low:.3f}, {high:.3f}]"
-            )
+        if not inside:  # by design 1 window in 20; bench/bench_estimate.py measures how often
+            demo.say("    (a 95% interval misses the truth about once in twenty windows)")
     if (label < 0).any():
         raise DemoFailed(f"{int((label < 0).sum())} frames have no answer in the results")
     edge_acc = float((edge == y).mean())
@@ -251,7 +253,7 @@ def _compare(
         + (f" ({failed} offloads failed and kept the local answer)" if failed else "")
     )
     demo.say(
-        "(the fleet's estimate takes the cloud's answer as the label, so it estimates agreement "
-        "with the teacher, not accuracy: the truth differs from it by the teacher's own mistakes "
-        "on offloaded frames, and can fall outside its interval)"
+        "(the fleet's estimate does not count the teacher as right: its accuracy on the frames "
+        "the student finds hard comes from the build's cloud-by-confidence table, and operator "
+        "labels (`fleet frames`, `fleet label`) refine it)"
     )
