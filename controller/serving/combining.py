@@ -16,6 +16,7 @@ answered AnswerTimeout (DEADLINE_EXCEEDED). Never a late answer, never a silent 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -24,10 +25,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from controller.serving.batch_cap import BatchCap
 from controller.serving.cloud_model import CloudModel, Prediction, usable_cores
 from controller.serving.errors import AnswerTimeout, Overloaded
 from controller.serving.service_time import ServiceTime
 
+log = logging.getLogger(__name__)
 WAITING, LEADING, TAKEN, DONE, GONE = range(5)
 
 
@@ -54,12 +57,15 @@ class Combiner:
         max_waiting: int,
         call_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        start_batch_size: int | None = None,
     ) -> None:
         if max_batch_size < 1 or parallel < 1 or max_waiting < 0:
             raise ValueError("max_batch_size and parallel must be >= 1, max_waiting >= 0")
         self._run_batch = run_batch
         self.what = what
         self.max_batch_size = max_batch_size
+        # the size batches are capped at, learnt from the live calls (batch_cap)
+        self.batch_cap = BatchCap(start_batch_size or max_batch_size, max_batch_size)
         self.parallel = parallel
         self.max_waiting = max_waiting
         self.call_time = ServiceTime(call_s)  # seconds a model call takes, measured
@@ -71,9 +77,9 @@ class Combiner:
 
     def expected_s(self, running: int, waiting: int) -> float:
         """Seconds until a frame arriving now would have its answer, at worst: every running
-        call just started, the waiting frames go ``max_batch_size`` a call, then its own."""
+        call just started, the waiting frames go the current cap a call, then its own."""
         busy = 1 if running >= self.parallel else 0
-        ahead = waiting // (self.max_batch_size * self.parallel)
+        ahead = waiting // (self.batch_cap.cap * self.parallel)
         return (busy + ahead + 1) * self.call_time.seconds
 
     def refuse_if_late(self, timeout_s: float | None) -> None:
@@ -140,7 +146,8 @@ class Combiner:
         batch = [leader]
         now = self._clock()
         with self._lock:
-            while self._waiting and len(batch) < self.max_batch_size:
+            limit = self.batch_cap.limit(len(self._waiting))
+            while self._waiting and len(batch) < limit:
                 entry = self._waiting.popleft()
                 if entry.latest_start < now:  # would be answered late: let it expire now
                     entry.state = GONE
@@ -151,7 +158,16 @@ class Combiner:
         try:
             started = time.perf_counter()
             results = self._run_batch([e.tensor for e in batch])
-            self.call_time.record(time.perf_counter() - started)
+            took = time.perf_counter() - started
+            self.call_time.record(took)
+            with self._lock:
+                before, after = self.batch_cap.cap, self.batch_cap.record(len(batch), took)
+            if after != before:
+                log.info(
+                    "%s: batches capped at %d now (was %d), per-frame ms by size %s",
+                    self.what, after, before,
+                    {b: round(t * 1000, 3) for b, t in sorted(self.batch_cap.per_frame_s.items())},
+                )  # fmt: skip
             if len(results) != len(batch):
                 raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)}")
         except Exception as exc:
@@ -192,7 +208,8 @@ class Combiner:
 
 class CombinedModel:
     """A CloudModel served through a Combiner: preprocessing in the caller's thread, before
-    it waits; batches of at most ``max_batch_size`` (the plan's measured size)."""
+    it waits; batches of at most ``max_batch_size``, capped from ``start_batch_size`` (the
+    plan's) at the size the live calls show pays (controller.serving.batch_cap)."""
 
     def __init__(
         self,
@@ -201,13 +218,15 @@ class CombinedModel:
         max_in_flight: int = 256,
         parallel: int | None = None,
         call_s: float = 0.0,
+        start_batch_size: int | None = None,
     ) -> None:
         self.model = model
         self.model_id = model.model_id
         slots = min(max_in_flight, parallel or usable_cores())
         self.combiner = Combiner(
-            model.run_batch, model.model_id, max_batch_size, slots, max_in_flight - slots, call_s
-        )
+            model.run_batch, model.model_id, max_batch_size, slots, max_in_flight - slots,
+            call_s, start_batch_size=start_batch_size,
+        )  # fmt: skip
 
     @property
     def input_size(self) -> tuple[int, int]:

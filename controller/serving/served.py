@@ -71,16 +71,19 @@ class ServedModel:
         return self.model.input_size
 
     def _backend_for(self, plan: ServingPlan) -> DirectModel | CombinedModel | BatchedModel:
-        """Batch 1: direct calls; a measured batch size: batches formed in the handlers'
-        threads from the frames waiting (no queue delay); the operator's: the batcher."""
+        """A measured plan: batches formed in the handlers' threads from the frames waiting
+        (no queue delay), capped from the plan's size as the live calls show (batch 1: direct
+        calls until they show batching pays); the operator's: direct calls or the batcher."""
         single = next((m for m in plan.measurements if m.batch_size == 1), None)
         seed_s = single.median_ms / 1000.0 if single is not None else 0.0  # admission's start
+        if plan.source == "measured":  # from the plan's size, as the live calls show it pays
+            most = max((m.batch_size for m in plan.measurements), default=1)
+            return CombinedModel(
+                self.model, most, self.max_queue_size, call_s=seed_s,
+                start_batch_size=plan.max_batch_size,
+            )  # fmt: skip
         if not plan.batched:
             return DirectModel(self.model, self.max_queue_size, service_s=seed_s)
-        if plan.source == "measured":
-            return CombinedModel(
-                self.model, plan.max_batch_size, self.max_queue_size, call_s=seed_s
-            )
         return BatchedModel(
             self.model, None, plan.max_batch_size, plan.max_queue_delay_ms, self.max_queue_size
         )

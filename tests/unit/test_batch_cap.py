@@ -1,0 +1,73 @@
+"""The online batch-size cap (controller.serving.batch_cap): pure, fed by made-up call times."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from controller.serving.batch_cap import EXPLORE_EVERY, BatchCap, bucket
+
+
+def calls(cap: BatchCap, size: int, per_frame_s: float, n: int = 30) -> int:
+    for _ in range(n):
+        cap.record(size, size * per_frame_s)
+    return cap.cap
+
+
+def test_buckets_are_powers_of_two() -> None:
+    assert [bucket(n) for n in (1, 2, 3, 4, 7, 8, 31, 32)] == [1, 2, 2, 4, 4, 8, 16, 32]
+
+
+def test_a_cap_started_too_low_grows_when_larger_batches_pay() -> None:
+    cap = BatchCap(start=1, most=32)
+    calls(cap, 1, 2.0e-3)
+    assert cap.cap == 1
+    # it tries twice the cap only every EXPLORE_EVERY calls, and only when frames wait to fill it
+    limits = [cap.limit(waiting=8) for _ in range(2 * EXPLORE_EVERY)]
+    assert limits.count(2) == 2 and set(limits) == {1, 2}
+    assert [cap.limit(waiting=0) for _ in range(EXPLORE_EVERY)].count(2) == 0
+    assert calls(cap, 2, 1.2e-3) == 2  # 0.6x per frame: it pays
+    assert calls(cap, 4, 0.8e-3) == 4
+    assert calls(cap, 8, 0.78e-3) == 4  # within MIN_GAIN of 4: no better
+
+
+def test_a_cap_started_too_high_shrinks_when_its_batches_gain_nothing() -> None:
+    cap = BatchCap(start=16, most=16)
+    calls(cap, 16, 1.5e-3, n=5)
+    assert cap.cap == 16  # one bucket alone says nothing
+    assert calls(cap, 1, 1.45e-3, n=5) == 1  # batch 1 as cheap per frame: direct calls
+
+
+def test_the_cap_never_exceeds_the_most_measured() -> None:
+    cap = BatchCap(start=64, most=8)
+    assert cap.cap == 8
+    assert [cap.limit(waiting=100) for _ in range(3 * EXPLORE_EVERY)].count(16) == 0
+
+
+def test_a_combiner_started_at_batch_one_learns_to_batch_under_load() -> None:
+    """8 callers on one slot of a model whose call costs 2 ms + 0.1 ms a frame: the cap, started
+    at 1 (a plan measured on a busy host), grows from the live calls."""
+    import threading
+    import time
+
+    from controller.serving.combining import Combiner
+
+    def run_batch(tensors: object) -> list[int]:
+        size = len(tensors)  # type: ignore[arg-type]
+        time.sleep(0.002 + 0.0001 * size)
+        return list(range(size))
+
+    combiner = Combiner(run_batch, "fake", max_batch_size=8, parallel=1, max_waiting=64,
+                        start_batch_size=1)  # fmt: skip
+    stop = time.monotonic() + 0.8
+
+    def caller() -> None:
+        while time.monotonic() < stop:
+            combiner.run(np.zeros(1), timeout_s=5.0)
+
+    threads = [threading.Thread(target=caller) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert combiner.batch_cap.cap == 8
+    assert combiner.items / combiner.batches > 3  # batches of several frames in the end
