@@ -1,22 +1,53 @@
 """The last ``window_s`` of every device's reports, in memory, for /metrics.
 
-Fed by the ingest (``add`` is a DeviceMessages telemetry listener) so a scrape sums a few
-reports per device in memory instead of reading the window back from the database: with
-1000 devices at one report per 10 s a database read of a 60 s window costs about 0.7 s,
-these sums a few ms. After a restart the window fills again within ``window_s``.
+Fed by the ingest (``add`` is a DeviceMessages telemetry listener) so a scrape does not read
+the window back from the database: with 1000 devices at one report per 10 s a database read
+of a 60 s window costs about 0.7 s. Each device keeps running sums per variant: a report is
+added when it arrives and subtracted when it leaves the window (all sums are integer counts,
+so they stay exact), and a scrape copies one sum per device and variant. After a restart the
+window fills again within ``window_s``. A report replayed late (an agent's spool after an
+outage) leaves the window when the reports that arrived before it have left.
 
-Bounded: at most ``max_reports`` per device (oldest dropped) and ``max_devices`` devices
-(reports of further devices are counted in ``not_kept``, never stored).
+Bounded: at most ``max_reports`` per device (the oldest leave first) and ``max_devices``
+devices (reports of further devices are counted in ``not_kept``, never stored).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 
 from controller.services.telemetry_math import ReportSample, Totals
+
+_HISTOGRAMS = tuple(f.name for f in fields(Totals) if f.name not in Totals.COUNTS
+                    and f.name not in ("first_start_ms", "last_end_ms"))  # fmt: skip
+
+
+@dataclass
+class _Device:
+    reports: deque[ReportSample] = field(default_factory=deque)
+    sums: dict[str, Totals] = field(default_factory=dict)  # variant -> running sums
+
+
+def _subtract(t: Totals, old: ReportSample, rest: list[ReportSample]) -> None:
+    """``t`` less ``old``, where ``rest`` are the reports still summed in ``t``: each histogram
+    keeps exactly the keys of those reports (zero-count keys are lower bounds, see
+    telemetry_math.histogram_buckets), as summing them afresh would."""
+    t.reports -= 1
+    for name in Totals.COUNTS[1:]:
+        setattr(t, name, getattr(t, name) - old.count(name))
+    for name in _HISTOGRAMS:
+        counts: Counter[object] = getattr(t, name)
+        counts.subtract(getattr(old, name))
+        keys = {k for s in rest for k in getattr(s, name)}
+        kept = {k: counts[k] for k in keys}
+        counts.clear()
+        counts.update(kept)
+    t.first_start_ms = min(s.start_ms for s in rest)
+    t.last_end_ms = max(s.end_ms for s in rest)
 
 
 class DeviceWindows:
@@ -31,34 +62,47 @@ class DeviceWindows:
         self._max_reports = max_reports
         self._max_devices = max_devices
         self._clock = clock
-        self._reports: dict[str, deque[ReportSample]] = {}
+        self._devices: dict[str, _Device] = {}
         self._lock = threading.Lock()
         self.not_kept = 0
 
     def add(self, sample: ReportSample) -> None:
         with self._lock:
-            reports = self._reports.get(sample.device_id)
-            if reports is None:
-                if len(self._reports) >= self._max_devices:
+            device = self._devices.get(sample.device_id)
+            if device is None:
+                if len(self._devices) >= self._max_devices:
                     self.not_kept += 1
                     return
-                reports = self._reports[sample.device_id] = deque(maxlen=self._max_reports)
-            reports.append(sample)
+                device = self._devices[sample.device_id] = _Device()
+            if len(device.reports) >= self._max_reports:
+                self._leave(device)
+            device.reports.append(sample)
+            device.sums.setdefault(sample.variant_id, Totals()).add_sample(sample)
 
     def totals(self) -> dict[str, dict[str, Totals]]:
-        """device -> variant -> sums of the reports that ended within the window."""
+        """device -> variant -> sums of the reports within the window (copies)."""
         since = int(self._clock() * 1000) - self.window_ms
-        with self._lock:
-            for device_id in list(self._reports):
-                reports = self._reports[device_id]
-                while reports and reports[0].end_ms <= since:
-                    reports.popleft()
-                if not reports:
-                    del self._reports[device_id]
-            kept = {d: [s for s in r if s.end_ms > since] for d, r in self._reports.items()}
         out: dict[str, dict[str, Totals]] = {}
-        for device_id, samples in kept.items():
-            per_variant = out[device_id] = {}
-            for s in samples:
-                per_variant.setdefault(s.variant_id, Totals()).add_sample(s)
+        with self._lock:
+            for device_id in list(self._devices):
+                device = self._devices[device_id]
+                while device.reports and device.reports[0].end_ms <= since:
+                    self._leave(device)
+                if not device.reports:
+                    del self._devices[device_id]
+                    continue
+                copies = out[device_id] = {}
+                for variant, sums in device.sums.items():
+                    copy = copies[variant] = Totals()
+                    copy.merge(sums)
         return out
+
+    @staticmethod
+    def _leave(device: _Device) -> None:
+        """The oldest report leaves the device's sums."""
+        old = device.reports.popleft()
+        rest = [s for s in device.reports if s.variant_id == old.variant_id]
+        if rest:
+            _subtract(device.sums[old.variant_id], old, rest)
+        else:
+            del device.sums[old.variant_id]
