@@ -367,7 +367,26 @@ class TelemetryStore:
         return out
 
     def accuracy_of(self, per_variant: dict[str, Totals]) -> AccuracyEstimate:
+        """The estimate over a device's (or cohort's) sums per variant, with each variant's
+        cloud table and the operator labels: what ``fleet status`` shows."""
         return self.accuracy.estimate(per_variant)
+
+    def device_metrics(
+        self, since_ms: int, until_ms: int | None = None, device_ids: Sequence[str] | None = None
+    ) -> dict[str, CohortMetrics]:
+        """Per-device metrics over (since, until], the accuracy estimated per variant (the
+        same numbers as ``fleet status``; ``metrics_of`` alone has no cloud table)."""
+        out = {}
+        for device_id, per_variant in self.device_variant_totals(
+            since_ms, until_ms, device_ids
+        ).items():
+            total = Totals()
+            for t in per_variant.values():
+                total.merge(t)
+            out[device_id] = metrics_of(
+                total, 1 if total.reports else 0, self.accuracy_of(per_variant)
+            )
+        return out
 
     def cohort_metrics(
         self, device_ids: Sequence[str], since_ms: int, until_ms: int | None = None
