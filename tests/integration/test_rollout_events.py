@@ -1,0 +1,65 @@
+"""Rollouts tell the event log what happened, where it happens (RolloutService.listeners):
+start, phase transitions, gate decisions, operator commands and rollbacks; and the fleet
+monitor alerts on a halted rollout until it is no longer halted."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from controller.monitoring.alerts import AlertLog
+from controller.monitoring.events import EventLog
+from controller.monitoring.monitor import FleetMonitor, MonitorConfig
+from controller.services.rollouts import RolloutService
+from controller.services.telemetry import TelemetryStore
+from controller.store.db import Database
+from tests.integration.test_rollout_gate_wait_and_abort import Metrics, Publisher, _install, _start
+from tests.integration.test_rollouts_persistence import DEVICES, Clock, Variants
+
+
+def test_rollout_events_and_the_halted_alert(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'c.db'}")
+    db.migrate()
+    clock, metrics = Clock(), Metrics(pre="silent")
+
+    def list_devices(selector: Mapping[str, str]) -> list[Any]:
+        return list(DEVICES)
+
+    svc = RolloutService(db, list_devices, Variants(), metrics=metrics, publisher=Publisher(),
+                         clock=clock)  # fmt: skip
+    log = EventLog(db)
+    svc.listeners.append(log.record)
+    for d in DEVICES:
+        svc.report(d.device_id, "", "", "", "m:1:fp32", 0)
+    rid = _start(svc, metrics, gate_timeout_seconds=60)
+    _install(svc, [d.device_id for d in DEVICES])
+    for step in (0, 6, 50, 20):  # the silent baseline holds the gate until its timeout
+        clock.now += step
+        svc.tick()
+    assert svc.get(rid).state.phase == "halted"
+
+    events = log.query(kinds=["rollout"])
+    kinds = {e.kind for e in events}
+    assert {"rollout.started", "rollout.phase", "rollout.gate"} <= kinds
+    halt = next(e for e in events if e.kind == "rollout.phase" and e.data["to"] == "halted")
+    assert halt.subject == rid and "gate timeout" in halt.message
+    gates = {e.data["metric"]: e.data["status"] for e in events if e.kind == "rollout.gate"}
+    assert gates["error_rate"] == "pass" and gates["p95_latency"] == "insufficient"
+
+    monitor = FleetMonitor(
+        MonitorConfig(), devices=lambda: [], telemetry=TelemetryStore(db),
+        rollouts=svc.rollouts, baselines={}, alerts=AlertLog(db),  # type: ignore[arg-type]
+    )  # fmt: skip
+    monitor.event_listeners.append(log.record)
+    fired = monitor.evaluate_once().fired
+    assert [(a.rule, a.subject, a.severity) for a in fired] == [("rollout_halted", rid, "critical")]
+
+    # the operator rolls it back: a command, a rollback per device, the phase leaves halted
+    svc.command(rid, "rollback", "gates never saw data")
+    kinds_now = [e.kind for e in log.query(kinds=["rollout.command", "rollout.rollback"])]
+    assert kinds_now.count("rollout.rollback") == len(DEVICES) and "rollout.command" in kinds_now
+    monitor.config = MonitorConfig(rules=monitor.config.rules.__class__(clear_after_s=0))
+    assert [a.rule for a in monitor.evaluate_once().resolved] == ["rollout_halted"]
+    assert [e.kind for e in log.query(kinds=["alert"])] == ["alert.resolved", "alert.fired"]
+    db.close()
