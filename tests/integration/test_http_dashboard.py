@@ -211,8 +211,11 @@ def test_dashboard_in_chromium(
         assert "healthy: 3" in section.text and "assigned: 3" in section.text
         shot("rollouts")
         driver.get(base + "/models")
-        assert "Models" in driver.find_element(By.TAG_NAME, "h1").text
+        model = driver.find_element(By.CSS_SELECTOR, "section.model").text
+        assert "fashion-edge:1" in model and "onnx-int8" in model and "90.0%" in model
         driver.get(base + "/alerts")
+        events = driver.find_element(By.TAG_NAME, "main").text
+        assert "device.registered" in events and f"registered {seeded.names[0]}" in events
         shot("alerts")
     finally:
         driver.quit()
