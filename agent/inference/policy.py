@@ -106,6 +106,11 @@ class BudgetPolicy:
         return self._threshold
 
     @property
+    def baseline(self) -> list[int] | None:
+        """The validation confidence histogram the shift check compares with."""
+        return None if self._baseline is None else list(self._baseline)
+
+    @property
     def shifted(self) -> bool:
         return self.shift_psi is not None and self.shift_psi >= PSI_MAJOR
 

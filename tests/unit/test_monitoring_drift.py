@@ -172,3 +172,23 @@ def test_budget_policy_takes_the_grant_and_its_own_shift_check() -> None:
     assert policy.shifted and policy.current_target() == pytest.approx(0.6)
     offloaded = sum(policy.should_offload(rng.uniform(0.2, 0.8)) for _ in range(500))
     assert 0.5 < offloaded / 500 < 0.7
+
+
+def test_the_agent_follows_the_desired_states_grant_and_the_variants_baseline() -> None:
+    from types import SimpleNamespace
+
+    from agent.inference.drift import drift_baseline_follows, drift_budget_follows
+
+    policy = BudgetPolicy(target_fraction=0.2)
+    follow = drift_budget_follows(policy)
+    follow(json.dumps({"device_id": "d", "variant_id": "m:1:x", "offload_max_fps": 12.5}).encode())
+    assert policy.boost_fps == 12.5
+    follow(b"not json")  # malformed: left to the OTA service to refuse and report
+    follow(json.dumps({"device_id": "d"}).encode())  # no grant in it: back to its own budget
+    assert policy.boost_fps == 0.0
+    counts = counts_of([0.9] * 30)
+    hist = {"max_softmax": {"bounds": list(CONFIDENCE_BOUNDS), "counts": counts}}
+    loaded = SimpleNamespace(metadata=SimpleNamespace(extra={"confidence_histogram": hist}),
+                             variant_id="m:1:x")  # fmt: skip
+    drift_baseline_follows(policy, "max_softmax")(loaded)  # type: ignore[arg-type]
+    assert policy.baseline == counts
