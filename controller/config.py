@@ -89,6 +89,7 @@ class ControllerConfig:
     alert_webhook: str = ""  # http(s) URL: a JSON POST per alert fired or resolved; "" = off
     alert_accuracy_floor: float = 0.0  # estimated accuracy's upper bound below it fires; 0 = off
     alert_clear_after_s: float = 30.0  # an alert ends after this long without its condition
+    event_retention_s: float = 30 * 86400.0  # the event log and ended alerts
     # drift-aware offload: frames/s all devices together may offload above their own budgets
     # while drifting (raised through their desired state); 0 = off
     offload_ceiling_fps: float = 0.0

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from controller.monitoring.drift import DriftScore
 from controller.services.telemetry import CohortMetrics
@@ -259,6 +259,12 @@ class AlertLog:
                 .limit(max(1, min(int(limit), 10_000)))
             )
             return [_alert(row) for row in rows]
+
+    def prune(self, ended_before_ms: int) -> int:
+        """Delete alerts that ended before ``ended_before_ms`` (open ones are kept)."""
+        with self._db.session() as s:
+            result = s.execute(delete(AlertRow).where(AlertRow.ended_ms < ended_before_ms))
+            return int(getattr(result, "rowcount", 0) or 0)
 
     def apply(self, found: Sequence[Finding], clear_after_s: float) -> AlertChanges:
         """Open an alert per new finding, refresh the evidence of open ones, close those not

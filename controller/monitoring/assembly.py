@@ -45,6 +45,7 @@ def monitor_config(cfg: ControllerConfig) -> MonitorConfig:
     return MonitorConfig(
         interval_s=cfg.alert_interval_s,
         window_s=cfg.alert_window_s,
+        retention_s=cfg.event_retention_s,
         rules=AlertRules(
             accuracy_floor=cfg.alert_accuracy_floor, clear_after_s=cfg.alert_clear_after_s
         ),
@@ -71,6 +72,7 @@ def start_monitor(
         alerts=logs.alerts,
         budgets=budgets,  # grants nothing while its ceiling is 0
     )
+    monitor.events = logs.events
     monitor.event_listeners.append(logs.events.record)
     if cfg.alert_webhook:
         webhook = AlertWebhook(cfg.alert_webhook)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 
 from controller.store.db import Database
 from controller.store.models_monitoring import FleetEventRow
@@ -109,6 +109,12 @@ class EventLog:
         except Exception:
             self.write_errors += 1
             log.warning("event %s not stored", event.kind, exc_info=True)
+
+    def prune(self, older_than_ms: int) -> int:
+        """Delete events before ``older_than_ms`` (the retention); how many went."""
+        with self._db.session() as s:
+            result = s.execute(delete(FleetEventRow).where(FleetEventRow.unix_ms < older_than_ms))
+            return int(getattr(result, "rowcount", 0) or 0)
 
     def query(
         self,

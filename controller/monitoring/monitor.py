@@ -27,7 +27,7 @@ from controller.monitoring.alerts import (
     findings,
 )
 from controller.monitoring.drift import Baseline, DriftScore, drift_score
-from controller.monitoring.events import EventListener, FleetEvent, announce
+from controller.monitoring.events import EventListener, EventLog, FleetEvent, announce
 from controller.monitoring.offload_budget import OffloadBudgets
 from controller.services.devices import Device
 from controller.services.rollout_store import StoredRollout
@@ -51,6 +51,8 @@ class BaselineSource(Protocol):
 class MonitorConfig:
     interval_s: float = 5.0
     window_s: float = 60.0
+    retention_s: float = 30 * 86400.0  # events, and alerts that ended, are kept this long
+    prune_interval_s: float = 3600.0
     rules: AlertRules = field(default_factory=AlertRules)
 
 
@@ -71,6 +73,8 @@ class FleetMonitor:
         self._devices, self._telemetry, self._rollouts = devices, telemetry, rollouts
         self.baselines, self.alerts, self.budgets = baselines, alerts, budgets
         self._clock = clock
+        self.events: EventLog | None = None  # pruned with the alerts, when given
+        self._last_prune = 0.0
         self.event_listeners: list[EventListener] = []
         self.alert_listeners: list[AlertListener] = []
         self.evaluations = 0
@@ -165,7 +169,19 @@ class FleetMonitor:
             self._tell("resolved", alert)
         if self.budgets is not None:
             self._move_budgets(devices, found)
+        if self._clock() - self._last_prune >= self.config.prune_interval_s:
+            self.prune()
         return changes
+
+    def prune(self) -> None:
+        """Drop events and ended alerts past the retention."""
+        self._last_prune = self._clock()
+        cutoff = int((self._clock() - self.config.retention_s) * 1000)
+        gone = self.alerts.prune(cutoff)
+        if self.events is not None:
+            gone += self.events.prune(cutoff)
+        if gone:
+            log.info("monitoring retention: %d events and ended alerts deleted", gone)
 
     def _tell(self, status: str, alert: Alert) -> None:
         verb = "fired" if status == "firing" else "resolved"

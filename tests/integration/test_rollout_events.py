@@ -63,3 +63,27 @@ def test_rollout_events_and_the_halted_alert(tmp_path: Path) -> None:
     assert [a.rule for a in monitor.evaluate_once().resolved] == ["rollout_halted"]
     assert [e.kind for e in log.query(kinds=["alert"])] == ["alert.resolved", "alert.fired"]
     db.close()
+
+
+def test_retention_prunes_old_events_and_ended_alerts_not_open_ones(tmp_path: Path) -> None:
+    from controller.monitoring.alerts import Finding
+    from controller.monitoring.events import FleetEvent
+
+    db = Database(f"sqlite:///{tmp_path / 'c.db'}")
+    db.migrate()
+    now = [1_000_000.0]
+    events, alerts = EventLog(db, clock=lambda: now[0]), AlertLog(db, clock=lambda: now[0])
+    events.record(FleetEvent("device.enrolled", "old"))
+    alerts.apply([Finding("drift", "a", "old"), Finding("drift", "b", "still open")], 0)
+    alerts.apply([Finding("drift", "b", "still open")], 0)  # a ends
+    now[0] += 40 * 86400
+    events.record(FleetEvent("device.enrolled", "new"))
+    monitor = FleetMonitor(
+        MonitorConfig(retention_s=30 * 86400), devices=lambda: [], telemetry=TelemetryStore(db),
+        rollouts=lambda: [], baselines={}, alerts=alerts, clock=lambda: now[0],  # type: ignore[arg-type]
+    )  # fmt: skip
+    monitor.events = events
+    monitor.prune()
+    assert [e.message for e in events.query()] == ["new"]
+    assert [a.subject for a in alerts.history()] == ["b"]
+    db.close()
