@@ -95,24 +95,29 @@ def as_dict(item: Any) -> dict[str, Any]:
 
 
 def overview(src: DashboardSources, page: int, query: str, window_ms: int, window: str) -> Overview:
-    devices = src.registry.list_devices()
-    query = query.strip().lower()
-    matching = [d for d in devices if not query or query in d.name.lower() or query in d.device_id]
-    matching.sort(key=lambda d: (d.name, d.device_id))
-    pages = max(1, -(-len(matching) // PAGE_SIZE))
-    page = min(max(1, page), pages)
-    shown = matching[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    query = query.strip()
+    counts = src.registry.presence_counts()
+    page = max(1, page)
+    shown, matching = src.registry.page(query, (page - 1) * PAGE_SIZE, PAGE_SIZE)
+    pages = max(1, -(-matching // PAGE_SIZE))
+    if page > pages:  # past the end: the last page
+        page = pages
+        shown, matching = src.registry.page(query, (page - 1) * PAGE_SIZE, PAGE_SIZE)
     now = src.now_ms()
-    totals = src.telemetry.device_totals(now - window_ms, None, [d.device_id for d in shown])
+    ids = [d.device_id for d in shown]
+    per_variant = src.telemetry.device_variant_totals(now - window_ms, None, ids)
     latest = src.telemetry.latest()
     rows = []
     for d in shown:
-        t = totals.get(d.device_id)
+        variants = per_variant.get(d.device_id, {})
+        t = Totals()
+        for part in variants.values():
+            t.merge(part)
         entry = latest.get(d.device_id)
         rows.append(
             DeviceRow(
                 d,
-                metrics_of(t or Totals(), 1 if t and t.reports else 0),
+                metrics_of(t, 1 if t.reports else 0, src.telemetry.accuracy_of(variants)),
                 entry.sample.model if entry else "",
                 entry.sample.variant_id if entry else "",
                 max(d.last_seen_ms, entry.received_ms if entry else 0),
@@ -123,10 +128,10 @@ def overview(src: DashboardSources, page: int, query: str, window_ms: int, windo
         rows=rows,
         page=page,
         pages=pages,
-        matching=len(matching),
-        total=len(devices),
-        online=sum(1 for d in devices if d.online),
-        enrolled=sum(1 for d in devices if d.state == "enrolled"),
+        matching=matching,
+        total=counts["total"],
+        online=counts["online"],
+        enrolled=counts.get("enrolled", 0),
         active_rollouts=sum(1 for r in src.rollouts.store.rollouts(active_only=True)),
         active_alerts=active_alerts,
         query=query,
@@ -149,7 +154,9 @@ def device_page(src: DashboardSources, device_id: str, window_ms: int, window: s
     device = src.registry.get(device_id)  # NotFound -> 404
     until = src.now_ms()
     since = until - window_ms
-    series = device_series(src.db, device.device_id, since, until, buckets=60)
+    series = device_series(
+        src.db, device.device_id, since, until, buckets=60, accuracy=src.telemetry.accuracy_of
+    )
     mid = [((p.start_ms + p.end_ms) / 2, p.metrics) for p in series.points]
     x_range = (float(since), float(until))
 

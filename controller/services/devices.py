@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -202,6 +202,37 @@ class DeviceRegistry:
             rows = s.scalars(select(DeviceRow).order_by(DeviceRow.name)).all()
             devices = [_to_device(r) for r in rows]
         return [d for d in devices if d.matches(selector or {})]
+
+    def page(self, contains: str, offset: int, limit: int) -> tuple[list[Device], int]:
+        """One page of the devices whose name or id contains ``contains`` (by name), and how
+        many match: the dashboard's overview reads a page, not the fleet."""
+        r = DeviceRow
+        query = select(r)
+        if contains:
+            pattern = (
+                "%" + contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            )
+            query = query.where(
+                r.name.ilike(pattern, escape="\\") | r.device_id.ilike(pattern, escape="\\")
+            )
+        with self._db.session() as s:
+            matching = int(s.scalar(select(func.count()).select_from(query.subquery())) or 0)
+            rows = s.scalars(query.order_by(r.name).offset(offset).limit(limit)).all()
+            return [_to_device(row) for row in rows], matching
+
+    def presence_counts(self) -> dict[str, int]:
+        """Devices in all, online, and per state (registered, enrolled, revoked)."""
+        r = DeviceRow
+        with self._db.session() as s:
+            total, online = s.execute(
+                select(func.count(), func.sum(case((r.online, 1), else_=0)))
+            ).one()
+            states = dict(s.execute(select(r.state, func.count()).group_by(r.state)).all())
+        return {
+            "total": int(total or 0),
+            "online": int(online or 0),
+            **{k: int(v) for k, v in states.items()},
+        }
 
     def get(self, name_or_id: str) -> Device:
         with self._db.session() as s:

@@ -256,3 +256,24 @@ def test_wrong_tokens_are_bounded_per_address(tmp_path: Path) -> None:
         assert scrape.status_code == 429
     finally:
         controller.stop()
+
+
+def test_overview_pages_and_search(fleet: tuple[Controller, SeededFleet]) -> None:
+    controller, seeded = fleet
+    base = controller.http_url
+    session = _login_session(base, controller.operator_token)
+
+    def names(url: str) -> list[str]:
+        page = session.get(url, timeout=5)
+        assert page.status_code == 200
+        return re.findall(r'<a href="/devices/[^"]+">([^<]+)</a>', page.text)
+
+    assert names(f"{base}/") == sorted(seeded.names)[:50]
+    assert names(f"{base}/?page=2") == sorted(seeded.names)[50:]
+    assert names(f"{base}/?page=99") == sorted(seeded.names)[50:]  # past the end: the last
+    assert names(f"{base}/?q=cam-001") == [f"cam-001{i}" for i in range(10)]
+    assert names(f"{base}/?q=%25") == []  # LIKE wildcards are plain characters
+    assert names(f"{base}/?q={seeded.device_ids[3]}") == [seeded.names[3]]
+    assert session.get(f"{base}/?page=x", timeout=5).status_code == 400
+    assert session.get(f"{base}/?window=7m", timeout=5).status_code == 400
+    assert session.get(f"{base}/devices/no-such-device", timeout=5).status_code == 404
