@@ -75,6 +75,8 @@ class FleetMonitor:
         self._clock = clock
         self.events: EventLog | None = None  # pruned with the alerts, when given
         self._last_prune = 0.0
+        self._scores: dict[str, DriftScore] = {}  # the latest evaluation's, by device
+        self._scored_at = float("-inf")
         self.event_listeners: list[EventListener] = []
         self.alert_listeners: list[AlertListener] = []
         self.evaluations = 0
@@ -110,6 +112,11 @@ class FleetMonitor:
         return drift_score(self.baselines.get(variant), totals)
 
     def device_drift(self, window_s: float | None = None) -> dict[str, DriftScore]:
+        """Scores per device over ``window_s``; over the configured window, the latest
+        evaluation's (no database read) while it is at most two intervals old."""
+        fresh = self._clock() - self._scored_at <= 2 * self.config.interval_s
+        if window_s in (None, self.config.window_s) and fresh:
+            return dict(self._scores)
         since, until = self._window(window_s)
         per = self._telemetry.device_totals(since, until)
         return {d: self._score(d, t) for d, t in per.items() if t.reports}
@@ -160,6 +167,8 @@ class FleetMonitor:
 
     def evaluate_once(self) -> AlertChanges:
         devices, rollouts, now = self.observe()
+        self._scores = {d.device_id: d.drift for d in devices if d.drift is not None}
+        self._scored_at = self._clock()
         found = findings(self.config.rules, devices, rollouts, now)
         changes = self.alerts.apply(found, self.config.rules.clear_after_s)
         self.evaluations += 1
