@@ -66,7 +66,7 @@ def _serve_args(data_dir: Path, grpc_port: int = 0, mqtt_port: int = 0) -> list[
     return [
         str(BIN / "edgefleet"), "controller", "serve", "--data-dir", str(data_dir),
         "--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port), "--device-port", "0",
-        "--mqtt-port", str(mqtt_port),
+        "--mqtt-port", str(mqtt_port), "--http-port", "0",
     ]  # fmt: skip
 
 

@@ -35,6 +35,8 @@ def served(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Pat
         str(grpc_port),
         "--device-port",
         str(device_port),
+        "--http-port",
+        "0",
         "--mqtt-port",
         str(mqtt_port),
     ]

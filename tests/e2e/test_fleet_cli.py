@@ -52,7 +52,7 @@ def test_fleet_status_json(tmp_path: Path) -> None:
         [
             edgefleet, "controller", "serve", "--data-dir", str(data), "--grpc-host", "127.0.0.1",
             "--grpc-port", str(grpc_port), "--device-port", str(free_port()),
-            "--mqtt-port", str(free_port()), "--cloud-model", f"digits={cloud}",
+            "--mqtt-port", str(free_port()), "--http-port", "0", "--cloud-model", f"digits={cloud}",
         ],
         stderr=subprocess.PIPE,
         text=True,

@@ -42,6 +42,8 @@ def served(tmp_path: Path) -> Iterator[Path]:
             str(free_port()),
             "--device-port",
             str(free_port()),
+            "--http-port",
+            "0",
             "--mqtt-port",
             str(free_port()),
         ],
