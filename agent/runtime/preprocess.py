@@ -64,6 +64,14 @@ class Preprocessor:
             return np.ascontiguousarray(x, dtype=_FLOAT_DTYPES[self.input_dtype])
         return quantize(x, self.input_quantization)  # type: ignore[arg-type]
 
+    def into(self, frame: np.ndarray, out: np.ndarray) -> bool:
+        """Preprocess a uint8 frame of the model's size straight into ``out`` (a float32
+        batch-1 input buffer); False (``out`` untouched) for any other frame or model input."""
+        if self.input_dtype != "float32" or not self._fits_fast_path(frame):
+            return False
+        self._from_uint8(frame, out)
+        return True
+
     def _fits_fast_path(self, frame: object) -> bool:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8:
             return False
@@ -72,16 +80,18 @@ class Preprocessor:
             self.preprocessing.size
         )
 
-    def _from_uint8(self, frame: np.ndarray) -> np.ndarray:
+    def _from_uint8(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         height, width = self.preprocessing.size
         channels = self.preprocessing.channels
         planes = frame[:, :, None] if frame.ndim == 2 else frame
         if self.preprocessing.layout == "NCHW":
-            out = np.empty((1, channels, height, width), np.float32)
+            if out is None:
+                out = np.empty((1, channels, height, width), np.float32)
             np.multiply(planes.transpose(2, 0, 1), self._gain[:, None, None], out=out[0])
             out[0] += self._bias[:, None, None]
         else:
-            out = np.empty((1, height, width, channels), np.float32)
+            if out is None:
+                out = np.empty((1, height, width, channels), np.float32)
             np.multiply(planes, self._gain, out=out[0])
             out[0] += self._bias
         return out
