@@ -21,7 +21,7 @@ from controller.demo.models import fetch_selected, signed_updater
 
 FPS = 20
 CLEAN_FRAMES = 200  # 10 s at 20 fps
-SHIFTED_FRAMES = 700  # 35 s
+SHIFTED_FRAMES = 500  # 25 s
 OFFLOAD_BUDGET = "0.2"
 ALERT_WITHIN_S = 60.0
 RULES = ("drift", "agreement_drop")

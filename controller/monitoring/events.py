@@ -12,10 +12,10 @@ Python API (the dashboard, the CLI's gRPC servicer and the tests read it):
                    limit: int = 200) -> list[StoredEvent]  # newest first
     StoredEvent.to_dict() -> dict                          # JSON-ready
 
-Kinds are dotted, noun first: ``device.registered``, ``device.enrolled``, ``device.revoked``,
-``model.built``, ``model.build_failed``, ``rollout.started``, ``rollout.phase``,
-``rollout.gate``, ``rollout.rollback``, ``rollout.command``, ``alert.fired``,
-``alert.resolved``, ``offload.budget``. A ``kinds`` filter entry ending in ``.`` (or a bare
+Kinds are dotted, noun first: ``device.registered``, ``device.enrolled``, ``device.labelled``,
+``device.revoked``, ``model.built``, ``model.build_failed``, ``rollout.started``,
+``rollout.phase``, ``rollout.gate``, ``rollout.rollback``, ``rollout.command``,
+``alert.fired``, ``alert.resolved``, ``offload.budget``. A ``kinds`` filter entry ending in ``.`` (or a bare
 noun, e.g. ``rollout``) matches every kind of that noun.
 """
 

@@ -138,7 +138,7 @@ class DeviceRegistry:
         self._hash_mqtt_password = hash_mqtt_password
         self._on_credentials_changed = on_credentials_changed or (lambda: None)
         self._clock_ms = clock_ms
-        self.listeners: list[EventListener] = []  # told of register, enroll, revoke
+        self.listeners: list[EventListener] = []  # told of register, enroll, label, revoke
 
     # -- operator actions -------------------------------------------------------------------
     def register(
@@ -267,7 +267,11 @@ class DeviceRegistry:
                 labels.pop(key, None)
             # labels stored before the character check stay until removed or replaced
             row.labels = check_labels(labels, characters=False)
-            return _to_device(row)
+            device = _to_device(row)
+        announce(self.listeners, FleetEvent("device.labelled", f"labels of {device.name}: "
+                 f"{dict(device.labels)}", device_id=device.device_id,
+                 data={"set": dict(set_), "removed": list(remove)}))  # fmt: skip
+        return device
 
     # -- device actions ---------------------------------------------------------------------
     def enroll(
