@@ -124,7 +124,7 @@ def build_http_app(
 
     def login_required(endpoint: Endpoint) -> Endpoint:
         async def guarded(request: Request) -> Response:
-            if not auth.logged_in(request):
+            if not auth.logged_in(request, settings.operator_token):
                 if request.method == "GET" and auth.wants_html(request):
                     return RedirectResponse("/login", status_code=303)
                 return PlainTextResponse("log in first (POST /login)\n", status_code=401)
@@ -141,8 +141,9 @@ def build_http_app(
         return guarded
 
     async def read_form(request: Request) -> dict[str, Any]:
-        if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
-            raise InvalidInput("form too large")
+        length = request.headers.get("content-length", "")
+        if not length.isdigit() or int(length) > MAX_FORM_BYTES:  # forms say how long they are
+            raise InvalidInput(f"a form needs a Content-Length of at most {MAX_FORM_BYTES} bytes")
         form = await request.form(max_files=0, max_fields=16)
         return {k: v for k, v in form.items() if isinstance(v, str)}
 
@@ -189,7 +190,7 @@ def build_http_app(
             response = page(request, "login.html", error="That is not the operator token.")
             response.status_code = 401
             return response
-        auth.log_in(request.session)
+        auth.log_in(request.session, settings.operator_token)
         return RedirectResponse("/", status_code=303)
 
     @login_required

@@ -16,6 +16,7 @@ Wrong tokens (login or metrics) count against the caller's address as on the gRP
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from collections.abc import Mapping
@@ -48,14 +49,21 @@ def csrf_ok(session: Mapping[str, Any], form: Mapping[str, Any]) -> bool:
     return isinstance(expected, str) and isinstance(given, str) and same_secret(given, expected)
 
 
-def logged_in(request: Request) -> bool:
-    return request.session.get(SESSION_OPERATOR) is True
+def token_mark(token: str) -> str:
+    """What a session keeps of the operator token it logged in with: a new token (the file
+    rewritten, the controller restarted) ends every session made with the old one."""
+    return hashlib.sha256(b"edgefleet-dashboard-session:" + token.encode()).hexdigest()[:32]
 
 
-def log_in(session: dict[str, Any]) -> None:
+def logged_in(request: Request, operator_token: str) -> bool:
+    mark = request.session.get(SESSION_OPERATOR)
+    return isinstance(mark, str) and same_secret(mark, token_mark(operator_token))
+
+
+def log_in(session: dict[str, Any], operator_token: str) -> None:
     """A new CSRF token with the new session state (no token from before the login lives on)."""
     session.clear()
-    session[SESSION_OPERATOR] = True
+    session[SESSION_OPERATOR] = token_mark(operator_token)
     csrf_token(session)
 
 

@@ -277,3 +277,41 @@ def test_overview_pages_and_search(fleet: tuple[Controller, SeededFleet]) -> Non
     assert session.get(f"{base}/?page=x", timeout=5).status_code == 400
     assert session.get(f"{base}/?window=7m", timeout=5).status_code == 400
     assert session.get(f"{base}/devices/no-such-device", timeout=5).status_code == 404
+
+
+def test_https_with_the_controller_certificate(tmp_path: Path) -> None:
+    """--http-tls: the controller's own CA verifies the server; the session cookie is Secure."""
+    controller = start_controller(tmp_path, http_tls=True)
+    try:
+        base = controller.http_url
+        assert base.startswith("https://")
+        ca = str(tmp_path / "pki" / "ca.pem")
+        session = requests.Session()  # verify per call: REQUESTS_CA_BUNDLE beats session.verify
+        assert session.get(f"{base}/healthz", verify=ca, timeout=5).text == "ok\n"
+        session.get(f"{base}/login", verify=ca, timeout=5)
+        (cookie,) = session.cookies
+        assert cookie.name == "edgefleet_session" and cookie.secure
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"{base}/healthz", timeout=5)  # not without the controller's CA
+    finally:
+        controller.stop()
+
+
+def test_a_new_operator_token_ends_old_sessions(tmp_path: Path) -> None:
+    controller = start_controller(tmp_path / "c")
+    base = controller.http_url
+    session = _login_session(base, controller.operator_token)
+    assert session.get(f"{base}/", timeout=5).status_code == 200
+    controller.stop()
+    (tmp_path / "c" / "operator.token").write_text("a-rotated-operator-token")
+    controller = start_controller(tmp_path / "c", http_port=0)
+    try:
+        cookie = session.cookies.get("edgefleet_session")
+        answer = requests.get(
+            f"{controller.http_url}/", cookies={"edgefleet_session": cookie}, timeout=5
+        )
+        assert answer.status_code == 401  # signed with the same key, but for the old token
+        new = _login_session(controller.http_url, "a-rotated-operator-token")
+        assert new.get(f"{controller.http_url}/", timeout=5).status_code == 200
+    finally:
+        controller.stop()
