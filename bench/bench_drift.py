@@ -94,6 +94,8 @@ class Run:
     offloaded: np.ndarray
     times: np.ndarray  # per frame, seconds since start
     budget_changes: list[tuple[float, float]]  # (seconds, granted frames/s)
+    max_psi: float  # over every evaluation
+    max_gap: float  # expected agreement - the observed agreement's upper bound, largest
 
 
 def simulate(
@@ -159,6 +161,7 @@ def simulate(
         offloaded = np.zeros(frames, bool)
         times = np.zeros(frames)
         next_report, next_eval = REPORT_S, EVALUATE_S
+        max_psi, max_gap = 0.0, float("-inf")
         for i in range(frames):
             now[0] = start + i / fps
             times[i] = i / fps
@@ -185,9 +188,15 @@ def simulate(
             if times[i] >= next_eval:
                 next_eval += EVALUATE_S
                 monitor.evaluate_once()
+                score = monitor.device_drift().get(DEVICE)
+                if score is not None and score.confidence_frames >= 300:
+                    max_psi = max(max_psi, score.psi or 0.0)
+                expected = score.expected_agreement if score is not None else None
+                if score is not None and expected is not None and score.agreement_pairs >= 20:
+                    max_gap = max(max_gap, expected - score.agreement_high)
         store.stop()
         db.close()
-    return Run(fired, correct, cloud_ok, offloaded, times, changes)
+    return Run(fired, correct, cloud_ok, offloaded, times, changes, max_psi, max_gap)
 
 
 def goal(name: str, measured: float, op: str, target: float, unit: str = "") -> None:
@@ -244,7 +253,8 @@ def main() -> None:
         lambda i: (clean, i % len(clean.y)), clean_frames, args.fps, baseline, args.ceiling_fps
     )
     print(f"clean run: {clean_frames} frames, alerts {clean_run.alerts or 'none'} "
-          f"({time.perf_counter() - t1:.1f} s)")  # fmt: skip
+          f"({time.perf_counter() - t1:.1f} s); largest PSI {clean_run.max_psi:.3f} (fires at "
+          f"0.25), largest agreement gap {clean_run.max_gap:.3f} (fires above 0.15)")  # fmt: skip
     results = {name: shift_runs(args, clean, o, baseline) for name, o in
                (("inverted", inverted), ("confidently wrong", confident))}  # fmt: skip
     for name, (latency, _) in results.items():
