@@ -148,19 +148,24 @@ def unary_timeout(remaining: float | None) -> float | None:
 
 class ReplyLag:
     """How long the server's stream answers take to leave once ready (the gRPC write and the
-    wait for a thread under load): a mean of recent answers, doubled, which decays."""
+    wait for a thread under load), from recent answers: ``seconds`` is their mean + 3 standard
+    deviations (exponentially weighted), twice over, for the frame's way in, which takes the
+    same threads and cannot be timed here."""
 
     WEIGHT = 0.05
 
     def __init__(self) -> None:
         self.mean_s = 0.0
+        self.var_s2 = 0.0
 
     def record(self, seconds: float) -> None:
-        self.mean_s += self.WEIGHT * (seconds - self.mean_s)
+        delta = seconds - self.mean_s
+        self.mean_s += self.WEIGHT * delta
+        self.var_s2 = (1 - self.WEIGHT) * (self.var_s2 + self.WEIGHT * delta * delta)
 
     @property
     def seconds(self) -> float:
-        return 2.0 * self.mean_s
+        return 2.0 * (self.mean_s + 3.0 * self.var_s2**0.5)
 
 
 class OffloadServicer(inference_pb2_grpc.OffloadServiceServicer):
