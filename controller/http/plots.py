@@ -51,8 +51,10 @@ def line_chart(
     band: Band | None = None,
     y_range: tuple[float, float] | None = None,
     unit: str = "",
+    threshold: tuple[float, str] | None = None,
 ) -> Markup:
-    """Lines over time (and an optional band); 'no data' when there is nothing to draw."""
+    """Lines over time (and an optional band and a dashed threshold line); 'no data' when
+    there is nothing to draw. The y axis reaches at least to the threshold."""
     ys = [y for line in lines for _, y in line.points]
     if band is not None:
         ys += [v for _, lo, hi in band.points for v in (lo, hi)]
@@ -61,6 +63,8 @@ def line_chart(
         y0, y1 = y_range
     elif ys:
         y0, y1 = min(0.0, min(ys)), max(ys) * 1.1 or 1.0
+        if threshold is not None:
+            y1 = max(y1, threshold[0] * 1.2)
     else:
         y0, y1 = 0.0, 1.0
     if y1 <= y0:
@@ -80,6 +84,14 @@ def line_chart(
         parts.append(
             f'<polygon class="band" points="{upper} {lower}" fill="#93c5fd" '
             f'fill-opacity="0.45"><title>{escape(band.label)}</title></polygon>'
+        )
+    if threshold is not None and y0 <= threshold[0] <= y1:
+        ty = sy(threshold[0])
+        parts.append(
+            f'<line class="threshold" x1="{LEFT}" y1="{ty:.1f}" x2="{WIDTH - RIGHT}" '
+            f'y2="{ty:.1f}" stroke="#f59e0b" stroke-dasharray="4 3"/>'
+            f'<text x="{WIDTH - RIGHT - 4}" y="{ty - 3:.1f}" font-size="10" fill="#b45309" '
+            f'text-anchor="end">{escape(threshold[1])}</text>'
         )
     for i, line in enumerate(lines):
         colour = COLOURS[i % len(COLOURS)]

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from controller.http.plots import Band, Line, histogram_chart, line_chart
 from controller.http.series import device_series
+from controller.monitoring.alerts import AlertRules
 from controller.monitoring.drift import Baseline, bucket_counts, drift_score
 from controller.services.devices import Device, DeviceRegistry
 from controller.services.models import ModelCatalogue
@@ -24,6 +25,7 @@ from controller.store.db import Database
 from edgefleet.histograms import CONFIDENCE_BOUNDS
 
 PAGE_SIZE = 50
+DRIFT_ALERT_PSI = AlertRules().psi_max  # the controller's drift rule, drawn on the plot
 WINDOWS = ("60s", "10m", "1h", "6h", "24h")
 
 
@@ -70,6 +72,7 @@ class DeviceRow:
     model: str
     variant_id: str
     last_seen_ms: int
+    alerts: tuple[str, ...]  # rules of the device's open alerts
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,10 @@ def overview(src: DashboardSources, page: int, query: str, window_ms: int, windo
     ids = [d.device_id for d in shown]
     per_variant = src.telemetry.device_variant_totals(now - window_ms, None, ids)
     latest = src.telemetry.latest()
+    open_alerts = [as_dict(a) for a in src.alerts.active()] if src.alerts is not None else []
+    rules: dict[str, list[str]] = {}
+    for a in open_alerts:
+        rules.setdefault(str(a.get("device_id", "")), []).append(str(a.get("rule", "")))
     rows = []
     for d in shown:
         variants = per_variant.get(d.device_id, {})
@@ -121,9 +128,9 @@ def overview(src: DashboardSources, page: int, query: str, window_ms: int, windo
                 entry.sample.model if entry else "",
                 entry.sample.variant_id if entry else "",
                 max(d.last_seen_ms, entry.received_ms if entry else 0),
+                tuple(sorted(rules.get(d.device_id, []))),
             )
         )
-    active_alerts = len(src.alerts.active()) if src.alerts is not None else 0
     return Overview(
         rows=rows,
         page=page,
@@ -133,7 +140,7 @@ def overview(src: DashboardSources, page: int, query: str, window_ms: int, windo
         online=counts["online"],
         enrolled=counts.get("enrolled", 0),
         active_rollouts=sum(1 for r in src.rollouts.store.rollouts(active_only=True)),
-        active_alerts=active_alerts,
+        active_alerts=len(open_alerts),
         query=query,
         window=window,
     )
@@ -190,7 +197,10 @@ def device_page(src: DashboardSources, device_id: str, window_ms: int, window: s
             psi = drift_score(base, p.totals).psi
             if psi is not None and p.totals.confidence:
                 drift_points.append(((p.start_ms + p.end_ms) / 2, psi))
-    drift = line_chart("Drift score (PSI)", [Line("PSI vs validation", drift_points)], x_range)
+    drift = line_chart(
+        "Drift score (PSI)", [Line("PSI vs validation", drift_points)], x_range,
+        threshold=(DRIFT_ALERT_PSI, f"alert at {DRIFT_ALERT_PSI:g}"),
+    )  # fmt: skip
     bounds = base.bounds if base is not None else CONFIDENCE_BOUNDS
     keys = [*bounds, 1.0]
     observed = bucket_counts(series.confidence, bounds)
