@@ -7,6 +7,7 @@ the page's values (in a worker thread: the store is synchronous) and renders a J
 
 from __future__ import annotations
 
+import gzip
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -170,7 +171,12 @@ def build_http_app(
                 headers={"www-authenticate": "Bearer"},
             )
         body = await run_in_threadpool(generate_latest, metrics)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        if "gzip" not in request.headers.get("accept-encoding", ""):
+            return Response(body, media_type=CONTENT_TYPE_LATEST)
+        # as Prometheus asks (pages are not compressed: they reflect input next to a secret)
+        packed = await run_in_threadpool(gzip.compress, body, 1)
+        headers = {"content-encoding": "gzip", "vary": "accept-encoding"}
+        return Response(packed, media_type=CONTENT_TYPE_LATEST, headers=headers)
 
     async def login_form(request: Request) -> Response:
         return page(request, "login.html", error="")
