@@ -254,3 +254,55 @@ class ListEventsResponse(_message.Message):
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[FleetEvent]
     def __init__(self, events: _Optional[_Iterable[_Union[FleetEvent, _Mapping]]] = ...) -> None: ...
+
+class DriftScore(_message.Message):
+    __slots__ = ("kind", "subject", "name", "variant_id", "devices", "frames", "confidence_frames", "has_psi", "psi", "has_agreement", "agreement", "agreement_low", "agreement_high", "agreement_pairs", "has_expected_agreement", "expected_agreement", "offload_budget_fps")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_ID_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    HAS_PSI_FIELD_NUMBER: _ClassVar[int]
+    PSI_FIELD_NUMBER: _ClassVar[int]
+    HAS_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_LOW_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_HIGH_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    HAS_EXPECTED_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    OFFLOAD_BUDGET_FPS_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    subject: str
+    name: str
+    variant_id: str
+    devices: int
+    frames: int
+    confidence_frames: int
+    has_psi: bool
+    psi: float
+    has_agreement: bool
+    agreement: float
+    agreement_low: float
+    agreement_high: float
+    agreement_pairs: int
+    has_expected_agreement: bool
+    expected_agreement: float
+    offload_budget_fps: float
+    def __init__(self, kind: _Optional[str] = ..., subject: _Optional[str] = ..., name: _Optional[str] = ..., variant_id: _Optional[str] = ..., devices: _Optional[int] = ..., frames: _Optional[int] = ..., confidence_frames: _Optional[int] = ..., has_psi: _Optional[bool] = ..., psi: _Optional[float] = ..., has_agreement: _Optional[bool] = ..., agreement: _Optional[float] = ..., agreement_low: _Optional[float] = ..., agreement_high: _Optional[float] = ..., agreement_pairs: _Optional[int] = ..., has_expected_agreement: _Optional[bool] = ..., expected_agreement: _Optional[float] = ..., offload_budget_fps: _Optional[float] = ...) -> None: ...
+
+class FleetDriftRequest(_message.Message):
+    __slots__ = ("window_seconds",)
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    window_seconds: int
+    def __init__(self, window_seconds: _Optional[int] = ...) -> None: ...
+
+class FleetDriftResponse(_message.Message):
+    __slots__ = ("scores", "window_seconds")
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.RepeatedCompositeFieldContainer[DriftScore]
+    window_seconds: int
+    def __init__(self, scores: _Optional[_Iterable[_Union[DriftScore, _Mapping]]] = ..., window_seconds: _Optional[int] = ...) -> None: ...

@@ -50,6 +50,11 @@ class FleetAdminServiceStub:
                 request_serializer=edgefleet_dot_v1_dot_fleet__pb2.ListEventsRequest.SerializeToString,
                 response_deserializer=edgefleet_dot_v1_dot_fleet__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
+        self.FleetDrift = channel.unary_unary(
+                '/edgefleet.v1.FleetAdminService/FleetDrift',
+                request_serializer=edgefleet_dot_v1_dot_fleet__pb2.FleetDriftRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_v1_dot_fleet__pb2.FleetDriftResponse.FromString,
+                _registered_method=True)
         self.ListFrames = channel.unary_unary(
                 '/edgefleet.v1.FleetAdminService/ListFrames',
                 request_serializer=edgefleet_dot_v1_dot_fleet__pb2.ListFramesRequest.SerializeToString,
@@ -79,6 +84,12 @@ class FleetAdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListEvents(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FleetDrift(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,6 +125,11 @@ def add_FleetAdminServiceServicer_to_server(servicer, server):
                     servicer.ListEvents,
                     request_deserializer=edgefleet_dot_v1_dot_fleet__pb2.ListEventsRequest.FromString,
                     response_serializer=edgefleet_dot_v1_dot_fleet__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'FleetDrift': grpc.unary_unary_rpc_method_handler(
+                    servicer.FleetDrift,
+                    request_deserializer=edgefleet_dot_v1_dot_fleet__pb2.FleetDriftRequest.FromString,
+                    response_serializer=edgefleet_dot_v1_dot_fleet__pb2.FleetDriftResponse.SerializeToString,
             ),
             'ListFrames': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFrames,
@@ -208,6 +224,33 @@ class FleetAdminService:
             '/edgefleet.v1.FleetAdminService/ListEvents',
             edgefleet_dot_v1_dot_fleet__pb2.ListEventsRequest.SerializeToString,
             edgefleet_dot_v1_dot_fleet__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FleetDrift(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.FleetAdminService/FleetDrift',
+            edgefleet_dot_v1_dot_fleet__pb2.FleetDriftRequest.SerializeToString,
+            edgefleet_dot_v1_dot_fleet__pb2.FleetDriftResponse.FromString,
             options,
             channel_credentials,
             insecure,
