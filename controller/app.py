@@ -373,6 +373,8 @@ def _start_grpc(c: Controller, stack: ExitStack) -> None:
                     events=c.monitoring.events,
                     labels=c.telemetry.accuracy.labels,
                     audit_rates=c.audit_rates,
+                    drift=lambda window_s: c.monitor.drift_report(window_s),
+                    drift_window_s=cfg.alert_window_s,
                 ),
                 s,
             ),

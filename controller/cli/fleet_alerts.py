@@ -1,5 +1,6 @@
-"""`edgefleet fleet alerts` and `edgefleet fleet events`: alerts with their evidence, and the
-fleet's event log (registered on the `fleet` sub-app by ``register``)."""
+"""`edgefleet fleet alerts`, `fleet events` and `fleet drift`: alerts with their evidence, the
+fleet's event log, and drift scores per device and cohort (registered on the `fleet` sub-app
+by ``register``)."""
 
 from __future__ import annotations
 
@@ -151,6 +152,68 @@ def events(
         )  # fmt: skip
 
 
+def _opt(has: bool, value: float) -> float | None:
+    return round(value, 4) if has else None
+
+
+def drift_row(d: Any) -> dict[str, Any]:
+    return {
+        "kind": d.kind,
+        "subject": d.subject,
+        "name": d.name,
+        "variant_id": d.variant_id,
+        "devices": d.devices,
+        "frames": d.frames,
+        "confidence_frames": d.confidence_frames,
+        "psi": _opt(d.has_psi, d.psi),
+        "agreement": _opt(d.has_agreement, d.agreement),
+        "agreement_ci95": [round(d.agreement_low, 4), round(d.agreement_high, 4)],
+        "agreement_pairs": d.agreement_pairs,
+        "expected_agreement": _opt(d.has_expected_agreement, d.expected_agreement),
+        "offload_budget_fps": round(d.offload_budget_fps, 3),
+    }
+
+
+def _num(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def drift(
+    ctx: typer.Context,
+    output: OutputFormat = FormatOption,
+    window: int = typer.Option(
+        0, "--window", min=0, max=7 * 86400, help="Seconds of history [the alert window, 60]."
+    ),
+) -> None:
+    """Drift per device and per cohort (devices on one variant): PSI of the confidence
+    distribution against the variant's validation one, agreement with the cloud against what
+    validation predicts, and the drift-aware offload budget granted."""
+    with errors_as_exit_codes():
+        from edgefleet.v1 import fleet_pb2
+
+        request = fleet_pb2.FleetDriftRequest(window_seconds=window)
+        response = _stub_call(ctx, "FleetDrift", request)
+        rows = [drift_row(d) for d in response.scores]
+        if output == OutputFormat.json:
+            print_json({"window_seconds": response.window_seconds, "scores": rows})
+            return
+        if not rows:
+            echo(f"no reports in the last {response.window_seconds} s")
+            return
+        print_table(
+            ["KIND", "DEVICE / VARIANT", "DEVICES", "FRAMES", "PSI", "AGREEMENT [95% CI]",
+             "EXPECTED", "PAIRS", "BUDGET FPS"],
+            [
+                [r["kind"], r["name"] or r["subject"], r["devices"], r["frames"], _num(r["psi"]),
+                 f"{_num(r['agreement'])} [{r['agreement_ci95'][0]:.2f}, "
+                 f"{r['agreement_ci95'][1]:.2f}]", _num(r["expected_agreement"]),
+                 r["agreement_pairs"], _num(r["offload_budget_fps"], ".1f")]
+                for r in rows
+            ],
+        )  # fmt: skip
+
+
 def register(app: typer.Typer) -> None:
     app.command("alerts")(alerts)
     app.command("events")(events)
+    app.command("drift")(drift)

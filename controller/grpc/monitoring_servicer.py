@@ -7,12 +7,14 @@ over ``controller.monitoring``'s ``AlertLog`` and ``EventLog``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import grpc
 
-from controller.grpc.fleet_servicer import FleetAdminServicer
+from controller.grpc.fleet_servicer import MAX_WINDOW_S, FleetAdminServicer
 from controller.monitoring.alerts import Alert, AlertLog
 from controller.monitoring.events import MAX_QUERY_LIMIT, EventLog, StoredEvent
+from controller.monitoring.monitor import DriftRow
 from controller.services.audit_rates import AuditRates
 from controller.services.devices import DeviceRegistry
 from controller.services.frame_labels import FrameLabels
@@ -53,6 +55,29 @@ def event_to_proto(e: StoredEvent) -> fleet_pb2.FleetEvent:
     )
 
 
+def drift_to_proto(row: DriftRow) -> fleet_pb2.DriftScore:
+    s = row.score
+    return fleet_pb2.DriftScore(
+        kind=row.kind,
+        subject=row.subject,
+        name=row.name,
+        variant_id=row.variant_id,
+        devices=row.devices,
+        frames=s.frames,
+        confidence_frames=s.confidence_frames,
+        has_psi=s.psi is not None,
+        psi=s.psi or 0.0,
+        has_agreement=s.agreement is not None,
+        agreement=s.agreement or 0.0,
+        agreement_low=s.agreement_low,
+        agreement_high=s.agreement_high,
+        agreement_pairs=s.agreement_pairs,
+        has_expected_agreement=s.expected_agreement is not None,
+        expected_agreement=s.expected_agreement or 0.0,
+        offload_budget_fps=row.budget_fps,
+    )
+
+
 def _limit(value: int) -> int:
     if value < 0 or value > MAX_QUERY_LIMIT:
         raise InvalidInput(f"limit must be in 0..{MAX_QUERY_LIMIT} (0 = {DEFAULT_LIMIT})")
@@ -70,11 +95,26 @@ class MonitoringFleetServicer(FleetAdminServicer):
         events: EventLog,
         labels: FrameLabels | None = None,
         audit_rates: AuditRates | None = None,
+        drift: Callable[[float | None], list[DriftRow]] | None = None,
+        drift_window_s: float = 60.0,
     ) -> None:
         super().__init__(registry, store, pairs, labels=labels, audit_rates=audit_rates)
         self._registry = registry
         self._alerts = alerts
         self._events = events
+        self._drift = drift  # FleetMonitor.drift_report (the monitor starts after the server)
+        self._drift_window_s = drift_window_s
+
+    def FleetDrift(
+        self, request: fleet_pb2.FleetDriftRequest, context: grpc.ServicerContext
+    ) -> fleet_pb2.FleetDriftResponse:
+        window = request.window_seconds or int(self._drift_window_s)
+        if not 0 < window <= MAX_WINDOW_S:
+            raise InvalidInput(f"window_seconds must be in 1..{MAX_WINDOW_S}")
+        rows = self._drift(float(window)) if self._drift is not None else []
+        return fleet_pb2.FleetDriftResponse(
+            scores=[drift_to_proto(r) for r in rows], window_seconds=window
+        )
 
     def ListAlerts(
         self, request: fleet_pb2.ListAlertsRequest, context: grpc.ServicerContext

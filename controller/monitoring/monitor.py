@@ -41,6 +41,19 @@ AlertListener = Callable[[str, Alert], None]  # ("firing" | "resolved", alert)
 BUDGET_HEADROOM = 1.1  # a drifting device's grant: its measured frame rate and a tenth
 
 
+@dataclass(frozen=True)
+class DriftRow:
+    """One line of the drift report: a device, or a cohort (the devices on one variant)."""
+
+    kind: str  # device | cohort
+    subject: str  # device id or variant id
+    name: str
+    variant_id: str
+    devices: int
+    score: DriftScore
+    budget_fps: float
+
+
 class BaselineSource(Protocol):
     """A variant's drift baseline (``VariantBaselines``: from its build record)."""
 
@@ -120,6 +133,31 @@ class FleetMonitor:
         since, until = self._window(window_s)
         per = self._telemetry.device_totals(since, until)
         return {d: self._score(d, t) for d, t in per.items() if t.reports}
+
+    def drift_report(self, window_s: float | None = None) -> list[DriftRow]:
+        """Every reporting device's score, then one per cohort (devices on one variant)."""
+        since, until = self._window(window_s)
+        per = {d: t for d, t in self._telemetry.device_totals(since, until).items() if t.reports}
+        names = {d.device_id: d.name for d in self._devices()}
+        budgets = self.budgets.budgets() if self.budgets is not None else {}
+        rows: list[DriftRow] = []
+        cohorts: dict[str, list[str]] = {}
+        for device_id, t in sorted(per.items(), key=lambda kv: names.get(kv[0], kv[0])):
+            variant = self._telemetry.device_variant(device_id) or ""
+            cohorts.setdefault(variant, []).append(device_id)
+            name = names.get(device_id, "")
+            score = self._score(device_id, t)
+            rows.append(
+                DriftRow("device", device_id, name, variant, 1, score, budgets.get(device_id, 0.0))
+            )
+        for variant, ids in sorted(cohorts.items()):
+            total = Totals()
+            for device_id in ids:
+                total.merge(per[device_id])
+            score = drift_score(self.baselines.get(variant or None), total)
+            granted = sum(budgets.get(d, 0.0) for d in ids)
+            rows.append(DriftRow("cohort", variant, "", variant, len(ids), score, granted))
+        return rows
 
     def cohort_drift(self, device_ids: Sequence[str], window_s: float | None = None) -> DriftScore:
         """One score over the devices' merged window (baseline: the variant most of them run)."""

@@ -25,7 +25,7 @@ from controller.app import Controller
 from controller.store.models_models import VariantRow
 from edgefleet.v1 import fleet_pb2, fleet_pb2_grpc, models_pb2, models_pb2_grpc
 from tests.conftest import wait_until
-from tests.fleet import Admin, start_controller, status_code
+from tests.fleet import Admin, edgefleet_cli, start_controller, status_code
 from tests.rollout_fleet import add_tiny
 
 pytestmark = pytest.mark.timeout(120)
@@ -141,6 +141,15 @@ def test_drift_fires_an_alert_raises_the_budget_and_both_end(
         assert wait_until(lambda: (device.budget() or 0) > 0, 10)
         assert 0 < (device.budget() or 0) <= CEILING_FPS
         assert ctl.offload_budgets.granted_fps() <= CEILING_FPS
+        # drift per device and per cohort, as `edgefleet fleet drift` shows it
+        report = json.loads(
+            edgefleet_cli(tmp_path / "controller", "fleet", "drift", "--format", "json").stdout
+        )
+        rows = {r["kind"]: r for r in report["scores"]}
+        assert rows["device"]["name"] == "cam-1" and rows["device"]["psi"] >= 0.25
+        assert rows["device"]["offload_budget_fps"] > 0
+        assert rows["cohort"]["subject"] == variant and rows["cohort"]["devices"] == 1
+        assert rows["cohort"]["agreement_ci95"][1] < rows["cohort"]["expected_agreement"]
 
         # the shift ends: the shifted reports leave the 2 s window, the alerts end
         def healthy() -> bool:
