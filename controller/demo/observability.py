@@ -158,7 +158,8 @@ def story(demo: DemoRun) -> None:
         f"[{low:.1%}, {high:.1%}]; true accuracy {truth:.1%}, {where_in(truth, low, high)}"
     )
 
-    demo.step("what an operator sees: `edgefleet fleet alerts` and `edgefleet fleet events`")
+    demo.step("what an operator sees: `edgefleet fleet drift`, `fleet alerts`, `fleet events`")
+    demo.say(demo.edgefleet("fleet", "drift").rstrip())
     demo.say(demo.edgefleet("fleet", "alerts").rstrip())
     demo.say(demo.edgefleet("fleet", "events", "--since", "5m", "--kind", "alert", "--kind",
                             "offload", "--limit", "8").rstrip())  # fmt: skip
