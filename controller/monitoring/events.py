@@ -15,8 +15,8 @@ Python API (the dashboard, the CLI's gRPC servicer and the tests read it):
 Kinds are dotted, noun first: ``device.registered``, ``device.enrolled``, ``device.labelled``,
 ``device.revoked``, ``model.built``, ``model.build_failed``, ``rollout.started``,
 ``rollout.phase``, ``rollout.gate``, ``rollout.rollback``, ``rollout.command``,
-``alert.fired``, ``alert.resolved``, ``offload.budget``. A ``kinds`` filter entry ending in ``.`` (or a bare
-noun, e.g. ``rollout``) matches every kind of that noun.
+``alert.fired``, ``alert.resolved``, ``offload.budget``. A ``kinds`` filter entry ending in
+``.`` (or a bare noun, e.g. ``rollout``) matches every kind of that noun.
 """
 
 from __future__ import annotations
