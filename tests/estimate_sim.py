@@ -12,6 +12,9 @@ Streams:
 - ``confident_wrong``: the shift the estimate is tested on: 30% of the frames come from the
   frames of test + test_corrupted that the edge model gets wrong with a calibrated confidence
   of at least 0.8 (a new kind of input it is confidently wrong on), the rest from test.npz.
+- ``inverted``: test.npz's frames inverted (255 - x), the demo's drift: the edge is wrong on
+  85% of them, often confidently, while the teacher stays 84% right (its mistakes are new ones,
+  not the shared mistakes of validation data).
 - ``corrupted``: frames of test_corrupted.npz (a camera in poor light: both models degrade,
   the cloud too, which the table cannot know; only labels catch that).
 """
@@ -66,6 +69,7 @@ class Workload:
     validation: Answers
     test: Answers
     corrupted: Answers
+    inverted: Answers
     temperature: float
 
     @classmethod
@@ -79,7 +83,10 @@ class Workload:
                     p.max(1), p.argmax(1), d[f"{split}_cloud"].argmax(1), d[f"{split}_y"]
                 )
 
-            return cls(answers("validation"), answers("test"), answers("test_corrupted"), t)
+            return cls(
+                answers("validation"), answers("test"), answers("test_corrupted"),
+                answers("test_inverted"), t,
+            )  # fmt: skip
 
     def table(self) -> CloudTable:
         v = self.validation
@@ -99,6 +106,8 @@ class Workload:
     def stream(self, kind: str, n: int, rng: np.random.Generator) -> Answers:
         if kind == "clean":
             return self.test.take(rng.integers(0, len(self.test.y), n))
+        if kind == "inverted":
+            return self.inverted.take(rng.integers(0, len(self.inverted.y), n))
         if kind == "corrupted":
             return self.corrupted.take(rng.integers(0, len(self.corrupted.y), n))
         if kind == "confident_wrong":

@@ -242,15 +242,26 @@ def estimate_accuracy(
     shifted = _shifted(full, hard_mass, g_hard, vg_hard, w.offload_pairs) or _shifted(
         full, conf_mass, g_conf, vg_conf, w.audit_pairs
     )
-    if shifted:  # the other weighting of the table, with its own (delta-method) width
-        theta_flat = [g_hard, g_conf, *_flat_rates(full, hard_mass), *_flat_rates(full, conf_mass)]
-        grad_flat = _gradient(total, theta_flat)
-        var_flat = sum(grad_flat[i] ** 2 * variances[i] for i in range(len(_PARAMS)))
-        flat, var_flat, _, _ = labelled(theta_flat, var_flat)
-        pairs_low = min(pairs_low, flat - Z95 * math.sqrt(var_flat))
-        pairs_high = max(pairs_high, flat + Z95 * math.sqrt(var_flat))
+    if shifted:
+        # The edge is wrong more often than the table expects: its new mistakes may be spread
+        # over the confidence bins unlike validation's (the flat weighting), or be new kinds
+        # of mistake the cloud does not share (r = 0; the cloud as right where the edge is
+        # wrong as where it is right, s = q, or right wherever the edge is wrong, s = 1: the
+        # old estimate's reading). Each with its own delta-method width.
+        for alternative in (
+            [g_hard, g_conf, *_flat_rates(full, hard_mass), *_flat_rates(full, conf_mass)],
+            [g_hard, g_conf, qh, 0.0, qh, qc, 0.0, qc],
+            [g_hard, g_conf, qh, 0.0, 1.0, qc, 0.0, 1.0],  # ... and right wherever it is wrong
+        ):
+            grad_alt = _gradient(total, alternative)
+            var_alt = sum(grad_alt[i] ** 2 * variances[i] for i in range(len(_PARAMS)))
+            alt, var_alt, _, _ = labelled(alternative, var_alt)
+            pairs_low = min(pairs_low, alt - Z95 * math.sqrt(var_alt))
+            pairs_high = max(pairs_high, alt + Z95 * math.sqrt(var_alt))
     table_var = sum(parts[k] for k in _PARAMS[2:]) + parts["cov_rs"] - moved
     pairs_low, pairs_high = max(0.0, pairs_low), min(1.0, pairs_high)
+    if shifted:  # no one reading of the table is more likely than another: the middle
+        value = (pairs_low + pairs_high) / 2
     cbpe = _cbpe(hard_mass, conf_mass, cloud, failed, n, qh, rh, sh, full)
     shares = {
         "audit": parts["g_conf"],
@@ -285,6 +296,12 @@ def estimate_accuracy(
     )
     if has_value:
         why = "edge-cloud agreement on the offload and audit pairs, corrected by the table"
+        if shifted:
+            why = (
+                "the edge agrees with the cloud less than the table expects (a shift): the "
+                "interval covers the cloud sharing its new mistakes as on validation data, and "
+                "not sharing them; the value is its middle (labels narrow it)"
+            )
         if not full.bins:
             why = (
                 "no cloud table for this variant (built without a cloud model): agreement "

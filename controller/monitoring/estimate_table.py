@@ -16,6 +16,10 @@ from edgefleet.histograms import CONFIDENCE_BOUNDS
 
 INF = math.inf
 CLOUD_TABLE_KEY = "cloud_by_confidence"  # where a variant's metrics keep its table
+# A segment is "shifted" when its agreement is this far below the table's prediction (beyond
+# two standard errors): test data differs from validation by a point or two on its own.
+SHIFT_MARGIN = 0.02
+SHIFT_SIGMAS = 2.0
 
 
 def confidence_bin(confidence: float, ladder: Sequence[float] = CONFIDENCE_BOUNDS) -> float:
@@ -161,8 +165,9 @@ def _shifted(
     table: CloudTable, weights: Mapping[float, float], g: float, var_g: float, pairs: int
 ) -> bool:
     """Whether a segment's agreement is below what the table predicts for its confidence mix
-    (by more than two standard errors): the edge is wrong more often than on validation at
-    the same confidences, so where its wrong frames sit among the bins is not known."""
+    (by SHIFT_MARGIN and SHIFT_SIGMAS standard errors): the edge is wrong more often than on
+    validation at the same confidences, so how the cloud relates to its new mistakes is not
+    known."""
     if pairs <= 0:
         return False
     agree = frames = sq = 0.0
@@ -178,7 +183,7 @@ def _shifted(
         return False
     expected = agree / frames
     var_expected = expected * (1 - expected) * sq / (frames * frames)
-    return g < expected - 2.0 * math.sqrt(var_g + var_expected)
+    return g < expected - SHIFT_MARGIN - SHIFT_SIGMAS * math.sqrt(var_g + var_expected)
 
 
 def _flat_rates(table: CloudTable, weights: Mapping[float, float]) -> list[float]:

@@ -5,7 +5,7 @@ accuracy estimate resample real model answers without running the 13 MB teacher 
 
 Frames are preprocessed by the product's own code (``edgefleet.frames.frame_tensor`` with
 each model's preprocess.json) and run with ONNX Runtime, batch 200. Keys, per split
-(validation, test, test_corrupted): ``{split}_edge`` and ``{split}_cloud`` float32 logits
+(validation, test, test_corrupted, and test_inverted: test.npz's frames as 255 - x): ``{split}_edge`` and ``{split}_cloud`` float32 logits
 [N, 10], ``{split}_y`` the true classes. ``edge_temperature``: the edge model's softmax
 temperature fitted on validation (``controller.optimize.evaluate.fit_temperature``, as a
 build does). tests/integration/test_estimate_coverage.py checks a sample of them against the
@@ -21,6 +21,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 SPLITS = ("validation", "test", "test_corrupted")
+# test.npz with every frame inverted (255 - x: a dark garment on white): a new kind of input
+# the edge student is confidently wrong on while the teacher mostly is not (the demo's drift)
+INVERTED = "test_inverted"
 
 
 def logits(model: str, frames: np.ndarray, batch: int = 200) -> np.ndarray:
@@ -49,10 +52,15 @@ def main() -> None:
         arrays[f"{split}_edge"] = logits("edge", x)
         arrays[f"{split}_cloud"] = logits("cloud", x)
         arrays[f"{split}_y"] = y.astype(np.int64)
+    with np.load(HERE / "test.npz") as data:
+        x, y = 255 - data["x"], data["y"]
+    arrays[f"{INVERTED}_edge"] = logits("edge", x)
+    arrays[f"{INVERTED}_cloud"] = logits("cloud", x)
+    arrays[f"{INVERTED}_y"] = y.astype(np.int64)
     t = fit_temperature(arrays["validation_edge"].astype(np.float64), arrays["validation_y"])
     arrays["edge_temperature"] = np.array(t)
     np.savez_compressed(HERE / "outputs.npz", **arrays)
-    for split in SPLITS:
+    for split in (*SPLITS, INVERTED):
         y = arrays[f"{split}_y"]
         edge = (arrays[f"{split}_edge"].argmax(1) == y).mean()
         cloud = (arrays[f"{split}_cloud"].argmax(1) == y).mean()

@@ -1,7 +1,8 @@
 """The accuracy estimate's interval holds: simulated windows of the real fashion cascade
 (the edge student's and the EfficientNet teacher's own answers on test frames, resampled),
-clean and under a shift that makes the edge confidently wrong (tests/estimate_sim.py says
-how it is made). The interval must contain the true accuracy of the window's final answers
+clean and under two shifts that make the edge confidently wrong: on frames whose mistakes the
+teacher often shares, and on inverted frames it mostly gets right (tests/estimate_sim.py says
+how they are made). The interval must contain the true accuracy of the window's final answers
 in >= 95% of 200 seeded runs each; the old estimate (cloud answers counted as right) and
 calibration-only CBPE are shown to miss the shift. The cached model outputs are checked
 against the models first."""
@@ -71,8 +72,10 @@ def test_interval_covers_the_truth_clean_and_when_the_edge_is_confidently_wrong(
     table = workload.table()
     clean = coverage(workload, table, "clean")
     shifted = coverage(workload, table, "confident_wrong")
+    inverted = coverage(workload, table, "inverted")  # new mistakes the cloud does not share
     assert clean["ours"] >= 0.95, clean
     assert shifted["ours"] >= 0.95, shifted
+    assert inverted["ours"] >= 0.95 and inverted["cbpe"] < 0.05, inverted
     # the old estimate reads too high even on clean data; CBPE is blind to the shift
     assert clean["old"] < 0.5 and shifted["old"] < 0.05, (clean, shifted)
     assert shifted["cbpe"] < 0.05, shifted
