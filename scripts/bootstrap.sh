@@ -7,6 +7,8 @@
 # EDGEFLEET_SKIP_LITERT=1 skips the LiteRT toolchain (~1.7 GB): LiteRT variants are then reported
 # as skipped and the int8-npu profile, which runs only full-int8 LiteRT, gets no variant. When the
 # toolchain is wanted but fails to install, this script fails, saying so.
+# EDGEFLEET_SKIP_TRITON=1 skips the Triton server (.venv-triton, scripts/triton-venv.sh, ~450 MB)
+# that the Triton cloud-model backend's tests run against; they are then skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +41,20 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/pip install -q --upgrade pip
 fi
 .venv/bin/pip install -q -e ".[dev]"
+
+case "${EDGEFLEET_SKIP_TRITON:-0}" in
+  1 | true | yes)
+    echo "EDGEFLEET_SKIP_TRITON=${EDGEFLEET_SKIP_TRITON}: no Triton server installed;" \
+      "the Triton backend's tests will be skipped" >&2
+    ;;
+  *)
+    if ! bash scripts/triton-venv.sh; then
+      echo "error: the Triton server did not install (see above). Fix that and run again, or" \
+        "run with EDGEFLEET_SKIP_TRITON=1 to go without the Triton backend's tests." >&2
+      exit 1
+    fi
+    ;;
+esac
 
 case "${EDGEFLEET_SKIP_LITERT:-0}" in
   1 | true | yes)

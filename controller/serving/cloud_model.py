@@ -54,6 +54,38 @@ def preprocess(frame: np.ndarray, pre: Preprocessing) -> np.ndarray:
         raise MalformedFrame(str(exc)) from exc
 
 
+def predictions_from(
+    out: np.ndarray,
+    model_id: str,
+    labels: Sequence[str],
+    temperature: float = 1.0,
+    outputs_are_logits: bool = True,
+    infer_ms: float = 0.0,
+) -> list[Prediction]:
+    """A classifier's N x K outputs -> N predictions: softmax(logits / T), top label."""
+    x = np.asarray(out, np.float64).reshape(len(out), -1)
+    if not outputs_are_logits:
+        x = np.log(np.clip(x, 1e-12, None))
+    x = x / temperature
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    probs = e / e.sum(axis=1, keepdims=True)
+    predictions = []
+    for row in probs:
+        label = int(np.argmax(row))
+        name = labels[label] if label < len(labels) else str(label)
+        predictions.append(
+            Prediction(
+                label=label,
+                label_name=name,
+                confidence=float(row[label]),
+                probabilities=tuple(float(p) for p in row),
+                model_id=model_id,
+                infer_ms=infer_ms,
+            )
+        )
+    return predictions
+
+
 class CloudModel:
     """An ONNX classifier with fixed preprocessing. `run_batch` takes batch-1 tensors."""
 
@@ -104,28 +136,10 @@ class CloudModel:
             out = np.asarray(self.session.run([self.output_name], {self.input_name: batch})[0])
         except Exception as exc:
             raise ServingFailure(f"cloud model {self.model_id} failed: {exc}") from exc
-        x = out.astype(np.float64)
-        if not self.outputs_are_logits:
-            x = np.log(np.clip(x, 1e-12, None))
-        x = x / self.temperature
-        e = np.exp(x - x.max(axis=1, keepdims=True))
-        probs = e / e.sum(axis=1, keepdims=True)
         infer_ms = (time.perf_counter() - start) * 1000.0
-        predictions = []
-        for row in probs:
-            label = int(np.argmax(row))
-            name = self.labels[label] if label < len(self.labels) else str(label)
-            predictions.append(
-                Prediction(
-                    label=label,
-                    label_name=name,
-                    confidence=float(row[label]),
-                    probabilities=tuple(float(p) for p in row),
-                    model_id=self.model_id,
-                    infer_ms=infer_ms,
-                )
-            )
-        return predictions
+        return predictions_from(
+            out, self.model_id, self.labels, self.temperature, self.outputs_are_logits, infer_ms
+        )
 
     def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
         del timeout_s  # runs inline in the caller's thread
