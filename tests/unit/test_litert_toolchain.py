@@ -186,6 +186,7 @@ def _bootstrap(project: Path, **env: str) -> subprocess.CompletedProcess[str]:
         "FAKE_LOG": str(project / "log"),
         "PYTHON": str(fakes / "python3"),
         "FASHION_MNIST_DIR": str(project),  # "installed": no apt-get from a unit test
+        "EDGEFLEET_SKIP_TRITON": "1",  # the Triton server's venv is not what these tests test
         **env,
     }
     (project / "log").write_text("")
