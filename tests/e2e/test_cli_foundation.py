@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,11 +112,11 @@ def test_register_enroll_run_list_revoke(served: tuple[Path, int], tmp_path: Pat
             )
             return devices[0] if devices and devices[0]["online"] else None
 
-        started = time.monotonic()
-        assert wait_until(online, 5), "cam-1 not online within 5 s"
+        # the agent process starts (imports ONNX Runtime) and sends its first heartbeat; the
+        # bound leaves room for a machine busy with other tests
+        assert wait_until(online, 15), "cam-1 not online within 15 s"
         device = online()
         assert device is not None
-        assert time.monotonic() - started < 5
         assert device["name"] == "cam-1" and device["labels"] == {"site": "lab"}
         assert device["profile"] and device["requested_profile"] == "auto"
         assert device["facts"]["cores"] == os.cpu_count()
