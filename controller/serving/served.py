@@ -40,8 +40,9 @@ def measure_plan(model: CloudModel, budget_s: float = DEFAULT_BUDGET_S) -> Servi
 
 @dataclass(frozen=True)
 class QueueStats:
-    """What /metrics shows of a served model: frames queued now, batches and their frames
-    since it loaded (direct calls are not counted: no batcher)."""
+    """What /metrics shows of a served model: frames waiting now, the batch size it batches
+    up to now (learnt online for a measured plan), model calls and their frames since it
+    loaded (a direct call is a call of one frame)."""
 
     queue_depth: int
     max_batch_size: int
@@ -96,9 +97,8 @@ class ServedModel:
                 previous = backend
             else:
                 previous, self._backend, self._plan = self._backend, backend, plan
-                if isinstance(previous, BatchedModel):
-                    b = previous.batcher
-                    self._earlier = (self._earlier[0] + b.batches, self._earlier[1] + b.items)
+                _, _, batches, frames = _stats(previous)
+                self._earlier = (self._earlier[0] + batches, self._earlier[1] + frames)
         previous.close()  # a batcher answers what it queued before it stops
 
     def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
@@ -107,15 +107,21 @@ class ServedModel:
     def queue_stats(self) -> QueueStats:
         with self._lock:
             backend, (batches, frames) = self._backend, self._earlier
-        if isinstance(backend, BatchedModel):
-            b = backend.batcher
-            return QueueStats(
-                b.queue_depth(), b.max_batch_size, batches + b.batches, frames + b.items
-            )
-        return QueueStats(0, 1, batches, frames)
+        depth, size, now_batches, now_frames = _stats(backend)
+        return QueueStats(depth, size, batches + now_batches, frames + now_frames)
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             backend = self._backend
         backend.close()
+
+
+def _stats(backend: DirectModel | CombinedModel | BatchedModel) -> tuple[int, int, int, int]:
+    """(frames waiting, batch size now, calls, frames in them) of a backend."""
+    if isinstance(backend, BatchedModel):
+        b = backend.batcher
+        return b.queue_depth(), b.max_batch_size, b.batches, b.items
+    c = backend.combiner  # DirectModel is a CombinedModel at batch 1
+    _, waiting = c.in_flight()
+    return waiting, c.batch_cap.cap, c.batches, c.items

@@ -161,3 +161,24 @@ def test_a_direct_plan_keeps_the_bound_on_frames_in_flight_over_grpc() -> None:
         client.close()
         server.stop(grace=None)
         served.close()
+
+
+def test_queue_stats_count_every_model_call_across_plan_switches() -> None:
+    from controller.optimize.source import load_preprocessing
+    from controller.serving.plan import BatchMeasurement
+
+    model = CloudModel(DIGITS / "cloud.onnx", load_preprocessing(DIGITS / "preprocess.json"), "d")
+    measured = (BatchMeasurement(1, 1.0, 1.2), BatchMeasurement(4, 2.0, 2.4))
+    served = ServedModel(model, ServingPlan(4, 0.0, "measured", "test", measured))
+    frame = np.zeros((32, 32), np.uint8)
+    try:
+        for _ in range(3):  # one at a time: calls of one frame, none waiting
+            served.predict(frame, 5.0)
+        s = served.queue_stats()
+        assert (s.queue_depth, s.max_batch_size, s.batches, s.frames) == (0, 4, 3, 3)
+        served.apply(ServingPlan(1, 0.0, "operator", "test"))
+        served.predict(frame, 5.0)
+        after = served.queue_stats()
+        assert (after.max_batch_size, after.batches, after.frames) == (1, 4, 4)
+    finally:
+        served.close()
