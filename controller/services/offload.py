@@ -2,8 +2,10 @@
 
 Cloud models come from two sources, looked up in order: the operator's static
 ``--cloud-model EDGE_MODEL=PATH/cloud.onnx[:preprocess.json][?batch=16&delay_ms=2&queue=256]``
-specs, then the model registry (any object with ``cloud_model_for(edge_model)`` returning
-something with an ONNX path, a Preprocessing and labels, or None). Each model is loaded once
+specs (or ``EDGE_MODEL=triton+http://HOST:PORT/MODEL:preprocess.json``: a Triton/KServe v2
+server serves it, controller.serving.triton), then the model registry (any object with
+``cloud_model_for(edge_model)`` returning something with an ONNX path, a Preprocessing and
+labels, or None). Each model is loaded once
 and served per its serving plan (controller.serving.plan): measured on this host when loaded
 (static specs at start; registry models on first use, served by direct calls until their
 measurement is done, in the background), or fixed by the operator.
@@ -26,9 +28,11 @@ import numpy as np
 
 from controller.errors import ConfigError
 from controller.serving.cloud_model import CloudModel, Prediction, Predictor
+from controller.serving.errors import ServingFailure
 from controller.serving.measure import DEFAULT_BUDGET_S
 from controller.serving.plan import ServingPlan, operator_plan, pending_plan
 from controller.serving.served import ServedModel, measure_plan
+from controller.serving.triton import TritonModel
 from edgefleet.modelmeta import Preprocessing
 
 log = logging.getLogger(__name__)
@@ -55,9 +59,13 @@ class BatchingConfig:
 @dataclass(frozen=True)
 class CloudModelSpec:
     edge_model: str
-    path: Path
+    path: Path  # the ONNX file; for a Triton server, the model's name there
     preprocess_file: Path | None = None
     batching: BatchingConfig | None = None  # None: the controller-wide defaults
+    triton_url: str = ""  # HOST:PORT of a Triton/KServe v2 server that serves the model
+
+
+TRITON_SCHEME = "triton+http://"
 
 
 def parse_cloud_model_spec(text: str, defaults: BatchingConfig | None = None) -> CloudModelSpec:
@@ -87,6 +95,14 @@ def parse_cloud_model_spec(text: str, defaults: BatchingConfig | None = None) ->
             raise ConfigError(f"bad batching options in {text!r}: {exc}") from exc
         if q:
             raise ConfigError(f"unknown cloud model options {sorted(q)} in {text!r}")
+    if path.startswith(TRITON_SCHEME):
+        address, _, model = path[len(TRITON_SCHEME) :].partition("/")
+        if not address or not model or pre is None:
+            raise ConfigError(
+                f"a Triton cloud model is EDGE_MODEL={TRITON_SCHEME}HOST:PORT/MODEL:"
+                f"preprocess.json (labels.txt next to it): {text!r}"
+            )
+        return CloudModelSpec(name.strip(), Path(model), pre, batching, triton_url=address)
     return CloudModelSpec(name.strip(), Path(path).expanduser(), pre, batching)
 
 
@@ -208,6 +224,13 @@ class CloudModels(Mapping[str, Predictor]):
 
     def _load(self, name: str, measure_now: bool) -> ServedModel | None:
         spec = self._specs.get(name)
+        if spec is not None and spec.triton_url:
+            triton = triton_model(spec, f"{name}:triton")
+            served = ServedModel(
+                triton, triton.plan(), (spec.batching or self.defaults).max_queue_size
+            )
+            _log_plan(name, served)
+            return served
         if spec is not None:
             batching = spec.batching or self.defaults
             model = load_cloud_model(
@@ -251,6 +274,28 @@ class CloudModels(Mapping[str, Predictor]):
             self._loaded.clear()
 
 
+def triton_model(spec: CloudModelSpec, model_id: str) -> TritonModel:
+    """The spec's model on its Triton server, checked ready (ConfigError if not)."""
+    from controller.optimize.source import load_preprocessing
+
+    assert spec.preprocess_file is not None  # parse_cloud_model_spec requires it
+    try:
+        preprocessing = load_preprocessing(spec.preprocess_file)
+    except Exception as exc:
+        raise ConfigError(f"cloud model {spec.edge_model}: {exc}") from exc
+    labels_file = spec.preprocess_file.parent / "labels.txt"
+    lines = labels_file.read_text().splitlines() if labels_file.is_file() else []
+    model = TritonModel(
+        spec.triton_url, str(spec.path), preprocessing, model_id,
+        [line.strip() for line in lines if line.strip()],
+    )  # fmt: skip
+    try:
+        model.check_ready()
+    except ServingFailure as exc:
+        raise ConfigError(str(exc)) from exc
+    return model
+
+
 def _log_plan(name: str, served: ServedModel) -> None:
     plan = served.plan
     log.info(
@@ -262,6 +307,8 @@ def _log_plan(name: str, served: ServedModel) -> None:
 def _measure_aside(name: str, served: ServedModel, budget_s: float) -> None:
     """Measure a model loaded in an RPC (served by direct calls meanwhile), then apply."""
     try:
+        if not isinstance(served.model, CloudModel):
+            return  # served elsewhere, not measured here
         served.apply(measure_plan(served.model, budget_s))
     except Exception:
         log.exception("measuring the serving plan of %s failed: it stays a direct call", name)

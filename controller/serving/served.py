@@ -12,9 +12,11 @@ from controller.serving.cloud_model import BatchedModel, CloudModel, Prediction
 from controller.serving.combining import CombinedModel, DirectModel
 from controller.serving.measure import DEFAULT_BUDGET_S, compare_under_load, measure_batches
 from controller.serving.plan import ServingPlan, best_batch, choose_plan
+from controller.serving.triton import TritonModel
 
 log = logging.getLogger(__name__)
 LOAD_TIMEOUT_S = 30.0
+Backend = DirectModel | CombinedModel | BatchedModel | TritonModel
 
 
 def measure_plan(model: CloudModel, budget_s: float = DEFAULT_BUDGET_S) -> ServingPlan:
@@ -53,7 +55,9 @@ class QueueStats:
 class ServedModel:
     """A Predictor: a direct call or a batcher, per ``plan``; ``apply`` switches plans."""
 
-    def __init__(self, model: CloudModel, plan: ServingPlan, max_queue_size: int = 256) -> None:
+    def __init__(
+        self, model: CloudModel | TritonModel, plan: ServingPlan, max_queue_size: int = 256
+    ) -> None:
         self.model = model
         self.model_id = model.model_id
         self.max_queue_size = max_queue_size
@@ -71,10 +75,12 @@ class ServedModel:
     def input_size(self) -> tuple[int, int]:
         return self.model.input_size
 
-    def _backend_for(self, plan: ServingPlan) -> DirectModel | CombinedModel | BatchedModel:
+    def _backend_for(self, plan: ServingPlan) -> Backend:
         """A measured plan: batches formed in the handlers' threads from the frames waiting
         (no queue delay), capped from the plan's size as the live calls show (batch 1: direct
         calls until they show batching pays); the operator's: direct calls or the batcher."""
+        if isinstance(self.model, TritonModel):  # the remote server batches
+            return self.model
         single = next((m for m in plan.measurements if m.batch_size == 1), None)
         seed_s = single.median_ms / 1000.0 if single is not None else 0.0  # admission's start
         if plan.source == "measured":  # from the plan's size, as the live calls show it pays
@@ -117,8 +123,10 @@ class ServedModel:
         backend.close()
 
 
-def _stats(backend: DirectModel | CombinedModel | BatchedModel) -> tuple[int, int, int, int]:
+def _stats(backend: Backend) -> tuple[int, int, int, int]:
     """(frames waiting, batch size now, calls, frames in them) of a backend."""
+    if isinstance(backend, TritonModel):
+        return 0, 1, backend.calls, backend.calls
     if isinstance(backend, BatchedModel):
         b = backend.batcher
         return b.queue_depth(), b.max_batch_size, b.batches, b.items

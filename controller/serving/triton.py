@@ -21,6 +21,7 @@ import numpy as np
 
 from controller.serving.cloud_model import Prediction, predictions_from, preprocess
 from controller.serving.errors import AnswerTimeout, Overloaded, ServingFailure
+from controller.serving.plan import ServingPlan
 from edgefleet.modelmeta import Preprocessing
 
 CONNECT_TIMEOUT_S = 5.0
@@ -53,6 +54,7 @@ class TritonModel:
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self.max_in_flight = max_in_flight
         self._local = threading.local()  # a tritonclient client is not shared between threads
+        self.calls = 0  # answered
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -81,6 +83,7 @@ class TritonModel:
             self._slots.release()
         if timeout_s is not None and took > timeout_s:
             raise AnswerTimeout(f"Triton answered {self.model_id} past the frame's deadline")
+        self.calls += 1
         return predictions_from(
             out, self.model_id, self.labels, self.temperature, self.outputs_are_logits,
             took * 1000.0,
@@ -121,6 +124,11 @@ class TritonModel:
             )
             self._local.client = client
         return client
+
+    def plan(self) -> ServingPlan:
+        """What `model list` shows: not measured here, the server batches."""
+        why = f"forwarded to Triton at {self.url} (model {self.name}), which batches"
+        return ServingPlan(1, 0.0, "operator", why)
 
     def close(self) -> None:
         """Clients close with their threads."""

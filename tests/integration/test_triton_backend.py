@@ -107,3 +107,36 @@ def test_a_missing_model_or_server_is_a_serving_failure_not_a_hang(triton_url: s
     with pytest.raises(ServingFailure):
         gone.predict(np.zeros((32, 32), np.uint8), timeout_s=2.0)
     assert time.perf_counter() - started < 6.0
+
+
+@pytest.mark.timeout(150)
+def test_a_cloud_model_spec_names_the_triton_server(triton_url: str) -> None:
+    """--cloud-model digits=triton+http://HOST:PORT/MODEL:preprocess.json, as the controller
+    loads it (CloudModels), answers offloads; its plan says where it is served."""
+    from controller.errors import ConfigError
+    from controller.services.offload import CloudModels, parse_cloud_model_spec
+
+    pre = DIGITS / "preprocess.json"
+    models = CloudModels(
+        [parse_cloud_model_spec(f"digits=triton+http://{triton_url}/digits-cloud:{pre}")]
+    )
+    models.preload()
+    servicer = OffloadServicer(models, identify=lambda _c: "device-1")
+    server, port = start_insecure_server(servicer, max_workers=4)
+    client = GrpcOffloadClient.insecure(f"127.0.0.1:{port}")
+    try:
+        answer = client.offload(
+            OffloadFrame("digits", "d:1", "f", np.zeros((32, 32), np.uint8), 0, 0.1), 5.0
+        )
+        plan = models.plan_for("digits:triton")
+    finally:
+        client.close()
+        server.stop(None)
+        models.close()
+    assert answer.model_id == "digits:triton"
+    assert plan is not None and "forwarded to Triton at" in plan.reason
+    with pytest.raises(ConfigError, match="HOST:PORT/MODEL"):
+        parse_cloud_model_spec(f"digits=triton+http://{triton_url}/digits-cloud")  # no preprocess
+    missing = CloudModels([parse_cloud_model_spec(f"d=triton+http://{triton_url}/nope:{pre}")])
+    with pytest.raises(ConfigError, match="no ready model"):
+        missing.preload()
