@@ -208,7 +208,7 @@ def build_http_app(
 
     @login_required
     async def overview(request: Request) -> Response:
-        window, span = window_of(request, "10m")
+        window, span = window_of(request, "60s")
         try:
             number = int(request.query_params.get("page", "1"))
         except ValueError:

@@ -4,11 +4,13 @@ Fed by the ingest (``add`` is a DeviceMessages telemetry listener) so a scrape d
 the window back from the database: with 1000 devices at one report per 10 s a database read
 of a 60 s window costs about 0.7 s. Each device keeps running sums per variant: a report is
 added when it arrives and subtracted when it leaves the window (all sums are integer counts,
-so they stay exact), and a scrape copies one sum per device and variant. After a restart the
+so they stay exact; each histogram key is kept while a report in the sum has it, as a fresh
+sum would keep it), and a scrape copies one sum per device and variant. After a restart the
 window fills again within ``window_s``. A report replayed late (an agent's spool after an
 outage) leaves the window when the reports that arrived before it have left.
 
-Bounded: at most ``max_reports`` per device (the oldest leave first) and ``max_devices``
+Bounded: at most ``max_reports`` per device (the oldest leave first: a device reporting
+faster than ``max_reports`` per window is summed over its newest ones) and ``max_devices``
 devices (reports of further devices are counted in ``not_kept``, never stored).
 """
 
@@ -27,34 +29,45 @@ _HISTOGRAMS = tuple(f.name for f in fields(Totals) if f.name not in Totals.COUNT
 
 
 @dataclass
+class _Sum:
+    totals: Totals = field(default_factory=Totals)
+    # per histogram: how many of the summed reports have each key (zero-count keys included)
+    keys: dict[str, Counter[object]] = field(
+        default_factory=lambda: {name: Counter() for name in _HISTOGRAMS}
+    )
+
+    def add(self, s: ReportSample) -> None:
+        self.totals.add_sample(s)
+        for name in _HISTOGRAMS:
+            self.keys[name].update(getattr(s, name).keys())
+
+    def subtract(self, s: ReportSample) -> None:
+        t = self.totals
+        t.reports -= 1
+        for name in Totals.COUNTS[1:]:
+            setattr(t, name, getattr(t, name) - s.count(name))
+        for name in _HISTOGRAMS:
+            counts: Counter[object] = getattr(t, name)
+            held = self.keys[name]
+            for key, n in getattr(s, name).items():
+                counts[key] -= n
+                held[key] -= 1
+                if held[key] <= 0:
+                    del held[key]
+                    del counts[key]
+
+
+@dataclass
 class _Device:
     reports: deque[ReportSample] = field(default_factory=deque)
-    sums: dict[str, Totals] = field(default_factory=dict)  # variant -> running sums
-
-
-def _subtract(t: Totals, old: ReportSample, rest: list[ReportSample]) -> None:
-    """``t`` less ``old``, where ``rest`` are the reports still summed in ``t``: each histogram
-    keeps exactly the keys of those reports (zero-count keys are lower bounds, see
-    telemetry_math.histogram_buckets), as summing them afresh would."""
-    t.reports -= 1
-    for name in Totals.COUNTS[1:]:
-        setattr(t, name, getattr(t, name) - old.count(name))
-    for name in _HISTOGRAMS:
-        counts: Counter[object] = getattr(t, name)
-        counts.subtract(getattr(old, name))
-        keys = {k for s in rest for k in getattr(s, name)}
-        kept = {k: counts[k] for k in keys}
-        counts.clear()
-        counts.update(kept)
-    t.first_start_ms = min(s.start_ms for s in rest)
-    t.last_end_ms = max(s.end_ms for s in rest)
+    sums: dict[str, _Sum] = field(default_factory=dict)  # variant -> running sums
 
 
 class DeviceWindows:
     def __init__(
         self,
         window_s: float = 60.0,
-        max_reports: int = 600,
+        max_reports: int = 120,
         max_devices: int = 100_000,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -77,7 +90,7 @@ class DeviceWindows:
             if len(device.reports) >= self._max_reports:
                 self._leave(device)
             device.reports.append(sample)
-            device.sums.setdefault(sample.variant_id, Totals()).add_sample(sample)
+            device.sums.setdefault(sample.variant_id, _Sum()).add(sample)
 
     def totals(self) -> dict[str, dict[str, Totals]]:
         """device -> variant -> sums of the reports within the window (copies)."""
@@ -91,18 +104,22 @@ class DeviceWindows:
                 if not device.reports:
                     del self._devices[device_id]
                     continue
+                spans: dict[str, tuple[int, int]] = {}  # a sum's span: of the reports in it
+                for s in device.reports:
+                    first, last = spans.get(s.variant_id, (s.start_ms, s.end_ms))
+                    spans[s.variant_id] = (min(first, s.start_ms), max(last, s.end_ms))
                 copies = out[device_id] = {}
-                for variant, sums in device.sums.items():
+                for variant, running in device.sums.items():
                     copy = copies[variant] = Totals()
-                    copy.merge(sums)
+                    copy.merge(running.totals)
+                    copy.first_start_ms, copy.last_end_ms = spans[variant]
         return out
 
     @staticmethod
     def _leave(device: _Device) -> None:
-        """The oldest report leaves the device's sums."""
         old = device.reports.popleft()
-        rest = [s for s in device.reports if s.variant_id == old.variant_id]
-        if rest:
-            _subtract(device.sums[old.variant_id], old, rest)
-        else:
+        running = device.sums[old.variant_id]
+        if running.totals.reports <= 1:
             del device.sums[old.variant_id]
+        else:
+            running.subtract(old)
