@@ -401,7 +401,10 @@ def _start_http(c: Controller, stack: ExitStack, secret_file: Path) -> None:
     c.device_messages.telemetry_listeners += [latency.add, windows.add]
     server = start_http(c, stack, latency, windows, load_or_create_secret(secret_file))
     c.http_port = server.port
-    c.http_url = f"{server.scheme}://{c.config.http_host}:{server.port}"
+    host = c.config.http_host
+    if host in ("0.0.0.0", "::"):  # every interface: the URL names the advertised host
+        host = c.config.advertise_host
+    c.http_url = f"{server.scheme}://{f'[{host}]' if ':' in host else host}:{server.port}"
 
 
 def _open_data_dir(data_dir: Path) -> None:
