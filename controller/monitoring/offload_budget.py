@@ -101,11 +101,14 @@ class OffloadBudgets:
             return sum(self._budgets.values())
 
     def raise_to(self, device_id: str, wanted_fps: float, reason: str) -> float:
-        """Grant up to ``wanted_fps`` within what the ceiling leaves; the grant (0: none)."""
+        """Grant up to ``wanted_fps`` within what the ceiling leaves; the grant (0: none).
+        A grant only grows while it lasts (a device offloading every frame slows down, and its
+        lower frame rate must not talk its grant down); ``lower`` ends it."""
         with self._lock:
             others = sum(v for k, v in self._budgets.items() if k != device_id)
-            grant = max(0.0, min(float(wanted_fps), self.ceiling_fps - others))
             old = self._budgets.get(device_id, 0.0)
+            wanted = max(float(wanted_fps), old)
+            grant = max(0.0, min(wanted, self.ceiling_fps - others))
             if old > 0 and abs(grant - old) < max(1.0, 0.1 * old):  # measurement noise
                 return old
             if grant <= 0:

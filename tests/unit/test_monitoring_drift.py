@@ -148,6 +148,7 @@ def test_budgets_stay_within_the_ceiling_and_ride_on_the_rollouts_desired_state(
     budgets.set_ceiling(5.0)  # below what is granted: withdrawn, granted again within it
     assert budgets.granted_fps() == 0.0 and pub.sent[-1][1]["offload_max_fps"] == 0.0
     assert budgets.raise_to("b", 20.0, "drift") == 5.0
+    assert budgets.raise_to("b", 2.0, "drift") == 5.0  # a slower device keeps its grant
 
 
 def test_budget_policy_takes_the_grant_and_its_own_shift_check() -> None:
