@@ -86,3 +86,13 @@ def test_the_reply_lag_allowance_follows_the_tail_of_recent_answers() -> None:
     for i in range(200):
         lag.record(0.040 if i % 4 == 0 else 0.002)  # a loaded server: one answer in 4 waits
     assert quiet < 0.001 and 0.05 < lag.seconds < 0.25
+
+
+def test_a_call_is_kept_within_its_share_of_the_deadline() -> None:
+    cap = BatchCap(start=32, most=32)
+    calls(cap, 1, 6.0e-3, n=3)
+    calls(cap, 32, 3.0e-3, n=3)  # 0.5x per frame: the cap is 32, a call takes 96 ms
+    assert cap.cap == 32
+    assert cap.limit(waiting=40, call_budget_s=None) == 32
+    assert cap.limit(waiting=40, call_budget_s=0.0625) == 16  # 16 x 3 ms (32's, the nearest)
+    assert cap.within(32, 0.005) == 1  # a call of one: however slow, it is the least there is
