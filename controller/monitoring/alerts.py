@@ -19,6 +19,7 @@ first evaluation that finds it and closes after ``clear_after_s`` without it.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -238,6 +239,7 @@ class AlertLog:
         self._db = db
         self._clock = clock
         self._last_found: dict[tuple[str, str], int] = {}
+        self._apply_lock = threading.Lock()  # one evaluation's changes at a time
 
     def active(self) -> list[Alert]:
         with self._db.session() as s:
@@ -269,6 +271,10 @@ class AlertLog:
     def apply(self, found: Sequence[Finding], clear_after_s: float) -> AlertChanges:
         """Open an alert per new finding, refresh the evidence of open ones, close those not
         found for ``clear_after_s``. One transaction."""
+        with self._apply_lock:
+            return self._apply(found, clear_after_s)
+
+    def _apply(self, found: Sequence[Finding], clear_after_s: float) -> AlertChanges:
         now = int(self._clock() * 1000)
         by_key = {f.key: f for f in found}
         for key in by_key:
