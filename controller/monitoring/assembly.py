@@ -38,7 +38,18 @@ def open_logs(db: Database) -> MonitoringLogs:
 def offload_budgets(
     cfg: ControllerConfig, publisher: DesiredPublisher, logs: MonitoringLogs
 ) -> OffloadBudgets:
-    return OffloadBudgets(publisher, cfg.offload_ceiling_fps, [logs.events.record])
+    budgets = OffloadBudgets(publisher, cfg.offload_ceiling_fps, [logs.events.record])
+    budgets.restore(standing_grants(logs.events))
+    return budgets
+
+
+def standing_grants(events: EventLog) -> dict[str, float]:
+    """Per device, the newest ``offload.budget`` event's grant (a previous run's)."""
+    grants: dict[str, float] = {}
+    for e in events.query(kinds=["offload.budget"], limit=10_000):  # newest first
+        if e.device_id not in grants:
+            grants[e.device_id] = float(e.data.get("new_fps") or 0.0)
+    return grants
 
 
 def monitor_config(cfg: ControllerConfig) -> MonitorConfig:

@@ -8,9 +8,9 @@ service ignores a desired state without a variant). The gRPC pull answers the sa
 (``budget``). Grants are capped by the fleet's ceiling: the sum of all raised budgets never
 exceeds ``ceiling_fps`` (0: drift-aware offload is off).
 
-Budgets live in memory: after a controller restart they are re-derived by the next
-evaluations, and a device still holding a raised budget is lowered the first time an
-evaluation finds no drift on it.
+Budgets live in memory; every change is an ``offload.budget`` event, and a restarted
+controller restores the grants still standing from the event log (``restore``), so the first
+evaluation that finds no drift on such a device lowers its retained budget.
 """
 
 from __future__ import annotations
@@ -83,6 +83,14 @@ class OffloadBudgets:
     def budgets(self) -> dict[str, float]:
         with self._lock:
             return dict(self._budgets)
+
+    def restore(self, grants: dict[str, float]) -> None:
+        """Grants a previous run made (from the event log), so the monitor lowers them when
+        it sees no drift, instead of leaving a raise in a retained desired state."""
+        with self._lock:
+            for device_id, fps in grants.items():
+                if fps > 0:
+                    self._budgets[device_id] = float(fps)
 
     def set_ceiling(self, fps: float) -> None:
         """A new fleet ceiling (0: off). Grants above what it allows are withdrawn; the next

@@ -87,3 +87,37 @@ def test_retention_prunes_old_events_and_ended_alerts_not_open_ones(tmp_path: Pa
     assert [e.message for e in events.query()] == ["new"]
     assert [a.subject for a in alerts.history()] == ["b"]
     db.close()
+
+
+def test_a_restarted_controller_lowers_grants_a_previous_run_left(tmp_path: Path) -> None:
+    import json
+
+    from controller.monitoring.assembly import standing_grants
+    from controller.monitoring.offload_budget import OffloadBudgets
+
+    db = Database(f"sqlite:///{tmp_path / 'c.db'}")
+    db.migrate()
+    log = EventLog(db)
+    before = OffloadBudgets(None, 30.0, [log.record])  # the previous run
+    before.raise_to("dev-a", 20.0, "drift")
+    before.raise_to("dev-b", 5.0, "drift")
+    before.lower("dev-b", "drift ended")
+    assert standing_grants(log) == {"dev-a": 20.0, "dev-b": 0.0}
+
+    sent: list[tuple[str, dict]] = []
+
+    class Publisher:
+        def publish_desired(self, device_id: str, payload: bytes, timeout: float | None = None):
+            sent.append((device_id, json.loads(payload)))
+
+    after = OffloadBudgets(Publisher(), 30.0, [log.record])
+    after.restore(standing_grants(log))
+    assert after.budgets() == {"dev-a": 20.0}
+    monitor = FleetMonitor(
+        MonitorConfig(), devices=lambda: [], telemetry=TelemetryStore(db), rollouts=lambda: [],
+        baselines={}, alerts=AlertLog(db), budgets=after,  # type: ignore[arg-type]
+    )  # fmt: skip
+    monitor.evaluate_once()  # no drift on dev-a any more: its retained grant goes to 0
+    assert sent == [("dev-a", {"device_id": "dev-a", "offload_max_fps": 0.0})]
+    assert standing_grants(log)["dev-a"] == 0.0
+    db.close()
