@@ -155,7 +155,7 @@ class FleetCollector(Collector):
             labels,
         )
         counts = {"online": 0, "offline": 0}
-        for d in src.registry.list_devices():
+        for d in src.registry.presence():
             entry = latest.get(d.device_id)
             variant = entry.sample.variant_id if entry else ""
             model = entry.sample.model if entry else ""

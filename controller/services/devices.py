@@ -57,6 +57,15 @@ class Device:
 
 
 @dataclass(frozen=True)
+class DevicePresence:
+    device_id: str
+    name: str
+    profile: str
+    online: bool
+    last_seen_ms: int
+
+
+@dataclass(frozen=True)
 class Registration:
     device: Device
     token: str
@@ -219,6 +228,14 @@ class DeviceRegistry:
             matching = int(s.scalar(select(func.count()).select_from(query.subquery())) or 0)
             rows = s.scalars(query.order_by(r.name).offset(offset).limit(limit)).all()
             return [_to_device(row) for row in rows], matching
+
+    def presence(self) -> list[DevicePresence]:
+        """Every device's id, name, profile and presence, by name (no labels or facts to
+        decode: what /metrics reads on every scrape)."""
+        r = DeviceRow
+        query = select(r.device_id, r.name, r.profile, r.online, r.last_seen_ms).order_by(r.name)
+        with self._db.session() as s:
+            return [DevicePresence(*row) for row in s.execute(query)]
 
     def presence_counts(self) -> dict[str, int]:
         """Devices in all, online, and per state (registered, enrolled, revoked)."""
