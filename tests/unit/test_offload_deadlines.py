@@ -17,7 +17,7 @@ def test_the_reply_lag_allowance_follows_the_tail_of_recent_answers() -> None:
     quiet = lag.seconds
     for i in range(200):
         lag.record(0.040 if i % 4 == 0 else 0.002)  # a loaded server: one answer in 4 waits
-    assert quiet < 0.001 and 0.05 < lag.seconds < 0.25
+    assert quiet < 0.001 and 0.03 < lag.seconds < 0.12
 
 
 def test_a_stream_frame_deadline_is_its_own_less_the_lag_never_past_the_stream() -> None:
@@ -25,7 +25,7 @@ def test_a_stream_frame_deadline_is_its_own_less_the_lag_never_past_the_stream()
     assert frame_timeout(frame, None) == pytest.approx(0.2)
     assert frame_timeout(frame, 0.1) == pytest.approx(0.1)  # the stream ends sooner
     assert frame_timeout(frame, None, reply_lag_s=0.05) == pytest.approx(0.15)
-    assert frame_timeout(frame, None, reply_lag_s=5.0) == pytest.approx(0.1)  # at most half
+    assert frame_timeout(frame, None, reply_lag_s=5.0) == pytest.approx(0.15)  # a quarter
     with pytest.raises(MalformedFrame):
         frame_timeout(inference_pb2.OffloadRequest(), None)
 
