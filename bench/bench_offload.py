@@ -97,7 +97,11 @@ def controller_main(
             for m in controller.cloud_models.served().values()
         ]
         conn.send((controller.grpc_port, controller.device_port, controller.operator_token, plans))
-        conn.recv()  # stop
+        while conn.recv() == "stats":  # else: stop
+            conn.send(
+                [(m.queue_stats().batches, m.queue_stats().frames, m.queue_stats().max_batch_size)
+                 for m in controller.cloud_models.served().values()]
+            )  # fmt: skip
     finally:
         controller.stop()
 
@@ -121,6 +125,12 @@ class ControllerProcess:
 
         times = psutil.Process(self.process.pid).cpu_times()
         return float(times.user + times.system)
+
+    def serving_counts(self) -> tuple[int, int, int]:
+        """The served model's model calls and frames so far, and its batch size now."""
+        self._conn.send("stats")
+        batches, frames, size = self._conn.recv()[0]
+        return batches, frames, size
 
     def stop(self) -> None:
         self._conn.send("stop")
@@ -167,6 +177,7 @@ class RunResult:
     latencies_ms: list[float] = field(default_factory=list)  # answered by the cloud model
     counts: dict[str, int] = field(default_factory=dict)
     expired_ms: list[float] = field(default_factory=list)  # answered DEADLINE_EXCEEDED
+    serving: str = ""  # the served model's calls in the window (the controller's counts)
 
     def add(self, other: RunResult) -> None:
         self.latencies_ms += other.latencies_ms
@@ -283,12 +294,17 @@ class Devices:
         for q in self.commands:
             q.put(start_at)
         time.sleep(max(0.0, start_at - time.time()))
-        cpu0, dev0 = ctl.cpu_s(), self.cpu_s()
+        cpu0, dev0, counts0 = ctl.cpu_s(), self.cpu_s(), ctl.serving_counts()
         time.sleep(spec.seconds)
-        cpu, dev = ctl.cpu_s() - cpu0, self.cpu_s() - dev0
+        cpu, dev, counts = ctl.cpu_s() - cpu0, self.cpu_s() - dev0, ctl.serving_counts()
         merged = RunResult()
         for _ in self.processes:
             merged.add(self.results.get(timeout=spec.seconds + 60))
+        calls, frames = counts[0] - counts0[0], counts[1] - counts0[1]
+        merged.serving = (
+            f"{calls} model calls for {frames} frames (mean batch {frames / max(1, calls):.1f}), "
+            f"batch size {counts0[2]} -> {counts[2]}"
+        )
         return merged, cpu, dev
 
     def pin(self, cpus: set[int] | None) -> None:
@@ -381,7 +397,8 @@ def describe(name: str, r: RunResult, cpu: tuple[float, float], seconds: float) 
         f"    {name:31s} {fps:6.1f} frames/s  p50 {pct(lat, 50):5.1f}  p95 {pct(lat, 95):5.1f}  "
         f"p99 {pct(lat, 99):5.1f} ms  CPU/frame server {1000 * cpu[0] / n:5.2f} "
         f"devices {1000 * cpu[1] / n:5.2f} ms"
-        + (f"\n{'':36s}not answered: {others}" if others else ""),
+        + (f"\n{'':36s}not answered: {others}" if others else "")
+        + (f"\n{'':36s}served: {r.serving}" if r.serving else ""),
         flush=True,
     )
     return fps
