@@ -29,6 +29,7 @@ from controller.monitoring.alerts import (
 from controller.monitoring.drift import Baseline, DriftScore, drift_score
 from controller.monitoring.events import EventListener, EventLog, FleetEvent, announce
 from controller.monitoring.offload_budget import OffloadBudgets
+from controller.monitoring.windows import VariantTotals, per_device, variant_totals
 from controller.services.devices import Device
 from controller.services.rollout_store import StoredRollout
 from controller.services.telemetry import TelemetryStore, metrics_of
@@ -120,9 +121,30 @@ class FleetMonitor:
         now = int(self._clock() * 1000)
         return now - int((window_s or self.config.window_s) * 1000), now
 
-    def _score(self, device_id: str, totals: Totals) -> DriftScore:
-        variant = self._telemetry.device_variant(device_id)
-        return drift_score(self.baselines.get(variant), totals)
+    def _current(self, totals: VariantTotals) -> dict[str, tuple[str, Totals]]:
+        """Per device: the variant it runs now (its newest report's) and that variant's sums
+        in the window; reports of other variants (before a rollout, say) are left out."""
+        newest: dict[str, tuple[str, Totals]] = {}
+        for (device_id, variant), t in totals.items():
+            if not t.reports:
+                continue
+            best = newest.get(device_id)
+            if best is None or t.last_end_ms > best[1].last_end_ms:
+                newest[device_id] = (variant, t)
+        out: dict[str, tuple[str, Totals]] = {}
+        for device_id, (variant, t) in newest.items():
+            running = self._telemetry.device_variant(device_id)
+            if running and (device_id, running) in totals:
+                variant, t = running, totals[(device_id, running)]
+            out[device_id] = (variant, t)
+        return out
+
+    def _score(self, variant: str, totals: Totals) -> DriftScore:
+        return drift_score(self.baselines.get(variant or None), totals)
+
+    def _totals(self, window_s: float | None) -> VariantTotals:
+        since, until = self._window(window_s)
+        return variant_totals(self._telemetry.db, since, until)
 
     def device_drift(self, window_s: float | None = None) -> dict[str, DriftScore]:
         """Scores per device over ``window_s``; over the configured window, the latest
@@ -130,57 +152,56 @@ class FleetMonitor:
         fresh = self._clock() - self._scored_at <= 2 * self.config.interval_s
         if window_s in (None, self.config.window_s) and fresh:
             return dict(self._scores)
-        since, until = self._window(window_s)
-        per = self._telemetry.device_totals(since, until)
-        return {d: self._score(d, t) for d, t in per.items() if t.reports}
+        current = self._current(self._totals(window_s))
+        return {d: self._score(v, t) for d, (v, t) in current.items()}
 
     def drift_report(self, window_s: float | None = None) -> list[DriftRow]:
         """Every reporting device's score, then one per cohort (devices on one variant)."""
-        since, until = self._window(window_s)
-        per = {d: t for d, t in self._telemetry.device_totals(since, until).items() if t.reports}
+        current = self._current(self._totals(window_s))
         names = {d.device_id: d.name for d in self._devices()}
         budgets = self.budgets.budgets() if self.budgets is not None else {}
         rows: list[DriftRow] = []
         cohorts: dict[str, list[str]] = {}
-        for device_id, t in sorted(per.items(), key=lambda kv: names.get(kv[0], kv[0])):
-            variant = self._telemetry.device_variant(device_id) or ""
+        for device_id, (variant, t) in sorted(current.items(),
+                                              key=lambda kv: names.get(kv[0], kv[0])):  # fmt: skip
             cohorts.setdefault(variant, []).append(device_id)
-            name = names.get(device_id, "")
-            score = self._score(device_id, t)
-            rows.append(
-                DriftRow("device", device_id, name, variant, 1, score, budgets.get(device_id, 0.0))
-            )
+            rows.append(DriftRow("device", device_id, names.get(device_id, ""), variant, 1,
+                                 self._score(variant, t), budgets.get(device_id, 0.0)))  # fmt: skip
         for variant, ids in sorted(cohorts.items()):
-            total = Totals()
-            for device_id in ids:
-                total.merge(per[device_id])
-            score = drift_score(self.baselines.get(variant or None), total)
-            granted = sum(budgets.get(d, 0.0) for d in ids)
-            rows.append(DriftRow("cohort", variant, "", variant, len(ids), score, granted))
+            rows.append(DriftRow("cohort", variant, "", variant, len(ids),
+                                 self.cohort_score(variant, [current[d][1] for d in ids]),
+                                 sum(budgets.get(d, 0.0) for d in ids)))  # fmt: skip
         return rows
 
+    def cohort_score(self, variant: str, totals: Sequence[Totals]) -> DriftScore:
+        merged = Totals()
+        for t in totals:
+            merged.merge(t)
+        return self._score(variant, merged)
+
     def cohort_drift(self, device_ids: Sequence[str], window_s: float | None = None) -> DriftScore:
-        """One score over the devices' merged window (baseline: the variant most of them run)."""
-        since, until = self._window(window_s)
-        per = self._telemetry.device_totals(since, until, device_ids)
-        total = Totals()
-        variants: dict[str, int] = {}
-        for device_id, t in per.items():
-            total.merge(t)
-            v = self._telemetry.device_variant(device_id)
-            if v:
-                variants[v] = variants.get(v, 0) + t.frames
-        variant = max(variants, key=lambda k: variants[k]) if variants else None
-        return drift_score(self.baselines.get(variant), total)
+        """One score over the devices on the variant most of them run (its reports only)."""
+        current = self._current(self._totals(window_s))
+        by_variant: dict[str, list[Totals]] = {}
+        for device_id in device_ids:
+            if device_id in current:
+                variant, t = current[device_id]
+                by_variant.setdefault(variant, []).append(t)
+        if not by_variant:
+            return self._score("", Totals())
+        variant = max(by_variant, key=lambda v: sum(t.frames for t in by_variant[v]))
+        return self.cohort_score(variant, by_variant[variant])
 
     # -- one evaluation ---------------------------------------------------------------------
     def observe(self) -> tuple[list[DeviceObservation], list[RolloutObservation], int]:
         since, now = self._window(None)
-        per = self._telemetry.device_totals(since, now)
+        totals = variant_totals(self._telemetry.db, since, now)
+        per, current = per_device(totals), self._current(totals)
         devices = []
         for d in self._devices():
             t = per.get(d.device_id)
             reported = t is not None and t.reports > 0
+            running = current.get(d.device_id)
             devices.append(
                 DeviceObservation(
                     device_id=d.device_id,
@@ -189,7 +210,7 @@ class FleetMonitor:
                     online=d.online,
                     last_seen_ms=d.last_seen_ms,
                     metrics=metrics_of(t, 1) if t is not None and reported else None,
-                    drift=self._score(d.device_id, t) if t is not None and reported else None,
+                    drift=self._score(*running) if running is not None else None,
                 )
             )
         rollouts = [

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from controller.monitoring.alerts import AlertLog
 from controller.monitoring.events import EventLog
 from controller.monitoring.monitor import FleetMonitor, MonitorConfig
@@ -120,4 +122,36 @@ def test_a_restarted_controller_lowers_grants_a_previous_run_left(tmp_path: Path
     monitor.evaluate_once()  # no drift on dev-a any more: its retained grant goes to 0
     assert sent == [("dev-a", {"device_id": "dev-a", "offload_max_fps": 0.0})]
     assert standing_grants(log)["dev-a"] == 0.0
+    db.close()
+
+
+def test_drift_is_scored_over_the_variant_the_device_runs_now(tmp_path: Path) -> None:
+    """A rollout inside the window: the old variant's reports are not mixed into the new
+    one's histogram (mixed, they read PSI > 2 here)."""
+    import time
+
+    from controller.monitoring.drift import Baseline
+    from controller.services.telemetry_math import INF, ReportSample
+
+    db = Database(f"sqlite:///{tmp_path / 'c.db'}")
+    db.migrate()
+    store = TelemetryStore(db)
+    store.start()
+    now = int(time.time() * 1000)
+    confident, unsure = {0.95: 0, INF: 500}, {0.45: 0, 0.5: 500}
+    for seq, (variant, hist) in enumerate([("m:1:a", confident), ("m:2:b", unsure)]):
+        store.submit(ReportSample("dev-1", now - 20_000 + seq * 10_000, now - 10_000 + seq * 10_000,
+                                  "m", variant, seq, {"frames": 500}, confidence=hist))  # fmt: skip
+    assert store.flush(10)
+    counts_a, counts_b = [0] * 20, [0] * 20
+    counts_a[19], counts_b[9] = 100, 100
+    baselines = {"m:1:a": Baseline(tuple(counts_a), tuple(counts_a)),
+                 "m:2:b": Baseline(tuple(counts_b), tuple(counts_b))}  # fmt: skip
+    monitor = FleetMonitor(
+        MonitorConfig(), devices=lambda: [], telemetry=store, rollouts=lambda: [],
+        baselines=baselines, alerts=AlertLog(db),  # type: ignore[arg-type]
+    )  # fmt: skip
+    score = monitor.device_drift()["dev-1"]
+    assert score.frames == 500 and score.psi == pytest.approx(0.0, abs=1e-6)
+    store.stop()
     db.close()
