@@ -5,7 +5,10 @@ protocol's HTTP binding, and offloaded to through the controller's OffloadServic
 
 from __future__ import annotations
 
+import contextlib
+import os
 import select
+import signal
 import socket
 import subprocess
 import time
@@ -44,6 +47,7 @@ def triton_url() -> Iterator[str]:
         [str(VENV_PYTHON), str(ROOT / "scripts" / "triton_serve.py"),
          str(DIGITS / "cloud.onnx"), "digits-cloud", "--http-port", str(port)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        start_new_session=True,  # its own process group: tritonserver goes with it
     )  # fmt: skip
     assert server.stdout is not None and server.stdin is not None
     try:
@@ -58,11 +62,15 @@ def triton_url() -> Iterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         server.stdin.close()  # it stops when its stdin closes
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(10)
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):  # PyTriton's stop can take 30 s
+            if sig is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(server.pid, sig)
+            try:
+                server.wait(8)
+                break
+            except subprocess.TimeoutExpired:
+                continue
 
 
 def triton_model(url: str, name: str = "digits-cloud") -> TritonModel:
