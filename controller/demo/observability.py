@@ -43,9 +43,11 @@ def _variant_dir(demo: DemoRun, name: str, work: Path) -> Path:
     return dest
 
 
-def _drift_alert(demo: DemoRun, device_id: str) -> Any:
-    for alert in demo.controller.monitoring.alerts.active():
-        if alert.device_id == device_id and alert.rule in RULES:
+def _drift_alert(demo: DemoRun, device_id: str, since_ms: int) -> Any:
+    """A drift alert on the device that opened after ``since_ms`` (one left open by the
+    inference story's corrupted frames does not count)."""
+    for alert in reversed(demo.controller.monitoring.alerts.active()):  # oldest first
+        if alert.device_id == device_id and alert.rule in RULES and alert.started_ms >= since_ms:
             return alert
     return None
 
@@ -96,6 +98,7 @@ def story(demo: DemoRun) -> None:
     x[CLEAN_FRAMES:] = 255 - x[CLEAN_FRAMES:]
     np.save(work / "frames.npy", x)
     results = work / "answers.jsonl"
+    since_ms = int(time.time() * 1000)
     demo.start_agent(
         name, "--model", str(variant), "--source", str(work / "frames.npy"), "--fps", str(FPS),
         "--offload-budget", OFFLOAD_BUDGET, "--telemetry-interval", "1", "--no-ota",
@@ -104,10 +107,10 @@ def story(demo: DemoRun) -> None:
     started = time.monotonic()
     shift_s = started + CLEAN_FRAMES / FPS  # about when the inverted frames begin
     if not wait_for(
-        lambda: _drift_alert(demo, device_id) is not None, CLEAN_FRAMES / FPS + 90, 0.5
+        lambda: _drift_alert(demo, device_id, since_ms) is not None, CLEAN_FRAMES / FPS + 90, 0.5
     ):
         raise DemoFailed(f"no drift alert on {name} within {ALERT_WITHIN_S:.0f} s of the shift")
-    alert = _drift_alert(demo, device_id)
+    alert = _drift_alert(demo, device_id, since_ms)
     after_s = time.monotonic() - shift_s
     demo.say(
         f"alert {alert.rule} fired about {after_s:.0f} s after the shift: {alert.message}\n"
