@@ -166,6 +166,5 @@ def story(demo: DemoRun) -> None:
     demo.say(demo.edgefleet("fleet", "alerts").rstrip())
     demo.say(demo.edgefleet("fleet", "events", "--since", "5m", "--kind", "alert", "--kind",
                             "offload", "--limit", "8").rstrip())  # fmt: skip
-    # DASHBOARD URL (H3): the line printing the dashboard's address goes here.
     demo.start_agent(name)  # back to plain presence
     demo.controller.offload_budgets.set_ceiling(0.0)

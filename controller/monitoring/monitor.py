@@ -197,10 +197,16 @@ class FleetMonitor:
         since, now = self._window(None)
         totals = variant_totals(self._telemetry.db, since, now)
         per, current = per_device(totals), self._current(totals)
+        by_variant: dict[str, dict[str, Totals]] = {}
+        for (device_id, variant_id), vt in totals.items():
+            by_variant.setdefault(device_id, {})[variant_id] = vt
         devices = []
         for d in self._devices():
             t = per.get(d.device_id)
             reported = t is not None and t.reports > 0
+            metrics = None
+            if t is not None and reported:  # with the estimate `fleet status` shows
+                metrics = metrics_of(t, 1, self._telemetry.accuracy_of(by_variant[d.device_id]))
             running = current.get(d.device_id)
             devices.append(
                 DeviceObservation(
@@ -209,7 +215,7 @@ class FleetMonitor:
                     enrolled=d.state == "enrolled",
                     online=d.online,
                     last_seen_ms=d.last_seen_ms,
-                    metrics=metrics_of(t, 1) if t is not None and reported else None,
+                    metrics=metrics,
                     drift=self._score(*running) if running is not None else None,
                 )
             )
