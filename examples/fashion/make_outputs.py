@@ -7,9 +7,9 @@ Frames are preprocessed by the product's own code (``edgefleet.frames.frame_tens
 each model's preprocess.json) and run with ONNX Runtime, batch 200. Keys, per split
 (validation, test, test_corrupted, and test_inverted: test.npz's frames as 255 - x):
 ``{split}_edge`` and ``{split}_cloud`` float32 logits [N, 10], ``{split}_y`` the true classes.
-``edge_temperature``: the edge model's softmax temperature fitted on validation (``controller.optimize.evaluate.fit_temperature``, as a
-build does). tests/integration/test_estimate_coverage.py checks a sample of them against the
-models.
+``edge_temperature``: the edge model's softmax temperature fitted on validation
+(``controller.optimize.evaluate.fit_temperature``, as a build does).
+tests/integration/test_estimate_coverage.py checks a sample of them against the models.
 """
 
 from __future__ import annotations
