@@ -167,9 +167,7 @@ class FleetCollector(Collector):
             variants = per_device.get(d.device_id)
             if not variants:
                 continue
-            t = Totals()
-            for part in variants.values():
-                t.merge(part)
+            t = Totals.of(variants.values())
             m = metrics_of(t, 1, src.telemetry.accuracy_of(variants))
             frames.add_metric(values, float(m.frames))
             if m.frames_per_s is not None:

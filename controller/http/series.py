@@ -84,9 +84,7 @@ def device_series(
             add_row(overall.setdefault(rollup.variant_id, Totals()), rollup, rollup.reports)
 
     def summed(per_variant: dict[str, Totals]) -> tuple[Totals, CohortMetrics]:
-        t = Totals()
-        for part in per_variant.values():
-            t.merge(part)
+        t = Totals.of(per_variant.values())
         estimate = accuracy(per_variant) if accuracy is not None and t.frames else None
         return t, metrics_of(t, 1 if t.reports else 0, estimate)
 

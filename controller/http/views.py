@@ -117,9 +117,7 @@ def overview(src: DashboardSources, page: int, query: str, window_ms: int, windo
     rows = []
     for d in shown:
         variants = per_variant.get(d.device_id, {})
-        t = Totals()
-        for part in variants.values():
-            t.merge(part)
+        t = Totals.of(variants.values())
         entry = latest.get(d.device_id)
         rows.append(
             DeviceRow(

@@ -17,8 +17,9 @@ from controller.monitoring.alerts import AlertLog, AlertRules
 from controller.monitoring.baselines import VariantBaselines
 from controller.monitoring.events import EventLog
 from controller.monitoring.monitor import FleetMonitor, MonitorConfig
-from controller.monitoring.offload_budget import DesiredPublisher, OffloadBudgets
+from controller.monitoring.offload_budget import OffloadBudgets
 from controller.monitoring.webhook import AlertWebhook
+from controller.services.desired_overlay import DesiredPublisher
 from controller.services.devices import Device
 from controller.services.rollout_store import StoredRollout
 from controller.services.telemetry import TelemetryStore

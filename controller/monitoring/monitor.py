@@ -174,10 +174,7 @@ class FleetMonitor:
         return rows
 
     def cohort_score(self, variant: str, totals: Sequence[Totals]) -> DriftScore:
-        merged = Totals()
-        for t in totals:
-            merged.merge(t)
-        return self._score(variant, merged)
+        return self._score(variant, Totals.of(totals))
 
     def cohort_drift(self, device_ids: Sequence[str], window_s: float | None = None) -> DriftScore:
         """One score over the devices on the variant most of them run (its reports only)."""

@@ -15,27 +15,20 @@ evaluation that finds no drift on such a device lowers its retained budget.
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections.abc import Sequence
-from typing import Protocol
 
 from controller.monitoring.events import EventListener, FleetEvent, announce
-from edgefleet.errors import EdgeFleetError
+from controller.services.desired_overlay import DesiredOverlay, DesiredPublisher
 
 log = logging.getLogger(__name__)
 
 FIELD = "offload_max_fps"
 
 
-class DesiredPublisher(Protocol):
-    def publish_desired(
-        self, device_id: str, payload: bytes, timeout: float | None = None
-    ) -> None: ...  # fmt: skip
+class OffloadBudgets(DesiredOverlay):
+    field = FIELD
 
-
-class OffloadBudgets:
     def __init__(
         self,
         publisher: DesiredPublisher | None,
@@ -46,34 +39,13 @@ class OffloadBudgets:
     ) -> None:
         if ceiling_fps < 0:
             raise ValueError("offload ceiling must be >= 0 frames/s")
-        self._publisher = publisher
+        super().__init__(publisher, publish_timeout_s, max_devices)
         self.ceiling_fps = float(ceiling_fps)
         self.listeners: list[EventListener] = list(listeners)
-        self._timeout = publish_timeout_s
-        self._max_devices = max_devices
-        self._lock = threading.Lock()
         self._budgets: dict[str, float] = {}
-        self._latest: dict[str, bytes] = {}  # the rollout service's newest payload per device
 
-    # -- the rollout service's publisher ----------------------------------------------------
-    def publish_desired(self, device_id: str, payload: bytes, timeout: float | None = None) -> None:
-        with self._lock:
-            if device_id in self._latest or len(self._latest) < self._max_devices:
-                self._latest[device_id] = payload
-            out = self._overlay(device_id, payload)
-        if self._publisher is not None:
-            self._publisher.publish_desired(device_id, out, timeout=timeout)
-
-    def _overlay(self, device_id: str, payload: bytes) -> bytes:
-        fps = self._budgets.get(device_id, 0.0)
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            return payload
-        if not isinstance(data, dict):
-            return payload
-        data[FIELD] = round(fps, 3)
-        return json.dumps(data, sort_keys=True).encode()
+    def value(self, device_id: str) -> float:
+        return self._budgets.get(device_id, 0.0)
 
     # -- budgets -----------------------------------------------------------------------------
     def budget(self, device_id: str) -> float:
@@ -154,14 +126,3 @@ class OffloadBudgets:
             ),
         )
         self._republish(device_id)
-
-    def _republish(self, device_id: str) -> None:
-        if self._publisher is None:
-            return
-        with self._lock:
-            base = self._latest.get(device_id) or json.dumps({"device_id": device_id}).encode()
-            out = self._overlay(device_id, base)
-        try:
-            self._publisher.publish_desired(device_id, out, timeout=self._timeout)
-        except EdgeFleetError as exc:  # the next change or rollout publish carries it again
-            log.warning("offload budget for %s not published: %s", device_id, exc)

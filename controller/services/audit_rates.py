@@ -14,17 +14,14 @@ its own ``--audit-rate``.
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from controller.monitoring.estimate import AccuracyEstimate
 from controller.monitoring.estimate_fleet import audit_fraction_needed, fleet_audit_fractions
+from controller.services.desired_overlay import DesiredOverlay, DesiredPublisher
 from controller.services.fleet import DeviceInferenceView
-from edgefleet.errors import EdgeFleetError
 
 log = logging.getLogger(__name__)
 
@@ -69,13 +66,10 @@ def plan(
     return out
 
 
-class DesiredPublisher(Protocol):
-    def publish_desired(
-        self, device_id: str, payload: bytes, timeout: float | None = None
-    ) -> None: ...  # fmt: skip
+class AuditRates(DesiredOverlay):
+    field = FIELD
+    digits = 4
 
-
-class AuditRates:
     def __init__(
         self,
         publisher: DesiredPublisher | None,
@@ -83,32 +77,13 @@ class AuditRates:
         publish_timeout_s: float = 2.0,
         max_devices: int = 100_000,
     ) -> None:
-        self._publisher = publisher
+        super().__init__(publisher, publish_timeout_s, max_devices)
         self.budget = budget or AuditBudget()
-        self._timeout = publish_timeout_s
-        self._max_devices = max_devices
-        self._lock = threading.Lock()
         self._fractions: dict[str, DevicePlan] = {}
-        self._latest: dict[str, bytes] = {}
 
-    def publish_desired(self, device_id: str, payload: bytes, timeout: float | None = None) -> None:
-        with self._lock:
-            if device_id in self._latest or len(self._latest) < self._max_devices:
-                self._latest[device_id] = payload
-            out = self._overlay(device_id, payload)
-        if self._publisher is not None:
-            self._publisher.publish_desired(device_id, out, timeout=timeout)
-
-    def _overlay(self, device_id: str, payload: bytes) -> bytes:
+    def value(self, device_id: str) -> float:
         entry = self._fractions.get(device_id)
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            return payload
-        if not isinstance(data, dict):
-            return payload
-        data[FIELD] = round(entry.fraction, 4) if entry else 0.0
-        return json.dumps(data, sort_keys=True).encode()
+        return entry.fraction if entry else 0.0
 
     def fraction(self, device_id: str) -> float:
         with self._lock:
@@ -135,17 +110,6 @@ class AuditRates:
                      plans[device_id].fraction, plans[device_id].why)  # fmt: skip
             self._republish(device_id)
         return changed
-
-    def _republish(self, device_id: str) -> None:
-        if self._publisher is None:
-            return
-        with self._lock:
-            base = self._latest.get(device_id) or json.dumps({"device_id": device_id}).encode()
-            out = self._overlay(device_id, base)
-        try:
-            self._publisher.publish_desired(device_id, out, timeout=self._timeout)
-        except EdgeFleetError as exc:  # the next change or rollout publish carries it again
-            log.warning("audit fraction for %s not published: %s", device_id, exc)
 
 
 def plan_once(rates: AuditRates, views: Sequence[DeviceInferenceView]) -> list[str]:

@@ -46,9 +46,7 @@ def fleet_status(
     for d in devices:
         entry = latest.get(d.device_id)
         variants = per_variant.get(d.device_id, {})
-        t = Totals()
-        for part in variants.values():
-            t.merge(part)
+        t = Totals.of(variants.values())
         c = cloud.get(d.device_id)
         views.append(
             DeviceInferenceView(

@@ -380,9 +380,7 @@ class TelemetryStore:
         for device_id, per_variant in self.device_variant_totals(
             since_ms, until_ms, device_ids
         ).items():
-            total = Totals()
-            for t in per_variant.values():
-                total.merge(t)
+            total = Totals.of(per_variant.values())
             out[device_id] = metrics_of(
                 total, 1 if total.reports else 0, self.accuracy_of(per_variant)
             )

@@ -169,6 +169,14 @@ class Totals:
         self.confidence.update(confidence or {})
         self.errors.update(errors)
 
+    @classmethod
+    def of(cls, parts: Iterable[Totals]) -> Totals:
+        """One sum of ``parts`` (e.g. a device's sums per variant)."""
+        total = cls()
+        for part in parts:
+            total.merge(part)
+        return total
+
     def merge(self, other: Totals) -> None:
         self.add_counts(
             {n: getattr(other, n) for n in self.COUNTS},
