@@ -4,7 +4,9 @@ wrong on most of them, often confidently). The controller's drift score (PSI of 
 confidence distribution, agreement with the teacher against its validation value) fires an
 alert within a minute, raises the device's offload budget through its desired state within
 the fleet's ceiling, and the cascade recovers toward the cloud model's accuracy; `fleet
-alerts`, `fleet events` and the estimate's interval against the truth close it."""
+alerts`, `fleet events` and the estimate's interval against the truth close it; an operator
+then labels some of the frames the cloud answered (`fleet label`), and the estimate, which
+agreement alone leaves wide under such a shift, is read again with the labels."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ OFFLOAD_BUDGET = "0.2"
 ALERT_WITHIN_S = 60.0
 RULES = ("drift", "agreement_drop")
 CEILING_FPS = 30.0  # the fleet's drift-aware offload ceiling in this story
+LABELS = 60  # frames of the shift the operator labels
+SOURCE = "drift"  # the drifting agent's frames: SOURCE.npy, frame ids SOURCE:INDEX
 
 
 def _variant_dir(demo: DemoRun, name: str, work: Path) -> Path:
@@ -70,6 +74,53 @@ def _recovered_from(by_cloud: np.ndarray, start: int, run: int = 40) -> int | No
     return None
 
 
+def _label_shifted_frames(
+    demo: DemoRun, name: str, device_id: str, y: np.ndarray, truth: float
+) -> None:
+    """The operator gives LABELS of the shifted frames the cloud answered their true class
+    (the first through `edgefleet fleet label`, the rest through the same admin API), and the
+    estimate is read again."""
+    from controller.cli.client import Connection, call, open_channel
+    from edgefleet.v1 import fleet_pb2, fleet_pb2_grpc
+
+    demo.step(f"an operator labels {LABELS} of the shifted frames the cloud answered "
+              "(`edgefleet fleet frames`, `fleet label`); the estimate again")  # fmt: skip
+    listed = demo.edgefleet_json("fleet", "frames", "--device", device_id, "--limit", "1000")
+
+    def index(key: str) -> int:  # a frame key is DEVICE/SOURCE:INDEX
+        return int(key.rsplit(":", 1)[1])
+
+    keys = [f["frame_key"] for f in listed["frames"]
+            if f["label"] is None and f"/{SOURCE}:" in f["frame_key"]]  # fmt: skip
+    chosen = [k for k in keys if index(k) >= CLEAN_FRAMES][:LABELS]
+    if not chosen:
+        demo.say(f"no frame of {name}'s shift waits for a label")
+        return
+
+    def truth_of(key: str) -> str:
+        return str(int(y[index(key)]))
+
+    demo.say(demo.edgefleet("fleet", "label", chosen[0], truth_of(chosen[0])).rstrip())
+    token = (demo.controller_dir / "operator.token").read_text().strip()
+    ca = (demo.controller_dir / "pki" / "ca.pem").read_bytes()
+    conn = Connection(demo.address, token, ca, 10.0)
+    channel = open_channel(conn)
+    try:
+        stub = fleet_pb2_grpc.FleetAdminServiceStub(channel)
+        for key in chosen[1:]:
+            request = fleet_pb2.LabelFrameRequest(frame_key=key, label=truth_of(key))
+            call(conn, stub.LabelFrame, request)
+    finally:
+        channel.close()
+    status = {d["name"]: d for d in demo.edgefleet_json("fleet", "status")["devices"]}[name]
+    low, high = status["accuracy_ci95"]
+    demo.say(
+        f"{len(chosen)} labelled: estimate for {name} {status['accuracy']:.1%} [{low:.1%}, "
+        f"{high:.1%}] over its {status['frames']} frames of the last minute; true accuracy "
+        f"{truth:.1%}, {where_in(truth, low, high)}"
+    )
+
+
 def story(demo: DemoRun) -> None:
     w = FASHION
     test = w.validation.parent / "test.npz"  # clean frames (the inference story's are corrupted)
@@ -83,6 +134,14 @@ def story(demo: DemoRun) -> None:
     # the earlier stories measure the budgets they set; the operator's flag is
     # --offload-ceiling-fps, this sets the same OffloadBudgets at run time.
     ceiling = CEILING_FPS
+
+    def still_drifting() -> bool:  # from the inference story's corrupted frames
+        alerts = demo.controller.monitoring.alerts.active()
+        return any(a.device_id == device_id and a.rule in RULES for a in alerts)
+
+    # the grant must come from this story's shift, not from frames still in the window
+    if still_drifting() and not wait_for(lambda: not still_drifting(), 120, 1.0):
+        raise DemoFailed(f"{name}'s drift alerts from the earlier story did not end")
     demo.controller.offload_budgets.set_ceiling(ceiling)
 
     demo.step(
@@ -96,11 +155,11 @@ def story(demo: DemoRun) -> None:
     with np.load(test) as data:
         x, y = data["x"][:total].copy(), data["y"][:total]
     x[CLEAN_FRAMES:] = 255 - x[CLEAN_FRAMES:]
-    np.save(work / "frames.npy", x)
+    np.save(work / f"{SOURCE}.npy", x)
     results = work / "answers.jsonl"
     since_ms = int(time.time() * 1000)
     demo.start_agent(
-        name, "--model", str(variant), "--source", str(work / "frames.npy"), "--fps", str(FPS),
+        name, "--model", str(variant), "--source", str(work / f"{SOURCE}.npy"), "--fps", str(FPS),
         "--offload-budget", OFFLOAD_BUDGET, "--telemetry-interval", "1", "--no-ota",
         "--results", str(results),
     )  # fmt: skip
@@ -160,6 +219,8 @@ def story(demo: DemoRun) -> None:
         f"fleet estimate for {name} over its {status['frames']} frames: {status['accuracy']:.1%} "
         f"[{low:.1%}, {high:.1%}]; true accuracy {truth:.1%}, {where_in(truth, low, high)}"
     )
+
+    _label_shifted_frames(demo, name, device_id, y, truth)
 
     demo.step("what an operator sees: `edgefleet fleet drift`, `fleet alerts`, `fleet events`")
     demo.say(demo.edgefleet("fleet", "drift").rstrip())
