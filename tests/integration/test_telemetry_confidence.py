@@ -3,37 +3,15 @@ raw rows, minute rollups and Totals, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from controller.mqtt.telemetry_decode import sample_from_report
 from controller.services.telemetry import TelemetryStore, TelemetryStoreConfig
 from controller.services.telemetry_math import INF
 from controller.store.db import Database
 from edgefleet.histograms import CONFIDENCE_BOUNDS
 from edgefleet.v1 import report_pb2
-from tests.fleet import postgres_available, postgres_database
+from tests.integration.test_telemetry_store import db  # noqa: F401  (the fixture)
 
 HOUR_MS = 3_600_000
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 't.db'}")
-        database.migrate()
-        yield database
-        database.close()
-        return
-    if not postgres_available():
-        pytest.skip("no PostgreSQL server")
-    with postgres_database() as url:
-        database = Database(url)
-        database.migrate()
-        yield database
-        database.close()
 
 
 def report(
@@ -53,7 +31,7 @@ def report(
     )
 
 
-def test_confidence_histogram_is_decoded_stored_and_rolled_up(db: Database) -> None:
+def test_confidence_histogram_is_decoded_stored_and_rolled_up(db: Database) -> None:  # noqa: F811  (the imported fixture)
     now = 10 * HOUR_MS
     ladder = list(CONFIDENCE_BOUNDS)
     native = [0] * (len(ladder) + 1)
