@@ -40,7 +40,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
   .venv/bin/pip install -q --upgrade pip
 fi
-.venv/bin/pip install -q -e ".[dev]"
+.venv/bin/pip install -q -e ".[dev,train]"
 
 case "${EDGEFLEET_SKIP_TRITON:-0}" in
   1 | true | yes)
