@@ -58,6 +58,8 @@ def _runtimes() -> tuple[tuple[str, ...], tuple[str, ...]]:
             log.warning("onnxruntime is installed but does not import: %s", exc)
     if importlib.util.find_spec("ai_edge_litert") or importlib.util.find_spec("tflite_runtime"):
         runtimes.append("litert")
+    if importlib.util.find_spec("openvino"):
+        runtimes.append("openvino")
     return tuple(runtimes), providers
 
 

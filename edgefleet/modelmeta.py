@@ -101,7 +101,7 @@ class VariantMetadata:
     version: int  # model version
     variant: str  # variant kind, e.g. "onnx-int8-static"
     variant_id: str  # "{model}:{version}:{variant}"
-    runtime: str  # onnxruntime | litert
+    runtime: str  # onnxruntime | litert | openvino
     precision: str  # fp32 | fp16 | int8 | mixed
     file: str  # model file name inside the variant directory
     input_name: str

@@ -13,6 +13,13 @@ A small built-in catalogue covers common edge targets; operators add their own i
     threads = 4
 
 ``resolve_profile`` picks the most specific profile whose requirements a device's facts meet.
+
+A profile states the runtimes its devices have in ``runtimes``; ``requires_runtimes`` are those
+a device must report to match (an x86-64 device that reports OpenVINO resolves to the
+``*-openvino`` twin of its profile, so only devices that have OpenVINO are assigned OpenVINO
+variants). TensorRT is a capability on paper only: the nvidia-jetson profile lists ONNX
+Runtime's TensorrtExecutionProvider, but no TensorRT engine is built or measured here (no
+accelerator on the build host); such devices run ONNX variants through that provider.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from edgefleet.errors import InvalidInput, NotFound
 from edgefleet.hardware import HardwareFacts
 
 AUTO = "auto"
-RUNTIMES = frozenset({"onnxruntime", "litert"})
+RUNTIMES = frozenset({"onnxruntime", "litert", "openvino"})
 PRECISIONS = frozenset({"fp32", "fp16", "int8"})
 MB = 1024 * 1024
 
@@ -46,6 +53,7 @@ class HardwareProfile:
     requires_flags: tuple[str, ...] = ()  # every one of these
     requires_any_flag: tuple[str, ...] = ()  # at least one of these
     requires_accelerators: tuple[str, ...] = ()
+    requires_runtimes: tuple[str, ...] = ()  # the device must report every one of these
     integer_only: bool = False  # an NPU that runs only full-int8 models
     int8_reduce_range: bool = False  # CPUs without VNNI: 7-bit weights avoid overflow
     execution_providers: tuple[str, ...] = ("CPUExecutionProvider",)
@@ -61,6 +69,8 @@ class HardwareProfile:
             return False
         if any(acc not in facts.accelerators for acc in self.requires_accelerators):
             return False
+        if any(runtime not in facts.runtimes for runtime in self.requires_runtimes):
+            return False
         return bool(set(self.runtimes) & set(facts.runtimes)) or not facts.runtimes
 
     @property
@@ -68,6 +78,7 @@ class HardwareProfile:
         """How much a match says about the device: more requirements, more specific."""
         return (
             4 * len(self.requires_accelerators)
+            + 2 * len(self.requires_runtimes)
             + 2 * len(self.requires_flags)
             + (1 if self.requires_any_flag else 0)
             + (1 if self.arch else 0)
@@ -93,6 +104,32 @@ BUILTIN_PROFILES: tuple[HardwareProfile, ...] = (
         arch="x86_64",
         requires_flags=("avx2",),
         runtimes=("onnxruntime", "litert"),
+        precisions=("fp32", "fp16", "int8"),
+        memory_budget_bytes=2048 * MB,
+        model_size_budget_bytes=200 * MB,
+        threads=2,
+        int8_reduce_range=True,
+    ),
+    HardwareProfile(
+        name="x86-64-vnni-openvino",
+        description="x86-64-vnni with OpenVINO installed: OpenVINO variants compete too",
+        arch="x86_64",
+        requires_flags=("avx2",),
+        requires_any_flag=("avx512_vnni", "avx_vnni"),
+        requires_runtimes=("openvino",),
+        runtimes=("openvino", "onnxruntime", "litert"),
+        precisions=("fp32", "fp16", "int8"),
+        memory_budget_bytes=2048 * MB,
+        model_size_budget_bytes=200 * MB,
+        threads=2,
+    ),
+    HardwareProfile(
+        name="x86-64-avx2-openvino",
+        description="x86-64-avx2 with OpenVINO installed: OpenVINO variants compete too",
+        arch="x86_64",
+        requires_flags=("avx2",),
+        requires_runtimes=("openvino",),
+        runtimes=("openvino", "onnxruntime", "litert"),
         precisions=("fp32", "fp16", "int8"),
         memory_budget_bytes=2048 * MB,
         model_size_budget_bytes=200 * MB,
@@ -223,6 +260,9 @@ def _profile_from_table(name: str, table: Mapping[str, Any]) -> HardwareProfile:
     precisions = strings("precisions") or ("fp32",)
     if unknown := set(runtimes) - RUNTIMES:
         raise InvalidInput(f"profile {name!r}: unknown runtimes {sorted(unknown)}")
+    required = strings("requires_runtimes")
+    if missing := set(required) - set(runtimes):
+        raise InvalidInput(f"profile {name!r}: requires_runtimes {sorted(missing)} not in runtimes")
     if unknown := set(precisions) - PRECISIONS:
         raise InvalidInput(f"profile {name!r}: unknown precisions {sorted(unknown)}")
     try:
@@ -233,6 +273,7 @@ def _profile_from_table(name: str, table: Mapping[str, Any]) -> HardwareProfile:
             requires_flags=strings("requires_flags"),
             requires_any_flag=strings("requires_any_flag"),
             requires_accelerators=strings("requires_accelerators"),
+            requires_runtimes=required,
             runtimes=runtimes,
             precisions=precisions,
             memory_budget_bytes=int(table.get("memory_budget_mb", 512)) * MB,

@@ -5,6 +5,7 @@ from agent.runtime.backends import (
     Backend,
     LiteRtBackend,
     OnnxRuntimeBackend,
+    OpenVinoBackend,
     choose_providers,
 )
 from agent.runtime.errors import BadFrame, FrameSourceError, RuntimeFailure
@@ -25,6 +26,7 @@ __all__ = [
     "LoadedModel",
     "ModelHolder",
     "OnnxRuntimeBackend",
+    "OpenVinoBackend",
     "Preprocessor",
     "RuntimeFailure",
     "VideoSource",

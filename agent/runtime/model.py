@@ -9,7 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.runtime.backends import Backend, BoundRun, LiteRtBackend, OnnxRuntimeBackend
+from agent.runtime.backends import (
+    Backend,
+    BoundRun,
+    LiteRtBackend,
+    OnnxRuntimeBackend,
+    OpenVinoBackend,
+)
 from agent.runtime.errors import RuntimeFailure
 from agent.runtime.preprocess import Preprocessor, dequantize
 from edgefleet.errors import InvalidInput
@@ -85,6 +91,8 @@ def load_variant(
         )
     elif metadata.runtime == "litert":
         backend = LiteRtBackend(model_path, threads)
+    elif metadata.runtime == "openvino":
+        backend = OpenVinoBackend(model_path, metadata.input_name, metadata.output_name, threads)
     else:
         raise RuntimeFailure(f"unknown runtime {metadata.runtime!r} in {meta_path}")
     preprocessor = Preprocessor(

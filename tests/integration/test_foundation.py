@@ -74,6 +74,8 @@ def test_enroll_heartbeat_and_revoke(controller: Controller, admin: Admin, tmp_p
     assert identity.profile in {
         "x86-64-vnni",
         "x86-64-avx2",
+        "x86-64-vnni-openvino",  # the agent reports OpenVINO when the openvino extra is in
+        "x86-64-avx2-openvino",
         "generic-cpu",
         "arm64-dotprod",
         "arm64-a72",
