@@ -38,7 +38,11 @@ from edgefleet.modelmeta import VariantMetadata
 
 log = logging.getLogger(__name__)
 
-RUNTIME_OVERHEAD_BYTES = {"onnxruntime": 40 * 1024 * 1024, "litert": 8 * 1024 * 1024}
+RUNTIME_OVERHEAD_BYTES = {
+    "onnxruntime": 40 * 1024 * 1024,
+    "litert": 8 * 1024 * 1024,
+    "openvino": 104 * 1024 * 1024,  # RSS of import + CPU plugin + one small model (measured)
+}
 MIN_RUNS_PER_ROUND = 3  # fewer and a round's median is just noise
 
 RunnerFactory = Callable[[], Runner]  # opens a fresh runtime session each call

@@ -27,6 +27,7 @@ from controller.optimize.evaluate import (
     reference,
 )
 from controller.optimize.onnx_variants import VariantSpec, build_int8_mixed, onnx_variant_specs
+from controller.optimize.openvino_variants import openvino_variant_specs
 from controller.optimize.runners import finalize_variant
 from controller.optimize.select import Selection, select_variants
 from controller.optimize.source import SourceModel
@@ -214,6 +215,10 @@ def build_model(
 
     if _wanted(MIXED, options.only):
         _maybe_build_mixed(builder, profiles, options)
+
+    for spec in openvino_variant_specs(calibration_limit=options.calibration_limit):
+        if _wanted(spec.name, options.only):
+            builder.run(spec)
 
     conversion = Onnx2TfConversion(source, options.onnx2tf)
     try:

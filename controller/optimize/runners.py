@@ -1,4 +1,5 @@
-"""Run a built variant on the controller host: ONNX Runtime or LiteRT, batch in, logits out.
+"""Run a built variant on the controller host: ONNX Runtime, LiteRT or OpenVINO, batch in,
+logits out.
 
 Runners take float32 tensors already in the variant's layout; an integer-only LiteRT model's
 input is quantized and its output dequantized here, as the agent would.
@@ -13,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from controller.optimize.errors import VariantUnavailable
 from edgefleet.modelmeta import METADATA_FILE, VariantMetadata
 
 
@@ -88,9 +90,48 @@ class LiteRtRunner:
         return np.concatenate(outs)
 
 
+def openvino_core() -> Any:
+    """OpenVINO's Core; ``VariantUnavailable`` when OpenVINO is not installed here."""
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise VariantUnavailable(
+            "OpenVINO is not installed on the controller (pip install edgefleet[openvino])"
+        ) from exc
+    return ov.Core()
+
+
+class OpenVinoRunner:
+    """An ONNX model compiled by OpenVINO's CPU plugin as the agent compiles it (batch 1,
+    latency hint, fp32 kept fp32); a batch runs frame by frame."""
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        core = openvino_core()
+        model = core.read_model(str(path))
+        shape = model.inputs[0].get_partial_shape()
+        model.reshape({0: [1, *(d.get_length() for d in list(shape)[1:])]})
+        config = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_NUM_THREADS": max(1, threads),
+        }
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        outs = []
+        for i in range(len(x)):
+            frame = np.ascontiguousarray(x[i : i + 1], dtype=np.float32)
+            self.request.infer({0: frame}, share_inputs=True, share_outputs=True)
+            outs.append(np.array(self.request.get_output_tensor(0).data, dtype=np.float32))
+        return np.concatenate(outs)
+
+
 def open_runner(path: Path, runtime: str, threads: int = 1) -> Runner:
     if runtime == "litert":
         return LiteRtRunner(path, threads)
+    if runtime == "openvino":
+        return OpenVinoRunner(path, threads)
     return OrtRunner(path, threads)
 
 

@@ -1,9 +1,11 @@
 """Choose one variant per hardware profile. Pure: evaluations and profiles in, decisions out.
 
 A variant is ruled out, in this order, when its runtime is not on the profile, its precision
-is not supported (an integer-only profile takes only full-int8 models; ONNX Runtime int8 on a
-reduce-range profile needs 7-bit weights), its file is over the size budget, its estimated
-memory is over the memory budget, or its accuracy drop is over the profile's budget.
+is not supported (an integer-only profile takes only full-int8 models; ONNX Runtime or OpenVINO
+int8 on a reduce-range profile needs 7-bit weights), its file is over the size budget, its
+estimated memory is over the memory budget, or its accuracy drop is over the profile's budget.
+Only profiles that list "openvino" in their runtimes (the ``*-openvino`` ones) take OpenVINO
+variants; they compete by measured interval like every other.
 
 The rest compete on latency, each an estimate with an interval. On the controller host the
 estimate is the variant's median round ratio to the fp32 baseline times the pooled baseline
@@ -132,7 +134,7 @@ def _precision_problem(ev: Evaluation, profile: HardwareProfile) -> str | None:
             f"precision {ev.precision} not supported (profile lacks {', '.join(sorted(missing))})"
         )
     if (
-        ev.runtime == "onnxruntime"
+        ev.runtime in ("onnxruntime", "openvino")  # both run a QDQ ONNX model's int8 kernels
         and ev.precision in ("int8", "mixed")
         and profile.int8_reduce_range
         and not ev.reduce_range

@@ -62,6 +62,7 @@ Progress = Callable[[str, str], None]
 def variant_names() -> list[str]:
     """Every variant name a build knows (``BuildRequest.only`` picks among them)."""
     from controller.optimize.onnx_variants import onnx_variant_specs
+    from controller.optimize.openvino_variants import OPENVINO_VARIANTS
     from controller.optimize.pipeline import MIXED
     from controller.optimize.tflite_variants import FLAVOURS
 
@@ -72,7 +73,7 @@ def variant_names() -> list[str]:
         cluster_counts=defaults.cluster_counts,
         calibration_limit=defaults.calibration_limit,
     )
-    return [s.name for s in onnx] + [MIXED, *FLAVOURS]
+    return [s.name for s in onnx] + [MIXED, *OPENVINO_VARIANTS, *FLAVOURS]
 
 
 class BuildRunner:
