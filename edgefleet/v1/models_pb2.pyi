@@ -276,3 +276,51 @@ class ListVariantsResponse(_message.Message):
     variants: _containers.RepeatedCompositeFieldContainer[VariantInfo]
     selections: _containers.RepeatedCompositeFieldContainer[ProfileSelection]
     def __init__(self, model: _Optional[_Union[ModelVersion, _Mapping]] = ..., source_accuracy: _Optional[float] = ..., variants: _Optional[_Iterable[_Union[VariantInfo, _Mapping]]] = ..., selections: _Optional[_Iterable[_Union[ProfileSelection, _Mapping]]] = ...) -> None: ...
+
+class DistillModelRequest(_message.Message):
+    __slots__ = ("teacher", "teacher_version", "student", "data_sha256", "name", "temperature", "alpha", "alpha_set", "epochs", "batch_size", "max_seconds", "extra_data_sha256", "init_from_version")
+    TEACHER_FIELD_NUMBER: _ClassVar[int]
+    TEACHER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STUDENT_FIELD_NUMBER: _ClassVar[int]
+    DATA_SHA256_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_FIELD_NUMBER: _ClassVar[int]
+    ALPHA_SET_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_DATA_SHA256_FIELD_NUMBER: _ClassVar[int]
+    INIT_FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    teacher: str
+    teacher_version: int
+    student: str
+    data_sha256: str
+    name: str
+    temperature: float
+    alpha: float
+    alpha_set: bool
+    epochs: int
+    batch_size: int
+    max_seconds: float
+    extra_data_sha256: _containers.RepeatedScalarFieldContainer[str]
+    init_from_version: int
+    def __init__(self, teacher: _Optional[str] = ..., teacher_version: _Optional[int] = ..., student: _Optional[str] = ..., data_sha256: _Optional[str] = ..., name: _Optional[str] = ..., temperature: _Optional[float] = ..., alpha: _Optional[float] = ..., alpha_set: _Optional[bool] = ..., epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., max_seconds: _Optional[float] = ..., extra_data_sha256: _Optional[_Iterable[str]] = ..., init_from_version: _Optional[int] = ...) -> None: ...
+
+class TrainingProgress(_message.Message):
+    __slots__ = ("phase", "fraction", "message")
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    fraction: float
+    message: str
+    def __init__(self, phase: _Optional[str] = ..., fraction: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
+
+class TrainingEvent(_message.Message):
+    __slots__ = ("progress", "report_json")
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    REPORT_JSON_FIELD_NUMBER: _ClassVar[int]
+    progress: TrainingProgress
+    report_json: str
+    def __init__(self, progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., report_json: _Optional[str] = ...) -> None: ...

@@ -61,6 +61,11 @@ class ModelAdminServiceStub:
                 request_serializer=edgefleet_dot_v1_dot_models__pb2.ListVariantsRequest.SerializeToString,
                 response_deserializer=edgefleet_dot_v1_dot_models__pb2.ListVariantsResponse.FromString,
                 _registered_method=True)
+        self.DistillModel = channel.unary_stream(
+                '/edgefleet.v1.ModelAdminService/DistillModel',
+                request_serializer=edgefleet_dot_v1_dot_models__pb2.DistillModelRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_v1_dot_models__pb2.TrainingEvent.FromString,
+                _registered_method=True)
 
 
 class ModelAdminServiceServicer:
@@ -102,6 +107,15 @@ class ModelAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DistillModel(self, request, context):
+        """Distil a student (a catalogue architecture) from a registered teacher on uploaded training
+        frames and register it as the next version of an edge model; progress events, then one
+        event with the final report. Cancelled when the client goes away: nothing is registered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +143,11 @@ def add_ModelAdminServiceServicer_to_server(servicer, server):
                     servicer.ListVariants,
                     request_deserializer=edgefleet_dot_v1_dot_models__pb2.ListVariantsRequest.FromString,
                     response_serializer=edgefleet_dot_v1_dot_models__pb2.ListVariantsResponse.SerializeToString,
+            ),
+            'DistillModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.DistillModel,
+                    request_deserializer=edgefleet_dot_v1_dot_models__pb2.DistillModelRequest.FromString,
+                    response_serializer=edgefleet_dot_v1_dot_models__pb2.TrainingEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,6 +287,33 @@ class ModelAdminService:
             '/edgefleet.v1.ModelAdminService/ListVariants',
             edgefleet_dot_v1_dot_models__pb2.ListVariantsRequest.SerializeToString,
             edgefleet_dot_v1_dot_models__pb2.ListVariantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DistillModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/edgefleet.v1.ModelAdminService/DistillModel',
+            edgefleet_dot_v1_dot_models__pb2.DistillModelRequest.SerializeToString,
+            edgefleet_dot_v1_dot_models__pb2.TrainingEvent.FromString,
             options,
             channel_credentials,
             insecure,
