@@ -149,7 +149,7 @@ class AddModelResponse(_message.Message):
     def __init__(self, model: _Optional[_Union[ModelVersion, _Mapping]] = ...) -> None: ...
 
 class BuildModelRequest(_message.Message):
-    __slots__ = ("name", "version", "profiles", "no_tflite", "only_variants", "measure_runs", "rebuild")
+    __slots__ = ("name", "version", "profiles", "no_tflite", "only_variants", "measure_runs", "rebuild", "training_sha256")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PROFILES_FIELD_NUMBER: _ClassVar[int]
@@ -157,6 +157,7 @@ class BuildModelRequest(_message.Message):
     ONLY_VARIANTS_FIELD_NUMBER: _ClassVar[int]
     MEASURE_RUNS_FIELD_NUMBER: _ClassVar[int]
     REBUILD_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_SHA256_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     profiles: _containers.RepeatedScalarFieldContainer[str]
@@ -164,7 +165,8 @@ class BuildModelRequest(_message.Message):
     only_variants: _containers.RepeatedScalarFieldContainer[str]
     measure_runs: int
     rebuild: bool
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., profiles: _Optional[_Iterable[str]] = ..., no_tflite: _Optional[bool] = ..., only_variants: _Optional[_Iterable[str]] = ..., measure_runs: _Optional[int] = ..., rebuild: _Optional[bool] = ...) -> None: ...
+    training_sha256: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., profiles: _Optional[_Iterable[str]] = ..., no_tflite: _Optional[bool] = ..., only_variants: _Optional[_Iterable[str]] = ..., measure_runs: _Optional[int] = ..., rebuild: _Optional[bool] = ..., training_sha256: _Optional[str] = ...) -> None: ...
 
 class BuildProgress(_message.Message):
     __slots__ = ("variant", "phase", "index")
