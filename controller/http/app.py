@@ -260,11 +260,21 @@ def build_http_app(
         return Response(css, media_type="text/css", headers={"cache-control": "max-age=3600"})
 
     async def health(request: Request) -> Response:
-        return PlainTextResponse("ok\n")
+        return PlainTextResponse("ok\n")  # liveness: the process answers
+
+    async def ready(request: Request) -> Response:
+        """Readiness: the database answers (a replica without it cannot serve devices)."""
+        try:
+            await run_in_threadpool(views.database_reachable, sources)
+        except EdgeFleetError as exc:
+            log.warning("not ready: %s", exc)
+            return PlainTextResponse("database unreachable\n", status_code=503)
+        return PlainTextResponse("ready\n")
 
     routes = [
         Route("/metrics", metrics_endpoint),
         Route("/healthz", health),
+        Route("/readyz", ready),
         Route("/static/dashboard.css", stylesheet),
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),

@@ -285,3 +285,11 @@ def alert_views(src: DashboardSources, since_ms: int) -> dict[str, list[dict[str
         history = [as_dict(a) for a in src.alerts.history(since_ms=since_ms)]
     events = [as_dict(e) for e in src.events.query(since_ms=since_ms)] if src.events else []
     return {"active": active, "history": history, "events": events}
+
+
+def database_reachable(sources: DashboardSources) -> None:
+    """``/readyz``: one round trip to the database; StoreError when it does not answer."""
+    from sqlalchemy import text
+
+    with sources.db.session() as session:
+        session.execute(text("SELECT 1"))
