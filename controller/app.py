@@ -39,15 +39,14 @@ from controller.services.audit_rates import AuditBudget, AuditRates
 from controller.services.audit_rates import plan_once as plan_audits_once
 from controller.services.devices import DeviceRegistry, mark_stale_offline
 from controller.services.fleet import DEFAULT_WINDOW_S, fleet_status
+from controller.services.hard_examples import HardExamples
 from controller.services.models import ModelCatalogue
 from controller.services.models_setup import ModelComponents, refresh_timestamps, start_models
 from controller.services.offload import (
     BatchingConfig,
     CloudModels,
-    HardExampleStore,
     LabelledPair,
     OffloadPairs,
-    RecordingModels,
     parse_cloud_model_spec,
 )
 from controller.services.rollouts import RolloutConfig, RolloutService
@@ -55,6 +54,7 @@ from controller.services.telemetry import TelemetryStore, TelemetryStoreConfig
 from controller.services.telemetry_math import ReportSample
 from controller.serving.cloud_model import Predictor
 from controller.store.db import Database
+from edgefleet.errors import NotFound
 from edgefleet.profiles import ProfileCatalogue
 from edgefleet.v1 import telemetry_pb2
 
@@ -156,7 +156,7 @@ class Controller:
         self.models: ModelCatalogue
         self.cloud_models: CloudModels
         self.offload_pairs: OffloadPairs
-        self.hard_examples: HardExampleStore | None
+        self.hard_examples: HardExamples  # opt-in per model (controller.services.hard_examples)
         self.broker: BrokerHandle
         self.ingest: ControllerMqttIngest
         self.device_messages: DeviceMessages
@@ -254,13 +254,11 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
     stack.callback(c.cloud_models.close)
     c.cloud_models.preload()
     c.offload_pairs = OffloadPairs()
-    c.hard_examples = None
-    if cfg.hard_examples_max_bytes > 0:
-        c.hard_examples = HardExampleStore(
-            cfg.hard_examples_max_bytes,
-            directory=cfg.data_dir / "hard-examples",
-            artifacts=c.model_parts.store,
-        )
+    c.hard_examples = HardExamples(
+        c.db, c.model_parts.store, _device_labels(c.registry), cfg.hard_examples_max_bytes
+    )
+    c.hard_examples.start()
+    stack.callback(c.hard_examples.stop)
 
     c.device_messages = DeviceMessages(c.registry, c.telemetry)
     credentials_listeners.append(c.device_messages.refresh)
@@ -337,8 +335,6 @@ def _start_grpc(c: Controller, stack: ExitStack) -> None:
         return current_device().device_id
 
     offload_models: Mapping[str, Predictor] = c.cloud_models
-    if c.hard_examples is not None:
-        offload_models = RecordingModels(c.cloud_models, c.hard_examples, device_id)
     device_servicer = DeviceServicer(
         c.registry,
         c.mqtt_url,
@@ -361,6 +357,7 @@ def _start_grpc(c: Controller, stack: ExitStack) -> None:
                     identify=device_id,
                     on_pair=_fan_out(c.offload_pairs.record, c.telemetry.accuracy.labels.record),
                     stream_limits=offload_stream_limits(cfg.grpc_workers),
+                    on_frame=c.hard_examples.offer,
                 ),
                 s,
             ),
@@ -446,6 +443,18 @@ def _fan_out(*listeners: Callable[[LabelledPair], None]) -> Callable[[LabelledPa
             listener(pair)
 
     return each
+
+
+def _device_labels(registry: DeviceRegistry) -> Callable[[str], Mapping[str, str] | None]:
+    """A device's labels (None: no such device), for the hard-example policies' filter."""
+
+    def labels(device_id: str) -> Mapping[str, str] | None:
+        try:
+            return registry.get(device_id).labels
+        except NotFound:
+            return None
+
+    return labels
 
 
 def _plan_audits(c: Controller, interval_s: float) -> None:

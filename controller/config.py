@@ -73,7 +73,9 @@ class ControllerConfig:
     offload_max_batch_size: int | None = None
     offload_max_queue_delay_ms: float | None = None
     offload_max_queue_size: int = 256  # per model; beyond it offloads get RESOURCE_EXHAUSTED
-    hard_examples_max_bytes: int = 0  # keep offloaded frames for retraining; 0 = off
+    # ceiling on every model's stored hard frames together (each model opts in with its own
+    # policy and cap: `edgefleet model hard-examples`); 0 = the policies' caps only
+    hard_examples_max_bytes: int = 0
     telemetry_raw_retention_s: float = 3600.0
     telemetry_rollup_retention_s: float = 7 * 86400.0
     rollout_tick_s: float = 2.0  # seconds between rollout engine steps

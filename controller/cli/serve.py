@@ -95,7 +95,8 @@ def serve(
         None,
         "--hard-examples-max-bytes",
         min=0,
-        help="Keep offloaded frames for retraining, up to this many bytes [0 = off].",
+        help="Ceiling on all models' stored hard frames together; each model opts in with "
+        "`model hard-examples` [0 = the policies' caps only].",
     ),
     offload_max_queue: int | None = typer.Option(
         None, "--offload-max-queue", min=1, help="Queued frames per model before refusing [256]."

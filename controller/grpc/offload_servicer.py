@@ -174,7 +174,9 @@ class OffloadServicer(inference_pb2_grpc.OffloadServiceServicer):
     """`models` maps an edge task name to its cloud predictor (CloudModel or BatchedModel);
     `identify` returns the caller's device id (from the mTLS certificate); `on_pair` receives
     each labelled pair (it must be quick; its failures are logged, never the caller's);
-    `stream_limits` bounds the open OffloadStream calls (see offload_stream_limits)."""
+    `stream_limits` bounds the open OffloadStream calls (see offload_stream_limits);
+    `on_frame` receives each labelled pair with its decoded frame (the hard-example store's
+    listener: quick, failures logged)."""
 
     def __init__(
         self,
@@ -183,8 +185,10 @@ class OffloadServicer(inference_pb2_grpc.OffloadServiceServicer):
         on_pair: Callable[[LabelledPair], None] | None = None,
         with_probabilities: bool = False,
         stream_limits: StreamLimits | None = None,
+        on_frame: Callable[[LabelledPair, np.ndarray], None] | None = None,
     ) -> None:
         self.models = models
+        self.on_frame = on_frame
         self.identify = identify
         self.on_pair = on_pair
         self.with_probabilities = with_probabilities
@@ -258,12 +262,20 @@ class OffloadServicer(inference_pb2_grpc.OffloadServiceServicer):
             raise UnknownModel(f"no cloud model serves {request.model!r}")
         frame = decode_request(request, FrameLimits.for_input(model.input_size))
         prediction = model.predict(frame, timeout_s=timeout_s)
-        if self.on_pair is not None:
-            try:
-                self.on_pair(labelled_pair(device_id, request, prediction))
-            except Exception:  # a listener's bug is not the device's error
-                log.exception("on_pair listener failed for device=%s", device_id)
+        if self.on_pair is not None or self.on_frame is not None:
+            pair = labelled_pair(device_id, request, prediction)
+            _tell(self.on_pair, device_id, pair)
+            _tell(self.on_frame, device_id, pair, frame)
         return encode_prediction(prediction, self.with_probabilities)
+
+
+def _tell(listener: Callable[..., None] | None, device_id: str, *args: object) -> None:
+    if listener is None:
+        return
+    try:
+        listener(*args)
+    except Exception:  # a listener's bug is not the device's error
+        log.exception("offload listener failed for device=%s", device_id)
 
 
 def server_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, int]]:

@@ -13,21 +13,17 @@ measurement is done, in the background), or fixed by the operator.
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
-import numpy as np
-
 from controller.errors import ConfigError
-from controller.serving.cloud_model import CloudModel, Prediction, Predictor
+from controller.serving.cloud_model import CloudModel, Predictor
 from controller.serving.errors import ServingFailure
 from controller.serving.measure import DEFAULT_BUDGET_S
 from controller.serving.plan import ServingPlan, operator_plan, pending_plan
@@ -362,86 +358,3 @@ class OffloadPairs:
     def counts(self) -> dict[str, PairCounts]:
         with self._lock:
             return {k: PairCounts(**vars(v)) for k, v in self._counts.items()}
-
-
-class BlobStore(Protocol):
-    def put_bytes(self, data: bytes, expected_sha256: str | None = None) -> Any: ...
-
-    def delete(self, sha256: str) -> None: ...
-
-
-@dataclass
-class HardExampleStore:
-    """Keeps offloaded frames (npz: frame + cloud label) for retraining, oldest dropped past
-    `max_bytes`. Into the artifact store when given, else into `directory`."""
-
-    max_bytes: int
-    directory: Path | None = None
-    artifacts: BlobStore | None = None
-    _kept: deque[tuple[str, int]] = field(default_factory=deque)
-    _bytes: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    stored: int = 0
-
-    def keep(self, device_id: str, model: str, frame: np.ndarray, p: Prediction) -> None:
-        buf = io.BytesIO()
-        np.savez_compressed(buf, frame=frame, cloud_label=p.label, cloud_confidence=p.confidence)
-        data = buf.getvalue()
-        if len(data) > self.max_bytes:
-            return
-        with self._lock:
-            if self.artifacts is not None:
-                key = str(self.artifacts.put_bytes(data).sha256)
-            else:
-                assert self.directory is not None
-                self.directory.mkdir(parents=True, exist_ok=True)
-                key = f"{time.time_ns()}-{device_id}-{model}-{p.label}.npz".replace("/", "_")
-                (self.directory / key).write_bytes(data)
-            self._kept.append((key, len(data)))
-            self._bytes += len(data)
-            self.stored += 1
-            while self._bytes > self.max_bytes and self._kept:
-                old, size = self._kept.popleft()
-                self._bytes -= size
-                if self.artifacts is not None:
-                    self.artifacts.delete(old)
-                elif self.directory is not None:
-                    (self.directory / old).unlink(missing_ok=True)
-
-
-class RecordingPredictor:
-    """A predictor that also hands each (frame, prediction) to the hard-example store."""
-
-    def __init__(
-        self, inner: Predictor, name: str, store: HardExampleStore, who: Callable[[], str]
-    ) -> None:
-        self.inner, self.name, self.store, self.who = inner, name, store, who
-        self.model_id = inner.model_id
-
-    @property
-    def input_size(self) -> tuple[int, int]:
-        return self.inner.input_size
-
-    def predict(self, frame: np.ndarray, timeout_s: float | None = None) -> Prediction:
-        prediction = self.inner.predict(frame, timeout_s)
-        try:
-            self.store.keep(self.who(), self.name, frame, prediction)
-        except Exception:
-            log.exception("hard-example store failed")
-        return prediction
-
-
-class RecordingModels(Mapping[str, Predictor]):
-    def __init__(
-        self, models: Mapping[str, Predictor], store: HardExampleStore, who: Callable[[], str]
-    ) -> None:
-        self.models, self.store, self.who = models, store, who
-
-    def __getitem__(self, name: str) -> Predictor:
-        return RecordingPredictor(self.models[name], name, self.store, self.who)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.models)
-
-    def __len__(self) -> int:
-        return len(self.models)

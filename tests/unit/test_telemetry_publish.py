@@ -103,21 +103,3 @@ def test_cloud_model_specs() -> None:
     for bad in ("nomodel", "=x.onnx", "a=b.onnx?colour=red", "a=b.onnx?batch=many"):
         with pytest.raises(ConfigError):
             parse_cloud_model_spec(bad)
-
-
-def test_hard_example_store_is_size_capped(tmp_path: Path) -> None:
-    import numpy as np
-
-    from controller.services.offload import HardExampleStore
-    from controller.serving.cloud_model import Prediction
-
-    store = HardExampleStore(max_bytes=3000, directory=tmp_path / "hard")
-    prediction = Prediction(label=3, label_name="3", confidence=0.9, probabilities=(), model_id="c")
-    rng = np.random.default_rng(0)
-    for _ in range(10):
-        store.keep("dev-1", "digits", rng.integers(0, 255, (32, 32), dtype=np.uint8), prediction)
-    kept = list((tmp_path / "hard").glob("*.npz"))
-    assert store.stored == 10 and 0 < len(kept) < 10
-    assert sum(p.stat().st_size for p in kept) <= 3000
-    with np.load(kept[0]) as data:
-        assert data["frame"].shape == (32, 32) and int(data["cloud_label"]) == 3
