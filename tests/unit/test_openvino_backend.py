@@ -74,6 +74,8 @@ def test_bad_input_is_refused() -> None:
             backend.run(bad)
     with pytest.raises(RuntimeFailure, match="no input 'pixels'"):
         OpenVinoBackend(onnx_file, "pixels", "logits")
+    with pytest.raises(RuntimeFailure, match="no output 'probs'"):
+        OpenVinoBackend(onnx_file, "input", "probs")
     with pytest.raises(RuntimeFailure, match="OpenVINO"):
         OpenVinoBackend(EXAMPLES / "fashion" / "labels.txt", "input", "logits")
 
