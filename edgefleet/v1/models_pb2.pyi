@@ -326,3 +326,109 @@ class TrainingEvent(_message.Message):
     progress: TrainingProgress
     report_json: str
     def __init__(self, progress: _Optional[_Union[TrainingProgress, _Mapping]] = ..., report_json: _Optional[str] = ...) -> None: ...
+
+class HardExamplePolicy(_message.Message):
+    __slots__ = ("model", "enabled", "max_bytes", "retention_s", "device_ids", "device_labels", "created_unix_ms", "updated_unix_ms")
+    class DeviceLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_S_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_LABELS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    enabled: bool
+    max_bytes: int
+    retention_s: int
+    device_ids: _containers.RepeatedScalarFieldContainer[str]
+    device_labels: _containers.ScalarMap[str, str]
+    created_unix_ms: int
+    updated_unix_ms: int
+    def __init__(self, model: _Optional[str] = ..., enabled: _Optional[bool] = ..., max_bytes: _Optional[int] = ..., retention_s: _Optional[int] = ..., device_ids: _Optional[_Iterable[str]] = ..., device_labels: _Optional[_Mapping[str, str]] = ..., created_unix_ms: _Optional[int] = ..., updated_unix_ms: _Optional[int] = ...) -> None: ...
+
+class HardExampleCounts(_message.Message):
+    __slots__ = ("frames", "bytes", "oldest_unix_ms", "newest_unix_ms", "dropped_cap", "dropped_retention", "dropped_busy")
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_CAP_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_RETENTION_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_BUSY_FIELD_NUMBER: _ClassVar[int]
+    frames: int
+    bytes: int
+    oldest_unix_ms: int
+    newest_unix_ms: int
+    dropped_cap: int
+    dropped_retention: int
+    dropped_busy: int
+    def __init__(self, frames: _Optional[int] = ..., bytes: _Optional[int] = ..., oldest_unix_ms: _Optional[int] = ..., newest_unix_ms: _Optional[int] = ..., dropped_cap: _Optional[int] = ..., dropped_retention: _Optional[int] = ..., dropped_busy: _Optional[int] = ...) -> None: ...
+
+class GetHardExamplePolicyRequest(_message.Message):
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
+
+class SetHardExamplePolicyRequest(_message.Message):
+    __slots__ = ("model", "enabled", "max_bytes", "retention_s", "set_devices", "devices", "set_device_labels", "device_labels", "purge")
+    class DeviceLabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_S_FIELD_NUMBER: _ClassVar[int]
+    SET_DEVICES_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    SET_DEVICE_LABELS_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_LABELS_FIELD_NUMBER: _ClassVar[int]
+    PURGE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    enabled: bool
+    max_bytes: int
+    retention_s: int
+    set_devices: bool
+    devices: _containers.RepeatedScalarFieldContainer[str]
+    set_device_labels: bool
+    device_labels: _containers.ScalarMap[str, str]
+    purge: bool
+    def __init__(self, model: _Optional[str] = ..., enabled: _Optional[bool] = ..., max_bytes: _Optional[int] = ..., retention_s: _Optional[int] = ..., set_devices: _Optional[bool] = ..., devices: _Optional[_Iterable[str]] = ..., set_device_labels: _Optional[bool] = ..., device_labels: _Optional[_Mapping[str, str]] = ..., purge: _Optional[bool] = ...) -> None: ...
+
+class HardExamplePolicyResponse(_message.Message):
+    __slots__ = ("policy", "counts", "ceiling_bytes")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    CEILING_BYTES_FIELD_NUMBER: _ClassVar[int]
+    policy: HardExamplePolicy
+    counts: HardExampleCounts
+    ceiling_bytes: int
+    def __init__(self, policy: _Optional[_Union[HardExamplePolicy, _Mapping]] = ..., counts: _Optional[_Union[HardExampleCounts, _Mapping]] = ..., ceiling_bytes: _Optional[int] = ...) -> None: ...
+
+class RetrainModelRequest(_message.Message):
+    __slots__ = ("model", "since_unix_ms", "data_sha256", "epochs", "max_seconds", "batch_size")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SINCE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    DATA_SHA256_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    MAX_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    since_unix_ms: int
+    data_sha256: str
+    epochs: int
+    max_seconds: float
+    batch_size: int
+    def __init__(self, model: _Optional[str] = ..., since_unix_ms: _Optional[int] = ..., data_sha256: _Optional[str] = ..., epochs: _Optional[int] = ..., max_seconds: _Optional[float] = ..., batch_size: _Optional[int] = ...) -> None: ...

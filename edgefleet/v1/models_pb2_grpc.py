@@ -66,6 +66,21 @@ class ModelAdminServiceStub:
                 request_serializer=edgefleet_dot_v1_dot_models__pb2.DistillModelRequest.SerializeToString,
                 response_deserializer=edgefleet_dot_v1_dot_models__pb2.TrainingEvent.FromString,
                 _registered_method=True)
+        self.GetHardExamplePolicy = channel.unary_unary(
+                '/edgefleet.v1.ModelAdminService/GetHardExamplePolicy',
+                request_serializer=edgefleet_dot_v1_dot_models__pb2.GetHardExamplePolicyRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_v1_dot_models__pb2.HardExamplePolicyResponse.FromString,
+                _registered_method=True)
+        self.SetHardExamplePolicy = channel.unary_unary(
+                '/edgefleet.v1.ModelAdminService/SetHardExamplePolicy',
+                request_serializer=edgefleet_dot_v1_dot_models__pb2.SetHardExamplePolicyRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_v1_dot_models__pb2.HardExamplePolicyResponse.FromString,
+                _registered_method=True)
+        self.RetrainModel = channel.unary_stream(
+                '/edgefleet.v1.ModelAdminService/RetrainModel',
+                request_serializer=edgefleet_dot_v1_dot_models__pb2.RetrainModelRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_v1_dot_models__pb2.TrainingEvent.FromString,
+                _registered_method=True)
 
 
 class ModelAdminServiceServicer:
@@ -116,6 +131,28 @@ class ModelAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetHardExamplePolicy(self, request, context):
+        """The hard-example policy of an edge model (opt-in: which offloaded frames the controller
+        keeps, with their cloud labels, for retraining) and what it has stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetHardExamplePolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetrainModel(self, request, context):
+        """Distil the next version of an edge model from its cloud model on the stored hard frames
+        (cloud labels) mixed with the original training data, starting from the current version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -147,6 +184,21 @@ def add_ModelAdminServiceServicer_to_server(servicer, server):
             'DistillModel': grpc.unary_stream_rpc_method_handler(
                     servicer.DistillModel,
                     request_deserializer=edgefleet_dot_v1_dot_models__pb2.DistillModelRequest.FromString,
+                    response_serializer=edgefleet_dot_v1_dot_models__pb2.TrainingEvent.SerializeToString,
+            ),
+            'GetHardExamplePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHardExamplePolicy,
+                    request_deserializer=edgefleet_dot_v1_dot_models__pb2.GetHardExamplePolicyRequest.FromString,
+                    response_serializer=edgefleet_dot_v1_dot_models__pb2.HardExamplePolicyResponse.SerializeToString,
+            ),
+            'SetHardExamplePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetHardExamplePolicy,
+                    request_deserializer=edgefleet_dot_v1_dot_models__pb2.SetHardExamplePolicyRequest.FromString,
+                    response_serializer=edgefleet_dot_v1_dot_models__pb2.HardExamplePolicyResponse.SerializeToString,
+            ),
+            'RetrainModel': grpc.unary_stream_rpc_method_handler(
+                    servicer.RetrainModel,
+                    request_deserializer=edgefleet_dot_v1_dot_models__pb2.RetrainModelRequest.FromString,
                     response_serializer=edgefleet_dot_v1_dot_models__pb2.TrainingEvent.SerializeToString,
             ),
     }
@@ -313,6 +365,87 @@ class ModelAdminService:
             target,
             '/edgefleet.v1.ModelAdminService/DistillModel',
             edgefleet_dot_v1_dot_models__pb2.DistillModelRequest.SerializeToString,
+            edgefleet_dot_v1_dot_models__pb2.TrainingEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHardExamplePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.ModelAdminService/GetHardExamplePolicy',
+            edgefleet_dot_v1_dot_models__pb2.GetHardExamplePolicyRequest.SerializeToString,
+            edgefleet_dot_v1_dot_models__pb2.HardExamplePolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetHardExamplePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.ModelAdminService/SetHardExamplePolicy',
+            edgefleet_dot_v1_dot_models__pb2.SetHardExamplePolicyRequest.SerializeToString,
+            edgefleet_dot_v1_dot_models__pb2.HardExamplePolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetrainModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/edgefleet.v1.ModelAdminService/RetrainModel',
+            edgefleet_dot_v1_dot_models__pb2.RetrainModelRequest.SerializeToString,
             edgefleet_dot_v1_dot_models__pb2.TrainingEvent.FromString,
             options,
             channel_credentials,
