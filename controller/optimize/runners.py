@@ -103,7 +103,7 @@ def openvino_core() -> Any:
 
 class OpenVinoRunner:
     """An ONNX model compiled by OpenVINO's CPU plugin as the agent compiles it (batch 1,
-    latency hint, fp32 kept fp32); a batch runs frame by frame."""
+    latency hint, fp32 kept fp32, threads not pinned); a batch runs frame by frame."""
 
     def __init__(self, path: Path, threads: int = 1) -> None:
         core = openvino_core()
@@ -114,6 +114,7 @@ class OpenVinoRunner:
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32",
             "INFERENCE_NUM_THREADS": max(1, threads),
+            "ENABLE_CPU_PINNING": False,  # as the agent: pinned threads wait for busy cores
         }
         self.compiled = core.compile_model(model, "CPU", config)
         self.request, self.input, self.output = bind_request(self.compiled)
