@@ -40,6 +40,12 @@ from controller.services.audit_rates import plan_once as plan_audits_once
 from controller.services.devices import DeviceRegistry, mark_stale_offline
 from controller.services.fleet import DEFAULT_WINDOW_S, fleet_status
 from controller.services.hard_examples import HardExamples
+from controller.services.leadership import (
+    Leadership,
+    SoleLeader,
+    default_replica_id,
+    open_leadership,
+)
 from controller.services.models import ModelCatalogue
 from controller.services.models_setup import ModelComponents, refresh_timestamps, start_models
 from controller.services.offload import (
@@ -54,7 +60,7 @@ from controller.services.telemetry import TelemetryStore, TelemetryStoreConfig
 from controller.services.telemetry_math import ReportSample
 from controller.serving.cloud_model import Predictor
 from controller.store.db import Database
-from edgefleet.errors import NotFound
+from edgefleet.errors import InvalidInput, NotFound
 from edgefleet.profiles import ProfileCatalogue
 from edgefleet.v1 import telemetry_pb2
 
@@ -72,6 +78,25 @@ def load_or_create_secret(path: Path) -> str:
     return value
 
 
+def read_shared_secret(secrets_dir: Path, name: str) -> str:
+    """A secret every replica shares, from the read-only secrets directory (never created)."""
+    path = secrets_dir / name
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"secrets_dir: cannot read {path}: {exc.strerror or exc}") from exc
+    if not value:
+        raise ConfigError(f"secrets_dir: {path} is empty")
+    return value
+
+
+def controller_secret(cfg: ControllerConfig, name: str) -> str:
+    """``name`` from secrets_dir when configured, else from data_dir (created there once)."""
+    if cfg.secrets_dir is not None:
+        return read_shared_secret(cfg.secrets_dir, name)
+    return load_or_create_secret(cfg.data_dir / name)
+
+
 @dataclass(frozen=True)
 class ClientInfo:
     """What an operator CLI on this machine needs to reach the controller."""
@@ -81,13 +106,25 @@ class ClientInfo:
     token_file: Path
 
 
-def write_client_file(data_dir: Path, info: ClientInfo) -> None:
+def write_client_file(data_dir: Path, info: ClientInfo) -> bool:
+    """Write client.toml atomically (temp file, rename) and only when its content changes, so
+    a replica sharing the directory never leaves it half written. True when it was written."""
     lines = [
         f'address = "{info.address}"',
         f'ca_file = "{info.ca_file}"',
         f'token_file = "{info.token_file}"',
     ]
-    (data_dir / CLIENT_FILE).write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    path = data_dir / CLIENT_FILE
+    try:
+        if path.read_text() == text:
+            return False
+    except OSError:
+        pass
+    tmp = path.with_name(f"{CLIENT_FILE}.{secrets.token_hex(4)}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return True
 
 
 def batching_defaults(cfg: ControllerConfig) -> BatchingConfig:
@@ -128,8 +165,11 @@ class DeviceMessages:
     def device_heartbeat(self, device_id: str, heartbeat: telemetry_pb2.Heartbeat) -> None:
         self._registry.record_presence(device_id, online=True, unix_ms=heartbeat.unix_ms)
 
-    def device_telemetry(self, device_id: str, sample: ReportSample) -> None:
-        self._telemetry.submit_from(device_id, sample)
+    def device_telemetry(
+        self, device_id: str, sample: ReportSample, on_stored: Callable[[], None] | None = None
+    ) -> None:
+        """``on_stored`` (the ingest's MQTT acknowledgement) runs once the report committed."""
+        self._telemetry.submit_from(device_id, sample, on_stored)
         for listener in self.telemetry_listeners:
             try:
                 listener(sample)
@@ -147,6 +187,8 @@ class Controller:
         self._stop_lock = threading.Lock()
         # Assigned by build_controller in construction order.
         self.db: Database
+        # singleton loops run only while it leads (SoleLeader on SQLite: always)
+        self.leader: Leadership | SoleLeader
         self.profiles: ProfileCatalogue
         self.ca: CertificateAuthority
         self.operator_token: str
@@ -216,12 +258,23 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
     _open_data_dir(cfg.data_dir)
     c.db = Database(cfg.db_url)
     stack.callback(c.db.close)
-    c.db.migrate()
+    c.db.migrate()  # under an advisory lock on PostgreSQL: replicas upgrade one at a time
+    replica_id = cfg.replica_id or default_replica_id()
+    c.leader = open_leadership(c.db, replica_id, cfg.leader_lease_s)
+    if isinstance(c.leader, Leadership):
+        stack.callback(c.leader.stop)  # closed late: the singleton loops stop first
+    leads = lambda: c.leader.is_leader  # noqa: E731
     c.profiles = ProfileCatalogue.load(cfg.profiles_file)
-    c.ca = CertificateAuthority(cfg.data_dir / "pki", server_names=(cfg.advertise_host,))
-    token_file = cfg.data_dir / "operator.token"
-    c.operator_token = load_or_create_secret(token_file)
-    mqtt_password = load_or_create_secret(cfg.data_dir / "mqtt.secret")
+    shared_ca = cfg.secrets_dir / "pki" if cfg.secrets_dir is not None else None
+    try:
+        c.ca = CertificateAuthority(
+            cfg.data_dir / "pki", server_names=(cfg.advertise_host,), ca_directory=shared_ca
+        )
+    except InvalidInput as exc:
+        raise ConfigError(str(exc)) from exc
+    token_file = (cfg.secrets_dir or cfg.data_dir) / "operator.token"
+    c.operator_token = controller_secret(cfg, "operator.token")
+    mqtt_password = controller_secret(cfg, "mqtt.secret")
 
     from controller.mqtt.credentials import hash_password
 
@@ -242,6 +295,7 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
             rollup_retention_s=cfg.telemetry_rollup_retention_s,
         ),
     )
+    c.telemetry.prune_gate = leads  # rollups and retention: one replica
     c.telemetry.start()
     stack.callback(c.telemetry.stop)
 
@@ -269,8 +323,10 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
         sink=c.device_messages,
         admit=c.device_messages.admit,
         stack=stack,
+        replica_id=replica_id if cfg.replica_id or isinstance(c.leader, Leadership) else "",
     )
     c.ingest = c.broker.ingest
+    c.telemetry.write_failed_listeners.append(c.ingest.redeliver)
     credentials_listeners.append(c.broker.credentials_changed)
 
     c.offload_budgets = offload_budgets(cfg, c.broker.ingest, c.monitoring)
@@ -290,6 +346,7 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
         publisher=c.audit_rates,
         config=RolloutConfig(tick_interval_s=cfg.rollout_tick_s),
         device_variant=c.telemetry.device_variant,
+        leader=c.leader,
     )
     c.rollouts.listeners.append(c.monitoring.events.record)
     _start_grpc(c, stack)
@@ -299,7 +356,8 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
         cfg, stack, db=c.db, logs=c.monitoring, devices=c.registry.list_devices,
         telemetry=c.telemetry, rollouts=c.rollouts.rollouts, budgets=c.offload_budgets,
     )  # fmt: skip
-    _start_http(c, stack, token_file.parent / "http.secret")
+    c.monitor.active = leads
+    _start_http(c, stack, controller_secret(cfg, "http.secret"))
 
     write_client_file(
         cfg.data_dir,
@@ -309,10 +367,10 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
     )
     threads: list[threading.Thread] = []
     stack.callback(_join, threads)
-    _spawn(threads, "presence-sweeper", lambda: _sweep_presence(c.db, c.stopped))
+    _spawn(threads, "presence-sweeper", lambda: _sweep_presence(c.db, c.stopped, leads))
     _spawn(threads, "audit-planner", lambda: _plan_audits(c, cfg.audit_plan_interval_s))
     releases = c.model_parts.releases
-    _spawn(threads, "tuf-timestamp", lambda: refresh_timestamps(releases, c.stopped))
+    _spawn(threads, "tuf-timestamp", lambda: refresh_timestamps(releases, c.stopped, leads))
     log.info(
         "controller listening on %s: gRPC %d (TLS), %d (devices, mutual TLS), MQTT %s, HTTP %s",
         cfg.grpc_host,
@@ -391,12 +449,12 @@ def _start_grpc(c: Controller, stack: ExitStack) -> None:
     stack.callback(lambda: server.stop(grace).wait(grace + 1))
 
 
-def _start_http(c: Controller, stack: ExitStack, secret_file: Path) -> None:
+def _start_http(c: Controller, stack: ExitStack, http_secret: str) -> None:
     from controller.http.assembly import start_http
 
     latency, windows = LatencyHistograms(), DeviceWindows(c.config.metrics_window_s)
     c.device_messages.telemetry_listeners += [latency.add, windows.add]
-    server = start_http(c, stack, latency, windows, load_or_create_secret(secret_file))
+    server = start_http(c, stack, latency, windows, http_secret)
     c.http_port = server.port
     host = c.config.http_host
     if host in ("0.0.0.0", "::"):  # every interface: the URL names the advertised host
@@ -461,6 +519,8 @@ def _plan_audits(c: Controller, interval_s: float) -> None:
     """Adaptive audit rate: every interval, each device's audit fraction for the target
     interval width within the audit budgets (controller.services.audit_rates)."""
     while not c.stopped.wait(interval_s):
+        if not c.leader.is_leader:  # the leader plans (and republishes) audit fractions
+            continue
         try:
             views = fleet_status(c.registry, c.telemetry, None, {}, DEFAULT_WINDOW_S)
             plan_audits_once(c.audit_rates, views)
@@ -468,8 +528,10 @@ def _plan_audits(c: Controller, interval_s: float) -> None:
             log.exception("audit planning failed")
 
 
-def _sweep_presence(db: Database, stopped: threading.Event) -> None:
+def _sweep_presence(db: Database, stopped: threading.Event, leads: Callable[[], bool]) -> None:
     while not stopped.wait(5.0):
+        if not leads():
+            continue
         cutoff = int((time.time() - PRESENCE_TIMEOUT_S) * 1000)
         try:
             if n := mark_stale_offline(db, cutoff):

@@ -101,6 +101,15 @@ class ControllerConfig:
     audit_max_device_fps: float = 1.0
     audit_max_fleet_fps: float = 50.0
     audit_plan_interval_s: float = 15.0
+    # replicas on one PostgreSQL (deploy/README.md "Running several replicas"): this replica's
+    # name ("" = hostname-pid-random; set a stable unique one, e.g. the pod name, so its MQTT
+    # session and the reports queued in it survive a restart), the leader lease, shared ingest
+    replica_id: str = ""
+    leader_lease_s: float = 10.0  # a dead leader's singleton work resumes elsewhere within this
+    mqtt_shared_ingest: bool = False  # $share/edgefleet-ingest/...: each report to one replica
+    # read-only directory (a mounted secret) with pki/ca.key, pki/ca.pem, operator.token,
+    # mqtt.secret and http.secret, shared by every replica; None = kept in data_dir
+    secrets_dir: Path | None = None
 
     @property
     def db_url(self) -> str:
@@ -298,7 +307,7 @@ def _coerce(name: str, value: Any, target: Any) -> Any:
     try:
         if name in _OPTIONAL_NUMBERS:
             return None if value in (None, "") else _OPTIONAL_NUMBERS[name](value)
-        if name in {"data_dir", "profiles_file"}:
+        if name in {"data_dir", "profiles_file", "secrets_dir"}:
             return Path(str(value)).expanduser() if value not in (None, "") else None
         if name == "onnx2tf_python":
             return _python_path(str(value))

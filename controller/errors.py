@@ -1,6 +1,6 @@
 """Controller errors, rooted in the shared hierarchy."""
 
-from edgefleet.errors import EdgeFleetError
+from edgefleet.errors import EdgeFleetError, FailedPrecondition
 
 
 class ControllerError(EdgeFleetError):
@@ -17,3 +17,8 @@ class ConfigError(ControllerError):
 
 class ListenError(ControllerError):
     """A server port could not be bound (in use, or not permitted)."""
+
+
+class StaleWrite(ControllerError, FailedPrecondition):
+    """A write refused because what it was computed from changed meanwhile: another replica
+    stepped the rollout first, or this replica no longer holds the leader lease (fencing)."""

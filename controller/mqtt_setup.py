@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from controller.config import ControllerConfig, plan_mqtt
+from controller.errors import ConfigError
 from controller.mqtt.acl import CONTROLLER_USERNAME
 from controller.mqtt.credentials import hash_password, write_mosquitto_auth
 from controller.mqtt.ingest import (
@@ -30,6 +31,24 @@ if TYPE_CHECKING:  # amqtt is imported only when the embedded broker runs
     from controller.mqtt.broker import EmbeddedBroker
 
 log = logging.getLogger(__name__)
+
+SINGLE_INGEST_CLIENT_ID = "edgefleet-controller-ingest"  # one controller (SQLite)
+SHARED_INGEST_GROUP = "edgefleet-ingest"  # $share/edgefleet-ingest/... with mqtt_shared_ingest
+
+
+def ingest_identity(config: ControllerConfig, replica_id: str) -> tuple[str, str]:
+    """(client id, shared group) of this replica's ingest. A replica (``replica_id`` given)
+    has a client id of its own, so two replicas never take over each other's session; the
+    shared group needs a configured, stable replica id: reports the broker queued in a
+    killed replica's session are delivered when it comes back under the same id."""
+    if config.mqtt_shared_ingest and not config.replica_id:
+        raise ConfigError(
+            "mqtt_shared_ingest needs a stable replica_id per replica (e.g. the pod name)"
+        )
+    client_id = f"edgefleet-ingest-{replica_id}" if replica_id else SINGLE_INGEST_CLIENT_ID
+    if len(client_id) > 128:
+        raise ConfigError(f"replica_id is too long for an MQTT client id: {replica_id[:40]}...")
+    return client_id, SHARED_INGEST_GROUP if config.mqtt_shared_ingest else ""
 
 
 class DeviceCredentials(Protocol):
@@ -96,7 +115,9 @@ def start_broker(
     sink: TelemetrySink,
     admit: DeviceAdmission,
     stack: ExitStack,
+    replica_id: str = "",
 ) -> BrokerHandle:
+    client_id, shared_group = ingest_identity(config, replica_id)
     plan = plan_mqtt(config, find_mosquitto)
     if plan.warning:
         log.warning("%s", plan.warning)
@@ -136,7 +157,14 @@ def start_broker(
         config.mqtt if plan.broker == "external" else f"mqtt://{config.advertise_host}:{port}"
     )
     ingest = ControllerMqttIngest(
-        IngestConfig(url=ingest_url, username=username, password=password),
+        IngestConfig(
+            url=ingest_url,
+            username=username,
+            password=password,
+            client_id=client_id,
+            shared_group=shared_group,
+            ack_after_store=True,  # a report is acknowledged once it is stored
+        ),
         sink=sink,
         admit=admit,
     )

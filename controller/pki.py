@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -64,10 +65,18 @@ class IssuedCertificate:
 class CertificateAuthority:
     """Loads or creates ``ca.key``/``ca.pem`` and ``server.key``/``server.pem`` in a directory."""
 
-    def __init__(self, directory: Path, server_names: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, directory: Path, server_names: tuple[str, ...] = (), ca_directory: Path | None = None
+    ) -> None:
+        """``ca_directory``: a read-only place (a mounted secret every replica shares) that
+        must hold ``ca.key`` and ``ca.pem``; the server key and certificate, issued from that
+        CA, and a copy of ``ca.pem`` are then kept in ``directory``."""
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self._key, self.certificate = self._load_or_create_ca()
+        if ca_directory is None:
+            self._key, self.certificate = self._load_or_create_ca()
+        else:
+            self._key, self.certificate = self._load_shared_ca(ca_directory)
         self.server_key_pem, self.server_cert_pem = self._load_or_create_server(server_names)
 
     # -- CA ---------------------------------------------------------------------------------
@@ -111,6 +120,22 @@ class CertificateAuthority:
         log.info("created certificate authority in %s", self.directory)
         return key, cert
 
+    def _load_shared_ca(
+        self, ca_directory: Path
+    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        key_path, cert_path = ca_directory / "ca.key", ca_directory / "ca.pem"
+        for path in (key_path, cert_path):
+            if not path.is_file():
+                raise InvalidInput(f"the secrets directory has no {path} (the shared CA)")
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise InvalidInput(f"{key_path} is not an EC private key")
+        pem = cert_path.read_bytes()
+        local = self.directory / "ca.pem"
+        if not local.exists() or local.read_bytes() != pem:
+            local.write_bytes(pem)
+        return key, x509.load_pem_x509_certificate(pem)
+
     @property
     def certificate_pem(self) -> str:
         return self.certificate.public_bytes(serialization.Encoding.PEM).decode()
@@ -126,7 +151,11 @@ class CertificateAuthority:
         names = sorted({"localhost", "127.0.0.1", "::1", socket.gethostname(), *extra_names})
         if key_path.exists() and cert_path.exists():
             cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-            if _san_names(cert) >= set(names) and cert.not_valid_after_utc > _now():
+            if (
+                _san_names(cert) >= set(names)
+                and cert.not_valid_after_utc > _now()
+                and _issued_by(cert, self.certificate)
+            ):
                 return key_path.read_bytes(), cert_path.read_bytes()
         key = ec.generate_private_key(ec.SECP256R1())
         sans: list[x509.GeneralName] = []
@@ -205,3 +234,12 @@ def _san_names(cert: x509.Certificate) -> set[str]:
     return {str(n) for n in ext.get_values_for_type(x509.DNSName)} | {
         str(ip) for ip in ext.get_values_for_type(x509.IPAddress)
     }
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """Signed by this CA (a server certificate left from another CA is issued again)."""
+    try:
+        cert.verify_directly_issued_by(ca)
+        return True
+    except (ValueError, TypeError, InvalidSignature):
+        return False

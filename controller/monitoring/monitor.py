@@ -97,6 +97,7 @@ class FleetMonitor:
         self.failures = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.active: Callable[[], bool] = lambda: True  # evaluates only while True (the leader)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -110,6 +111,8 @@ class FleetMonitor:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.config.interval_s):
+            if not self.active():
+                continue
             try:
                 self.evaluate_once()
             except Exception:  # the loop must outlive a database hiccup

@@ -5,6 +5,14 @@ device id in the payload equal to the one in the topic) before the sink sees it;
 is counted in :class:`IngestStats`, logged at a bounded rate, and dropped. Nothing a device
 sends can stop the ingest.
 
+Replicas: each replica's ingest has its own client id (``edgefleet-ingest-<replica id>``); with
+``shared_group`` it subscribes ``$share/<group>/<filter>``, so the broker hands each message to
+one replica of the group. With ``ack_after_store`` a telemetry message is acknowledged (PUBACK,
+paho's manual ack) only after the sink says it is stored; a write that failed leaves it
+unacknowledged, and :meth:`ControllerMqttIngest.redeliver` reconnects (persistent session) so
+the broker sends it again. A replica killed mid-batch leaves its unacknowledged messages in its
+broker session, delivered when a replica with the same id connects again.
+
 Threading: sink methods are called on paho's network thread, one message at a time. They must
 be quick (hand the value to a bounded queue or do one small DB write); a slow sink delays all
 other messages and, past the keepalive, the connection itself. Sink exceptions are counted and
@@ -48,6 +56,8 @@ class TelemetrySink(Protocol):
     # Optional: sinks that also take telemetry define
     #   device_telemetry(device_id: str, sample: ReportSample) -> None
     # (controller.services.telemetry_math.ReportSample); without it reports are not subscribed.
+    # With IngestConfig.ack_after_store it is called with a third argument, ``on_stored``, a
+    # callable to run once the report is committed (it acknowledges the MQTT message).
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,12 @@ class IngestConfig:
     # too, when the broker persists sessions, as Mosquitto does with `persistence true`).
     persistent_session: bool = True
     client_id: str = "edgefleet-controller-ingest"
+    # "": plain subscriptions; else $share/<shared_group>/<filter> (replicas share the load)
+    shared_group: str = ""
+    # acknowledge telemetry only once the sink stored it (on_stored); presence at once
+    ack_after_store: bool = False
+    # after a failed store: reconnect to have unacknowledged reports redelivered, no sooner
+    redeliver_min_interval_s: float = 2.0
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
@@ -184,6 +200,8 @@ class ControllerMqttIngest:
             key_file=config.key_file,
             persistent_session=config.persistent_session,
         )
+        if config.ack_after_store:
+            client.manual_ack_set(True)
         client.reconnect_delay_set(config.reconnect_min_delay_s, config.reconnect_max_delay_s)
         client.max_queued_messages_set(config.max_queued_messages)
         client.connect_timeout = config.connect_timeout_s
@@ -196,6 +214,9 @@ class ControllerMqttIngest:
         if self._telemetry_sink is not None:
             client.message_callback_add(_TELEMETRY, self._on_telemetry)
         self._client = client
+        self._redeliver_lock = threading.Lock()
+        self._last_redeliver = 0.0
+        self.redeliveries = 0  # reconnects asked for by failed stores
 
     def start(self) -> None:
         """Connect in the background; (re)subscribes on every connect."""
@@ -213,6 +234,31 @@ class ControllerMqttIngest:
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
+
+    def redeliver(self, _failed: int = 0) -> None:
+        """A store failed: reconnect (on a thread of its own, at most once per
+        ``redeliver_min_interval_s``) so the broker sends the unacknowledged reports again."""
+        if not self._config.ack_after_store or self._stopping:
+            return
+        now = time.monotonic()
+        with self._redeliver_lock:
+            if now - self._last_redeliver < self._config.redeliver_min_interval_s:
+                return
+            self._last_redeliver = now
+            self.redeliveries += 1
+        threading.Thread(target=self._reconnect, name="mqtt-ingest-redeliver", daemon=True).start()
+
+    def _reconnect(self) -> None:
+        log.warning("mqtt ingest reconnecting: reports not stored are to be redelivered")
+        try:
+            self._client.disconnect()
+            self._client.loop_stop()
+            if self._stopping:
+                return
+            self._client.connect_async(self._host, self._port, self._config.keepalive_s)
+            self._client.loop_start()
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.error("mqtt ingest could not reconnect for redelivery: %s", exc)
 
     @property
     def connected(self) -> bool:
@@ -248,10 +294,12 @@ class ControllerMqttIngest:
         if reason.is_failure:
             log.warning("mqtt ingest connect refused: %s", reason)
             return
-        subscriptions = [(_STATUS, 1), (_HEARTBEAT, 1)]
+        filters = [_STATUS, _HEARTBEAT]
         if self._telemetry_sink is not None:
-            subscriptions.append((_TELEMETRY, 1))
-        client.subscribe(subscriptions)
+            filters.append(_TELEMETRY)
+        if group := self._config.shared_group:
+            filters = [f"$share/{group}/{f}" for f in filters]
+        client.subscribe([(f, 1) for f in filters])
 
     def _on_subscribe(
         self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
@@ -271,6 +319,12 @@ class ControllerMqttIngest:
             log.warning("mqtt ingest disconnected: %s (reconnecting)", reason)
 
     def _on_status(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._status(msg)
+        finally:
+            self._ack(msg)
+
+    def _status(self, msg: mqtt.MQTTMessage) -> None:
         device_id = self._device_of(msg)
         if device_id is None or not self._within_budget(self._presence, device_id, "presence"):
             return
@@ -284,6 +338,12 @@ class ControllerMqttIngest:
         )
 
     def _on_heartbeat(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self._heartbeat(msg)
+        finally:
+            self._ack(msg)
+
+    def _heartbeat(self, msg: mqtt.MQTTMessage) -> None:
         device_id = self._device_of(msg)
         if device_id is None or not self._within_budget(self._presence, device_id, "presence"):
             return
@@ -294,14 +354,23 @@ class ControllerMqttIngest:
         self._call_sink(self._sink.device_heartbeat, device_id, beat)
 
     def _on_telemetry(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        handed_over = False
+        try:
+            handed_over = self._telemetry(msg)
+        finally:
+            if not handed_over:  # dropped (or the sink failed at once): acknowledged now
+                self._ack(msg)
+
+    def _telemetry(self, msg: mqtt.MQTTMessage) -> bool:
+        """True when the sink took the report and will acknowledge it (ack_after_store)."""
         from controller.mqtt.telemetry_decode import sample_from_report
 
         device_id = self._device_of(msg)
         if device_id is None or not self._within_budget(self._reports, device_id, "telemetry"):
-            return
+            return False
         report = report_pb2.TelemetryReport()
         if not self._decode(report, msg, device_id):
-            return
+            return False
         try:
             sample = sample_from_report(report, device_id, time.time_ns() // 1_000_000)
         except InvalidInput as exc:
@@ -309,9 +378,23 @@ class ControllerMqttIngest:
             self._drop_log.warning(
                 "invalid", "mqtt ingest dropped invalid telemetry of device=%s: %s", device_id, exc
             )
-            return
+            return False
         self.stats.telemetry_received += 1
-        self._call_sink(self._telemetry_sink, device_id, sample)
+        if not self._config.ack_after_store:
+            self._call_sink(self._telemetry_sink, device_id, sample)
+            return False
+        mid, qos = msg.mid, msg.qos
+        return self._call_sink(
+            self._telemetry_sink, device_id, sample, lambda: self._ack_mid(mid, qos)
+        )
+
+    def _ack(self, msg: mqtt.MQTTMessage) -> None:
+        if self._config.ack_after_store:
+            self._ack_mid(msg.mid, msg.qos)
+
+    def _ack_mid(self, mid: int, qos: int) -> None:
+        if qos > 0:
+            self._client.ack(mid, qos)
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -380,9 +463,11 @@ class ControllerMqttIngest:
             return False
         return True
 
-    def _call_sink(self, method: Any, *args: Any) -> None:
+    def _call_sink(self, method: Any, *args: Any) -> bool:
         try:
             method(*args)
+            return True
         except Exception:  # the sink's failure must not kill paho's thread
             self.stats.sink_errors += 1
             log.exception("telemetry sink failed device=%s", args[0])
+            return False

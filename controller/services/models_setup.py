@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller.artifacts import ArtifactStore, store_from_url
@@ -55,11 +56,14 @@ def start_models(
     return ModelComponents(store, releases, catalogue, builds, benchmarks)
 
 
-def refresh_timestamps(releases: Releases, stopped: threading.Event) -> None:
-    """Background loop: keep the signed timestamp (and snapshot/targets) from expiring."""
+def refresh_timestamps(
+    releases: Releases, stopped: threading.Event, leads: Callable[[], bool] = lambda: True
+) -> None:
+    """Background loop: keep the signed timestamp (and snapshot/targets) from expiring; only
+    while ``leads()`` (one replica re-signs)."""
     while True:
         try:
-            if releases.refresh_if_due():
+            if leads() and releases.refresh_if_due():
                 log.info("re-signed TUF timestamp")
         except Exception:  # must outlive a disk hiccup; the next round retries
             log.exception("refreshing the TUF timestamp failed")

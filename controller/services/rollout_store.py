@@ -8,12 +8,13 @@ last committed one.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 
+from controller.errors import StaleWrite
 from controller.rollout import RolloutSpec, RolloutState
 from controller.rollout.model import TERMINAL_PHASES
 from controller.store.db import Database
@@ -164,14 +165,27 @@ class RolloutStore:
         state: RolloutState,
         events: Iterable[tuple[str, str]],
         desired: Iterable[Desired] = (),
+        *,
+        expected: RolloutState | None = None,
+        fence: Callable[[Any], None] | None = None,
     ) -> list[Desired]:
-        """Persist a step in one transaction; returns the desired states with new revisions."""
+        """Persist a step in one transaction; returns the desired states with new revisions.
+
+        ``expected``: the state the step was computed from; when the stored one differs (a
+        step of another replica came first) nothing is written and StaleWrite is raised, so
+        the last writer never wins. ``fence(session)`` runs in the same transaction (the
+        leader lease check) and refuses a deposed leader's write. The rollout row is locked
+        (``FOR UPDATE`` on PostgreSQL) from the comparison to the commit."""
         at = now_ms()
         written: list[Desired] = []
         with self._db.session() as s:
-            row = s.get(RolloutRow, rollout_id)
+            if fence is not None:
+                fence(s)
+            row = s.get(RolloutRow, rollout_id, with_for_update=True)
             if row is None:
                 raise NotFound(f"no rollout {rollout_id!r}")
+            if expected is not None and RolloutState.from_dict(row.state) != expected:
+                raise StaleWrite(f"rollout {rollout_id} changed since this step read it")
             row.state, row.phase, row.updated_ms = state.to_dict(), state.phase, at
             for level, message in events:
                 s.add(RolloutEventRow(rollout_id=rollout_id, at_ms=at, level=level,

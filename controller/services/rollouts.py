@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from controller.errors import StaleWrite
 from controller.monitoring.events import EventListener, FleetEvent, announce
 from controller.rollout import (
     AssignVariant,
@@ -42,6 +43,7 @@ from controller.rollout import (
     step,
 )
 from controller.rollout.model import TERMINAL_PHASES
+from controller.services.leadership import Leader
 from controller.services.rollout_events import step_events
 from controller.services.rollout_metrics import MetricsSource, gate_inputs
 from controller.services.rollout_pins import RolloutPins
@@ -136,6 +138,7 @@ class RolloutService:
         config: RolloutConfig | None = None,
         device_variant: Callable[[str], str | None] | None = None,
         clock: Callable[[], float] = time.time,
+        leader: Leader | None = None,
     ) -> None:
         self.store = RolloutStore(db)
         self.pins = RolloutPins(db)
@@ -144,6 +147,9 @@ class RolloutService:
         self._device_variant = device_variant  # telemetry's newest variant, when not reported
         self.config = config or RolloutConfig()
         self._clock = clock
+        # ticks run only on the leader replica, their writes fenced by its lease; operator
+        # commands run on any replica, each write checked against the state it read
+        self._leader = leader
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -164,7 +170,8 @@ class RolloutService:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                self.tick()
+                if self._leader is None or self._leader.is_leader:
+                    self.tick()
             except Exception:  # the loop must outlive a database or broker hiccup
                 log.exception("rollout tick failed")
             self._wake.wait(self.config.tick_interval_s)
@@ -198,7 +205,10 @@ class RolloutService:
             announce(self.listeners, FleetEvent("rollout.started", f"rollout {spec.rollout_id}"
                      f" of {spec.model}:{spec.version} started", subject=spec.rollout_id,
                      data={"model": spec.model, "version": spec.version}))  # fmt: skip
-            self._step(spec.rollout_id, ())
+            try:
+                self._step(spec.rollout_id, ())
+            except StaleWrite:  # the leader's tick took the first step: it is stored
+                log.info("rollout %s: first step taken by the leader", spec.rollout_id)
             return self.store.get(spec.rollout_id)
 
     def command(self, rollout_id: str, kind: str, reason: str = "") -> StoredRollout:
@@ -208,7 +218,14 @@ class RolloutService:
             announce(self.listeners, FleetEvent("rollout.command", f"operator: {kind} rollout "
                      f"{rollout_id}" + (f" ({reason})" if reason else ""), subject=rollout_id,
                      data={"command": kind, "reason": reason}))  # fmt: skip
-            self._step(rollout_id, (cmd,))
+            for attempt in range(_COMMAND_ATTEMPTS):  # a tick of the leader may come between
+                try:
+                    self._step(rollout_id, (cmd,))
+                    break
+                except StaleWrite:
+                    if attempt == _COMMAND_ATTEMPTS - 1:
+                        raise
+                    check_command(self.store.get(rollout_id).state, cmd)
             return self.store.get(rollout_id)
 
     def get(self, rollout_id: str) -> StoredRollout:
@@ -249,14 +266,22 @@ class RolloutService:
 
     # -- the step ---------------------------------------------------------------------------
     def tick(self) -> None:
+        fence = self._leader.fence if self._leader is not None else None
         with self._lock:
             for rollout in self.store.rollouts(active_only=True):
                 try:
-                    self._step(rollout.rollout_id, ())
+                    self._step(rollout.rollout_id, (), fence)
+                except StaleWrite as exc:  # another replica's write came first, or no lease
+                    log.warning("rollout %s step not saved: %s", rollout.rollout_id, exc)
                 except EdgeFleetError:
                     log.exception("rollout %s step failed", rollout.rollout_id)
 
-    def _step(self, rollout_id: str, commands: Sequence[Command]) -> None:
+    def _step(
+        self,
+        rollout_id: str,
+        commands: Sequence[Command],
+        fence: Callable[[Any], None] | None = None,
+    ) -> None:
         stored = self.store.get(rollout_id)
         spec, state = stored.spec, stored.state
         if state.phase in TERMINAL_PHASES and not commands:
@@ -307,7 +332,9 @@ class RolloutService:
         for level, message in events:
             log.log(logging.WARNING if level == "warning" else logging.INFO,
                     "rollout %s: %s", rollout_id, message)  # fmt: skip
-        written = self.store.save_step(rollout_id, result.state, events, desired)
+        written = self.store.save_step(
+            rollout_id, result.state, events, desired, expected=state, fence=fence
+        )
         for event in step_events(spec.rollout_id, state, result.state, result.actions):
             announce(self.listeners, event)
         self._publish(written)
@@ -392,6 +419,9 @@ class RolloutService:
                 )
             except EdgeFleetError as exc:  # devices still pull it over gRPC
                 log.warning("desired state for %s not published over MQTT: %s", d.device_id, exc)
+
+
+_COMMAND_ATTEMPTS = 3
 
 
 def _equalities(selector: Sequence[Requirement]) -> dict[str, str]:

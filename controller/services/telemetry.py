@@ -3,8 +3,15 @@
 `submit()` is called on the MQTT thread: it updates the in-memory latest state and puts the
 sample on a bounded queue (full queue: the sample is counted in `stats.dropped_queue_full`);
 one writer thread inserts queued samples in batches. `prune()` (run periodically by the
-writer) folds raw reports older than `raw_retention_s` into one-minute rollups and deletes
-rollups older than `rollup_retention_s`.
+writer, on the leader replica only: ``prune_gate``) folds raw reports older than
+`raw_retention_s` into one-minute rollups and deletes rollups older than `rollup_retention_s`.
+
+Storage is idempotent: a report already stored (same device, sequence and window start: the
+unique key of migration 0011) is ignored, so a report redelivered by the broker, to this
+replica or another one, is stored once. A sample submitted with ``on_stored`` has it called
+after the transaction that stored it committed (the MQTT ingest acknowledges the message
+then); when the write fails it is not called, and ``write_failed_listeners`` hear it (the
+ingest reconnects so the broker redelivers what it did not get acknowledged).
 
 For the rollout engine: `cohort_metrics(device_ids, since_ms, until_ms)` and
 `device_variant(device_id)`. Accuracy figures take the agent's telemetry (its offload and
@@ -21,8 +28,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from controller.monitoring.estimate import AccuracyEstimate, estimate_accuracy
 from controller.services.accuracy_inputs import AccuracyInputs, window_counts
@@ -33,13 +43,14 @@ from controller.services.telemetry_math import (
     percentile,
     ratio,
 )
-from controller.services.telemetry_rows import add_row, fold, report_row, zero_rollup
+from controller.services.telemetry_rows import add_row, fold, report_values, zero_rollup
 from controller.store.db import Database
-from controller.store.models_telemetry import TelemetryReportRow, TelemetryRollupRow
+from controller.store.models_telemetry import REPORT_KEY, TelemetryReportRow, TelemetryRollupRow
 
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
+OnStored = Callable[[], None]  # called once the report's transaction committed
 
 
 @dataclass(frozen=True)
@@ -152,7 +163,9 @@ class TelemetryStore:
         self.config = config or TelemetryStoreConfig()
         self._clock = clock
         self.stats = StoreStats()
-        self._queue: queue.Queue[ReportSample] = queue.Queue(self.config.queue_size)
+        self._queue: queue.Queue[tuple[ReportSample, OnStored | None]] = queue.Queue(
+            self.config.queue_size
+        )
         self._latest: dict[str, DeviceLatest] = {}
         self._seen: dict[str, deque[tuple[int, int]]] = {}
         self._lock = threading.Lock()
@@ -161,6 +174,9 @@ class TelemetryStore:
         self._thread: threading.Thread | None = None
         self._last_prune = time.monotonic()
         self._prune_lock = threading.Lock()  # one prune at a time (writer's or a caller's)
+        self.prune_gate: Callable[[], bool] = lambda: True  # the writer prunes only while True
+        # told of each batch the database refused (its samples were not acknowledged)
+        self.write_failed_listeners: list[Callable[[int], None]] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -176,13 +192,16 @@ class TelemetryStore:
         return int(self._clock() * 1000)
 
     # -- ingest ---------------------------------------------------------------------------------
-    def submit(self, sample: ReportSample) -> bool:
-        """Queue a validated sample (never blocks); False when the queue is full."""
+    def submit(self, sample: ReportSample, on_stored: OnStored | None = None) -> bool:
+        """Queue a validated sample (never blocks); False when the queue is full (then
+        ``on_stored`` is not called)."""
         now = self._now_ms()
         with self._lock:
             seen = self._seen.setdefault(sample.device_id, deque(maxlen=self._SEEN_KEPT))
             if (sample.sequence, sample.start_ms) in seen:  # re-sent after a lost ack
                 self.stats.duplicates += 1
+                if on_stored is not None:
+                    _call(on_stored)
                 return True
             seen.append((sample.sequence, sample.start_ms))
             self.stats.received += 1
@@ -195,17 +214,26 @@ class TelemetryStore:
             else:
                 entry.sequences = seqs
         try:
-            self._queue.put_nowait(sample)
+            self._queue.put_nowait((sample, on_stored))
             return True
         except queue.Full:
             with self._lock:
                 self.stats.dropped_queue_full += 1
+                self._forget(sample)
             log.warning("telemetry queue full: dropped a report of device=%s", sample.device_id)
             return False
 
-    def submit_from(self, device_id: str, sample: ReportSample) -> None:
+    def submit_from(
+        self, device_id: str, sample: ReportSample, on_stored: OnStored | None = None
+    ) -> None:
         """The MQTT ingest's sink method (the ingest checked the device id against the topic)."""
-        self.submit(sample)
+        self.submit(sample, on_stored)
+
+    def _forget(self, sample: ReportSample) -> None:
+        """(under the lock) A redelivery of an unstored sample must be queued again."""
+        seen = self._seen.get(sample.device_id)
+        if seen is not None and (sample.sequence, sample.start_ms) in seen:
+            seen.remove((sample.sequence, sample.start_ms))
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything submitted so far is written (or dropped); False on timeout."""
@@ -221,7 +249,7 @@ class TelemetryStore:
     def _writer(self) -> None:
         cfg = self.config
         while not self._stop.is_set() or not self._queue.empty():
-            batch: list[ReportSample] = []
+            batch: list[tuple[ReportSample, OnStored | None]] = []
             try:
                 batch.append(self._queue.get(timeout=cfg.flush_interval_s))
                 while len(batch) < cfg.batch_size:
@@ -229,38 +257,59 @@ class TelemetryStore:
             except queue.Empty:
                 pass
             if batch:
-                self._write(batch)
-            if time.monotonic() - self._last_prune >= cfg.prune_interval_s:
+                self._write_acked(batch)
+            if time.monotonic() - self._last_prune >= cfg.prune_interval_s and self.prune_gate():
                 self._last_prune = time.monotonic()
                 try:
                     self.prune()
                 except Exception:
                     log.exception("telemetry prune failed")
 
-    def _write(self, batch: Sequence[ReportSample]) -> None:
+    def _write(self, samples: Sequence[ReportSample]) -> None:
+        self._write_acked([(sample, None) for sample in samples])
+
+    def _write_acked(self, batch: Sequence[tuple[ReportSample, OnStored | None]]) -> None:
         """One transaction for the batch; if the database refuses it, one per report, so a
-        report it refuses costs no other report (the decode's range checks make that rare)."""
-        written = self._insert(batch)
-        failed = 0
-        if not written:
-            for sample in batch:
+        report it refuses costs no other report (the decode's range checks make that rare).
+        Each stored sample's ``on_stored`` runs after its commit; a refused one's never."""
+        samples = [sample for sample, _ in batch]
+        stored: list[tuple[ReportSample, OnStored | None]] = []
+        failed: list[ReportSample] = []
+        if self._insert(samples):
+            stored = list(batch)
+        else:
+            for sample, on_stored in batch:
                 if self._insert([sample]):
-                    written += 1
+                    stored.append((sample, on_stored))
                 else:
-                    failed += 1
+                    failed.append(sample)
                     log.error(
                         "telemetry report of device=%s seq=%d refused by the database",
                         sample.device_id, sample.sequence,
                     )  # fmt: skip
+        for _, on_stored in stored:
+            if on_stored is not None:
+                _call(on_stored)
         with self._written:
-            self.stats.written += written
-            self.stats.write_errors += failed
+            for sample in failed:
+                self._forget(sample)
+            self.stats.written += len(stored)
+            self.stats.write_errors += len(failed)
             self._written.notify_all()
+        if failed:
+            for listener in self.write_failed_listeners:
+                _call(partial(listener, len(failed)))
 
     def _insert(self, samples: Sequence[ReportSample]) -> int:
+        """Insert, ignoring reports already stored (the unique report key)."""
         try:
             with self.db.session() as s:
-                s.add_all([report_row(sample) for sample in samples])
+                dialect = s.get_bind().dialect.name
+                insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+                statement = insert(TelemetryReportRow).on_conflict_do_nothing(
+                    index_elements=list(REPORT_KEY)
+                )
+                s.execute(statement, [report_values(sample) for sample in samples])
             return len(samples)
         except Exception:  # the writer must outlive a database hiccup and a bad row
             log.warning("telemetry write of %d reports failed", len(samples), exc_info=True)
@@ -416,3 +465,10 @@ class TelemetryStore:
         with self._lock:
             entry = self._latest.get(device_id)
             return list(entry.sequences) if entry is not None else []
+
+
+def _call(callback: Callable[[], object]) -> None:
+    try:
+        callback()
+    except Exception:  # an acknowledgement or listener must not stop the writer
+        log.exception("telemetry store callback failed")

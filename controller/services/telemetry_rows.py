@@ -24,23 +24,28 @@ def hist_from_json(data: object) -> dict[float, int]:
     return out
 
 
-def report_row(s: ReportSample) -> TelemetryReportRow:
-    return TelemetryReportRow(
-        device_id=s.device_id,
-        start_ms=s.start_ms,
-        end_ms=s.end_ms,
-        received_ms=s.received_ms,
-        model=s.model,
-        variant_id=s.variant_id,
-        sequence=s.sequence,
-        rss_bytes=s.rss_bytes,
-        cpu_percent=s.cpu_percent,
-        latency=hist_to_json(s.latency),
-        local_latency=hist_to_json(s.local_latency),
-        confidence=hist_to_json(s.confidence),
-        errors=dict(s.errors),
+def report_values(s: ReportSample) -> dict[str, object]:
+    """A report's column values (``telemetry_reports`` by column name)."""
+    return {
+        "device_id": s.device_id,
+        "start_ms": s.start_ms,
+        "end_ms": s.end_ms,
+        "received_ms": s.received_ms,
+        "model": s.model,
+        "variant_id": s.variant_id,
+        "sequence": s.sequence,
+        "rss_bytes": s.rss_bytes,
+        "cpu_percent": s.cpu_percent,
+        "latency": hist_to_json(s.latency),
+        "local_latency": hist_to_json(s.local_latency),
+        "confidence": hist_to_json(s.confidence),
+        "errors": dict(s.errors),
         **{n: s.count(n) for n in COUNTER_NAMES},
-    )
+    }
+
+
+def report_row(s: ReportSample) -> TelemetryReportRow:
+    return TelemetryReportRow(**report_values(s))
 
 
 def add_row(t: Totals, row: TelemetryReportRow | TelemetryRollupRow, reports: int) -> None:

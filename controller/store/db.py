@@ -9,7 +9,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -18,6 +18,8 @@ from controller.errors import StoreError
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+# pg_advisory_xact_lock key held while migrating: replicas starting at once upgrade one by one
+MIGRATION_LOCK_KEY = 0x45444745464C4554  # "EDGEFLET"
 
 
 def normalize_url(url: str) -> str:
@@ -58,10 +60,16 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def migrate(self) -> None:
+        """Upgrade to every head. On PostgreSQL under a transaction-scoped advisory lock, so
+        replicas starting together do not race: the second waits, then finds nothing to do."""
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
             with self.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                    )
                 cfg.attributes["connection"] = connection
                 command.upgrade(cfg, "heads")
         except OperationalError as exc:

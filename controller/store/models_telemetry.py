@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, Integer, String
+from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from controller.store.models import Base
@@ -28,8 +28,15 @@ for _counter in COUNTER_NAMES:  # read and written by name (getattr/setattr, row
     setattr(_Counts, _counter, mapped_column(_counter, BigInteger, nullable=False, default=0))
 
 
+# One row per report: a report redelivered (to another replica too) is ignored (migration 0011)
+REPORT_KEY = ("device_id", "sequence", "start_ms")
+
+
 class TelemetryReportRow(_Counts, Base):
     __tablename__ = "telemetry_reports"
+    __table_args__ = (
+        Index("uq_telemetry_reports_device_sequence_start", *REPORT_KEY, unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(128), index=True)
