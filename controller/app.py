@@ -46,6 +46,7 @@ from controller.services.leadership import (
     default_replica_id,
     open_leadership,
 )
+from controller.services.model_training import TrainingRunner
 from controller.services.models import ModelCatalogue
 from controller.services.models_setup import ModelComponents, refresh_timestamps, start_models
 from controller.services.offload import (
@@ -196,6 +197,7 @@ class Controller:
         self.telemetry: TelemetryStore
         self.model_parts: ModelComponents
         self.models: ModelCatalogue
+        self.training: TrainingRunner  # distillation (torch imported when a run starts)
         self.cloud_models: CloudModels
         self.offload_pairs: OffloadPairs
         self.hard_examples: HardExamples  # opt-in per model (controller.services.hard_examples)
@@ -302,6 +304,7 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
     c.model_parts = start_models(cfg, c.db, c.profiles)
     c.models = c.model_parts.models
     c.model_parts.builds.listeners.append(c.monitoring.events.record)
+    c.training = TrainingRunner(c.models, cfg.data_dir / "work" / "training")
     defaults = batching_defaults(cfg)
     specs = [parse_cloud_model_spec(text, defaults) for text in cfg.cloud_models]
     c.cloud_models = CloudModels(specs, defaults, registry=lambda: c.models)
@@ -405,7 +408,9 @@ def _start_grpc(c: Controller, stack: ExitStack) -> None:
         [
             lambda s: device_pb2_grpc.add_DeviceServiceServicer_to_server(device_servicer, s),
             lambda s: add_rollout_services(s, c.rollouts, c.offload_budgets.budget),
-            lambda s: add_model_services(s, c.model_parts, c.profiles, c.cloud_models.plan_for),
+            lambda s: add_model_services(
+                s, c.model_parts, c.profiles, c.cloud_models.plan_for, training=c.training
+            ),
             lambda s: admin_pb2_grpc.add_DeviceAdminServiceServicer_to_server(
                 DeviceAdminServicer(c.registry, c.profiles), s
             ),

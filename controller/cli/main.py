@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from controller.cli import devices, fleet, keys, models, rollouts, serve
+from controller.cli import devices, fleet, keys, model_training, models, rollouts, serve
 from controller.cli.context import CliContext
 from controller.config import DEFAULT_DATA_DIR
 from edgefleet.cli import configure_logging, quiet_grpc_core, run_app, version_option
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.add_typer(serve.app, name="controller")
 app.add_typer(devices.app, name="device")
 app.add_typer(fleet.app, name="fleet")
+model_training.register(models.app)  # model distill, model students
 app.add_typer(models.app, name="model")
 app.add_typer(keys.app, name="keys")
 app.add_typer(rollouts.app, name="rollout")

@@ -8,6 +8,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -17,16 +18,18 @@ import grpc
 from controller.artifacts import ArtifactStore
 from controller.grpc.serving_plans import plan_to_proto
 from controller.services.model_build import BuildRunner
+from controller.services.model_training import DistillRequest, TrainingRunner
 from controller.services.model_views import BuildRequest, ModelInfo, VariantsReport
 from controller.services.models import ModelCatalogue
 from controller.services.models_setup import ModelComponents
 from controller.serving.plan import ServingPlan
-from edgefleet.errors import EdgeFleetError
+from edgefleet.errors import DeadlineExceeded, EdgeFleetError, FailedPrecondition
 from edgefleet.profiles import HardwareProfile
 from edgefleet.v1 import models_pb2, models_pb2_grpc
 
 log = logging.getLogger(__name__)
 MAX_EVENTS = 4096  # progress events buffered per build call
+TRAINING_GRACE_S = 60.0  # past a training run's bound, for its own TrainingTimedOut to arrive
 ServingPlans = Callable[[str], ServingPlan | None]  # NAME:VERSION -> its plan, if served
 
 
@@ -124,9 +127,11 @@ class ModelAdminServicer(models_pb2_grpc.ModelAdminServiceServicer):
         builds: BuildRunner,
         store: ArtifactStore,
         serving_plans: ServingPlans = lambda _ref: None,
+        training: TrainingRunner | None = None,
     ) -> None:
         self._models, self._builds, self._store = models, builds, store
         self._serving_plans = serving_plans
+        self._training = training
 
     def _with_plan(self, info: ModelInfo) -> ModelInfo:
         plan = self._serving_plans(info.ref) if info.role == "cloud" else None
@@ -201,6 +206,23 @@ class ModelAdminServicer(models_pb2_grpc.ModelAdminServiceServicer):
                 log.error("build of %s failed", request.name, exc_info=value)
                 raise EdgeFleetError(f"build failed: {type(value).__name__}: {value}")
 
+    def DistillModel(
+        self, request: models_pb2.DistillModelRequest, context: grpc.ServicerContext
+    ) -> Iterator[models_pb2.TrainingEvent]:
+        runner = self._training
+        if runner is None:
+            raise FailedPrecondition("this controller runs no training stages")
+        distill = distill_request(request)
+        runner.check(distill)  # bad input fails before streaming
+        cancel = threading.Event()
+        context.add_callback(cancel.set)  # the client went away (or the call ended)
+        yield from _stream_training(
+            lambda progress: runner.distill(distill, progress, cancel),
+            cancel,
+            distill.max_seconds,
+            f"distill-{distill.target}",
+        )
+
     def ListModels(
         self, request: models_pb2.ListModelsRequest, context: grpc.ServicerContext
     ) -> models_pb2.ListModelsResponse:
@@ -215,18 +237,87 @@ class ModelAdminServicer(models_pb2_grpc.ModelAdminServiceServicer):
         return variants_to_proto(replace(report, model=self._with_plan(report.model)))
 
 
+def distill_request(request: models_pb2.DistillModelRequest) -> DistillRequest:
+    """The domain request; zero numbers mean the defaults (alpha only when alpha_set)."""
+    defaults = DistillRequest(teacher="")
+    return DistillRequest(
+        teacher=request.teacher,
+        teacher_version=request.teacher_version,
+        student=request.student,
+        data_sha256=request.data_sha256,
+        name=request.name,
+        temperature=request.temperature or defaults.temperature,
+        alpha=request.alpha if request.alpha_set else defaults.alpha,
+        epochs=request.epochs or defaults.epochs,
+        batch_size=request.batch_size or defaults.batch_size,
+        max_seconds=request.max_seconds or defaults.max_seconds,
+        extra_data_sha256=tuple(request.extra_data_sha256),
+        init_from_version=request.init_from_version,
+    )
+
+
+TrainingWork = Callable[[Callable[[str, float, str], None]], Any]  # progress -> report
+
+
+def _stream_training(
+    work: TrainingWork, cancel: threading.Event, max_seconds: float, thread_name: str
+) -> Iterator[models_pb2.TrainingEvent]:
+    """Run ``work`` on a thread and stream its progress, then one event with its report's
+    JSON; its errors are raised here (the shared table maps them to status codes). The run
+    is cancelled past ``max_seconds`` (plus a grace for the run's own bound to answer)."""
+    events: queue.Queue[tuple[str, Any]] = queue.Queue(MAX_EVENTS)
+
+    def progress(phase: str, fraction: float, message: str) -> None:
+        with contextlib.suppress(queue.Full):  # a slow reader loses progress, never the result
+            events.put_nowait(("progress", (phase, fraction, message)))
+
+    def run() -> None:
+        try:
+            events.put(("report", work(progress).to_json()))
+        except BaseException as exc:
+            events.put(("error", exc))
+
+    threading.Thread(target=run, name=thread_name, daemon=True).start()
+    deadline = time.monotonic() + max_seconds + TRAINING_GRACE_S
+    while True:
+        try:
+            kind, value = events.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            cancel.set()
+            raise DeadlineExceeded(
+                f"training passed its bound of {max_seconds:.0f} s: cancelled, nothing registered"
+            ) from None
+        if kind == "progress":
+            phase, fraction, message = value
+            yield models_pb2.TrainingEvent(
+                progress=models_pb2.TrainingProgress(
+                    phase=phase, fraction=fraction, message=message
+                )
+            )
+        elif kind == "report":
+            yield models_pb2.TrainingEvent(report_json=value)
+            return
+        else:
+            if isinstance(value, EdgeFleetError):
+                raise value
+            log.error("training run %s failed", thread_name, exc_info=value)
+            raise EdgeFleetError(f"training failed: {type(value).__name__}: {value}")
+
+
 def add_model_services(
     server: grpc.Server,
     parts: ModelComponents,
     profiles: Iterable[HardwareProfile],
     serving_plans: ServingPlans = lambda _ref: None,
+    training: TrainingRunner | None = None,
 ) -> None:
     """Register ModelAdminService and the device-facing UpdateService."""
     from controller.grpc.updates_servicer import UpdateServicer
     from edgefleet.v1 import updates_pb2_grpc
 
     models_pb2_grpc.add_ModelAdminServiceServicer_to_server(
-        ModelAdminServicer(parts.models, parts.builds, parts.store, serving_plans), server
+        ModelAdminServicer(parts.models, parts.builds, parts.store, serving_plans, training),
+        server,
     )
     threads = {p.name: p.threads for p in profiles}
     updates_pb2_grpc.add_UpdateServiceServicer_to_server(
