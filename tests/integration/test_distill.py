@@ -84,13 +84,11 @@ def test_the_runner_registers_a_distilled_student_and_continues_from_it(
         threading.Event(),
     )
     assert report.model.ref == "digits-small:1" and report.model.role == "edge"
-    assert report.model.input_shape == (-1, 1, 32, 32) or report.model.input_shape[1:] == (
-        1, 32, 32,
-    )  # fmt: skip
+    assert tuple(report.model.input_shape[1:]) == (1, 32, 32)
     assert report.model.labels == controller.models.info(TEACHER).labels
     assert report.validation_frames == 300 and report.trained_frames == 1000  # 1 copy
     assert 0.0 < report.student_accuracy <= 1.0 and report.teacher_accuracy > 0.9
-    assert report.latency_ms > 0 and report.parameters == 9346 - 10 * 65 + 10 * 65
+    assert report.latency_ms > 0 and report.parameters == 9346
     assert set(report.phase_seconds) == {"data", "teacher", "train", "export", "register"}
     assert phases[-1] == "register" and "train" in phases
     data = json.loads(report.to_json())
