@@ -37,6 +37,13 @@ from controller.optimize.tflite_variants import (
     Onnx2TfConversion,
     tflite_variant_specs,
 )
+from controller.optimize.trained_variants import (
+    QAT,
+    TrainedOptions,
+    TrainingContext,
+    qat_spec,
+    structured_specs,
+)
 from edgefleet.modelmeta import VariantMetadata
 from edgefleet.profiles import HardwareProfile
 
@@ -61,6 +68,8 @@ class BuildOptions:
     calibration_limit: int = 128
     accuracy_budget_pp: float | None = None  # overrides the profiles' own budgets
     keep_failed_dirs: bool = False
+    # QAT, channel-pruned and reduced-resolution variants (controller.optimize.trained_variants)
+    trained: TrainedOptions = field(default_factory=TrainedOptions)
 
 
 @dataclass
@@ -216,6 +225,13 @@ def build_model(
     if _wanted(MIXED, options.only):
         _maybe_build_mixed(builder, profiles, options)
 
+    training = TrainingContext(source, options.trained)
+    if _wanted(QAT, options.only):
+        _maybe_build_qat(builder, profiles, options, training)
+    for spec in structured_specs(training):
+        if _wanted(spec.name, options.only):
+            builder.run(spec)
+
     for spec in openvino_variant_specs(calibration_limit=options.calibration_limit):
         if _wanted(spec.name, options.only):
             builder.run(spec)
@@ -285,6 +301,43 @@ def _maybe_build_mixed(
         )
 
     builder.run(VariantSpec(MIXED, "onnxruntime", "mixed", build))
+
+
+def _budget(profiles: list[HardwareProfile], options: BuildOptions) -> float:
+    if options.accuracy_budget_pp is not None:
+        return options.accuracy_budget_pp
+    return min((p.accuracy_budget_pp for p in profiles), default=1.0)
+
+
+def _maybe_build_qat(
+    builder: _Builder,
+    profiles: list[HardwareProfile],
+    options: BuildOptions,
+    training: TrainingContext,
+) -> None:
+    """QAT int8 like mixed: with ``auto``, only when the best post-training int8 (static or
+    mixed, ONNX Runtime) misses the accuracy budget."""
+    budget = _budget(profiles, options)
+    post = [
+        r.evaluation.accuracy_drop_pp
+        for r in builder.results
+        if r.evaluation is not None
+        and r.runtime == "onnxruntime"
+        and (r.variant.startswith("onnx-int8-static") or r.variant == MIXED)
+    ]
+    best = min(post, default=None)
+    if options.trained.qat == "never":
+        builder.skip(QAT, "onnxruntime", "int8", "quantization-aware training disabled")
+        return
+    if options.trained.qat == "auto" and best is not None and best <= budget:
+        builder.skip(
+            QAT,
+            "onnxruntime",
+            "int8",
+            f"post-training int8 is within the accuracy budget ({best:.2f} pp <= {budget} pp)",
+        )
+        return
+    builder.run(qat_spec(training, options.calibration_limit))
 
 
 __all__ = [
