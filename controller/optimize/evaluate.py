@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ import numpy as np
 
 from controller.optimize.latency import Latency
 from controller.optimize.runners import OrtRunner, Runner, open_runner
-from controller.optimize.source import SourceModel
+from controller.optimize.source import SourceModel, preprocess
 from edgefleet.confidence import confidence_quantiles, validation_histograms
 from edgefleet.histograms import CONFIDENCE_BOUNDS
 from edgefleet.modelmeta import VariantMetadata
@@ -315,6 +315,16 @@ def measure_latency(
     )
 
 
+def _validation_inputs(source: SourceModel, meta: VariantMetadata) -> np.ndarray:
+    """The validation frames as the variant takes them: the source's tensor, or the frames
+    preprocessed again when the variant's size differs (a reduced-resolution variant), laid
+    out as the source's so ``in_layout`` applies to both."""
+    pre = meta.preprocessing
+    if tuple(pre.size) == tuple(source.preprocessing.size):
+        return source.validation_inputs()
+    return preprocess(source.validation_x, replace(pre, layout=source.preprocessing.layout))
+
+
 def evaluate_variant(
     meta: VariantMetadata,
     variant_dir: Path,
@@ -326,9 +336,8 @@ def evaluate_variant(
     """Measure one built variant. ``thread_counts`` are the profiles' wanted counts."""
     path = variant_dir / meta.file
     src_layout = source.signature.layout
-    x = in_layout(
-        source.validation_inputs()[: config.eval_limit], src_layout, meta.preprocessing.layout
-    )
+    inputs = _validation_inputs(source, meta)
+    x = in_layout(inputs[: config.eval_limit], src_layout, meta.preprocessing.layout)
     y = source.validation_y[: config.eval_limit]
     logits = as_logits(open_runner(path, meta.runtime, 1).run(x))
     predictions = logits.argmax(axis=1)
@@ -337,8 +346,8 @@ def evaluate_variant(
     ece = expected_calibration_error(softmax(logits / temperature), y, config.ece_bins)
 
     latency: dict[int, Latency] = {}
-    one_src = source.validation_inputs()[:1]
-    one = in_layout(one_src, src_layout, meta.preprocessing.layout)
+    one_src = source.validation_inputs()[:1]  # the baseline runs at the source's own size
+    one = in_layout(inputs[:1], src_layout, meta.preprocessing.layout)
     for threads in config.threads_to_measure(thread_counts):
         latency[threads] = measure_latency(
             partial(open_runner, path, meta.runtime, threads),
