@@ -36,6 +36,7 @@ from controller.optimize.pipeline import (
 )
 from controller.optimize.source import SourceModel
 from controller.optimize.tflite_variants import Onnx2TfConfig
+from controller.optimize.trained_variants import TRAINING_KEY
 from controller.services.cloud_tables import METRICS_KEY as CLOUD_TABLE_KEY
 from controller.services.cloud_tables import measure_tables
 from controller.services.model_checks import immutable_hint
@@ -65,6 +66,7 @@ def variant_names() -> list[str]:
     from controller.optimize.openvino_variants import OPENVINO_VARIANTS
     from controller.optimize.pipeline import MIXED
     from controller.optimize.tflite_variants import FLAVOURS
+    from controller.optimize.trained_variants import trained_variant_names
 
     defaults = BuildOptions()
     onnx = onnx_variant_specs(
@@ -73,7 +75,8 @@ def variant_names() -> list[str]:
         cluster_counts=defaults.cluster_counts,
         calibration_limit=defaults.calibration_limit,
     )
-    return [s.name for s in onnx] + [MIXED, *OPENVINO_VARIANTS, *FLAVOURS]
+    trained = trained_variant_names(defaults.trained)
+    return [s.name for s in onnx] + [MIXED, *trained, *OPENVINO_VARIANTS, *FLAVOURS]
 
 
 class BuildRunner:
@@ -173,11 +176,25 @@ class BuildRunner:
                  data={"selections": selections}))  # fmt: skip
         return report
 
-    def options(self, request: BuildRequest) -> BuildOptions:
+    def options(self, request: BuildRequest, training: Path | None = None) -> BuildOptions:
         measure = self.measure
         if request.measure_runs:
             measure = replace(measure, runs=request.measure_runs, warmup=min(measure.warmup, 2))
-        return BuildOptions(measure=measure, onnx2tf=self.onnx2tf, only=tuple(request.only))
+        trained = replace(BuildOptions().trained, training_frames=training)
+        return BuildOptions(
+            measure=measure, onnx2tf=self.onnx2tf, only=tuple(request.only), trained=trained
+        )
+
+    def _training_frames(self, request: BuildRequest, work: Path, classes: int) -> Path | None:
+        """The request's training frames out of the store, checked (InvalidInput) before the
+        build starts; None when the request has none."""
+        if not request.training_sha256:
+            return None
+        from controller.training.data import load_frames
+
+        path = self.catalogue.materialise(request.training_sha256, work / "training.npz")
+        load_frames(path).check_classes(classes)
+        return path
 
     def _set_status(self, info: ModelInfo, status: str) -> None:
         with self.catalogue.db.session() as s:
@@ -208,13 +225,14 @@ class BuildRunner:
                 )
             except BuildError as exc:
                 raise InvalidInput(str(exc)) from exc
+            training = self._training_frames(request, work, source.signature.num_classes)
             report = build_model(
                 source,
                 profiles,
                 work / "variants",
                 progress=progress,
                 include_tflite=request.include_tflite,
-                options=self.options(request),
+                options=self.options(request, training),
             )
             tables = self._cloud_tables(info, source, report)
             stored = {}
@@ -298,6 +316,8 @@ def _variant_row(
     ev, meta = r.evaluation, r.metadata
     built = r.status == BUILT
     metrics = ev.to_dict() if ev and built else {}
+    if meta is not None and metrics and TRAINING_KEY in meta.extra:
+        metrics[TRAINING_KEY] = meta.extra[TRAINING_KEY]  # data used, epochs, wall time per stage
     if table is not None and metrics:
         metrics[CLOUD_TABLE_KEY] = table.to_dict()
     return VariantRow(

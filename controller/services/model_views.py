@@ -143,6 +143,7 @@ class BuildRequest:
     only: tuple[str, ...] = ()
     measure_runs: int = 0
     rebuild: bool = False  # build the version's sources as the next version (releases never change)
+    training_sha256: str = ""  # training frames (.npz x, y) for the trained variants; "" = none
     extra: dict[str, Any] = field(default_factory=dict)
 
 
