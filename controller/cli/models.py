@@ -137,6 +137,13 @@ def build(
         help="A built version never changes: build its sources again as a new version"
         " (model list shows which one it rebuilt).",
     ),
+    train_data: Path | None = typer.Option(
+        None,
+        "--train-data",
+        help="Training frames (.npz with x, y, or an MNIST-style IDX directory) that the"
+        " trained variants (QAT, channel-pruned, reduced-resolution) fine-tune on; without"
+        " it they self-distil on the calibration frames.",
+    ),
 ) -> None:
     """Build, measure, select per profile and sign; a progress bar per variant.
 
@@ -153,6 +160,11 @@ def build(
         name, version = parse_ref(ref)
         conn, stub = _stub(ctx)
         wanted = [] if profiles == "all" else [p.strip() for p in profiles.split(",") if p]
+        training_sha256 = ""
+        if train_data is not None:
+            from controller.cli.training_data import upload_training_frames
+
+            training_sha256 = upload_training_frames(conn, stub, train_data)
         request = models_pb2.BuildModelRequest(
             name=name,
             version=version,
@@ -161,6 +173,7 @@ def build(
             only_variants=[v for v in variants.split(",") if v],
             measure_runs=runs,
             rebuild=rebuild,
+            training_sha256=training_sha256,
         )
         report: dict[str, Any] = {}
         steps = {"build": 1, "evaluate": 2}
