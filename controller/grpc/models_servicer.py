@@ -172,6 +172,7 @@ class ModelAdminServicer(models_pb2_grpc.ModelAdminServiceServicer):
             only=tuple(request.only_variants),
             measure_runs=request.measure_runs,
             rebuild=request.rebuild,
+            training_sha256=request.training_sha256,
         )
         self._builds.check(build)  # bad input fails before streaming
         events: queue.Queue[tuple[str, Any]] = queue.Queue(MAX_EVENTS)
