@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from controller.cli import devices, fleet, keys, model_training, models, rollouts, serve
+from controller.cli import devices, fleet, keys, model_training, models, rollouts, serve, simulate
 from controller.cli.context import CliContext
 from controller.config import DEFAULT_DATA_DIR
 from edgefleet.cli import configure_logging, quiet_grpc_core, run_app, version_option
@@ -26,6 +26,7 @@ model_training.register(models.app)  # model distill, model students
 app.add_typer(models.app, name="model")
 app.add_typer(keys.app, name="keys")
 app.add_typer(rollouts.app, name="rollout")
+app.command("simulate")(simulate.simulate)
 
 
 class _RootContext(CliContext):
