@@ -152,5 +152,6 @@ def print_summary(r: dict[str, Any]) -> None:
         f"  trained on {r['trained_frames']} frames ({r['train_frames']} uploaded + augmented "
         f"copies), {r['fit']['epochs']} epochs, alpha {r['alpha']}, T {r['temperature']}"
     )
-    phases = ", ".join(f"{k} {v:.1f} s" for k, v in r["phase_seconds"].items())
+    seconds = r["phase_seconds"]
+    phases = ", ".join(f"{k} {seconds[k]:.1f} s" for k in PHASES if k in seconds)
     echo(f"  wall time {r['wall_seconds']:.1f} s: {phases}")

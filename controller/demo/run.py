@@ -12,7 +12,15 @@ from pathlib import Path
 import typer
 
 from controller.config import ONNX2TF_ENV, ControllerConfig, ToolchainSearch, discover_onnx2tf
-from controller.demo import dashboard, devices, inference, models, observability, rollouts
+from controller.demo import (
+    dashboard,
+    devices,
+    inference,
+    models,
+    observability,
+    rollouts,
+    training,
+)
 from controller.demo.context import DemoFailed, DemoRun
 
 
@@ -59,6 +67,7 @@ def run_demo(agents: int = 3, keep: bool = False, env: Mapping[str, str] | None 
         controller_log.setLevel(logging.ERROR)
         devices.story(demo, agents)
         models.story(demo)
+        training.story(demo)
         inference.story(demo)
         rollouts.story(demo)
         observability.story(demo)

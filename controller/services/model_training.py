@@ -231,7 +231,7 @@ class TrainingRunner:
         copies = d.affordable_copies(train, pre, request.augment_copies)
         frames = d.augmented(train, copies, seed=request.seed)
         x = frames.inputs(pre)
-        progress("data", 1.0, f"{len(train)} frames + {copies} augmented copies = {len(frames)}")
+        progress("data", 1.0, f"{len(train)} frames + augmented copies: {len(frames)}")
 
         clock.phase("teacher")
         soft = None
