@@ -385,9 +385,11 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
 
 
 def _start_grpc(c: Controller, stack: ExitStack) -> None:
+    from controller.grpc.hard_examples_servicer import FleetLoop
     from controller.grpc.models_servicer import add_model_services
     from controller.grpc.offload_servicer import OffloadServicer, offload_stream_limits
     from controller.grpc.rollouts_servicer import add_rollout_services
+    from controller.services.model_retrain import Retrainer
     from edgefleet.v1 import admin_pb2_grpc, device_pb2_grpc, fleet_pb2_grpc, inference_pb2_grpc
 
     cfg = c.config
@@ -409,7 +411,16 @@ def _start_grpc(c: Controller, stack: ExitStack) -> None:
             lambda s: device_pb2_grpc.add_DeviceServiceServicer_to_server(device_servicer, s),
             lambda s: add_rollout_services(s, c.rollouts, c.offload_budgets.budget),
             lambda s: add_model_services(
-                s, c.model_parts, c.profiles, c.cloud_models.plan_for, training=c.training
+                s,
+                c.model_parts,
+                c.profiles,
+                c.cloud_models.plan_for,
+                training=c.training,
+                fleet_loop=FleetLoop(
+                    c.hard_examples,
+                    Retrainer(c.models, c.hard_examples, lambda: c.training),
+                    c.registry,
+                ),
             ),
             lambda s: admin_pb2_grpc.add_DeviceAdminServiceServicer_to_server(
                 DeviceAdminServicer(c.registry, c.profiles), s

@@ -8,7 +8,17 @@ from pathlib import Path
 
 import typer
 
-from controller.cli import devices, fleet, keys, model_training, models, rollouts, serve, simulate
+from controller.cli import (
+    devices,
+    fleet,
+    hard_examples,
+    keys,
+    model_training,
+    models,
+    rollouts,
+    serve,
+    simulate,
+)
 from controller.cli.context import CliContext
 from controller.config import DEFAULT_DATA_DIR
 from edgefleet.cli import configure_logging, quiet_grpc_core, run_app, version_option
@@ -23,6 +33,7 @@ app.add_typer(serve.app, name="controller")
 app.add_typer(devices.app, name="device")
 app.add_typer(fleet.app, name="fleet")
 model_training.register(models.app)  # model distill, model students
+hard_examples.register(models.app)  # model hard-examples, model retrain
 app.add_typer(models.app, name="model")
 app.add_typer(keys.app, name="keys")
 app.add_typer(rollouts.app, name="rollout")

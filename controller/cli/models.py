@@ -370,10 +370,16 @@ def list_variants(
                 conn, stub.ListVariants, models_pb2.ListVariantsRequest(name=name, version=version)
             )
         )
+        if data["model"]["role"] == "edge":  # its hard-example policy (cli/hard_examples.py)
+            from controller.cli.hard_examples import fetch_policy, summary_line
+
+            data["hard_examples"] = fetch_policy(conn, stub, name)
         if output is OutputFormat.json:
             print_json(data)
             return
         print_variants_table(data)
+        if data.get("hard_examples"):
+            echo(summary_line(data["hard_examples"]))
 
 
 def _ratio_text(v: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from controller.artifacts import ArtifactStore
+from controller.grpc.hard_examples_servicer import FleetLoop, HardExampleRpcs
 from controller.grpc.serving_plans import plan_to_proto
 from controller.services.model_build import BuildRunner
 from controller.services.model_training import DistillRequest, TrainingRunner
@@ -120,7 +121,7 @@ class _Chunks:
         return data
 
 
-class ModelAdminServicer(models_pb2_grpc.ModelAdminServiceServicer):
+class ModelAdminServicer(HardExampleRpcs, models_pb2_grpc.ModelAdminServiceServicer):
     def __init__(
         self,
         models: ModelCatalogue,
@@ -128,10 +129,12 @@ class ModelAdminServicer(models_pb2_grpc.ModelAdminServiceServicer):
         store: ArtifactStore,
         serving_plans: ServingPlans = lambda _ref: None,
         training: TrainingRunner | None = None,
+        fleet_loop: FleetLoop | None = None,
     ) -> None:
         self._models, self._builds, self._store = models, builds, store
         self._serving_plans = serving_plans
         self._training = training
+        self._fleet_loop = fleet_loop  # hard examples and retrain (HardExampleRpcs)
 
     def _with_plan(self, info: ModelInfo) -> ModelInfo:
         plan = self._serving_plans(info.ref) if info.role == "cloud" else None
@@ -311,13 +314,16 @@ def add_model_services(
     profiles: Iterable[HardwareProfile],
     serving_plans: ServingPlans = lambda _ref: None,
     training: TrainingRunner | None = None,
+    fleet_loop: FleetLoop | None = None,
 ) -> None:
     """Register ModelAdminService and the device-facing UpdateService."""
     from controller.grpc.updates_servicer import UpdateServicer
     from edgefleet.v1 import updates_pb2_grpc
 
     models_pb2_grpc.add_ModelAdminServiceServicer_to_server(
-        ModelAdminServicer(parts.models, parts.builds, parts.store, serving_plans, training),
+        ModelAdminServicer(
+            parts.models, parts.builds, parts.store, serving_plans, training, fleet_loop
+        ),
         server,
     )
     threads = {p.name: p.threads for p in profiles}
