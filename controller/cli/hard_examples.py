@@ -267,9 +267,12 @@ def print_retrain_summary(r: dict[str, Any]) -> None:
         f"  validation accuracy: student {r['student_accuracy']:.4f}, teacher "
         f"{r['teacher_accuracy']:.4f} ({r['validation_frames']} frames)"
     )
+    copies = r["trained_frames"] - r["train_frames"]
     echo(
-        f"  trained on {r['trained_frames']} frames ({r['train_frames']} with the hard ones), "
-        f"{r['fit']['epochs']} epochs; {r['latency_ms']:.3f} ms/frame (ORT, 1 thread, batch 1)"
+        f"  trained on {r['train_frames'] - h['frames']} original + {h['frames']} hard frames"
+        + (f" + {copies} augmented copies" if copies else "")
+        + f", {r['fit']['epochs']} epochs; {r['latency_ms']:.3f} ms/frame (ORT, 1 thread, "
+        "batch 1)"
     )
     for note in r.get("retrain_notes", []):
         echo(f"  note: {note}")

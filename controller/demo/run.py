@@ -18,6 +18,7 @@ from controller.demo import (
     inference,
     models,
     observability,
+    retrain,
     rollouts,
     training,
 )
@@ -70,6 +71,7 @@ def run_demo(agents: int = 3, keep: bool = False, env: Mapping[str, str] | None 
         training.story(demo)
         inference.story(demo)
         rollouts.story(demo)
+        retrain.story(demo)
         observability.story(demo)
         dashboard.story(demo)
         demo.print_durations()
