@@ -29,6 +29,7 @@ import numpy as np
 from controller.services.model_views import ModelInfo
 from controller.services.models import ModelCatalogue
 from controller.training.errors import TrainingCancelled, TrainingDataError, TrainingTimedOut
+from controller.training.loop import FitReport
 from edgefleet.errors import InvalidInput, NotFound
 from edgefleet.modelmeta import Preprocessing
 
@@ -79,7 +80,7 @@ class DistillReport:
     latency_ms: float  # the student, batch 1, ONNX Runtime, 1 thread
     parameters: int
     phase_seconds: dict[str, float]
-    fit: dict[str, float | int]
+    fit: FitReport
     input_size: tuple[int, int] = (0, 0)
     notes: tuple[str, ...] = field(default=())
 
@@ -90,6 +91,7 @@ class DistillReport:
             "version": self.model.version,
             "ref": self.model.ref,
         }
+        out["fit"] = self.fit.to_dict()
         out["phase_seconds"] = {k: round(v, 2) for k, v in self.phase_seconds.items()}
         out["wall_seconds"] = round(sum(self.phase_seconds.values()), 2)
         return out
@@ -297,7 +299,7 @@ class TrainingRunner:
             latency_ms=latency,
             parameters=sum(int(p.numel()) for p in module.parameters()),
             phase_seconds=dict(clock.seconds),
-            fit=fit_report.to_dict(),
+            fit=fit_report,
             input_size=pre.size,
         )
 
