@@ -216,6 +216,7 @@ class ControllerMqttIngest:
         self._client = client
         self._redeliver_lock = threading.Lock()
         self._last_redeliver = 0.0
+        self._redeliver_pending = False
         self.redeliveries = 0  # reconnects asked for by failed stores
 
     def start(self) -> None:
@@ -237,18 +238,24 @@ class ControllerMqttIngest:
 
     def redeliver(self, _failed: int = 0) -> None:
         """A store failed: reconnect (on a thread of its own, at most once per
-        ``redeliver_min_interval_s``) so the broker sends the unacknowledged reports again."""
+        ``redeliver_min_interval_s``: a later failure within it is served by one reconnect at
+        its end) so the broker sends the unacknowledged reports again."""
         if not self._config.ack_after_store or self._stopping:
             return
-        now = time.monotonic()
         with self._redeliver_lock:
-            if now - self._last_redeliver < self._config.redeliver_min_interval_s:
+            if self._redeliver_pending:
                 return
-            self._last_redeliver = now
-            self.redeliveries += 1
-        threading.Thread(target=self._reconnect, name="mqtt-ingest-redeliver", daemon=True).start()
+            self._redeliver_pending = True
+            delay = self._last_redeliver + self._config.redeliver_min_interval_s - time.monotonic()
+        timer = threading.Timer(max(0.0, delay), self._reconnect)
+        timer.name, timer.daemon = "mqtt-ingest-redeliver", True
+        timer.start()
 
     def _reconnect(self) -> None:
+        with self._redeliver_lock:
+            self._redeliver_pending = False
+            self._last_redeliver = time.monotonic()
+            self.redeliveries += 1
         log.warning("mqtt ingest reconnecting: reports not stored are to be redelivered")
         try:
             self._client.disconnect()

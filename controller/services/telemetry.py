@@ -168,6 +168,8 @@ class TelemetryStore:
         )
         self._latest: dict[str, DeviceLatest] = {}
         self._seen: dict[str, deque[tuple[int, int]]] = {}
+        # queued, not yet written: a redelivery arriving meanwhile is acknowledged with it
+        self._pending: dict[tuple[str, int, int], list[OnStored]] = {}
         self._lock = threading.Lock()
         self._written = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -200,9 +202,13 @@ class TelemetryStore:
             seen = self._seen.setdefault(sample.device_id, deque(maxlen=self._SEEN_KEPT))
             if (sample.sequence, sample.start_ms) in seen:  # re-sent after a lost ack
                 self.stats.duplicates += 1
-                if on_stored is not None:
+                waiting = self._pending.get(_key(sample))
+                if waiting is not None and on_stored is not None:
+                    waiting.append(on_stored)  # acknowledged when the first copy is stored
+                elif on_stored is not None:
                     _call(on_stored)
                 return True
+            self._pending[_key(sample)] = []
             seen.append((sample.sequence, sample.start_ms))
             self.stats.received += 1
             entry = self._latest.get(sample.device_id)
@@ -220,6 +226,7 @@ class TelemetryStore:
             with self._lock:
                 self.stats.dropped_queue_full += 1
                 self._forget(sample)
+                self._pending.pop(_key(sample), None)
             log.warning("telemetry queue full: dropped a report of device=%s", sample.device_id)
             return False
 
@@ -287,12 +294,21 @@ class TelemetryStore:
                         "telemetry report of device=%s seq=%d refused by the database",
                         sample.device_id, sample.sequence,
                     )  # fmt: skip
-        for _, on_stored in stored:
-            if on_stored is not None:
-                _call(on_stored)
         with self._written:
             for sample in failed:
                 self._forget(sample)
+                self._pending.pop(_key(sample), None)  # redeliveries waiting stay unacknowledged
+            callbacks = [
+                callback
+                for sample, on_stored in stored
+                for callback in [
+                    *([on_stored] if on_stored is not None else []),
+                    *self._pending.pop(_key(sample), []),
+                ]
+            ]
+        for callback in callbacks:
+            _call(callback)
+        with self._written:
             self.stats.written += len(stored)
             self.stats.write_errors += len(failed)
             self._written.notify_all()
@@ -465,6 +481,10 @@ class TelemetryStore:
         with self._lock:
             entry = self._latest.get(device_id)
             return list(entry.sequences) if entry is not None else []
+
+
+def _key(sample: ReportSample) -> tuple[str, int, int]:
+    return sample.device_id, sample.sequence, sample.start_ms
 
 
 def _call(callback: Callable[[], object]) -> None:
