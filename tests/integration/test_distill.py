@@ -5,6 +5,7 @@ refusal leaving the catalogue as it was."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from controller.training.errors import (
     TrainingCancelled,
     TrainingDataError,
     TrainingTimedOut,
+    TrainingUnavailable,
     UnknownArchitecture,
 )
 from edgefleet.errors import NotFound
@@ -104,7 +106,7 @@ def test_the_runner_registers_a_distilled_student_and_continues_from_it(
 
 
 def test_nothing_is_registered_on_cancel_timeout_or_bad_input(
-    controller: Controller, train_sha: str
+    controller: Controller, train_sha: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     before = _versions(controller)
     runner = controller.training
@@ -134,6 +136,10 @@ def test_nothing_is_registered_on_cancel_timeout_or_bad_input(
         runner.distill(_request("ab" * 32), lambda *_: None, threading.Event())
     with pytest.raises(TrainingDataError, match="alpha"):
         runner.distill(_request(train_sha, alpha=1.5), lambda *_: None, threading.Event())
+    with monkeypatch.context() as patch:  # a controller without the train extra
+        patch.setitem(sys.modules, "torch", None)
+        with pytest.raises(TrainingUnavailable, match=r"install the train extra"):
+            runner.distill(_request(train_sha), lambda *_: None, threading.Event())
     assert _versions(controller) == before
 
 
