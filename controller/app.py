@@ -68,6 +68,8 @@ from edgefleet.v1 import telemetry_pb2
 log = logging.getLogger(__name__)
 
 PRESENCE_TIMEOUT_S = 30.0
+UNKNOWN_RETRY_S = 5.0  # a device not enrolled is looked up again after this long
+ADMISSION_REFRESH_S = 10.0  # replicas re-read who is enrolled (revoked on another replica)
 CLIENT_FILE = "client.toml"
 
 
@@ -147,6 +149,7 @@ class DeviceMessages:
         self._registry = registry
         self._telemetry = telemetry
         self._admitted: frozenset[str] = frozenset()
+        self._unknown: dict[str, float] = {}  # device -> when to ask the database again
         # told of every stored report after the store (e.g. the /metrics latency histograms)
         self.telemetry_listeners: list[Callable[[ReportSample], None]] = []
         self.refresh()
@@ -156,7 +159,21 @@ class DeviceMessages:
         self._admitted = frozenset(device_id for device_id, _ in self._registry.mqtt_credentials())
 
     def admit(self, device_id: str) -> bool:
-        return device_id in self._admitted
+        return device_id in self._admitted or self._enrolled_elsewhere(device_id)
+
+    def _enrolled_elsewhere(self, device_id: str) -> bool:
+        """A device enrolled through another replica: one indexed lookup, then remembered. A
+        device still unknown is not looked up again for UNKNOWN_RETRY_S (a bounded table)."""
+        now = time.monotonic()
+        if self._unknown.get(device_id, 0.0) > now:
+            return False
+        if self._registry.mqtt_password_hash(device_id) is not None:
+            self._admitted = self._admitted | {device_id}
+            return True
+        if len(self._unknown) >= 10_000:
+            self._unknown.clear()
+        self._unknown[device_id] = now + UNKNOWN_RETRY_S
+        return False
 
     def device_status(self, device_id: str, online: bool, unix_ms: int, agent_version: str) -> None:
         self._registry.record_presence(
@@ -372,6 +389,8 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
     stack.callback(_join, threads)
     _spawn(threads, "presence-sweeper", lambda: _sweep_presence(c.db, c.stopped, leads))
     _spawn(threads, "audit-planner", lambda: _plan_audits(c, cfg.audit_plan_interval_s))
+    if isinstance(c.leader, Leadership):  # enrollments and revocations of other replicas
+        _spawn(threads, "admission-refresh", lambda: _refresh_admission(c))
     releases = c.model_parts.releases
     _spawn(threads, "tuf-timestamp", lambda: refresh_timestamps(releases, c.stopped, leads))
     log.info(
@@ -542,6 +561,14 @@ def _plan_audits(c: Controller, interval_s: float) -> None:
             plan_audits_once(c.audit_rates, views)
         except Exception:  # the planner must outlive a database hiccup
             log.exception("audit planning failed")
+
+
+def _refresh_admission(c: Controller) -> None:
+    while not c.stopped.wait(ADMISSION_REFRESH_S):
+        try:
+            c.device_messages.refresh()
+        except Exception:  # must outlive a database hiccup
+            log.exception("re-reading enrolled devices failed")
 
 
 def _sweep_presence(db: Database, stopped: threading.Event, leads: Callable[[], bool]) -> None:
