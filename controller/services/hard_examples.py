@@ -15,18 +15,24 @@ counted and logged.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from typing import Any, BinaryIO, Protocol
+from dataclasses import replace
 
 import numpy as np
 from sqlalchemy import delete, func, select
 
+from controller.services.hard_example_frames import (
+    BlobStore,
+    HardFrame,
+    decode_frame,
+    encode_frame,
+    frame_of,
+    policy_of,
+)
 from controller.services.hard_example_policy import HardExamplePolicy, PolicyChange, StoredCounts
 from controller.services.offload import LabelledPair
 from controller.store.db import Database
@@ -43,81 +49,7 @@ MAX_CACHED_DEVICES = 10_000
 MAX_FRAME_BYTES = 4 * 1024 * 1024  # one stored frame's npz at most
 
 
-class BlobStore(Protocol):
-    """What the store needs of the artifact store (controller.artifacts.ArtifactStore)."""
-
-    def put_bytes(self, data: bytes, expected_sha256: str | None = None) -> Any: ...
-
-    def open(self, sha256: str) -> BinaryIO: ...
-
-    def delete(self, sha256: str) -> None: ...
-
-
 DeviceLabels = Callable[[str], Mapping[str, str] | None]  # device id -> labels (None: unknown)
-
-
-@dataclass(frozen=True)
-class HardFrame:
-    """One stored frame's index row."""
-
-    id: int
-    model: str
-    device_id: str
-    stored_ms: int
-    sha256: str
-    size_bytes: int
-    frame_id: str
-    edge_variant_id: str
-    cloud_label: int
-    cloud_confidence: float
-    edge_label: int
-    edge_confidence: float
-
-
-def _frame_of(r: HardExampleRow) -> HardFrame:
-    return HardFrame(
-        r.id,
-        r.model,
-        r.device_id,
-        r.stored_ms,
-        r.sha256,
-        r.size_bytes,
-        r.frame_id,
-        r.edge_variant_id,
-        r.cloud_label,
-        r.cloud_confidence,
-        r.edge_label,
-        r.edge_confidence,
-    )
-
-
-def _policy_of(r: HardExamplePolicyRow) -> HardExamplePolicy:
-    return HardExamplePolicy(
-        r.model,
-        r.enabled,
-        r.max_bytes,
-        r.retention_s,
-        tuple(r.device_ids or ()),
-        dict(r.device_labels or {}),
-        r.created_ms,
-        r.updated_ms,
-    )
-
-
-def encode_frame(frame: np.ndarray, cloud_label: int, cloud_confidence: float) -> bytes:
-    buf = io.BytesIO()
-    np.savez_compressed(
-        buf,
-        frame=frame,
-        cloud_label=np.int64(cloud_label),
-        cloud_confidence=np.float32(cloud_confidence),
-    )
-    return buf.getvalue()
-
-
-def decode_frame(data: bytes) -> np.ndarray:
-    with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        return np.asarray(z["frame"])
 
 
 class HardExamples:
@@ -153,11 +85,11 @@ class HardExamples:
         with self._db.session() as s:
             self._check_edge_model(s, model)
             row = s.get(HardExamplePolicyRow, model)
-            return _policy_of(row) if row is not None else HardExamplePolicy(model)
+            return policy_of(row) if row is not None else HardExamplePolicy(model)
 
     def policies(self) -> dict[str, HardExamplePolicy]:
         with self._db.session() as s:
-            return {r.model: _policy_of(r) for r in s.scalars(select(HardExamplePolicyRow))}
+            return {r.model: policy_of(r) for r in s.scalars(select(HardExamplePolicyRow))}
 
     def set_policy(self, model: str, change: PolicyChange) -> HardExamplePolicy:
         change.check()
@@ -165,7 +97,7 @@ class HardExamples:
         with self._db.session() as s:
             self._check_edge_model(s, model)
             row = s.get(HardExamplePolicyRow, model)
-            old = _policy_of(row) if row is not None else HardExamplePolicy(model)
+            old = policy_of(row) if row is not None else HardExamplePolicy(model)
             new = change.applied_to(old, now_ms)
             if row is None:
                 row = HardExamplePolicyRow(model=model)
@@ -439,7 +371,7 @@ class HardExamples:
                 .order_by(r.stored_ms, r.id)
                 .limit(limit)
             )
-            return [_frame_of(row) for row in s.scalars(query)]
+            return [frame_of(row) for row in s.scalars(query)]
 
     def read(self, frame: HardFrame) -> np.ndarray:
         """The stored pixels of one frame (from the artifact store)."""
