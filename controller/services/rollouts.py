@@ -168,9 +168,14 @@ class RolloutService:
             self._thread.join(timeout=5)
 
     def _loop(self) -> None:
+        ticking = False
         while not self._stop.is_set():
             try:
-                if self._leader is None or self._leader.is_leader:
+                leads = self._leader is None or self._leader.is_leader
+                if leads != ticking:
+                    ticking = leads
+                    log.info("rollout engine %s", TICKING if leads else "paused: not the leader")
+                if leads:
                     self.tick()
             except Exception:  # the loop must outlive a database or broker hiccup
                 log.exception("rollout tick failed")
@@ -422,6 +427,7 @@ class RolloutService:
 
 
 _COMMAND_ATTEMPTS = 3
+TICKING = "ticking on this replica (it leads)"  # logged at the first tick of a term
 
 
 def _equalities(selector: Sequence[Requirement]) -> dict[str, str]:
