@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from cryptography import x509
 
 from controller.simulate.errors import SimulationError
 from controller.simulate.worker import Worker, WorkerSpec
@@ -114,6 +115,10 @@ class Simulation:
         self, admin: grpc.Channel, ca_pem: bytes, enroll_address: str, config: SimulationConfig
     ) -> None:
         config.check()
+        try:
+            x509.load_pem_x509_certificate(ca_pem)
+        except ValueError as exc:
+            raise SimulationError(f"the controller CA is not a PEM certificate: {exc}") from exc
         self.config = config
         self._admin, self._ca_pem, self._address = admin, ca_pem, enroll_address
         self._context = multiprocessing.get_context("spawn")
