@@ -102,7 +102,7 @@ class VariantMetadata:
     variant: str  # variant kind, e.g. "onnx-int8-static"
     variant_id: str  # "{model}:{version}:{variant}"
     runtime: str  # onnxruntime | litert | openvino
-    precision: str  # fp32 | fp16 | int8 | mixed
+    precision: str  # fp32 | fp16 | bf16 | int8 | mixed
     file: str  # model file name inside the variant directory
     input_name: str
     input_shape: tuple[int, ...]  # with -1 for the dynamic batch axis

@@ -17,9 +17,11 @@ A small built-in catalogue covers common edge targets; operators add their own i
 A profile states the runtimes its devices have in ``runtimes``; ``requires_runtimes`` are those
 a device must report to match (an x86-64 device that reports OpenVINO resolves to the
 ``*-openvino`` twin of its profile, so only devices that have OpenVINO are assigned OpenVINO
-variants). TensorRT is a capability on paper only: the nvidia-jetson profile lists ONNX
-Runtime's TensorrtExecutionProvider, but no TensorRT engine is built or measured here (no
-accelerator on the build host); such devices run ONNX variants through that provider.
+variants; only x86-64-bf16-openvino, for CPUs with AVX-512 BF16, takes bf16 ones).
+
+TensorRT is a capability on paper only: the nvidia-jetson profile lists ONNX Runtime's
+TensorrtExecutionProvider, but no TensorRT engine is built or measured here (no accelerator
+on the build host); such devices run ONNX variants through that provider.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from edgefleet.hardware import HardwareFacts
 
 AUTO = "auto"
 RUNTIMES = frozenset({"onnxruntime", "litert", "openvino"})
-PRECISIONS = frozenset({"fp32", "fp16", "int8"})
+PRECISIONS = frozenset({"fp32", "fp16", "bf16", "int8"})
 MB = 1024 * 1024
 
 
@@ -109,6 +111,18 @@ BUILTIN_PROFILES: tuple[HardwareProfile, ...] = (
         model_size_budget_bytes=200 * MB,
         threads=2,
         int8_reduce_range=True,
+    ),
+    HardwareProfile(
+        name="x86-64-bf16-openvino",
+        description="x86-64 with AVX-512 BF16 and VNNI and OpenVINO: bf16 variants too",
+        arch="x86_64",
+        requires_flags=("avx2", "avx512_vnni", "avx512_bf16"),
+        requires_runtimes=("openvino",),
+        runtimes=("openvino", "onnxruntime", "litert"),
+        precisions=("fp32", "fp16", "bf16", "int8"),
+        memory_budget_bytes=2048 * MB,
+        model_size_budget_bytes=200 * MB,
+        threads=2,
     ),
     HardwareProfile(
         name="x86-64-vnni-openvino",

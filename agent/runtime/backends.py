@@ -181,17 +181,27 @@ class LiteRtBackend:
             raise RuntimeFailure(f"LiteRT invoke failed: {exc}") from exc
 
 
+# A variant's precision -> OpenVINO's inference precision for its float parts.
+OPENVINO_PRECISION_HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}
+
+
 class OpenVinoBackend:
     """An ONNX model compiled once by OpenVINO's CPU plugin for batch 1, with the latency hint
-    and ``threads`` inference threads (None: OpenVINO's choice), not pinned to cores. fp32
-    stays fp32 (OpenVINO would pick bf16 on CPUs that have it); a QDQ model's int8 parts run
-    in int8. A batch of
+    and ``threads`` inference threads (None: OpenVINO's choice), not pinned to cores. Float
+    parts run in f32 unless the variant's precision is bf16 (OpenVINO would pick bf16 itself
+    on CPUs that have it; on those that do not, a bf16 variant runs in f32); a QDQ model's int8
+    parts run in int8. A batch of
     more than one frame runs frame by frame; one caller at a time (the infer request is reused)."""
 
     name = "openvino"
 
     def __init__(
-        self, path: Path, input_name: str, output_name: str, threads: int | None = None
+        self,
+        path: Path,
+        input_name: str,
+        output_name: str,
+        threads: int | None = None,
+        precision: str = "fp32",
     ) -> None:
         try:
             import openvino as ov
@@ -199,9 +209,10 @@ class OpenVinoBackend:
             raise RuntimeFailure(
                 "OpenVINO is not installed: install edgefleet[openvino] (openvino)"
             ) from exc
+        self.inference_precision = OPENVINO_PRECISION_HINTS.get(precision, "f32")
         config: dict[str, Any] = {
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_PRECISION_HINT": self.inference_precision,
             # Threads free to move: pinned ones wait for a busy core. The teacher at 2 threads
             # on a loaded 2-core host: 5-10 ms pinned, 1.3-1.6 unpinned (ONNX Runtime 1.4).
             "ENABLE_CPU_PINNING": False,

@@ -92,7 +92,9 @@ def load_variant(
     elif metadata.runtime == "litert":
         backend = LiteRtBackend(model_path, threads)
     elif metadata.runtime == "openvino":
-        backend = OpenVinoBackend(model_path, metadata.input_name, metadata.output_name, threads)
+        backend = OpenVinoBackend(
+            model_path, metadata.input_name, metadata.output_name, threads, metadata.precision
+        )
     else:
         raise RuntimeFailure(f"unknown runtime {metadata.runtime!r} in {meta_path}")
     preprocessor = Preprocessor(

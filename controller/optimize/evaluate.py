@@ -339,7 +339,7 @@ def evaluate_variant(
     inputs = _validation_inputs(source, meta)
     x = in_layout(inputs[: config.eval_limit], src_layout, meta.preprocessing.layout)
     y = source.validation_y[: config.eval_limit]
-    logits = as_logits(open_runner(path, meta.runtime, 1).run(x))
+    logits = as_logits(open_runner(path, meta.runtime, 1, meta.precision).run(x))
     predictions = logits.argmax(axis=1)
     accuracy = float((predictions == y).mean())
     temperature = fit_temperature(logits, y)
@@ -350,7 +350,7 @@ def evaluate_variant(
     one = in_layout(inputs[:1], src_layout, meta.preprocessing.layout)
     for threads in config.threads_to_measure(thread_counts):
         latency[threads] = measure_latency(
-            partial(open_runner, path, meta.runtime, threads),
+            partial(open_runner, path, meta.runtime, threads, meta.precision),
             partial(OrtRunner, source.onnx_path, threads),
             one,
             one_src,

@@ -2,8 +2,12 @@
 
 The artifact stays one ONNX file (``VariantMetadata.file``), so signing, download and slots
 work unchanged; only the metadata's runtime says "openvino". ``openvino-fp32`` is the
-fp32-optimized ONNX (standard ops only, portable to OpenVINO); ``openvino-int8`` is the static
-QDQ int8 ONNX, whose QuantizeLinear/DequantizeLinear pairs OpenVINO turns into int8 kernels.
+fp32-optimized ONNX (standard ops only, portable to OpenVINO); ``openvino-bf16`` is the same
+file with precision bf16, which the agent compiles with OpenVINO's bf16 inference precision
+(fast on CPUs with AVX-512 BF16 or AMX; a CPU without either runs it in f32, so it is never
+wrong, only no faster: a device's own measurement tells selection so); ``openvino-int8`` is
+the static QDQ int8 ONNX, whose QuantizeLinear/DequantizeLinear pairs OpenVINO turns into
+int8 kernels.
 Its weights use the full 8 bits, so like ONNX Runtime's QDQ model it is not chosen for a
 reduce-range profile (controller.optimize.select).
 
@@ -27,14 +31,15 @@ from edgefleet.modelmeta import VariantMetadata
 
 RUNTIME = "openvino"
 OPENVINO_FP32 = "openvino-fp32"
+OPENVINO_BF16 = "openvino-bf16"
 OPENVINO_INT8 = "openvino-int8"
-OPENVINO_VARIANTS = (OPENVINO_FP32, OPENVINO_INT8)
+OPENVINO_VARIANTS = (OPENVINO_FP32, OPENVINO_BF16, OPENVINO_INT8)
 
 
-def check_compiles(path: Path, input_shape: tuple[int, ...]) -> None:
+def check_compiles(path: Path, input_shape: tuple[int, ...], precision: str = "fp32") -> None:
     """Raise ``VariantUnavailable`` unless OpenVINO compiles ``path`` and runs one frame."""
     try:
-        runner = OpenVinoRunner(path, threads=1)
+        runner = OpenVinoRunner(path, threads=1, precision=precision)
         runner.run(np.zeros((1, *(abs(d) for d in input_shape[1:])), np.float32))
     except VariantUnavailable:
         raise
@@ -43,24 +48,32 @@ def check_compiles(path: Path, input_shape: tuple[int, ...]) -> None:
         raise VariantUnavailable(f"OpenVINO cannot compile it: {first_line[:200]}") from exc
 
 
-def _for_openvino(onnx_meta: VariantMetadata, variant: str, out_dir: Path) -> VariantMetadata:
+def _for_openvino(
+    onnx_meta: VariantMetadata, variant: str, out_dir: Path, precision: str | None = None
+) -> VariantMetadata:
     """The ONNX variant's metadata retargeted to OpenVINO, checked and written."""
     meta = replace(
         onnx_meta,
         variant=variant,
         variant_id=f"{onnx_meta.model}:{onnx_meta.version}:{variant}",
         runtime=RUNTIME,
+        precision=precision or onnx_meta.precision,
         sha256="",
         size_bytes=0,
         extra={**onnx_meta.extra, "onnx_variant": onnx_meta.variant},
     )
-    check_compiles(out_dir / meta.file, meta.input_shape)
+    check_compiles(out_dir / meta.file, meta.input_shape, meta.precision)
     return finalize_variant(out_dir, meta)
 
 
 def build_openvino_fp32(source: SourceModel, out_dir: Path) -> VariantMetadata:
     openvino_core()  # skip before building anything when OpenVINO is missing
     return _for_openvino(build_fp32(source, out_dir), OPENVINO_FP32, out_dir)
+
+
+def build_openvino_bf16(source: SourceModel, out_dir: Path) -> VariantMetadata:
+    openvino_core()
+    return _for_openvino(build_fp32(source, out_dir), OPENVINO_BF16, out_dir, "bf16")
 
 
 def build_openvino_int8(
@@ -76,6 +89,7 @@ def build_openvino_int8(
 def openvino_variant_specs(*, calibration_limit: int = 128) -> list[VariantSpec]:
     return [
         VariantSpec(OPENVINO_FP32, RUNTIME, "fp32", build_openvino_fp32),
+        VariantSpec(OPENVINO_BF16, RUNTIME, "bf16", build_openvino_bf16),
         VariantSpec(
             OPENVINO_INT8,
             RUNTIME,

@@ -103,16 +103,17 @@ def openvino_core() -> Any:
 
 class OpenVinoRunner:
     """An ONNX model compiled by OpenVINO's CPU plugin as the agent compiles it (batch 1,
-    latency hint, fp32 kept fp32, threads not pinned); a batch runs frame by frame."""
+    latency hint, threads not pinned, float parts in f32 unless the variant is bf16); a batch
+    runs frame by frame."""
 
-    def __init__(self, path: Path, threads: int = 1) -> None:
+    def __init__(self, path: Path, threads: int = 1, precision: str = "fp32") -> None:
         core = openvino_core()
         model = core.read_model(str(path))
         shape = model.inputs[0].get_partial_shape()
         model.reshape({0: [1, *(d.get_length() for d in list(shape)[1:])]})
         config = {
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "INFERENCE_NUM_THREADS": max(1, threads),
             "ENABLE_CPU_PINNING": False,  # as the agent: pinned threads wait for busy cores
         }
@@ -140,11 +141,11 @@ def bind_request(compiled: Any) -> tuple[Any, np.ndarray, Any]:
     return request, buffer, request.get_output_tensor(0)
 
 
-def open_runner(path: Path, runtime: str, threads: int = 1) -> Runner:
+def open_runner(path: Path, runtime: str, threads: int = 1, precision: str = "fp32") -> Runner:
     if runtime == "litert":
         return LiteRtRunner(path, threads)
     if runtime == "openvino":
-        return OpenVinoRunner(path, threads)
+        return OpenVinoRunner(path, threads, precision)
     return OrtRunner(path, threads)
 
 

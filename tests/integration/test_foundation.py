@@ -75,6 +75,7 @@ def test_enroll_heartbeat_and_revoke(controller: Controller, admin: Admin, tmp_p
         "x86-64-vnni",
         "x86-64-avx2",
         "x86-64-vnni-openvino",  # the agent reports OpenVINO when the openvino extra is in
+        "x86-64-bf16-openvino",
         "x86-64-avx2-openvino",
         "generic-cpu",
         "arm64-dotprod",

@@ -60,6 +60,19 @@ def test_logits_match_onnx_runtime(onnx_file: Path, preprocess: Path, threads: i
     np.testing.assert_array_equal(openvino.run(x[:1]), batch[:1])
 
 
+def test_bf16_variants_compile_in_bf16_and_agree() -> None:
+    onnx_file = MODELS[1][0]
+    bf16 = OpenVinoBackend(onnx_file, "input", "logits", 1, precision="bf16")
+    fp32 = OpenVinoBackend(onnx_file, "input", "logits", 1)
+    assert str(fp32.compiled.get_property("INFERENCE_PRECISION_HINT")) == "<Type: 'float32'>"
+    with np.load(EXAMPLES / "fashion" / "validation.npz") as data:
+        frames = data["x"][:200]
+    x = ((frames.astype(np.float32) / 255.0 - 0.5) / 0.5)[:, None]
+    a, b = bf16.run(x), fp32.run(x)
+    assert float(np.mean(a.argmax(axis=1) == b.argmax(axis=1))) >= 0.98
+    np.testing.assert_allclose(a, b, atol=0.25)  # bf16 keeps 8 bits of mantissa
+
+
 def test_bad_input_is_refused() -> None:
     onnx_file = MODELS[1][0]
     backend = OpenVinoBackend(onnx_file, "input", "logits", 1)
@@ -110,6 +123,11 @@ def test_agent_loads_and_smoke_tests_an_openvino_variant(tmp_path: Path) -> None
     np.testing.assert_allclose(on_openvino, on_ort, rtol=1e-4, atol=1e-4)
     assert float(np.mean(on_openvino.argmax(axis=1) == labels)) >= 0.8
     onnx_smoke_test(frames=3, threads=1)(directory)  # the OTA smoke test: raises on failure
+    assert model.backend.inference_precision == "f32"
+    meta = dataclasses.replace(model.metadata, variant="openvino-bf16", precision="bf16")
+    (directory / METADATA_FILE).write_text(meta.to_json())
+    bf16 = load_variant(directory, threads=1).backend
+    assert isinstance(bf16, OpenVinoBackend) and bf16.inference_precision == "bf16"
 
 
 def test_agent_reports_openvino_and_resolves_to_an_openvino_profile() -> None:
@@ -127,6 +145,8 @@ def test_agent_reports_openvino_and_resolves_to_an_openvino_profile() -> None:
     ("flags", "runtimes", "expected"),
     [
         (("avx2", "avx512_vnni"), ("onnxruntime", "openvino"), "x86-64-vnni-openvino"),
+        (("avx2", "avx512_vnni", "avx512_bf16"), ("openvino",), "x86-64-bf16-openvino"),
+        (("avx2", "avx512_vnni", "avx512_bf16"), ("onnxruntime",), "x86-64-vnni"),
         (("avx2", "avx512_vnni"), ("onnxruntime",), "x86-64-vnni"),
         (("avx2",), ("onnxruntime", "openvino"), "x86-64-avx2-openvino"),
         (("avx2",), ("onnxruntime",), "x86-64-avx2"),
