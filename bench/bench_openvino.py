@@ -21,13 +21,13 @@ here: OpenVINO 1.39 vs ONNX Runtime 1.04 ms interleaved call by call, 0.54 vs 0.
 128 calls without a pause, and 0.45 for OpenVINO alone. The ratio is OpenVINO's median over ONNX
 Runtime's, one per round; the table shows the median of the rounds' ratios and their range,
 and both runtimes' pooled median and p95 in ms. Real validation frames are the inputs; top-1
-accuracy on all 2000 validation frames is measured too, and OpenVINO's own default precision
-(bf16 on CPUs with AVX-512 BF16 or AMX) is timed beside as information only: the variants keep
-fp32.
+accuracy on all 2000 validation frames is measured too. bf16 is the ``openvino-bf16`` variant:
+OpenVINO's bf16 inference precision on the fp32 file (on a CPU without AVX-512 BF16 or AMX it
+runs in f32), against ONNX Runtime fp32 on that file.
 
 Goals, one line each (``goal <name>: <measured> (target <op> <value>) OK | MISSED``):
-  openvino_{fp32,int8}_vs_ort_{cloud,edge}_{1,2}t   OpenVINO median / ORT median <= 1.0
-  openvino_int8_accuracy_{cloud,edge}                  |top-1(OV int8) - top-1(ORT int8)| <= 0.5 pp
+  openvino_{fp32,bf16,int8}_vs_ort_{cloud,edge}_{1,2}t   OpenVINO median / ORT median <= 1.0
+  openvino_{bf16,int8}_accuracy_{cloud,edge}   |top-1 OpenVINO - top-1 ORT| <= 0.5 pp
 A missed speed goal is followed by its measured causes: each runtime's fixed cost per call (a
 one-op model with the same input, timed the same way) and, at 2 threads, each runtime's 2- over
 1-thread time (above 1: the cores were busy). Exits 1 when a goal is missed.
@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 from fashion_workload import Workload, add_workload_arguments  # noqa: E402
 
 from controller.optimize.onnx_variants import build_fp32, build_int8_static  # noqa: E402
-from controller.optimize.runners import OpenVinoRunner, OrtRunner, bind_request  # noqa: E402
+from controller.optimize.runners import OpenVinoRunner, OrtRunner  # noqa: E402
 from controller.optimize.source import SourceModel  # noqa: E402
 
 RATIO_GOAL = 1.0
@@ -66,7 +66,6 @@ FRAMES = 64  # distinct validation frames cycled through as inputs
 class Timing:
     ort: list[float]  # pooled ms over the rounds
     ov: list[float]
-    ov_default: list[float]  # OpenVINO at its default inference precision (information)
     ratios: list[float]  # OpenVINO / ORT median, one per round
 
     @property
@@ -81,25 +80,6 @@ def p95(values: list[float]) -> float:
 def goal(name: str, measured: str, op: str, value: str, ok: bool) -> bool:
     print(f"goal {name}: {measured} (target {op} {value}) {'OK' if ok else 'MISSED'}")
     return ok
-
-
-class DefaultPrecisionRunner(OpenVinoRunner):
-    """OpenVINO with its own default inference precision (bf16 where the CPU has it)."""
-
-    def __init__(self, path: Path, threads: int = 1) -> None:
-        import openvino as ov
-
-        core = ov.Core()
-        model = core.read_model(str(path))
-        shape = model.inputs[0].get_partial_shape()
-        model.reshape({0: [1, *(d.get_length() for d in list(shape)[1:])]})
-        config = {
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_NUM_THREADS": threads,
-            "ENABLE_CPU_PINNING": False,
-        }
-        self.compiled = core.compile_model(model, "CPU", config)
-        self.request, self.input, self.output = bind_request(self.compiled)
 
 
 def alternating_blocks(
@@ -123,13 +103,11 @@ def alternating_blocks(
 def time_pair(
     open_ort: Callable[[], Any],
     open_ov: Callable[[], Any],
-    open_default: Callable[[], Any] | None,
     inputs: np.ndarray,
     args: argparse.Namespace,
 ) -> Timing:
     ort_ms: list[float] = []
     ov_ms: list[float] = []
-    default_ms: list[float] = []
     ratios: list[float] = []
     frames = [inputs[i : i + 1] for i in range(FRAMES)]
     count = [0]
@@ -148,8 +126,6 @@ def time_pair(
         else:
             ort, ov = open_ort(), open_ov()
         calls = {"ort": one(ort), "ov": one(ov)}
-        if open_default is not None:
-            calls["default"] = one(open_default())
         if k % 2:
             calls = dict(reversed(list(calls.items())))
         for _ in range(8):  # warm-up
@@ -158,10 +134,9 @@ def time_pair(
         times = alternating_blocks(calls, args.seconds, args.block_ms, args.pause_ms)
         ort_ms += times["ort"]
         ov_ms += times["ov"]
-        default_ms += times.get("default", [])
         ratios.append(statistics.median(times["ov"]) / statistics.median(times["ort"]))
         del calls, ort, ov
-    return Timing(ort_ms, ov_ms, default_ms, ratios)
+    return Timing(ort_ms, ov_ms, ratios)
 
 
 def accuracy(runner: Any, x: np.ndarray, y: np.ndarray) -> float:
@@ -220,7 +195,7 @@ def main() -> int:
 
     ok = True
     rows: list[tuple[str, str, int, Timing]] = []
-    accuracy_lines: list[tuple[str, float, float, float, float]] = []
+    accuracy_lines: list[tuple[str, dict[tuple[str, str], float]]] = []
     with tempfile.TemporaryDirectory(prefix="bench-openvino-") as tmp_dir:
         tmp = Path(tmp_dir)
         sources: dict[str, SourceModel] = {
@@ -228,28 +203,25 @@ def main() -> int:
             "cloud": workload.source("cloud"),
         }
         for role, source in sources.items():
-            files = {
-                "fp32": tmp / role / "fp32" / build_fp32(source, tmp / role / "fp32").file,
+            fp32 = tmp / role / "fp32" / build_fp32(source, tmp / role / "fp32").file
+            files = {  # bf16: OpenVINO's bf16 precision on the fp32 file, ORT runs it in fp32
+                "fp32": fp32,
+                "bf16": fp32,
                 "int8": tmp / role / "int8" / build_int8_static(source, tmp / role / "int8").file,
             }
             x, y = source.validation_inputs(), source.validation_y
             inputs = np.ascontiguousarray(x[:FRAMES])
             acc = {
-                (prec, rt): accuracy(runner(path, 1), x, y)
-                for prec, path in files.items()
-                for rt, runner in (("ort", OrtRunner), ("ov", OpenVinoRunner))
+                (prec, "ov"): accuracy(OpenVinoRunner(p, 1, prec), x, y)
+                for prec, p in files.items()
             }
-            accuracy_lines.append(
-                (role, acc["fp32", "ort"], acc["fp32", "ov"], acc["int8", "ort"], acc["int8", "ov"])
-            )
+            acc |= {(prec, "ort"): accuracy(OrtRunner(p, 1), x, y) for prec, p in files.items()}
+            accuracy_lines.append((role, acc))
             for precision, path in files.items():
                 for threads in (1, 2):
                     timing = time_pair(
                         lambda p=path, t=threads: OrtRunner(p, t),
-                        lambda p=path, t=threads: OpenVinoRunner(p, t),
-                        (lambda p=path, t=threads: DefaultPrecisionRunner(p, t))
-                        if precision == "fp32"
-                        else None,
+                        lambda p=path, t=threads, q=precision: OpenVinoRunner(p, t, q),
                         inputs,
                         args,
                     )
@@ -257,23 +229,29 @@ def main() -> int:
 
         header = (
             f"{'model':6} {'prec':5} {'thr':>3} | {'ORT med':>8} {'p95':>8} | "
-            f"{'OV med':>8} {'p95':>8} | {'OV/ORT':>6} {'rounds':>13} | {'OV default':>10}"
+            f"{'OV med':>8} {'p95':>8} | {'OV/ORT':>6} {'rounds':>13}"
         )
         print(header)
         print("-" * len(header))
         for role, precision, threads, t in rows:
-            default = f"{statistics.median(t.ov_default):10.4f}" if t.ov_default else f"{'-':>10}"
             spread = f"{min(t.ratios):.2f}..{max(t.ratios):.2f}"
             print(
                 f"{role:6} {precision:5} {threads:>3} | {statistics.median(t.ort):8.4f} "
                 f"{p95(t.ort):8.4f} | {statistics.median(t.ov):8.4f} {p95(t.ov):8.4f} | "
-                f"{t.ratio:6.2f} {spread:>13} | {default}"
+                f"{t.ratio:6.2f} {spread:>13}"
             )
-        print("(ms per frame; OV default: OpenVINO's own precision on the fp32 model, info only;")
-        print(f" load average now {os.getloadavg()[0]:.2f})\n")
-        print("top-1 on 2000 validation frames: ORT fp32 / OV fp32 / ORT int8 / OV int8")
-        for role, *values in accuracy_lines:
-            print(f"  {role:6} " + " / ".join(f"{v:.4f}" for v in values))
+        print(f"(ms per frame; bf16: ORT runs the fp32 model; load average now "
+              f"{os.getloadavg()[0]:.2f})\n")  # fmt: skip
+        print("top-1 on 2000 validation frames: ORT fp32 / OV fp32 / OV bf16 / ORT int8 / OV int8")
+        for role, acc in accuracy_lines:
+            keys = [
+                ("fp32", "ort"),
+                ("fp32", "ov"),
+                ("bf16", "ov"),
+                ("int8", "ort"),
+                ("int8", "ov"),
+            ]
+            print(f"  {role:6} " + " / ".join(f"{acc[k]:.4f}" for k in keys))
         print()
 
         missed: list[str] = []
@@ -283,15 +261,16 @@ def main() -> int:
             ok &= goal(name, f"{t.ratio:.2f}x", "<=", f"{RATIO_GOAL}", hit)
             if not hit:
                 missed.append(role)
-        for role, _, _, ort_int8, ov_int8 in accuracy_lines:
-            diff = abs(ov_int8 - ort_int8) * 100.0
-            ok &= goal(
-                f"openvino_int8_accuracy_{role}",
-                f"{diff:.2f} pp",
-                "<=",
-                f"{ACCURACY_GOAL_PP} pp",
-                diff <= ACCURACY_GOAL_PP,
-            )
+        for role, acc in accuracy_lines:
+            for precision in ("bf16", "int8"):
+                diff = abs(acc[precision, "ov"] - acc[precision, "ort"]) * 100.0
+                ok &= goal(
+                    f"openvino_{precision}_accuracy_{role}",
+                    f"{diff:.2f} pp",
+                    "<=",
+                    f"{ACCURACY_GOAL_PP} pp",
+                    diff <= ACCURACY_GOAL_PP,
+                )
 
         if missed:
             print("\nmeasured cause: fixed cost per call (one Relu, same input), ms median:")
@@ -302,7 +281,6 @@ def main() -> int:
                     t = time_pair(
                         lambda p=path, n=threads: OrtRunner(p, n),
                         lambda p=path, n=threads: OpenVinoRunner(p, n),
-                        None,
                         np.zeros((FRAMES, *shape[1:]), np.float32),
                         args,
                     )
