@@ -331,6 +331,7 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
     c.hard_examples = HardExamples(
         c.db, c.model_parts.store, _device_labels(c.registry), cfg.hard_examples_max_bytes
     )
+    c.registry.listeners.append(c.hard_examples.device_changed)  # relabelled: re-read
     c.hard_examples.start()
     stack.callback(c.hard_examples.stop)
 

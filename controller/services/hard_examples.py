@@ -25,6 +25,7 @@ from dataclasses import replace
 import numpy as np
 from sqlalchemy import delete, func, select
 
+from controller.monitoring.events import FleetEvent
 from controller.services.hard_example_frames import (
     BlobStore,
     HardFrame,
@@ -175,6 +176,13 @@ class HardExamples:
                 self._devices.clear()
             self._devices[device_id] = (now, labels)
         return labels
+
+    def device_changed(self, event: FleetEvent) -> None:
+        """A registry listener: a relabelled or revoked device's labels are read again at its
+        next frame (not after the cache's DEVICE_CACHE_S), so a narrowed policy holds at once."""
+        if event.device_id:
+            with self._lock:
+                self._devices.pop(event.device_id, None)
 
     # -- the writer --------------------------------------------------------------------------
     def start(self) -> None:

@@ -92,9 +92,14 @@ def test_policy_opt_in_devices_and_the_cli(fleet: tuple[Controller, Admin, Path]
     night = next(d.device_id for d in ctl.registry.list_devices() if d.name == "night-1")
     assert len(stored) == 40 and {f.device_id for f in stored} == {night}
     assert all(f.edge_confidence == pytest.approx(0.3) for f in stored)
+    ctl.registry.label("day-1", {"site": "night"}, [])  # relabelled: covered from its next frame
+    _offload(ctl, root, "day-1", shifted[:2], 100)
+    ctl.registry.label("day-1", {"site": "day"}, [])
+    _offload(ctl, root, "day-1", shifted[2:4], 102)
+    assert [f.frame_id for f in ctl.hard_examples.frames(EDGE)][-2:] == ["day-1:100", "day-1:101"]
 
     variants = _cli(ctl, "model", "variants", EDGE).stdout
-    assert "hard examples: on" in variants and "40 frames stored" in variants
+    assert "hard examples: on" in variants and "42 frames stored" in variants
 
     bad = _cli(ctl, "model", "hard-examples", EDGE, "--retention", "soon", check=False)
     assert bad.returncode != 0 and "bad retention 'soon'" in bad.stderr
@@ -128,11 +133,11 @@ def test_retrain_from_the_fleet_registers_the_next_version(
                   "--format", "json")  # fmt: skip
     report = json.loads(result.stdout)
     assert report["model"]["ref"] == f"{EDGE}:2" and report["started_from"] == f"{EDGE}:1"
-    assert report["hard_frames"]["frames"] == 40 and report["train_frames"] == 240
+    assert report["hard_frames"]["frames"] == 42 and report["train_frames"] == 242
     assert report["teacher"] == f"{CLOUD}:1"
     assert any("model build digits-edge:2" in step for step in report["next_steps"])
     with np.load(ctl.model_parts.store.open(report["hard_frames"]["sha256"])) as z:
-        assert z["x"].shape == (40, 32, 32) and z["x"].dtype == np.uint8 and len(z["y"]) == 40
+        assert z["x"].shape == (42, 32, 32) and z["x"].dtype == np.uint8 and len(z["y"]) == 42
     assert ctl.models.info(EDGE).version == 2
 
     missing = _cli(ctl, "model", "retrain", EDGE, check=False)
