@@ -119,6 +119,11 @@ def start_broker(
 ) -> BrokerHandle:
     client_id, shared_group = ingest_identity(config, replica_id)
     plan = plan_mqtt(config, find_mosquitto)
+    if shared_group and plan.broker == "embedded":
+        raise ConfigError(
+            "mqtt_shared_ingest needs Mosquitto or an external broker (the embedded one has no "
+            "shared subscriptions)"
+        )
     if plan.warning:
         log.warning("%s", plan.warning)
     # A broker the controller runs knows the controller by its own user name; mqtt_username
