@@ -1,15 +1,14 @@
 """OpenVINO variants: an ONNX file that the agent compiles with OpenVINO's CPU plugin.
 
 The artifact stays one ONNX file (``VariantMetadata.file``), so signing, download and slots
-work unchanged; only the metadata's runtime says "openvino". ``openvino-fp32`` is the
-fp32-optimized ONNX (standard ops only, portable to OpenVINO); ``openvino-bf16`` is the same
-file with precision bf16, which the agent compiles with OpenVINO's bf16 inference precision
-(fast on CPUs with AVX-512 BF16 or AMX; a CPU without either runs it in f32, so it is never
-wrong, only no faster: a device's own measurement tells selection so); ``openvino-int8`` is
-the static QDQ int8 ONNX, whose QuantizeLinear/DequantizeLinear pairs OpenVINO turns into
-int8 kernels.
-Its weights use the full 8 bits, so like ONNX Runtime's QDQ model it is not chosen for a
-reduce-range profile (controller.optimize.select).
+work unchanged; only the metadata's runtime says "openvino".
+
+- ``openvino-fp32``: the fp32-optimized ONNX (standard ops only, portable to OpenVINO).
+- ``openvino-bf16``: the same file with precision bf16, compiled with OpenVINO's bf16
+  inference precision; only the x86-64-bf16-openvino profile (AVX-512 BF16) takes it.
+- ``openvino-int8``: the static QDQ int8 ONNX, whose QuantizeLinear/DequantizeLinear pairs
+  OpenVINO turns into int8 kernels. Its weights use the full 8 bits, so like ONNX Runtime's
+  QDQ model it is not chosen for a reduce-range profile (controller.optimize.select).
 
 When OpenVINO is not installed on the controller, or cannot compile what was built, the
 variant is skipped with the reason (``VariantUnavailable``), never failed.
