@@ -3,7 +3,8 @@
 Opt-in per edge model (controller.services.hard_example_policy): ``offer`` — the offload
 servicer's frame listener, on the RPC thread — keeps a frame only when its model has an
 enabled policy that covers its device; everything else returns at once and nothing of it is
-written. Kept frames go through a bounded queue (full: dropped and counted) to one writer
+written. Kept frames go through a queue bounded in frames and bytes (full: dropped and
+counted) to one writer
 thread, which puts each as an npz (``frame``, ``cloud_label``, ``cloud_confidence``) into the
 artifact store and indexes it in ``hard_examples`` (model, device, time, digest, labels,
 confidences, size), so the store survives restarts and can be read back by time. After every
@@ -47,7 +48,8 @@ DEFAULT_QUEUE = 256  # frames waiting for the writer
 POLICY_CACHE_S = 5.0  # policies re-read this often (another replica may have changed one)
 DEVICE_CACHE_S = 30.0  # device labels re-read this often
 MAX_CACHED_DEVICES = 10_000
-MAX_FRAME_BYTES = 4 * 1024 * 1024  # one stored frame's npz at most
+MAX_FRAME_BYTES = 4 * 1024 * 1024  # one stored frame at most (its pixels, and its npz)
+MAX_QUEUED_BYTES = 64 * 1024 * 1024  # pixels waiting for the writer, all frames together
 
 
 DeviceLabels = Callable[[str], Mapping[str, str] | None]  # device id -> labels (None: unknown)
@@ -76,6 +78,7 @@ class HardExamples:
         self._devices: dict[str, tuple[float, Mapping[str, str] | None]] = {}
         self._dropped: dict[str, StoredCounts] = {}
         self._pending = 0  # offered, not yet written (or refused)
+        self._queued_bytes = 0
         self._idle = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
 
@@ -139,13 +142,20 @@ class HardExamples:
             return
         if not policy.covers(pair.device_id, self._cached_labels(pair.device_id)):
             return
+        size = int(frame.nbytes)
         with self._lock:
-            self._pending += 1
+            full = size > MAX_FRAME_BYTES or self._queued_bytes + size > MAX_QUEUED_BYTES
+            if not full:
+                self._pending += 1
+                self._queued_bytes += size
+        if full:
+            self._count(pair.model, dropped_busy=1)
+            return
         try:
             self._queue.put_nowait((pair, frame, self._clock()))
         except queue.Full:
             self._count(pair.model, dropped_busy=1)
-            self._done(1)
+            self._done([frame])
 
     def _cached_policy(self, model: str) -> HardExamplePolicy | None:
         now = time.monotonic()
@@ -207,9 +217,10 @@ class HardExamples:
                 self._idle.wait(left)
         return True
 
-    def _done(self, n: int) -> None:
+    def _done(self, frames: list[np.ndarray]) -> None:
         with self._idle:
-            self._pending -= n
+            self._pending -= len(frames)
+            self._queued_bytes -= sum(int(f.nbytes) for f in frames)
             if self._pending <= 0:
                 self._idle.notify_all()
 
@@ -273,7 +284,7 @@ class HardExamples:
         except Exception:
             log.exception("storing %d hard examples failed", len(batch))
         finally:
-            self._done(len(batch))
+            self._done([frame for _, frame, _ in batch])
 
     # -- bounds ------------------------------------------------------------------------------
     def enforce(self, model: str | None = None) -> int:

@@ -102,10 +102,12 @@ def test_frames_are_kept_only_for_an_enabled_policy_and_its_devices(
         _offer(store, "stranger", 2)  # no such device
         _offer(store, "cam-1", 2, model="other")  # other model has no policy
         store.offer(_pair("cam-1", i=99, audit=True), _frame(99))  # audits are not kept
+        store.offer(_pair("cam-1", i=98), np.zeros((2048, 2049), np.uint8))  # over 4 MiB
         assert store.flush()
         kept = store.frames("digits")
         assert sorted({f.device_id for f in kept}) == ["cam-1", "cam-3"] and len(kept) == 5
         assert store.counts("other").frames == 0
+        assert store.counts("digits").dropped_busy == 1
         assert all(f.edge_confidence == pytest.approx(0.4) for f in kept)
         assert np.array_equal(store.read(kept[0]), _frame(0))
         assert kept[0].cloud_label == 0 and kept[0].cloud_confidence == pytest.approx(0.95)
