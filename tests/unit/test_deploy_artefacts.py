@@ -107,6 +107,17 @@ def test_each_overlay_builds_into_valid_kubernetes(overlay: str) -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     secret_volumes = [v for v in pod["volumes"] if "secret" in v]
     assert [v["secret"]["secretName"] for v in secret_volumes] == ["edgefleet-controller-secrets"]
+    # mounted where the config's secrets_dir says, with the paths the controller reads there
+    maps = [r.get("data", {}) for r in resources if r["kind"] == "ConfigMap"]
+    config_text = next(data["controller.toml"] for data in maps if "controller.toml" in data)
+    secrets_dir = tomllib.loads(config_text)["controller"]["secrets_dir"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[secret_volumes[0]["name"]] == secrets_dir
+    paths = {item["path"] for item in secret_volumes[0]["secret"]["items"]}
+    assert paths == {"pki/ca.key", "pki/ca.pem", "operator.token", "mqtt.secret", "http.secret"}
+    assert mounts["tuf"] == "/var/lib/edgefleet/tuf"  # one TUF repository for every replica
+    replica = next(e for e in container["env"] if e["name"] == "EDGEFLEET_REPLICA_ID")
+    assert replica["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     # the generated ConfigMaps and Secrets the pod reads exist under their hashed names; the
     # rest are Secrets the operator creates (deploy/README.md)
     yours = {"edgefleet-controller-secrets"}
@@ -114,8 +125,9 @@ def test_each_overlay_builds_into_valid_kubernetes(overlay: str) -> None:
         yours |= {"edgefleet-database", "edgefleet-s3"}
     names = {name for _, name in by_kind}
     for env in container["env"]:
-        ref = env["valueFrom"].get("configMapKeyRef") or env["valueFrom"]["secretKeyRef"]
-        assert ref["name"] in names | yours, ref["name"]
+        ref = env["valueFrom"].get("configMapKeyRef") or env["valueFrom"].get("secretKeyRef")
+        if ref is not None:
+            assert ref["name"] in names | yours, ref["name"]
     config = next(v for v in pod["volumes"] if v["name"] == "config")["configMap"]["name"]
     assert ("ConfigMap", config) in by_kind
     grpc = by_kind[("Service", "edgefleet-grpc")]
@@ -173,6 +185,8 @@ def test_compose_runs_two_replicas_with_health_checks_and_file_secrets() -> None
     for name in replicas:
         test = services[name]["healthcheck"]["test"]
         assert any("/readyz" in part for part in test)
+    ids = {services[name]["environment"]["EDGEFLEET_REPLICA_ID"] for name in replicas}
+    assert len(ids) == 2  # one MQTT ingest session each
     assert services["controller-2"]["depends_on"]["controller-1"]["condition"] == (
         "service_healthy"
     )
@@ -190,7 +204,7 @@ def test_compose_runs_two_replicas_with_health_checks_and_file_secrets() -> None
 )
 def test_config_files_are_read_by_the_controllers_own_loader(path: Path) -> None:
     config = build_config({}, {}, path)
-    assert config.external_mqtt and config.store.startswith("s3://")
+    assert config.external_mqtt and config.mqtt_shared_ingest and config.store.startswith("s3://")
     assert config.http_host == "0.0.0.0" and config.http_port == 8480
 
 
