@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -344,7 +345,7 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
         sink=c.device_messages,
         admit=c.device_messages.admit,
         stack=stack,
-        replica_id=replica_id if cfg.replica_id or isinstance(c.leader, Leadership) else "",
+        replica_id=_ingest_name(cfg, c.leader),
     )
     c.ingest = c.broker.ingest
     c.telemetry.write_failed_listeners.append(c.ingest.redeliver)
@@ -562,6 +563,15 @@ def _plan_audits(c: Controller, interval_s: float) -> None:
             plan_audits_once(c.audit_rates, views)
         except Exception:  # the planner must outlive a database hiccup
             log.exception("audit planning failed")
+
+
+def _ingest_name(cfg: ControllerConfig, leader: Leadership | SoleLeader) -> str:
+    """What names this replica's MQTT session: the configured replica id; without one, on
+    PostgreSQL, the host name (a restarted controller resumes its session, and replicas on
+    different hosts never share one); "" on SQLite (the one controller's fixed client id)."""
+    if cfg.replica_id:
+        return cfg.replica_id
+    return socket.gethostname() if isinstance(leader, Leadership) else ""
 
 
 def _refresh_admission(c: Controller) -> None:

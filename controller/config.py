@@ -102,8 +102,8 @@ class ControllerConfig:
     audit_max_fleet_fps: float = 50.0
     audit_plan_interval_s: float = 15.0
     # replicas on one PostgreSQL (deploy/README.md "Running several replicas"): this replica's
-    # name ("" = hostname-pid-random; set a stable unique one, e.g. the pod name, so its MQTT
-    # session and the reports queued in it survive a restart), the leader lease, shared ingest
+    # name ("" = hostname-pid-random for the lease, the host name for its MQTT session; set a
+    # stable unique one, e.g. the pod name), the leader lease, the shared ingest
     replica_id: str = ""
     leader_lease_s: float = 10.0  # a dead leader's singleton work resumes elsewhere within this
     mqtt_shared_ingest: bool = False  # $share/edgefleet-ingest/...: each report to one replica
