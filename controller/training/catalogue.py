@@ -101,10 +101,10 @@ def _entries() -> dict[str, Architecture]:
     for width in _WIDTHS:
         for pct in _RESOLUTIONS:
             name = _name(width, pct)
-            res = "full resolution" if pct == 100 else f"input at {pct}% of the frame's side"
-            summary = f"stem + 4 depthwise-separable blocks, width {width}x, {res}"
+            res = "full-size input" if pct == 100 else f"input {pct}% of the frame's side"
+            summary = f"4 depthwise-separable blocks, width {width}x, {res}"
             if name == BASELINE:
-                summary += " (the examples/fashion edge model's architecture)"
+                summary += " (= examples/fashion edge model)"
             out[name] = Architecture(name, width, pct, summary)
     return out
 
