@@ -1,7 +1,7 @@
 """The fleet closes the loop: edge accuracy and offload on a deployment shift, before and after
 retraining from the fleet's own hard frames, measured in one run.
 
-    .venv/bin/python bench/bench_retrain.py [--epochs 15] [--fleet-draws 5] [--threshold 0.9]
+    .venv/bin/python bench/bench_retrain.py [--epochs 8] [--fleet-draws 5] [--threshold 0.9]
 
 A real controller and real agent processes (`edgefleet-agent run`, mutual-TLS gRPC, MQTT,
 OTA), driven through the operator CLI — the walk of controller/demo/retrain.py with the
@@ -67,7 +67,7 @@ def need(f: CascadeFigures) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--fleet-draws", type=int, default=5, help="shifted copies per image")
     parser.add_argument("--held-draws", type=int, default=3)
     parser.add_argument("--threshold", type=float, default=0.9, help="agents' offload threshold")
