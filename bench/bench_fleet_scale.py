@@ -27,6 +27,9 @@ import logging
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,13 +40,28 @@ import psutil  # noqa: E402
 from controller.app import Controller  # noqa: E402
 from controller.simulate.run import Simulation, SimulationConfig  # noqa: E402
 from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc  # noqa: E402
-from tests.fleet import Admin, postgres_available, postgres_database, start_controller  # noqa: E402
+from tests.fleet import POSTGRES_ADMIN_URL, Admin, postgres_available, start_controller  # noqa: E402
 from tests.rollout_fleet import add_and_build, wait_for  # noqa: E402
 
 INGEST_GOAL = 5_000.0  # reports/s per controller core
 HEALTHY_GOAL_S = 60.0  # plus the soak
 STAGES = (0.1, 0.5, 1.0)
 WARMUP_S = 10.0
+
+
+@contextmanager
+def bench_database() -> Iterator[str]:
+    """A fresh database of its own name (not edgefleet_test_*, which test runs may clear)."""
+    import psycopg
+
+    name = f"edgefleet_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def goal(name: str, measured: str, op: str, target: str, ok: bool) -> None:
@@ -81,8 +99,10 @@ def rollout(admin: Admin, group: str, version: int, n: int, soak_s: float) -> fl
             model="tiny", version=version, selector={"group": group}, stages=list(STAGES),
             min_devices=1, soak_seconds=soak_s, min_samples=100, max_concurrent_downloads=100,
         ),
-        timeout=30,
+        timeout=120,
     ).rollout.rollout_id  # fmt: skip
+    print(f"    v{version}: StartRollout answered after {time.perf_counter() - start:.1f} s",
+          file=sys.stderr, flush=True)  # fmt: skip
     shown = [start]
 
     def done() -> bool:
@@ -90,10 +110,11 @@ def rollout(admin: Admin, group: str, version: int, n: int, soak_s: float) -> fl
         r = got.rollout
         if r.phase in ("halted", "rolled_back", "aborted", "rolling_back"):
             raise RuntimeError(f"rollout {rid} {r.phase}: {got.explanation}")
-        if time.perf_counter() - shown[0] > 15:
+        if time.perf_counter() - shown[0] > 5:
             shown[0] = time.perf_counter()
-            print(f"    v{version}: {r.phase} stage {r.stage}/{r.stages}, {r.healthy}/{n} healthy",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            why = got.explanation.splitlines()[-1:]
+            print(f"    v{version}: {r.phase} stage {r.stage}/{r.stages}, {r.healthy}/{n} healthy"
+                  f" at {shown[0] - start:.0f} s: {why}", file=sys.stderr, flush=True)  # fmt: skip
         return r.phase == "completed" and r.healthy == n
 
     wait_for(f"rollout of v{version} to {n} devices", done, timeout=900)
@@ -196,7 +217,7 @@ def main() -> int:
           f"{args.processes} processes on the same machine", flush=True)  # fmt: skip
     results: dict[int, dict[str, float]] = {}
     ingest: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as tmp, postgres_database() as url:
+    with tempfile.TemporaryDirectory() as tmp, bench_database() as url:
         root = Path(tmp)
         ctl = start_controller(root / "controller", db=url, grpc_workers=64,
                                rollout_tick_s=args.tick)  # fmt: skip
