@@ -238,7 +238,7 @@ def run_loop(demo: DemoRun, s: LoopSettings) -> LoopOutcome:
     t = time.monotonic()
     demo.step(
         f"`model retrain {MODEL} --from-fleet`: distil v2 from {CLOUD} on the stored hard "
-        f"frames + the original training data ({s.epochs} epochs; a short run, said so)"
+        f"frames + the original training data ({s.epochs} epochs: a short run for the demo)"
     )
     data_file = str(DIGITS / "calibration.npz")
     args = ("model", "retrain", MODEL, "--from-fleet", "--data", data_file,
