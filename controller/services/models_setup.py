@@ -15,7 +15,7 @@ from controller.services.model_bench import DeviceBenchmarks
 from controller.services.model_build import BuildRunner
 from controller.services.models import ModelCatalogue
 from controller.services.releases import Releases, TufPaths
-from controller.store.db import Database
+from controller.store.db import TUF_LOCK_KEY, Database
 from edgefleet.profiles import ProfileCatalogue
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,10 @@ def start_models(
     config: ControllerConfig, db: Database, profiles: ProfileCatalogue
 ) -> ModelComponents:
     store = open_store(config)
-    releases = Releases(TufPaths.of(config.data_dir))
+    # replicas sharing <data_dir>/tuf change it one at a time (no-op on SQLite)
+    releases = Releases(
+        TufPaths.of(config.data_dir), exclusive=lambda: db.advisory_lock(TUF_LOCK_KEY)
+    )
     workdir = config.data_dir / "work"
     catalogue = ModelCatalogue(db, store, workdir)
     onnx2tf = Onnx2TfConfig(python=config.onnx2tf_python or None)

@@ -3,6 +3,11 @@
 Layout under ``<data_dir>/tuf/``: ``keys/<role>/<keyid>.pem`` (0600) and ``metadata/``.
 ``Releases`` serialises every change to the repository (model builds stage targets and
 publish; a background thread refreshes the timestamp before it expires).
+
+Replicas share one repository: a shared volume mounted at ``<data_dir>/tuf``. ``exclusive``
+is then a lock across processes (a PostgreSQL advisory lock) held around the first creation
+and every change, and each change stages from the targets on disk, never from this process's
+memory, so one replica's publish never drops another's targets.
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -74,16 +80,24 @@ def initialise(
 
 
 class Releases:
-    """Thread-safe front of the ``Repository`` the controller publishes model targets in."""
+    """Thread-safe front of the ``Repository`` the controller publishes model targets in.
+    ``exclusive()``: a lock shared with the other replicas (default: none, one process)."""
 
-    def __init__(self, paths: TufPaths, expiry: ExpiryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        paths: TufPaths,
+        expiry: ExpiryPolicy | None = None,
+        exclusive: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
+    ) -> None:
         self.paths = paths
         self.expiry = expiry or ExpiryPolicy()
-        if (paths.metadata / "root.json").exists():
-            self.repo = Repository(paths.metadata, KeyStore(paths.keys), self.expiry)
-        else:
-            self.repo = initialise(paths, expiry=self.expiry)
-            log.info("created TUF keys and metadata in %s", paths.root)
+        self._exclusive = exclusive
+        with exclusive():  # two replicas starting on an empty directory create it once
+            if (paths.metadata / "root.json").exists():
+                self.repo = Repository(paths.metadata, KeyStore(paths.keys), self.expiry)
+            else:
+                self.repo = initialise(paths, expiry=self.expiry)
+                log.info("created TUF keys and metadata in %s", paths.root)
         self._lock = threading.Lock()
 
     def metadata_file(self, name: str) -> bytes:
@@ -96,7 +110,8 @@ class Releases:
 
     def replace_targets(self, prefix: str, targets: Iterable[StagedTarget]) -> int:
         """Drop every target under ``prefix``, add ``targets``, publish; the targets version."""
-        with self._lock:
+        with self._lock, self._exclusive():
+            self.repo.reload()  # stage from disk: another replica may have published
             for path in [p for p in self.repo.targets() if p.startswith(prefix)]:
                 self._remove(path)
             for t in targets:
@@ -115,7 +130,8 @@ class Releases:
         """Re-sign the timestamp when half its lifetime is gone (and re-publish when the
         snapshot or targets expire within a timestamp lifetime)."""
         now = now or datetime.now(UTC)
-        with self._lock:
+        with self._lock, self._exclusive():
+            self.repo.reload()
             lifetime = self.expiry.timestamp
             ts = Metadata.from_bytes(self.repo.metadata_bytes("timestamp")).signed
             soonest = min(

@@ -251,6 +251,11 @@ class Repository:
             raise MetadataNotFound(f"no target {path}")
         del staged[path]
 
+    def reload(self) -> None:
+        """Forget staged targets: the next change starts from the targets on disk (another
+        process sharing the directory may have published since)."""
+        self._staged = None
+
     def _staged_targets(self) -> dict[str, TargetFile]:
         if self._staged is None:
             self._staged = self.targets()

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key held while migrating: replicas starting at once upgrade one by one
 MIGRATION_LOCK_KEY = 0x45444745464C4554  # "EDGEFLET"
+TUF_LOCK_KEY = 0x4546545546  # "EFTUF": changes to the TUF repository replicas share
 
 
 def normalize_url(url: str) -> str:
@@ -76,6 +77,22 @@ class Database:
             reason = str(exc.orig).strip().splitlines()[0]  # drivers add hint lines
             raise StoreError(f"cannot reach database {redact(self.url)}: {reason}") from exc
         log.info("database schema up to date (%s)", redact(self.url))
+
+    @contextmanager
+    def advisory_lock(self, key: int) -> Iterator[None]:
+        """Held by one process at a time across every replica (a PostgreSQL session advisory
+        lock on a connection of its own); SQLite is one process: nothing to hold."""
+        if not self.url.startswith("postgresql"):
+            yield
+            return
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            connection.commit()
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -1,20 +1,24 @@
 """Leader election on a real PostgreSQL: one leader at a time, takeover after the lease runs
 out with a new fencing epoch, a deposed leader's rollout write refused, a rollout step
-computed from a stale state refused, migrations of two replicas at once serialised."""
+computed from a stale state refused, migrations of two replicas at once serialised, and one
+TUF repository shared by two replicas created once and never losing a target."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
 
 import pytest
 
 from controller.errors import StaleWrite
 from controller.rollout import RolloutSpec, initial_state
 from controller.services.leadership import Leadership, LeaseConfig, SoleLeader, open_leadership
+from controller.services.releases import Releases, StagedTarget, TufPaths
 from controller.services.rollout_store import RolloutStore
-from controller.store.db import Database
+from controller.store.db import TUF_LOCK_KEY, Database
 from tests.fleet import postgres_available, postgres_database
 
 pytestmark = pytest.mark.skipif(not postgres_available(), reason="no PostgreSQL at 127.0.0.1")
@@ -97,7 +101,7 @@ def test_a_clean_stop_releases_the_lease_at_once(db: Database) -> None:
     assert b.try_acquire() and b.epoch == 2 and heard == [True]
 
 
-def test_sqlite_is_its_own_leader(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_is_its_own_leader(tmp_path: Path) -> None:
     database = Database(f"sqlite:///{tmp_path / 'one.db'}")
     database.migrate()
     leader = open_leadership(database, "x", 10.0)
@@ -125,3 +129,37 @@ def test_two_replicas_migrating_at_once_both_succeed() -> None:
         for d in databases:
             d.close()
         assert errors == []
+
+
+def _target(model: str) -> StagedTarget:
+    return StagedTarget(
+        f"models/{model}/1/x86/model.onnx", "ab" * 32, 10, {"model": model, "profile": "x86"}
+    )
+
+
+def test_replicas_sharing_the_tuf_repository_keep_each_others_targets(
+    db: Database, tmp_path: Path
+) -> None:
+    paths = TufPaths.of(tmp_path / "shared")
+
+    def exclusive() -> AbstractContextManager[None]:
+        return db.advisory_lock(TUF_LOCK_KEY)
+
+    made: list[Releases] = []
+    threads = [
+        threading.Thread(target=lambda: made.append(Releases(paths, exclusive=exclusive)))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    a, b = made  # both started on an empty directory: one repository, created once
+    assert a.trusted_root() == b.trusted_root()
+    b.replace_targets("models/beta/", [_target("beta")])  # b has staged targets in memory
+    a.replace_targets("models/alpha/", [_target("alpha")])
+    b.replace_targets("models/beta/", [_target("beta")])  # b publishes again after a did
+    assert set(a.targets()) == {
+        "models/alpha/1/x86/model.onnx",
+        "models/beta/1/x86/model.onnx",
+    }, "b's publish dropped a's target"
