@@ -40,7 +40,7 @@ def _wait_for_line(log_file: Path, line: str, skip_bytes: int, timeout_s: float)
 
 
 def _one_round(root: Path, lease_s: float) -> tuple[float, float]:
-    data_dir = root / "controller"
+    data_dir = root / "controllers"
     with postgres_database() as db_url, shared_mosquitto(data_dir) as broker:
         a = start_replica(data_dir, db_url, broker, "a", lease_s=lease_s, tick_s=TICK_S)
         b = None

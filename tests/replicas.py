@@ -1,11 +1,14 @@
 """Test and bench helpers: controller replicas as real processes (`edgefleet controller serve`)
-on one PostgreSQL and one external Mosquitto, sharing one data directory (the CA, the TUF
-repository and the artifact store: what a shared volume and a mounted secret give replicas).
+on one PostgreSQL and one external Mosquitto, laid out as deploy/README.md "Running several
+replicas" says: each replica has a data directory of its own; the CA and the secrets come from
+one secrets directory (``root/secrets``), the artifact store is one directory, and the TUF
+repository and the broker's passwd/acl files are one shared volume each (symlinks here).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,6 +24,7 @@ from sqlalchemy import create_engine, text
 
 from controller.cli.client import Connection, open_channel
 from controller.mqtt.credentials import write_mosquitto_auth
+from controller.pki import CertificateAuthority, write_private
 from controller.store.db import normalize_url
 from edgefleet.v1 import admin_pb2_grpc
 from tests.conftest import free_port
@@ -48,13 +52,24 @@ class SharedBroker:
         return f"mqtt://127.0.0.1:{self.port}"
 
 
+def make_secrets(root: Path) -> Path:
+    """``root/secrets``: the CA and the controller's secrets, as an operator mounts them."""
+    secrets_dir = root / "secrets"
+    CertificateAuthority(secrets_dir / "pki")
+    for name in ("operator.token", "http.secret"):
+        write_private(secrets_dir / name, secrets.token_urlsafe(32).encode())
+    write_private(secrets_dir / "mqtt.secret", b"controller-secret")
+    return secrets_dir
+
+
 @contextmanager
-def shared_mosquitto(data_dir: Path) -> Iterator[SharedBroker]:
-    """A Mosquitto reading the passwd/acl files the replicas keep in ``data_dir/mosquitto``
-    (in memory only: a broker restart is not what these tests are about)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "mqtt.secret").write_text("controller-secret")
-    auth = data_dir / "mosquitto"
+def shared_mosquitto(root: Path) -> Iterator[SharedBroker]:
+    """The secrets (``make_secrets``) and a Mosquitto reading the passwd/acl files every
+    replica writes into the shared ``root/shared/mosquitto`` (in memory only: a broker restart
+    is not what these tests are about)."""
+    root.mkdir(parents=True, exist_ok=True)
+    make_secrets(root)
+    auth = root / "shared" / "mosquitto"
     write_mosquitto_auth(auth, "controller-secret", [])
     port = free_port()
     lines = [
@@ -69,7 +84,7 @@ def shared_mosquitto(data_dir: Path) -> Iterator[SharedBroker]:
     ]
     if os.geteuid() == 0:
         lines.append("user root")
-    conf = data_dir.parent / "mosquitto.conf"
+    conf = root / "mosquitto.conf"
     conf.write_text("\n".join(lines) + "\n")
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stderr=subprocess.DEVNULL)
     try:
@@ -112,7 +127,7 @@ class Replica:
 
 
 def start_replica(
-    data_dir: Path,
+    root: Path,
     db_url: str,
     broker: SharedBroker,
     replica_id: str,
@@ -122,9 +137,15 @@ def start_replica(
     ports: tuple[int, int] | None = None,
     ready_timeout_s: float = 60.0,
 ) -> Replica:
-    """``edgefleet controller serve`` as replica ``replica_id``; returns once its operator
-    port answers."""
+    """``edgefleet controller serve`` as replica ``replica_id`` (data directory
+    ``root/replica-<id>``); returns once its operator and device ports answer."""
     grpc_port, device_port = ports or (free_port(), free_port())
+    data_dir = root / f"replica-{replica_id}"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for shared in ("tuf", "mosquitto"):  # one shared volume each, mounted in every replica
+        (root / "shared" / shared).mkdir(parents=True, exist_ok=True)
+        if not (data_dir / shared).exists():
+            (data_dir / shared).symlink_to(root / "shared" / shared, target_is_directory=True)
     env = {
         **os.environ,
         "EDGEFLEET_DB": db_url,
@@ -140,8 +161,10 @@ def start_replica(
         "EDGEFLEET_ROLLOUT_TICK_S": str(tick_s),
         "EDGEFLEET_SHUTDOWN_GRACE_S": "2",
         "EDGEFLEET_AUDIT_PLAN_INTERVAL_S": "600",
+        "EDGEFLEET_SECRETS_DIR": str(root / "secrets"),
+        "EDGEFLEET_STORE": str(root / "shared" / "artifacts"),
     }
-    log_file = data_dir.parent / f"replica-{replica_id}.log"
+    log_file = root / f"replica-{replica_id}.log"
     with log_file.open("ab") as out:
         proc = subprocess.Popen(
             [str(CLI), "controller", "serve", "--data-dir", str(data_dir)],
@@ -189,11 +212,11 @@ def wait_leader(db_url: str, replica_id: str, timeout_s: float) -> float:
 
 
 class ReplicaAdmin(Admin):
-    """The operator API of one replica (the shared data directory's token and CA)."""
+    """The operator API of one replica (the token and CA of the shared secrets)."""
 
-    def __init__(self, data_dir: Path, replica: Replica) -> None:
-        token = (data_dir / "operator.token").read_text().strip()
-        ca = (data_dir / "pki" / "ca.pem").read_bytes()
+    def __init__(self, root: Path, replica: Replica) -> None:
+        token = (root / "secrets" / "operator.token").read_text().strip()
+        ca = (root / "secrets" / "pki" / "ca.pem").read_bytes()
         self.address = replica.address
         self.conn = Connection(self.address, token, ca, 10.0)
         self.channel = open_channel(self.conn)

@@ -1,4 +1,6 @@
-"""Two controller replicas (real processes) on one PostgreSQL and one Mosquitto: the leader is
+"""Two controller replicas (real processes, each with a data directory of its own, the CA and
+secrets from one secrets directory, the TUF repository and artifact store shared) on one
+PostgreSQL and one Mosquitto: the leader is
 SIGKILLed mid-rollout and the other replica finishes the rollout within the lease plus a few
 ticks; devices keep reporting telemetry through the kill, and every report the broker
 acknowledged to a device is stored exactly once (the killed replica, restarted under its
@@ -125,7 +127,7 @@ def _eventually(predicate: Callable[[], bool], timeout_s: float) -> bool:
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_leader_killed_mid_rollout_the_other_replica_finishes_it(tmp_path: Path) -> None:
-    data_dir = tmp_path / "controller"
+    data_dir = tmp_path / "controllers"  # replica-a/, replica-b/, secrets/, shared/
     closers: list = []  # type: ignore[type-arg]
     with postgres_database() as db_url, shared_mosquitto(data_dir) as broker:
         a = start_replica(data_dir, db_url, broker, "a", lease_s=LEASE_S, tick_s=TICK_S)
