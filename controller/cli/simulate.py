@@ -18,7 +18,7 @@ def simulate(
         60.0, "--duration", min=0.1, help="Seconds to run once every device is connected."
     ),
     processes: int = typer.Option(2, "--processes", "-p", min=1, max=64, help="Processes."),
-    heartbeat: float = typer.Option(30.0, "--heartbeat", min=0.1, help="Heartbeat interval, s."),
+    heartbeat: float = typer.Option(5.0, "--heartbeat", min=0.1, help="Heartbeat interval, s."),
     poll: float = typer.Option(30.0, "--poll", min=0.5, help="Desired-state pull interval, s."),
     profile: str = typer.Option("generic-cpu", "--profile", help="Hardware profile, or auto."),
     label: list[str] = typer.Option([], "--label", help="key=value on every device."),

@@ -37,7 +37,7 @@ class SimulationConfig:
     devices: int = 20
     processes: int = 2
     report_rate: float = 0.1  # telemetry reports per second per device (agent default: 1/10 s)
-    heartbeat_interval_s: float = 30.0
+    heartbeat_interval_s: float = 5.0  # the agent's default (presence times out after 30 s)
     poll_interval_s: float = 30.0
     duration_s: float = 60.0  # after every device is enrolled and connected
     frames_per_report: int = 200
