@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64gefleet/v1/updates.proto\x12\x0c\x65\x64gefleet.v1\"\"\n\x12GetMetadataRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"#\n\x13GetMetadataResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"N\n\x17\x44ownloadArtifactRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x13\n\x0btarget_path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"A\n\rArtifactChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"+\n\x1aListBenchCandidatesRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\xac\x01\n\x0e\x42\x65nchCandidate\x12\x12\n\nvariant_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x0f\n\x07variant\x18\x04 \x01(\t\x12\x0f\n\x07runtime\x18\x05 \x01(\t\x12\x11\n\tprecision\x18\x06 \x01(\t\x12\x13\n\x0btarget_path\x18\x07 \x01(\t\x12\x0e\n\x06sha256\x18\x08 \x01(\t\x12\x0c\n\x04size\x18\t \x01(\x03\"q\n\x1bListBenchCandidatesResponse\x12\x0f\n\x07profile\x18\x01 \x01(\t\x12\x0f\n\x07threads\x18\x02 \x01(\x05\x12\x30\n\ncandidates\x18\x03 \x03(\x0b\x32\x1c.edgefleet.v1.BenchCandidate\"o\n\x0b\x42\x65nchResult\x12\x12\n\nvariant_id\x18\x01 \x01(\t\x12\x19\n\x11latency_median_ms\x18\x02 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x03 \x01(\x01\x12\n\n\x02ok\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"E\n\x17ReportBenchmarksRequest\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.edgefleet.v1.BenchResult\"@\n\x18ReportBenchmarksResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nreselected\x18\x02 \x03(\t2\x8c\x03\n\rUpdateService\x12R\n\x0bGetMetadata\x12 .edgefleet.v1.GetMetadataRequest\x1a!.edgefleet.v1.GetMetadataResponse\x12X\n\x10\x44ownloadArtifact\x12%.edgefleet.v1.DownloadArtifactRequest\x1a\x1b.edgefleet.v1.ArtifactChunk0\x01\x12j\n\x13ListBenchCandidates\x12(.edgefleet.v1.ListBenchCandidatesRequest\x1a).edgefleet.v1.ListBenchCandidatesResponse\x12\x61\n\x10ReportBenchmarks\x12%.edgefleet.v1.ReportBenchmarksRequest\x1a&.edgefleet.v1.ReportBenchmarksResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x65\x64gefleet/v1/updates.proto\x12\x0c\x65\x64gefleet.v1\"\"\n\x12GetMetadataRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"#\n\x13GetMetadataResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"N\n\x17\x44ownloadArtifactRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x13\n\x0btarget_path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"A\n\rArtifactChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\"<\n\x15GetArtifactUrlRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x13\n\x0btarget_path\x18\x02 \x01(\t\"\\\n\x16GetArtifactUrlResponse\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x17\n\x0f\x65xpires_unix_ms\x18\x02 \x01(\x03\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"+\n\x1aListBenchCandidatesRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\xac\x01\n\x0e\x42\x65nchCandidate\x12\x12\n\nvariant_id\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x0f\n\x07variant\x18\x04 \x01(\t\x12\x0f\n\x07runtime\x18\x05 \x01(\t\x12\x11\n\tprecision\x18\x06 \x01(\t\x12\x13\n\x0btarget_path\x18\x07 \x01(\t\x12\x0e\n\x06sha256\x18\x08 \x01(\t\x12\x0c\n\x04size\x18\t \x01(\x03\"q\n\x1bListBenchCandidatesResponse\x12\x0f\n\x07profile\x18\x01 \x01(\t\x12\x0f\n\x07threads\x18\x02 \x01(\x05\x12\x30\n\ncandidates\x18\x03 \x03(\x0b\x32\x1c.edgefleet.v1.BenchCandidate\"o\n\x0b\x42\x65nchResult\x12\x12\n\nvariant_id\x18\x01 \x01(\t\x12\x19\n\x11latency_median_ms\x18\x02 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x03 \x01(\x01\x12\n\n\x02ok\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"E\n\x17ReportBenchmarksRequest\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.edgefleet.v1.BenchResult\"@\n\x18ReportBenchmarksResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x05\x12\x12\n\nreselected\x18\x02 \x03(\t2\xe9\x03\n\rUpdateService\x12R\n\x0bGetMetadata\x12 .edgefleet.v1.GetMetadataRequest\x1a!.edgefleet.v1.GetMetadataResponse\x12X\n\x10\x44ownloadArtifact\x12%.edgefleet.v1.DownloadArtifactRequest\x1a\x1b.edgefleet.v1.ArtifactChunk0\x01\x12[\n\x0eGetArtifactUrl\x12#.edgefleet.v1.GetArtifactUrlRequest\x1a$.edgefleet.v1.GetArtifactUrlResponse\x12j\n\x13ListBenchCandidates\x12(.edgefleet.v1.ListBenchCandidatesRequest\x1a).edgefleet.v1.ListBenchCandidatesResponse\x12\x61\n\x10ReportBenchmarks\x12%.edgefleet.v1.ReportBenchmarksRequest\x1a&.edgefleet.v1.ReportBenchmarksResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,18 +39,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DOWNLOADARTIFACTREQUEST']._serialized_end=195
   _globals['_ARTIFACTCHUNK']._serialized_start=197
   _globals['_ARTIFACTCHUNK']._serialized_end=262
-  _globals['_LISTBENCHCANDIDATESREQUEST']._serialized_start=264
-  _globals['_LISTBENCHCANDIDATESREQUEST']._serialized_end=307
-  _globals['_BENCHCANDIDATE']._serialized_start=310
-  _globals['_BENCHCANDIDATE']._serialized_end=482
-  _globals['_LISTBENCHCANDIDATESRESPONSE']._serialized_start=484
-  _globals['_LISTBENCHCANDIDATESRESPONSE']._serialized_end=597
-  _globals['_BENCHRESULT']._serialized_start=599
-  _globals['_BENCHRESULT']._serialized_end=710
-  _globals['_REPORTBENCHMARKSREQUEST']._serialized_start=712
-  _globals['_REPORTBENCHMARKSREQUEST']._serialized_end=781
-  _globals['_REPORTBENCHMARKSRESPONSE']._serialized_start=783
-  _globals['_REPORTBENCHMARKSRESPONSE']._serialized_end=847
-  _globals['_UPDATESERVICE']._serialized_start=850
-  _globals['_UPDATESERVICE']._serialized_end=1246
+  _globals['_GETARTIFACTURLREQUEST']._serialized_start=264
+  _globals['_GETARTIFACTURLREQUEST']._serialized_end=324
+  _globals['_GETARTIFACTURLRESPONSE']._serialized_start=326
+  _globals['_GETARTIFACTURLRESPONSE']._serialized_end=418
+  _globals['_LISTBENCHCANDIDATESREQUEST']._serialized_start=420
+  _globals['_LISTBENCHCANDIDATESREQUEST']._serialized_end=463
+  _globals['_BENCHCANDIDATE']._serialized_start=466
+  _globals['_BENCHCANDIDATE']._serialized_end=638
+  _globals['_LISTBENCHCANDIDATESRESPONSE']._serialized_start=640
+  _globals['_LISTBENCHCANDIDATESRESPONSE']._serialized_end=753
+  _globals['_BENCHRESULT']._serialized_start=755
+  _globals['_BENCHRESULT']._serialized_end=866
+  _globals['_REPORTBENCHMARKSREQUEST']._serialized_start=868
+  _globals['_REPORTBENCHMARKSREQUEST']._serialized_end=937
+  _globals['_REPORTBENCHMARKSRESPONSE']._serialized_start=939
+  _globals['_REPORTBENCHMARKSRESPONSE']._serialized_end=1003
+  _globals['_UPDATESERVICE']._serialized_start=1006
+  _globals['_UPDATESERVICE']._serialized_end=1495
 # @@protoc_insertion_point(module_scope)

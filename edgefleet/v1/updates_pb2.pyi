@@ -38,6 +38,26 @@ class ArtifactChunk(_message.Message):
     total_size: int
     def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ...) -> None: ...
 
+class GetArtifactUrlRequest(_message.Message):
+    __slots__ = ("sha256", "target_path")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    TARGET_PATH_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    target_path: str
+    def __init__(self, sha256: _Optional[str] = ..., target_path: _Optional[str] = ...) -> None: ...
+
+class GetArtifactUrlResponse(_message.Message):
+    __slots__ = ("url", "expires_unix_ms", "size", "sha256")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    expires_unix_ms: int
+    size: int
+    sha256: str
+    def __init__(self, url: _Optional[str] = ..., expires_unix_ms: _Optional[int] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
 class ListBenchCandidatesRequest(_message.Message):
     __slots__ = ("model",)
     MODEL_FIELD_NUMBER: _ClassVar[int]

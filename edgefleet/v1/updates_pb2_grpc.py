@@ -45,6 +45,11 @@ class UpdateServiceStub:
                 request_serializer=edgefleet_dot_v1_dot_updates__pb2.DownloadArtifactRequest.SerializeToString,
                 response_deserializer=edgefleet_dot_v1_dot_updates__pb2.ArtifactChunk.FromString,
                 _registered_method=True)
+        self.GetArtifactUrl = channel.unary_unary(
+                '/edgefleet.v1.UpdateService/GetArtifactUrl',
+                request_serializer=edgefleet_dot_v1_dot_updates__pb2.GetArtifactUrlRequest.SerializeToString,
+                response_deserializer=edgefleet_dot_v1_dot_updates__pb2.GetArtifactUrlResponse.FromString,
+                _registered_method=True)
         self.ListBenchCandidates = channel.unary_unary(
                 '/edgefleet.v1.UpdateService/ListBenchCandidates',
                 request_serializer=edgefleet_dot_v1_dot_updates__pb2.ListBenchCandidatesRequest.SerializeToString,
@@ -76,6 +81,16 @@ class UpdateServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetArtifactUrl(self, request, context):
+        """A short-lived URL the artifact can be fetched from directly (an S3 presigned GET), so its
+        bytes bypass the controller; the same artifacts DownloadArtifact serves. NOT_FOUND when
+        absent, FAILED_PRECONDITION when the store gives no URLs or the feature is off: then
+        DownloadArtifact. Bytes fetched from the URL are verified against TUF like streamed ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListBenchCandidates(self, request, context):
         """The variants a device of the caller's profile may run (to measure them on the device).
         """
@@ -102,6 +117,11 @@ def add_UpdateServiceServicer_to_server(servicer, server):
                     servicer.DownloadArtifact,
                     request_deserializer=edgefleet_dot_v1_dot_updates__pb2.DownloadArtifactRequest.FromString,
                     response_serializer=edgefleet_dot_v1_dot_updates__pb2.ArtifactChunk.SerializeToString,
+            ),
+            'GetArtifactUrl': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetArtifactUrl,
+                    request_deserializer=edgefleet_dot_v1_dot_updates__pb2.GetArtifactUrlRequest.FromString,
+                    response_serializer=edgefleet_dot_v1_dot_updates__pb2.GetArtifactUrlResponse.SerializeToString,
             ),
             'ListBenchCandidates': grpc.unary_unary_rpc_method_handler(
                     servicer.ListBenchCandidates,
@@ -169,6 +189,33 @@ class UpdateService:
             '/edgefleet.v1.UpdateService/DownloadArtifact',
             edgefleet_dot_v1_dot_updates__pb2.DownloadArtifactRequest.SerializeToString,
             edgefleet_dot_v1_dot_updates__pb2.ArtifactChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetArtifactUrl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edgefleet.v1.UpdateService/GetArtifactUrl',
+            edgefleet_dot_v1_dot_updates__pb2.GetArtifactUrlRequest.SerializeToString,
+            edgefleet_dot_v1_dot_updates__pb2.GetArtifactUrlResponse.FromString,
             options,
             channel_credentials,
             insecure,
