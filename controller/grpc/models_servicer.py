@@ -327,6 +327,8 @@ def add_model_services(
         server,
     )
     threads = {p.name: p.threads for p in profiles}
-    updates_pb2_grpc.add_UpdateServiceServicer_to_server(
-        UpdateServicer(parts.benchmarks, parts.releases, parts.store, threads), server
-    )
+    updates = UpdateServicer(
+        parts.benchmarks, parts.releases, parts.store, threads,
+        url_lifetime_s=parts.artifact_url_lifetime_s, traffic=parts.artifact_traffic,
+    )  # fmt: skip
+    updates_pb2_grpc.add_UpdateServiceServicer_to_server(updates, server)
