@@ -59,6 +59,9 @@ class ControllerConfig:
     profiles_file: Path | None = None
     store: str = ""  # artifact store URL; "" = directory in data_dir
     store_endpoint_url: str = ""  # S3-compatible endpoint for s3:// stores
+    # devices fetch artifacts over presigned URLs valid this long (S3 stores only; bytes
+    # bypass the controller, DownloadArtifact stays the fallback); 0 = off, at most 7 days
+    artifact_url_lifetime_s: int = 300
     onnx2tf_python: str = ""  # Python of the LiteRT toolchain venv; "" = discover (see above)
     grpc_workers: int = 32
     max_message_bytes: int = 8 * 1024 * 1024

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 
 import grpc
 
 from controller.artifacts import ArtifactNotFound, ArtifactStore
 from controller.grpc.auth import current_device
+from controller.services.artifact_traffic import ArtifactTraffic
 from controller.services.model_bench import DeviceBenchmarks
 from controller.services.model_views import BenchResult
 from controller.services.releases import Releases
 from controller.signing.errors import MetadataNotFound
-from edgefleet.errors import InvalidInput, NotFound
+from edgefleet.errors import FailedPrecondition, InvalidInput, NotFound
 from edgefleet.v1 import updates_pb2, updates_pb2_grpc
 
+log = logging.getLogger(__name__)
 CHUNK_BYTES = 256 * 1024
+NO_URLS = "no presigned URLs from this store"
 
 
 class UpdateServicer(updates_pb2_grpc.UpdateServiceServicer):
@@ -25,9 +30,14 @@ class UpdateServicer(updates_pb2_grpc.UpdateServiceServicer):
         releases: Releases,
         store: ArtifactStore,
         threads_of: dict[str, int],
+        *,
+        url_lifetime_s: int = 0,
+        traffic: ArtifactTraffic | None = None,
     ) -> None:
         self._models, self._releases, self._store = models, releases, store
         self._threads_of = threads_of
+        self._url_lifetime_s = url_lifetime_s  # 0: GetArtifactUrl always FAILED_PRECONDITION
+        self.traffic = traffic or ArtifactTraffic()
 
     def GetMetadata(
         self, request: updates_pb2.GetMetadataRequest, context: grpc.ServicerContext
@@ -37,7 +47,11 @@ class UpdateServicer(updates_pb2_grpc.UpdateServiceServicer):
         except MetadataNotFound as exc:
             raise NotFound(str(exc)) from exc
 
-    def _digest(self, request: updates_pb2.DownloadArtifactRequest) -> str:
+    def _digest(
+        self, request: updates_pb2.DownloadArtifactRequest | updates_pb2.GetArtifactUrlRequest
+    ) -> str:
+        """The artifact a device may fetch: a TUF target, or a variant's artifact by digest
+        (never a source model, a data set or anything else in the store)."""
         if request.target_path:
             target = self._releases.targets().get(request.target_path)
             if target is None:
@@ -58,12 +72,34 @@ class UpdateServicer(updates_pb2_grpc.UpdateServiceServicer):
         if request.offset < 0 or request.offset > total:
             raise InvalidInput(f"offset {request.offset} outside 0..{total}")
         offset = request.offset
+        self.traffic.stream_started()
         while offset < total:
             data = self._store.read_range(digest, offset, min(CHUNK_BYTES, total - offset))
             if not data:
                 break
+            self.traffic.streamed(len(data))
             yield updates_pb2.ArtifactChunk(data=data, offset=offset, total_size=total)
             offset += len(data)
+
+    def GetArtifactUrl(
+        self, request: updates_pb2.GetArtifactUrlRequest, context: grpc.ServicerContext
+    ) -> updates_pb2.GetArtifactUrlResponse:
+        digest = self._digest(request)  # the same artifacts DownloadArtifact serves
+        if self._url_lifetime_s <= 0:
+            raise FailedPrecondition(f"{NO_URLS} (artifact_url_lifetime_s = 0)")
+        try:
+            size = self._store.size(digest)
+            url = self._store.presigned_url(digest, self._url_lifetime_s)
+        except ArtifactNotFound as exc:
+            raise NotFound(f"artifact {digest} is missing from the store") from exc
+        if url is None:
+            raise FailedPrecondition(NO_URLS)
+        self.traffic.url_issued()
+        expires_ms = int((time.time() + self._url_lifetime_s) * 1000)
+        log.debug("presigned URL for %s to %s", digest, current_device().device_id)
+        return updates_pb2.GetArtifactUrlResponse(
+            url=url, expires_unix_ms=expires_ms, size=size, sha256=digest
+        )
 
     def ListBenchCandidates(
         self, request: updates_pb2.ListBenchCandidatesRequest, context: grpc.ServicerContext

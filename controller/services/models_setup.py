@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controller.artifacts import ArtifactStore, store_from_url
 from controller.config import ControllerConfig
+from controller.errors import ConfigError
 from controller.optimize.tflite_variants import Onnx2TfConfig
+from controller.services.artifact_traffic import ArtifactTraffic
 from controller.services.model_bench import DeviceBenchmarks
 from controller.services.model_build import BuildRunner
 from controller.services.models import ModelCatalogue
@@ -19,6 +21,7 @@ from controller.store.db import TUF_LOCK_KEY, Database
 from edgefleet.profiles import ProfileCatalogue
 
 log = logging.getLogger(__name__)
+MAX_URL_LIFETIME_S = 7 * 86400  # the longest an S3 SigV4 presigned URL may live
 
 
 @dataclass
@@ -28,6 +31,8 @@ class ModelComponents:
     models: ModelCatalogue  # read side: versions, variants, selections (rollouts, serving)
     builds: BuildRunner  # operator builds
     benchmarks: DeviceBenchmarks  # device reports
+    artifact_url_lifetime_s: int = 0  # presigned artifact URLs for devices; 0 = none
+    artifact_traffic: ArtifactTraffic = field(default_factory=ArtifactTraffic)
 
 
 def open_store(config: ControllerConfig) -> ArtifactStore:
@@ -46,6 +51,11 @@ def open_store(config: ControllerConfig) -> ArtifactStore:
 def start_models(
     config: ControllerConfig, db: Database, profiles: ProfileCatalogue
 ) -> ModelComponents:
+    lifetime = config.artifact_url_lifetime_s
+    if not 0 <= lifetime <= MAX_URL_LIFETIME_S:
+        raise ConfigError(
+            f"artifact_url_lifetime_s must be 0 (off) .. {MAX_URL_LIFETIME_S}, not {lifetime}"
+        )
     store = open_store(config)
     # replicas sharing <data_dir>/tuf change it one at a time (no-op on SQLite)
     releases = Releases(
@@ -56,7 +66,7 @@ def start_models(
     onnx2tf = Onnx2TfConfig(python=config.onnx2tf_python or None)
     builds = BuildRunner(catalogue, releases, profiles, workdir, onnx2tf=onnx2tf)
     benchmarks = DeviceBenchmarks(catalogue, profiles)
-    return ModelComponents(store, releases, catalogue, builds, benchmarks)
+    return ModelComponents(store, releases, catalogue, builds, benchmarks, lifetime)
 
 
 def refresh_timestamps(
