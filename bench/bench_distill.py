@@ -14,6 +14,14 @@ committed edge model measured interleaved. Goals:
     goal distill_gain_vs_committed_baseline  distilled - examples/fashion/edge.onnx >= 1.0 pp
     goal distill_equal_latency            distilled / plain latency <= 1.05
     goal distill_wall_time                the distilled run, teacher included, <= 1800 s
+
+Measured on the shared 2-core machine (load average 4-9, 1 thread), full train set, 6 epochs,
+1 copy: T 4, alpha 0.7 (the CLI's defaults): plain test 0.9125, distilled 0.9050 (-0.75 pp;
+validation +0.30 pp). T 1, alpha 1 (best of a validation-only sweep on 20,000 frames for 3
+epochs, where it gained +1.3 pp): distilled test 0.9120 (-0.05 pp; validation +0.35 pp). With
+60,000 frames the 32k-parameter student is near its capacity (the teacher is 2.25 pp above
+it), and one standard error of a 2,000-frame test accuracy is 0.64 pp. ``--limit`` shows the
+smaller-data regime where the teacher's soft targets pay.
 """
 
 from __future__ import annotations
@@ -92,11 +100,13 @@ def main() -> int:
     )
 
     t0 = time.perf_counter()
+    cached_before = set(args.work.glob("teacher-*.npy"))
     teacher_pre = Preprocessing.from_file(FASHION / "cloud_preprocess.json")
     soft = teacher_logits(
         FASHION / "cloud.onnx", teacher_pre, frames.x, cache_dir=args.work, threads=args.threads
     )
     stages["teacher"] = time.perf_counter() - t0
+    cached = set(args.work.glob("teacher-*.npy")) == cached_before
     print(
         f"teacher logits: {len(soft)} frames, {stages['teacher']:.0f} s "
         f"(teacher accuracy on them {accuracy(soft, y):.4f})",
@@ -175,7 +185,8 @@ def main() -> int:
     ratio = distilled_ms / plain_ms
     goal("distill_equal_latency", f"{ratio:.3f}", "<=", "1.05", ratio <= 1.05)
     wall = stages["data"] + stages["teacher"] + stages["train_distilled"]
-    goal("distill_wall_time", f"{wall:.0f} s", "<=", "1800", wall <= 1800)
+    note = " (teacher logits from the cache in --work: not a cold run)" if cached else ""
+    goal("distill_wall_time", f"{wall:.0f} s{note}", "<=", "1800", wall <= 1800)
     return 0
 
 
