@@ -44,6 +44,7 @@ from agent.inference.policy import BudgetPolicy, OffloadPolicy, audit_rate_follo
 from agent.inference.results import ResultWriter
 from agent.mqtt.client import AgentMqttClient, AgentMqttConfig
 from agent.ota import machine as m
+from agent.ota.artifact_urls import UrlDownloader, UrlSettings
 from agent.ota.component import OtaComponent, ProbationFeed, onnx_smoke_test
 from agent.ota.remote import DesiredStateClient, UpdateServiceSource
 from agent.ota.service import OtaConfig, OtaService
@@ -287,8 +288,14 @@ def build_ota_service(
     settings = config.ota
     if settings is None:
         raise ValueError("build_ota_service needs config.ota")
-    factory = update_source or UpdateServiceSource
-    source = factory(channel, settings.download_timeout_s)
+    if update_source is not None:
+        source = update_source(channel, settings.download_timeout_s)
+    else:
+        # artifacts over presigned URLs when the controller offers them (its stream if not)
+        timeout, ca = settings.download_timeout_s, settings.artifact_url_ca_file
+        urls = UrlDownloader(UrlSettings(timeout, ca_file=ca)) if settings.artifact_urls else None
+        staging = config.data_dir / "ota-url"
+        source = UpdateServiceSource(channel, timeout, urls=urls, staging_dir=staging)
     update = m.UpdateConfig(
         max_retries=settings.max_retries,
         backoff_base=settings.backoff_base_s,

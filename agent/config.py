@@ -30,6 +30,9 @@ class OtaSettings:
     backoff_base_s: float = 1.0
     smoke_frames: int = 4
     download_timeout_s: float = 30.0
+    # artifacts over the presigned URL the controller offers (S3 store), else its stream
+    artifact_urls: bool = True
+    artifact_url_ca_file: Path | None = None  # the URL host's CA (a private MinIO); None = system
 
 
 @dataclass(frozen=True)

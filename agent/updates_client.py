@@ -111,6 +111,16 @@ class UpdateClient:
         except (tenacity.RetryError, grpc.RpcError) as exc:
             raise self._error(f"artifact {ref} at byte {position}", exc) from None
 
+    def artifact_url(self, ref: str) -> updates_pb2.GetArtifactUrlResponse:
+        """A presigned URL for artifact ``ref`` (sha256 or target path); ``UpdateRefused``
+        (FAILED_PRECONDITION) when the controller's store gives none, ``NotFound``."""
+        request = (
+            updates_pb2.GetArtifactUrlRequest(target_path=ref)
+            if "/" in ref
+            else updates_pb2.GetArtifactUrlRequest(sha256=ref)
+        )
+        return self._unary(f"artifact URL {ref}", self._stub.GetArtifactUrl, request)
+
     def download(self, ref: str, dest_path: str | Path, offset: int = 0) -> int:
         """Write artifact ``ref`` (sha256 or target path) into ``dest_path`` from ``offset``
         (keeping the file's first ``offset`` bytes). Returns the file's final size."""

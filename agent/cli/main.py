@@ -158,6 +158,18 @@ def run(
         max=1.0,
         help="Share of frames a new model may fail on during probation.",
     ),
+    artifact_urls: bool = typer.Option(
+        True,
+        "--artifact-urls/--no-artifact-urls",
+        help="Download models over the presigned URL the controller offers (S3 store); its "
+        "stream is the fallback either way.",
+    ),
+    artifact_url_ca: Path | None = typer.Option(
+        None,
+        "--artifact-url-ca",
+        help="CA file (PEM) trusted for the artifact URLs' host, e.g. a MinIO with a private "
+        "CA [default: the system CAs].",
+    ),
 ) -> None:
     """Run the agent until SIGINT/SIGTERM (or until the controller revokes this device).
 
@@ -191,6 +203,8 @@ def run(
             probation_s=o["ota_probation"],
             latency_budget_ms=o["ota_latency_budget"],
             max_error_rate=o["ota_max_error_rate"],
+            artifact_urls=o["artifact_urls"],
+            artifact_url_ca_file=_path(o["artifact_url_ca"]),
         )
         agent = build_agent(
             AgentConfig(

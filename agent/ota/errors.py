@@ -21,3 +21,8 @@ class SlotCorrupted(OtaError):
 
 class SmokeTestFailed(OtaError):
     """A freshly installed variant did not load or did not produce sane outputs."""
+
+
+class ArtifactUrlFailed(OtaError):
+    """A presigned artifact URL gave no verified bytes (expired, refused, unreachable, wrong
+    length or hash): the download falls back to the controller's stream."""
