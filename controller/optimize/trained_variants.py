@@ -55,7 +55,7 @@ class TrainedOptions:
     qat_per_channel: bool = True
     channel_percents: tuple[int, ...] = (25, 50)  # share of each Conv's channels removed
     resolution_percents: tuple[int, ...] = (75, 50)  # share of the input's height and width
-    finetune_seconds: float = 45.0  # per variant (the epochs are cut to fit)
+    finetune_seconds: float = 30.0  # per variant (the epochs are cut to fit)
     finetune_epochs: int = 8
     max_frames: int = 6000  # a seeded draw of the training frames
     learning_rate: float = 2e-3
