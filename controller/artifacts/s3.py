@@ -71,6 +71,7 @@ class S3ArtifactStore(PutFileFromStream):
                 connect_timeout=s.connect_timeout_s,
                 read_timeout=s.read_timeout_s,
                 retries={"total_max_attempts": s.max_attempts, "mode": "standard"},
+                signature_version="s3v4",  # presigned URLs too (SigV2 is gone from most regions)
             ),
         )
         self._transfer = TransferConfig(

@@ -96,7 +96,7 @@ class UpdateServicer(updates_pb2_grpc.UpdateServiceServicer):
             raise FailedPrecondition(NO_URLS)
         self.traffic.url_issued()
         expires_ms = int((time.time() + self._url_lifetime_s) * 1000)
-        log.debug("presigned URL for %s to %s", digest, current_device().device_id)
+        log.debug("presigned URL for artifact %s, valid %d s", digest, self._url_lifetime_s)
         return updates_pb2.GetArtifactUrlResponse(
             url=url, expires_unix_ms=expires_ms, size=size, sha256=digest
         )
