@@ -72,6 +72,7 @@ PRESENCE_TIMEOUT_S = 30.0
 UNKNOWN_RETRY_S = 5.0  # a device not enrolled is looked up again after this long
 ADMISSION_REFRESH_S = 10.0  # replicas re-read who is enrolled (revoked on another replica)
 CLIENT_FILE = "client.toml"
+DB_POOL_BACKGROUND = 8  # database connections for the loops besides the gRPC workers
 
 
 def load_or_create_secret(path: Path) -> str:
@@ -276,7 +277,7 @@ def build_controller(config: ControllerConfig) -> Controller:
 def _assemble(c: Controller, stack: ExitStack) -> None:
     cfg = c.config
     _open_data_dir(cfg.data_dir)
-    c.db = Database(cfg.db_url)
+    c.db = Database(cfg.db_url, pool_size=cfg.db_pool_size or cfg.grpc_workers + DB_POOL_BACKGROUND)
     stack.callback(c.db.close)
     c.db.migrate()  # under an advisory lock on PostgreSQL: replicas upgrade one at a time
     replica_id = cfg.replica_id or default_replica_id()
@@ -305,6 +306,8 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
         c.profiles,
         hash_mqtt_password=hash_password,
         on_credentials_changed=lambda: _notify(credentials_listeners),
+        presence_flush_s=cfg.presence_flush_s,
+        auth_cache_ttl_s=cfg.device_cache_ttl_s,
     )
     c.monitoring = open_logs(c.db)
     c.registry.listeners.append(c.monitoring.events.record)
@@ -390,6 +393,8 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
     threads: list[threading.Thread] = []
     stack.callback(_join, threads)
     _spawn(threads, "presence-sweeper", lambda: _sweep_presence(c.db, c.stopped, leads))
+    if cfg.presence_flush_s > 0:
+        _spawn(threads, "presence-flusher", lambda: c.registry.run_presence_flusher(c.stopped))
     _spawn(threads, "audit-planner", lambda: _plan_audits(c, cfg.audit_plan_interval_s))
     if isinstance(c.leader, Leadership):  # enrollments and revocations of other replicas
         _spawn(threads, "admission-refresh", lambda: _refresh_admission(c))

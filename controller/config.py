@@ -113,6 +113,13 @@ class ControllerConfig:
     # read-only directory (a mounted secret) with pki/ca.key, pki/ca.pem, operator.token,
     # mqtt.secret and http.secret, shared by every replica; None = kept in data_dir
     secrets_dir: Path | None = None
+    # costs that follow the work, not the fleet size (README "Scaling"): heartbeats are stored
+    # in one batched UPDATE this often; a certificate's device is remembered this long (revoked
+    # through this replica: forgotten at once); database connections per replica (0 = one per
+    # gRPC worker plus DB_POOL_BACKGROUND for the background loops)
+    presence_flush_s: float = 1.0
+    device_cache_ttl_s: float = 5.0
+    db_pool_size: int = 0
 
     @property
     def db_url(self) -> str:
