@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from controller.monitoring.events import EventListener, FleetEvent, announce
 from controller.pki import CertificateAuthority
+from controller.services.presence import MAX_PENDING, PresenceBuffer, TtlCache
 from controller.store.db import Database
 from controller.store.models import DeviceRow, EnrollmentTokenRow
 from edgefleet import topics
@@ -140,8 +142,17 @@ class DeviceRegistry:
         hash_mqtt_password: Callable[[str], str],
         on_credentials_changed: Callable[[], None] | None = None,
         clock_ms: Callable[[], int] = _now_ms,
+        presence_flush_s: float = 0.0,
+        auth_cache_ttl_s: float = 0.0,
     ) -> None:
+        """``presence_flush_s`` > 0: presence waits in memory and ``run_presence_flusher``
+        stores it that often in one batched UPDATE (0: stored by each call). ``auth_cache_ttl_s``
+        > 0: a certificate's device is remembered that long (revoking, relabelling or enrolling
+        through this registry forgets it at once; through another replica within the TTL)."""
         self._db = db
+        self.presence_flush_s = presence_flush_s
+        self._presence = PresenceBuffer(db)
+        self._by_certificate: TtlCache[Device] = TtlCache(auth_cache_ttl_s)
         self._ca = ca
         self._profiles = profiles
         self._hash_mqtt_password = hash_mqtt_password
@@ -207,6 +218,7 @@ class DeviceRegistry:
         return Registration(_to_device(row), str(token), expires)
 
     def list_devices(self, selector: Mapping[str, str] | None = None) -> list[Device]:
+        self._presence.flush()
         with self._db.session() as s:
             rows = s.scalars(select(DeviceRow).order_by(DeviceRow.name)).all()
             devices = [_to_device(r) for r in rows]
@@ -224,6 +236,7 @@ class DeviceRegistry:
             query = query.where(
                 r.name.ilike(pattern, escape="\\") | r.device_id.ilike(pattern, escape="\\")
             )
+        self._presence.flush()
         with self._db.session() as s:
             matching = int(s.scalar(select(func.count()).select_from(query.subquery())) or 0)
             rows = s.scalars(query.order_by(r.name).offset(offset).limit(limit)).all()
@@ -234,12 +247,14 @@ class DeviceRegistry:
         decode: what /metrics reads on every scrape)."""
         r = DeviceRow
         query = select(r.device_id, r.name, r.profile, r.online, r.last_seen_ms).order_by(r.name)
+        self._presence.flush()
         with self._db.session() as s:
             return [DevicePresence(*row) for row in s.execute(query)]
 
     def presence_counts(self) -> dict[str, int]:
         """Devices in all, online, and per state (registered, enrolled, revoked)."""
         r = DeviceRow
+        self._presence.flush()
         with self._db.session() as s:
             total, online = s.execute(
                 select(func.count(), func.sum(case((r.online, 1), else_=0)))
@@ -252,10 +267,12 @@ class DeviceRegistry:
         }
 
     def get(self, name_or_id: str) -> Device:
+        self._presence.flush()
         with self._db.session() as s:
             return _to_device(self._find(s, name_or_id))
 
     def revoke(self, name_or_id: str) -> Device:
+        self._presence.flush()  # a heartbeat that arrived before must not outlive the revocation
         with self._db.session() as s:
             row = self._find(s, name_or_id)
             row.state = "revoked"
@@ -269,6 +286,7 @@ class DeviceRegistry:
                 .values(used_ms=row.revoked_ms)
             )
             device = _to_device(row)
+        self._forget(device.device_id)
         log.info("revoked device %s (%s)", device.device_id, device.name)
         announce(self.listeners, FleetEvent("device.revoked", f"revoked {device.name}",
                  device_id=device.device_id, data={"name": device.name}))  # fmt: skip
@@ -285,6 +303,7 @@ class DeviceRegistry:
             # labels stored before the character check stay until removed or replaced
             row.labels = check_labels(labels, characters=False)
             device = _to_device(row)
+        self._forget(device.device_id)
         announce(self.listeners, FleetEvent("device.labelled", f"labels of {device.name}: "
                  f"{dict(device.labels)}", device_id=device.device_id,
                  data={"set": dict(set_), "removed": list(remove)}))  # fmt: skip
@@ -332,6 +351,7 @@ class DeviceRegistry:
             row.enrolled_ms = now
             row.agent_version = agent_version[:64]
             device = _to_device(row)
+        self._forget(device.device_id)
         log.info("enrolled device %s as profile %s", device.device_id, profile)
         announce(self.listeners, FleetEvent("device.enrolled", f"enrolled {device.name} as "
                  f"{profile}", device_id=device.device_id, data={"name": device.name,
@@ -340,14 +360,19 @@ class DeviceRegistry:
         return Enrollment(device, issued.pem, self._ca.certificate_pem, password)
 
     def authenticate(self, cert_fingerprint: str) -> Device:
-        """The enrolled, unrevoked device holding this certificate."""
+        """The enrolled, unrevoked device holding this certificate (from the cache while its
+        entry lives: every device call asks)."""
+        if (cached := self._by_certificate.get(cert_fingerprint)) is not None:
+            return cached
         with self._db.session() as s:
             row = s.scalar(select(DeviceRow).where(DeviceRow.cert_fingerprint == cert_fingerprint))
             if row is None:
                 raise Unauthenticated("unknown device certificate")
             if row.state == "revoked":
                 raise Unauthenticated(f"device {row.device_id} has been revoked")
-            return _to_device(row)
+            device = _to_device(row)
+        self._by_certificate.put(cert_fingerprint, device)
+        return device
 
     def record_presence(
         self, device_id: str, *, online: bool, unix_ms: int | None = None, agent_version: str = ""
@@ -357,14 +382,24 @@ class DeviceRegistry:
         the future would keep the device online through every presence sweep."""
         now = self._clock_ms()
         seen = min(unix_ms or now, now)
-        with self._db.session() as s:
-            row = s.get(DeviceRow, device_id)
-            if row is None or row.state != "enrolled":
-                return
-            row.online = online
-            row.last_seen_ms = max(row.last_seen_ms, seen)
-            if agent_version:
-                row.agent_version = agent_version[:64]
+        waiting = self._presence.add(
+            device_id, online=online, seen_ms=seen, agent_version=agent_version[:64]
+        )
+        if self.presence_flush_s <= 0 or waiting >= MAX_PENDING:
+            self._presence.flush()
+
+    def flush_presence(self) -> int:
+        """Store the presence waiting in memory now (one batched UPDATE)."""
+        return self._presence.flush()
+
+    def run_presence_flusher(self, stopped: threading.Event) -> None:
+        """Store waiting presence every ``presence_flush_s`` until ``stopped``, then once more."""
+        self._presence.run(
+            stopped, self.presence_flush_s or 1.0, lambda: log.exception("presence flush failed")
+        )
+
+    def _forget(self, device_id: str) -> None:
+        self._by_certificate.discard_where(lambda d: d.device_id == device_id)
 
     def mqtt_password_hash(self, username: str) -> str | None:
         """For broker authentication: the password hash of an enrolled device, else None."""

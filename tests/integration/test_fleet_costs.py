@@ -1,0 +1,164 @@
+"""Costs that follow the work, not the fleet: statements counted on a real database (SQLite,
+and PostgreSQL when the local server is up) with SQLAlchemy's cursor events."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, event, insert, select
+
+from controller.pki import CertificateAuthority
+from controller.services.devices import DeviceRegistry
+from controller.store.db import Database
+from controller.store.models import DeviceRow
+from edgefleet.errors import Unauthenticated
+from edgefleet.profiles import ProfileCatalogue
+from tests.fleet import postgres_available, postgres_database
+
+FLEET = 300
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    if not postgres_available():
+        pytest.skip("no local PostgreSQL")
+    with postgres_database() as url:
+        Database(url).migrate()
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """One PostgreSQL database per module (emptied per test): creating one costs seconds."""
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'fleet.db'}")
+        database.migrate()
+    else:
+        database = Database(request.getfixturevalue("postgres_url"), pool_size=4)
+        with database.session() as s:
+            s.execute(delete(DeviceRow))
+    yield database
+    database.close()
+
+
+def enrolled_fleet(db: Database, n: int) -> list[str]:
+    ids = [f"dev-{i:06d}" for i in range(n)]
+    rows = [
+        {
+            "device_id": d, "name": f"cam-{d}", "requested_profile": "auto", "profile": "cpu",
+            "labels": {"site": "a" if i % 2 else "b"}, "state": "enrolled", "facts": {},
+            "cert_fingerprint": f"fp-{d}", "mqtt_password_hash": "x", "online": False,
+            "last_seen_ms": 0, "agent_version": "", "created_ms": 1, "enrolled_ms": 1,
+            "revoked_ms": 0,
+        }
+        for i, d in enumerate(ids)
+    ]  # fmt: skip
+    with db.session() as s:
+        s.execute(insert(DeviceRow), rows)
+    return ids
+
+
+@contextmanager
+def statements(db: Database) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(_conn, _cursor, statement, _params, _context, _many) -> None:
+        seen.append(statement.split(None, 1)[0].upper())
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+
+
+def registry(db: Database, tmp_path: Path, **kwargs: float) -> DeviceRegistry:
+    ca = CertificateAuthority(tmp_path / "pki")
+    return DeviceRegistry(
+        db, ca, ProfileCatalogue.load(None), hash_mqtt_password=lambda p: p, **kwargs
+    )
+
+
+def test_heartbeats_of_a_fleet_are_one_batched_update(db: Database, tmp_path: Path) -> None:
+    ids = enrolled_fleet(db, FLEET)
+    reg = registry(db, tmp_path, presence_flush_s=1.0)
+    with statements(db) as seen:
+        for round_ in range(3):  # three heartbeats from every device before the flush
+            for i, device_id in enumerate(ids):
+                reg.record_presence(
+                    device_id, online=True, unix_ms=1000 + round_ * 10 + i, agent_version="1.2"
+                )
+        assert seen == []  # nothing per heartbeat
+        assert reg.flush_presence() == FLEET
+    # one UPDATE (executemany) for 900 heartbeats; the old path was a SELECT + UPDATE each
+    assert seen.count("UPDATE") == 1 and seen.count("SELECT") == 0, seen
+    with db.session() as s:
+        rows = dict(s.execute(select(DeviceRow.device_id, DeviceRow.last_seen_ms)).all())
+        versions = set(s.scalars(select(DeviceRow.agent_version)))
+    assert rows[ids[7]] == 1027 and versions == {"1.2"}
+    # the latest of the device's clocks wins, an older one does not move it back
+    reg.record_presence(ids[7], online=True, unix_ms=5)
+    assert reg.get(ids[7]).last_seen_ms == 1027  # a read flushes first: read-your-writes
+
+
+def test_presence_of_a_revoked_or_unknown_device_is_not_stored(
+    db: Database, tmp_path: Path
+) -> None:
+    ids = enrolled_fleet(db, 3)
+    reg = registry(db, tmp_path, presence_flush_s=1.0)
+    reg.record_presence(ids[0], online=True, unix_ms=50)
+    reg.revoke(ids[0])  # flushes what arrived before, then revokes
+    reg.record_presence(ids[0], online=True, unix_ms=60)  # its broker session outlived it
+    reg.record_presence("dev-nobody", online=True, unix_ms=60)
+    reg.flush_presence()
+    revoked = reg.get(ids[0])
+    assert revoked.state == "revoked" and not revoked.online and revoked.last_seen_ms == 50
+
+
+def test_device_lookups_are_cached_and_revocation_holds_at_once(
+    db: Database, tmp_path: Path
+) -> None:
+    ids = enrolled_fleet(db, FLEET)
+    reg = registry(db, tmp_path, auth_cache_ttl_s=60.0)
+    for device_id in ids:
+        reg.authenticate(f"fp-{device_id}")
+    with statements(db) as seen:
+        for _ in range(5):
+            for device_id in ids:
+                assert reg.authenticate(f"fp-{device_id}").device_id == device_id
+    assert seen == []  # 1,500 device calls, no query
+    reg.revoke(ids[3])
+    with pytest.raises(Unauthenticated, match="revoked"):
+        reg.authenticate(f"fp-{ids[3]}")
+    assert reg.label(ids[4], {"site": "c"}, []).labels["site"] == "c"
+    assert reg.authenticate(f"fp-{ids[4]}").labels["site"] == "c"  # relabelled: read again
+    with pytest.raises(Unauthenticated):
+        reg.authenticate("fp-unknown")
+
+
+def test_the_flusher_stores_heartbeats_within_its_interval(db: Database, tmp_path: Path) -> None:
+    ids = enrolled_fleet(db, 10)
+    reg = registry(db, tmp_path, presence_flush_s=0.05)
+    stopped = threading.Event()
+    flusher = threading.Thread(target=reg.run_presence_flusher, args=(stopped,))
+    flusher.start()
+    try:
+        reg.record_presence(ids[1], online=True, unix_ms=77)
+        deadline = threading.Event()
+        for _ in range(100):
+            with db.session() as s:
+                if s.scalar(select(DeviceRow.last_seen_ms).where(DeviceRow.device_id == ids[1])):
+                    break
+            deadline.wait(0.02)
+        else:
+            pytest.fail("the flusher never stored the heartbeat")
+        reg.record_presence(ids[2], online=True, unix_ms=88)
+    finally:
+        stopped.set()
+        flusher.join(5)
+    with db.session() as s:  # stopping flushes what was still waiting
+        assert s.scalar(select(DeviceRow.last_seen_ms).where(DeviceRow.device_id == ids[2])) == 88
