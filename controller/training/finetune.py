@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from controller.training.data import Frames
-from controller.training.errors import TrainingDataError, TrainingTimedOut
+from controller.training.errors import TrainingDataError, TrainingTimedOut, TrainingUnavailable
 from controller.training.loop import FitConfig, FitReport, fit
 from controller.training.torch_model import require
 
@@ -68,8 +68,11 @@ class FinetuneData:
                 frames = frames.subset(np.sort(index))
             return cls(frames, True, TRAINING_FRAMES)
         x = np.asarray(calibration_x)
-        if x.dtype != np.uint8:
-            x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+        if x.dtype != np.uint8:  # float frames of an unknown range: no guessing
+            raise TrainingUnavailable(
+                f"the calibration frames are {x.dtype}, fine-tuning takes uint8 frames: "
+                "give the build training frames (--train-data)"
+            )
         return cls(Frames(x, np.zeros(len(x), np.int64)), False, SELF_DISTILLATION)
 
     def describe(self) -> dict[str, object]:

@@ -32,7 +32,7 @@ TRAIN = TrainedOptions(
     channel_percents=(50,),
     resolution_percents=(50,),
     finetune_epochs=3,
-    finetune_seconds=10.0,
+    finetune_seconds=6.0,
     learning_rate=3e-3,
 )
 PROFILE = [p for p in BUILTIN_PROFILES if p.name == "x86-64-vnni"]
@@ -184,3 +184,21 @@ def test_selection_rejects_a_resolution_variant_over_budget_and_lets_one_within_
     assert chosen.variant == "onnx-res-75"
     assert "accuracy" in chosen.rejected["onnx-res-50"]
     assert chosen.rejected["onnx-fp32"]
+
+
+def test_fine_tuning_data_is_the_training_frames_when_given_else_the_calibration_frames() -> None:
+    from controller.training.data import Frames
+    from controller.training.errors import TrainingUnavailable
+    from controller.training.finetune import SELF_DISTILLATION, TRAINING_FRAMES, FinetuneData
+
+    val = np.load(DIGITS / "validation.npz")
+    cal = np.load(DIGITS / "calibration.npz")
+    training = Frames(cal["x"], cal["y"])
+    drawn = FinetuneData.of(val["x"], training, max_frames=50)
+    assert drawn.labelled and drawn.description == TRAINING_FRAMES and len(drawn.frames) == 50
+    assert all(any((f == c).all() for c in cal["x"]) for f in drawn.frames.x[:5])
+    own = FinetuneData.of(cal["x"], None, max_frames=50)
+    assert not own.labelled and own.description == SELF_DISTILLATION
+    assert len(own.frames) == len(cal["x"])  # every calibration frame, labels from the source
+    with pytest.raises(TrainingUnavailable, match="--train-data"):
+        FinetuneData.of(cal["x"].astype(np.float32) / 255, None, max_frames=50)
