@@ -158,7 +158,8 @@ def bench_size(
     s = result.stats
     print(f"  {n} devices: {s['updates']} updates, {s['update_errors']} update errors, "
           f"{s['mqtt_reconnects']} MQTT reconnects, {s['connected_at_end']}/{n} connected at "
-          f"the end", flush=True)  # fmt: skip
+          f"the end; desired states pushed over MQTT {s['desired_pushed']}, pulled over gRPC "
+          f"{s['desired_pulled']}", flush=True)  # fmt: skip
     return {
         "first_s": first,
         "update_s": update,
