@@ -104,10 +104,12 @@ class UrlDownloader:
             _check_headers(response, t, start)
             while digest.received < t.length:
                 block = response.read(min(BLOCK, t.length - digest.received + 1))
-                if not block:
-                    return
+                if not block:  # the body ended early: a break like any other
+                    raise http.client.IncompleteRead(b"", t.length - digest.received)
                 digest.update(block)  # ArtifactTooLong past the signed length, nothing hashed
                 out.write(block)
+            if response.headers.get("Content-Length") is None and (extra := response.read(1)):
+                digest.update(extra)  # a body without a length that goes on: ArtifactTooLong
 
 
 def _check_headers(response: http.client.HTTPResponse, t: TargetInfo, start: int) -> None:
