@@ -25,11 +25,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from controller.monitoring.drift import DriftScore
 from controller.services.telemetry import CohortMetrics
-from controller.store.db import Database
+from controller.store.db import Database, delete_in_batches
 from controller.store.models_monitoring import AlertRow
 
 RULES = (
@@ -264,9 +264,8 @@ class AlertLog:
 
     def prune(self, ended_before_ms: int) -> int:
         """Delete alerts that ended before ``ended_before_ms`` (open ones are kept)."""
-        with self._db.session() as s:
-            result = s.execute(delete(AlertRow).where(AlertRow.ended_ms < ended_before_ms))
-            return int(getattr(result, "rowcount", 0) or 0)
+        r = AlertRow  # in bounded batches
+        return delete_in_batches(self._db, (r.alert_id,), r.ended_ms < ended_before_ms)
 
     def apply(self, found: Sequence[Finding], clear_after_s: float) -> AlertChanges:
         """Open an alert per new finding, refresh the evidence of open ones, close those not

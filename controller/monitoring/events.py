@@ -27,9 +27,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import or_, select
 
-from controller.store.db import Database
+from controller.store.db import Database, delete_in_batches
 from controller.store.models_monitoring import FleetEventRow
 
 log = logging.getLogger(__name__)
@@ -111,10 +111,9 @@ class EventLog:
             log.warning("event %s not stored", event.kind, exc_info=True)
 
     def prune(self, older_than_ms: int) -> int:
-        """Delete events before ``older_than_ms`` (the retention); how many went."""
-        with self._db.session() as s:
-            result = s.execute(delete(FleetEventRow).where(FleetEventRow.unix_ms < older_than_ms))
-            return int(getattr(result, "rowcount", 0) or 0)
+        """Delete events before ``older_than_ms`` (the retention), in bounded batches."""
+        r = FleetEventRow
+        return delete_in_batches(self._db, (r.event_id,), r.unix_ms < older_than_ms)
 
     def query(
         self,

@@ -44,12 +44,13 @@ from controller.services.telemetry_math import (
     ratio,
 )
 from controller.services.telemetry_rows import add_row, fold, report_values, zero_rollup
-from controller.store.db import Database
+from controller.store.db import Database, delete_in_batches
 from controller.store.models_telemetry import REPORT_KEY, TelemetryReportRow, TelemetryRollupRow
 
 log = logging.getLogger(__name__)
 
 MINUTE_MS = 60_000
+PRUNE_GROUPS = 2000  # (device, minute, variant) groups one prune pass reads
 OnStored = Callable[[], None]  # called once the report's transaction committed
 
 
@@ -343,27 +344,32 @@ class TelemetryStore:
         raw_cutoff = now_ms - int(self.config.raw_retention_s * 1000)
         rollup_cutoff = now_ms - int(self.config.rollup_retention_s * 1000)
         minute = TelemetryReportRow.end_ms - TelemetryReportRow.end_ms % MINUTE_MS
-        with self.db.session() as s:
-            groups = s.execute(
-                select(TelemetryReportRow.device_id, minute, TelemetryReportRow.variant_id)
-                .where(TelemetryReportRow.end_ms < raw_cutoff)
-                .distinct()
-            ).all()
         rolled = 0
-        for device_id, minute_ms, variant_id in groups:
-            try:
-                rolled += self._roll_up(device_id, int(minute_ms), variant_id, raw_cutoff)
-            except Exception:
-                self.stats.rollup_errors += 1
-                log.exception(
-                    "telemetry rollup of device=%s minute=%d variant=%s failed",
-                    device_id, minute_ms, variant_id,
-                )  # fmt: skip
-        with self.db.session() as s:
-            expired = s.execute(
-                delete(TelemetryRollupRow).where(TelemetryRollupRow.minute_ms < rollup_cutoff)
-            )
-            removed = int(getattr(expired, "rowcount", 0) or 0)
+        while True:  # PRUNE_GROUPS at a time: never every expired group in memory at once
+            with self.db.session() as s:
+                groups = s.execute(
+                    select(TelemetryReportRow.device_id, minute, TelemetryReportRow.variant_id)
+                    .where(TelemetryReportRow.end_ms < raw_cutoff)
+                    .distinct()
+                    .limit(PRUNE_GROUPS)
+                ).all()
+            folded = 0
+            for device_id, minute_ms, variant_id in groups:
+                try:
+                    folded += self._roll_up(device_id, int(minute_ms), variant_id, raw_cutoff)
+                except Exception:
+                    self.stats.rollup_errors += 1
+                    log.exception(
+                        "telemetry rollup of device=%s minute=%d variant=%s failed",
+                        device_id, minute_ms, variant_id,
+                    )  # fmt: skip
+            rolled += folded
+            if len(groups) < PRUNE_GROUPS or not folded:  # done, or only failing groups left
+                break
+        r = TelemetryRollupRow
+        removed = delete_in_batches(
+            self.db, (r.device_id, r.minute_ms, r.variant_id), r.minute_ms < rollup_cutoff
+        )
         if rolled or removed:
             log.info("telemetry prune: %d reports rolled up, %d rollups expired", rolled, removed)
         return rolled, removed

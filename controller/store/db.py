@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import ColumnElement, create_engine, delete, event, select, text, tuple_
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from controller.errors import StoreError
 
@@ -21,6 +22,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # pg_advisory_xact_lock key held while migrating: replicas starting at once upgrade one by one
 MIGRATION_LOCK_KEY = 0x45444745464C4554  # "EDGEFLET"
 TUF_LOCK_KEY = 0x4546545546  # "EFTUF": changes to the TUF repository replicas share
+PRUNE_BATCH = 5000  # rows one retention DELETE removes; the next batch is its own transaction
 POOL_OVERFLOW = 8  # connections beyond pool_size for a burst (operator calls, a slow loop)
 
 
@@ -132,3 +134,27 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def delete_in_batches(
+    db: Database,
+    key: Sequence[InstrumentedAttribute[Any]],
+    where: ColumnElement[bool],
+    batch: int = PRUNE_BATCH,
+) -> int:
+    """``DELETE ... WHERE key IN (SELECT key ... WHERE where LIMIT batch)`` until none is left,
+    each batch its own short transaction: retention never loads, locks or logs every expired
+    row at once. ``key`` is the table's primary key column(s). Returns how many went."""
+    table = key[0].class_
+    target = tuple_(*key) if len(key) > 1 else key[0]
+    removed = 0
+    while True:
+        chosen = select(*key).where(where).limit(batch)
+        with db.session() as s:
+            result = s.execute(
+                delete(table).where(target.in_(chosen)).execution_options(synchronize_session=False)
+            )
+            n = int(getattr(result, "rowcount", 0) or 0)
+        removed += n
+        if n < batch:
+            return removed

@@ -162,3 +162,21 @@ def test_the_flusher_stores_heartbeats_within_its_interval(db: Database, tmp_pat
         flusher.join(5)
     with db.session() as s:  # stopping flushes what was still waiting
         assert s.scalar(select(DeviceRow.last_seen_ms).where(DeviceRow.device_id == ids[2])) == 88
+
+
+def test_retention_deletes_in_bounded_batches(db: Database, tmp_path: Path) -> None:
+    from controller.monitoring.events import EventLog, FleetEvent
+    from controller.store.db import delete_in_batches
+    from controller.store.models_monitoring import FleetEventRow as E
+
+    log = EventLog(db)
+    with db.session() as s:
+        s.execute(delete(E))
+        s.execute(insert(E), [{"unix_ms": i, "kind": "k", "message": "m"} for i in range(350)])
+    log.record(FleetEvent("kept", "a recent one"))
+    with statements(db) as seen:
+        assert delete_in_batches(db, (E.event_id,), E.unix_ms < 1_000, batch=100) == 350
+    assert seen.count("DELETE") == 4  # 100 + 100 + 100 + 50: no statement over the batch
+    with db.session() as s:
+        assert [k for k in s.scalars(select(E.kind))] == ["kept"]
+    assert log.prune(10**15) == 1  # the store's own retention uses it
