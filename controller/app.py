@@ -33,6 +33,7 @@ from controller.http.windows import DeviceWindows
 from controller.monitoring.assembly import MonitoringLogs, offload_budgets, open_logs, start_monitor
 from controller.monitoring.monitor import FleetMonitor
 from controller.monitoring.offload_budget import OffloadBudgets
+from controller.mqtt.coalesce import CoalescedAction
 from controller.mqtt.ingest import ControllerMqttIngest
 from controller.mqtt_setup import BrokerHandle, start_broker
 from controller.pki import CertificateAuthority, write_private
@@ -340,7 +341,15 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
     stack.callback(c.hard_examples.stop)
 
     c.device_messages = DeviceMessages(c.registry, c.telemetry)
-    credentials_listeners.append(c.device_messages.refresh)
+    credentials_followers: list[Callable[[], None]] = [c.device_messages.refresh]
+    # both read every enrolled device: once per mqtt_reload_interval_s for a burst of changes
+    credentials_listeners.append(
+        CoalescedAction(
+            lambda: _notify(credentials_followers),
+            interval_s=cfg.mqtt_reload_interval_s,
+            name="mqtt-credentials",
+        )
+    )
     c.broker = start_broker(
         cfg,
         controller_password=mqtt_password,
@@ -352,7 +361,7 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
     )
     c.ingest = c.broker.ingest
     c.telemetry.write_failed_listeners.append(c.ingest.redeliver)
-    credentials_listeners.append(c.broker.credentials_changed)
+    credentials_followers.append(c.broker.credentials_changed)
 
     c.offload_budgets = offload_budgets(cfg, c.broker.ingest, c.monitoring)
     c.audit_rates = AuditRates(

@@ -120,6 +120,9 @@ class ControllerConfig:
     presence_flush_s: float = 1.0
     device_cache_ttl_s: float = 5.0
     db_pool_size: int = 0
+    # Mosquitto's passwd/acl rewritten and the broker signalled at most this often for a burst
+    # of enrollments and revocations (the enrollment reply waits for it)
+    mqtt_reload_interval_s: float = 1.0
 
     @property
     def db_url(self) -> str:
