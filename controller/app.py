@@ -73,6 +73,7 @@ PRESENCE_TIMEOUT_S = 30.0
 UNKNOWN_RETRY_S = 5.0  # a device not enrolled is looked up again after this long
 ADMISSION_REFRESH_S = 10.0  # replicas re-read who is enrolled (revoked on another replica)
 CLIENT_FILE = "client.toml"
+PRESIGNED_DOWNLOADS = 200  # default concurrent rollout downloads over presigned URLs
 DB_POOL_BACKGROUND = 8  # database connections for the loops besides the gRPC workers
 
 
@@ -378,7 +379,9 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
         metrics=c.telemetry,
         # adds each device's audit fraction, then its drift-aware offload budget
         publisher=c.audit_rates,
-        config=RolloutConfig(tick_interval_s=cfg.rollout_tick_s),
+        config=RolloutConfig(
+            tick_interval_s=cfg.rollout_tick_s, default_max_downloads=rollout_download_default(cfg)
+        ),
         device_variant=c.telemetry.device_variant,
         leader=c.leader,
     )
@@ -525,6 +528,15 @@ def _open_data_dir(data_dir: Path) -> None:
             f"cannot use {data_dir} as the controller's data directory: "
             f"{exc.strerror or exc} (pass a writable --data-dir)"
         ) from exc
+
+
+def rollout_download_default(cfg: ControllerConfig) -> int:
+    """Concurrent downloads a rollout starts by default: what this replica serves at once."""
+    if cfg.rollout_max_downloads > 0:
+        return cfg.rollout_max_downloads
+    if cfg.store.startswith("s3://") and cfg.artifact_url_lifetime_s > 0:
+        return PRESIGNED_DOWNLOADS  # the bucket serves the bytes, not this replica
+    return max(10, StreamLimits.for_workers(cfg.grpc_workers).total)
 
 
 def _notify(listeners: list[Callable[[], None]]) -> None:

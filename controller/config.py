@@ -123,6 +123,11 @@ class ControllerConfig:
     # Mosquitto's passwd/acl rewritten and the broker signalled at most this often for a burst
     # of enrollments and revocations (the enrollment reply waits for it)
     mqtt_reload_interval_s: float = 1.0
+    # a rollout's concurrent downloads when StartRollout gives none; 0 = what one replica
+    # serves: the download streams its gRPC workers allow (a quarter of them, at least 10),
+    # or 200 when devices fetch from the bucket over presigned URLs. With several replicas
+    # set it to that figure times the replicas.
+    rollout_max_downloads: int = 0
 
     @property
     def db_url(self) -> str:
