@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any, ClassVar
 
 from controller.rollout.errors import InvalidRollout
@@ -178,10 +179,12 @@ class RolloutState:
             raise InvalidRollout(f"unknown rollout phase {self.phase!r}")
 
     def device(self, device_id: str) -> DeviceRollout:
-        for d in self.devices:
-            if d.device_id == device_id:
-                return d
-        raise KeyError(device_id)
+        """O(1): a step looks up every device it assigns (a scan each was O(N^2))."""
+        return self._by_id[device_id]
+
+    @cached_property
+    def _by_id(self) -> dict[str, DeviceRollout]:
+        return {d.device_id: d for d in self.devices}
 
     def count(self, *states: str) -> int:
         return sum(1 for d in self.devices if d.state in states)

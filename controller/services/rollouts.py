@@ -108,6 +108,9 @@ class DesiredPublisher(Protocol):
 class RolloutConfig:
     tick_interval_s: float = 2.0
     publish_timeout_s: float = 2.0
+    # a rollout's max_concurrent_downloads when its spec gives none (controller.app:
+    # rollout_download_default, from what this replica can serve at once)
+    default_max_downloads: int = 10
 
 
 def desired_payload(d: Desired) -> bytes:
@@ -192,6 +195,8 @@ class RolloutService:
         # ``target``: a set-based selector expression, ANDed with ``selector`` (equalities).
         target = parse_selector(str(fields.pop("target", "") or ""))
         fields["selector"] = (*selector_from_data(fields.get("selector", ())), *target)
+        if not fields.get("max_concurrent_downloads"):
+            fields["max_concurrent_downloads"] = self.config.default_max_downloads
         spec = RolloutSpec.from_dict({**fields, "rollout_id": uuid.uuid4().hex[:12]})
         check_gate_metrics(spec.gates)  # a gate nothing measures would wait forever
         # A version that does not exist or is unbuilt is refused here.
