@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FleetStatusRequest(_message.Message):
-    __slots__ = ("label_selector", "window_seconds")
+    __slots__ = ("label_selector", "window_seconds", "page_size", "page_token")
     class LabelSelectorEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -17,9 +17,13 @@ class FleetStatusRequest(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     LABEL_SELECTOR_FIELD_NUMBER: _ClassVar[int]
     WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     label_selector: _containers.ScalarMap[str, str]
     window_seconds: int
-    def __init__(self, label_selector: _Optional[_Mapping[str, str]] = ..., window_seconds: _Optional[int] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, label_selector: _Optional[_Mapping[str, str]] = ..., window_seconds: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class DeviceInference(_message.Message):
     __slots__ = ("device_id", "name", "online", "last_seen_unix_ms", "model", "variant_id", "frames", "frames_per_second", "p50_latency_ms", "p95_latency_ms", "offload_rate", "offload_failure_rate", "has_accuracy", "accuracy", "accuracy_low", "accuracy_high", "agreement_pairs", "agreement", "reports", "bad_frames", "reports_dropped", "cloud_pairs", "has_latency", "last_report_unix_ms", "skipped_frames", "accuracy_method", "accuracy_why", "audit_pairs", "offload_pairs", "labelled_pairs", "has_cbpe", "cbpe_accuracy", "cbpe_low", "cbpe_high", "accuracy_evidence_json", "audit_skipped_busy", "audit_fraction")
@@ -168,14 +172,16 @@ class LabelFrameResponse(_message.Message):
     def __init__(self, frame: _Optional[_Union[LabelledFrame, _Mapping]] = ...) -> None: ...
 
 class FleetStatusResponse(_message.Message):
-    __slots__ = ("devices", "window_seconds", "unix_ms")
+    __slots__ = ("devices", "window_seconds", "unix_ms", "next_page_token")
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
     UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     devices: _containers.RepeatedCompositeFieldContainer[DeviceInference]
     window_seconds: int
     unix_ms: int
-    def __init__(self, devices: _Optional[_Iterable[_Union[DeviceInference, _Mapping]]] = ..., window_seconds: _Optional[int] = ..., unix_ms: _Optional[int] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, devices: _Optional[_Iterable[_Union[DeviceInference, _Mapping]]] = ..., window_seconds: _Optional[int] = ..., unix_ms: _Optional[int] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Alert(_message.Message):
     __slots__ = ("alert_id", "rule", "subject", "device_id", "severity", "message", "started_unix_ms", "ended_unix_ms", "active", "evidence_json", "last_evidence_json")
