@@ -343,6 +343,16 @@ def _coerce(name: str, value: Any, target: Any) -> Any:
         raise ConfigError(f"invalid value for {name}: {value!r}") from exc
 
 
+MAX_URL_LIFETIME_S = 7 * 86400  # the longest an S3 SigV4 presigned URL may live
+
+
+def check_url_lifetime(seconds: int) -> None:
+    if not 0 <= seconds <= MAX_URL_LIFETIME_S:
+        raise ConfigError(
+            f"artifact_url_lifetime_s must be 0 (off) .. {MAX_URL_LIFETIME_S}, not {seconds}"
+        )
+
+
 @dataclass(frozen=True)
 class LoadedConfig:
     config: ControllerConfig
@@ -398,6 +408,7 @@ def load_config(
     config = replace(defaults, **values)
     if config.data_dir is None:
         raise ConfigError("data_dir must not be empty")
+    check_url_lifetime(config.artifact_url_lifetime_s)
     origin = origins.get("onnx2tf_python", "default")
     choice = discover_onnx2tf(
         config.onnx2tf_python, "--onnx2tf-python" if origin == "flag" else origin, toolchain

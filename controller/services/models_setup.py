@@ -9,8 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from controller.artifacts import ArtifactStore, store_from_url
-from controller.config import ControllerConfig
-from controller.errors import ConfigError
+from controller.config import ControllerConfig, check_url_lifetime
 from controller.optimize.tflite_variants import Onnx2TfConfig
 from controller.services.artifact_traffic import ArtifactTraffic
 from controller.services.model_bench import DeviceBenchmarks
@@ -21,7 +20,6 @@ from controller.store.db import TUF_LOCK_KEY, Database
 from edgefleet.profiles import ProfileCatalogue
 
 log = logging.getLogger(__name__)
-MAX_URL_LIFETIME_S = 7 * 86400  # the longest an S3 SigV4 presigned URL may live
 
 
 @dataclass
@@ -52,10 +50,7 @@ def start_models(
     config: ControllerConfig, db: Database, profiles: ProfileCatalogue
 ) -> ModelComponents:
     lifetime = config.artifact_url_lifetime_s
-    if not 0 <= lifetime <= MAX_URL_LIFETIME_S:
-        raise ConfigError(
-            f"artifact_url_lifetime_s must be 0 (off) .. {MAX_URL_LIFETIME_S}, not {lifetime}"
-        )
+    check_url_lifetime(lifetime)  # a typed config may not have come through load_config
     store = open_store(config)
     # replicas sharing <data_dir>/tuf change it one at a time (no-op on SQLite)
     releases = Releases(
