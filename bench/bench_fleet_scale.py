@@ -193,6 +193,10 @@ def bench_ingest(ctl: Controller, admin: Admin, args: argparse.Namespace) -> dic
           f"controller received {received_s:.0f}/s and wrote {written_s:.0f}/s to PostgreSQL "
           f"using {cores:.2f} cores ({cpu:.1f} CPU s)", flush=True)  # fmt: skip
     ingest = ctl.ingest.stats
+    lost = result.stats["acked"] - result.stats["heartbeats"] - ingest.telemetry_received
+    print(f"  ingest: over the whole run the broker acknowledged about {lost} more reports to the "
+          f"devices than the controller received (its queue for the ingest full, or still held "
+          f"when the run ended)", flush=True)  # fmt: skip
     print(f"  ingest: store queue drops {stats.dropped_queue_full}, write errors "
           f"{stats.write_errors}, rate-limited {ingest.dropped_rate_limited}, invalid "
           f"{ingest.dropped_invalid_report}", flush=True)  # fmt: skip
@@ -219,8 +223,22 @@ def main() -> int:
     )
     parser.add_argument("--tick", type=float, default=0.5, help="rollout_tick_s (default 2.0)")
     parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument(
+        "--broker-inflight", type=int, default=0,
+        help="experiment: the supervised Mosquitto's max_inflight_messages (0 = its default, 20)",
+    )  # fmt: skip
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
+    if args.broker_inflight:
+        import functools
+
+        import controller.mqtt_setup
+        from controller.mqtt.mosquitto_conf import BrokerLimits
+
+        controller.mqtt_setup.BrokerLimits = functools.partial(  # type: ignore[misc]
+            BrokerLimits, max_inflight_messages=args.broker_inflight
+        )
+        print(f"experiment: the broker's max_inflight_messages is {args.broker_inflight}")
     logging.basicConfig(level=logging.ERROR)
     if not postgres_available():
         print("no PostgreSQL at 127.0.0.1:5432 (trust auth): nothing measured", file=sys.stderr)
