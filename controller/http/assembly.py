@@ -7,6 +7,7 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from controller.http.app import HttpSettings, build_http_app
+from controller.http.artifact_metrics import artifact_families
 from controller.http.metrics import LatencyHistograms, MetricsSources, metrics_registry
 from controller.http.monitoring_metrics import monitoring_families
 from controller.http.server import HttpServer, TlsFiles
@@ -38,7 +39,10 @@ def start_http(
         latency=latency,
         windows=windows,
         baseline=c.monitor.baselines.get,
-        extra=[monitoring_families(c.monitoring.alerts, c.offload_budgets)],
+        extra=[
+            monitoring_families(c.monitoring.alerts, c.offload_budgets),
+            artifact_families(c.model_parts.artifact_traffic),
+        ],
     )
     dashboard = DashboardSources(
         db=c.db,

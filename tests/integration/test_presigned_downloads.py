@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import socket
 import threading
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -140,6 +142,11 @@ def test_variant_installs_over_the_url_and_the_controller_streams_no_byte(
     streamed, streams, urls = (x - y for x, y in zip(traffic(fleet), before, strict=True))
     assert (streamed, streams, urls) == (0, 0, 1)
     assert url_stats(agent) == Counter(url=1)
+    # the same counters on /metrics (open on loopback: no metrics token in this controller)
+    with urllib.request.urlopen(f"http://127.0.0.1:{fleet.ctl.http_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    issued = re.search(r"^edgefleet_artifact_urls_issued_total (\S+)$", text, re.M)
+    assert issued is not None and float(issued.group(1)) == traffic(fleet)[2]
 
 
 def test_a_tampered_object_is_refused_and_nothing_installed(fleet: S3Fleet, agent: Agent) -> None:
