@@ -52,6 +52,7 @@ def parse_window(text: str) -> int:
 
 SelectorOption = typer.Option([], "--selector", "-l", help="Only devices with label KEY=VALUE.")
 MIN_REFRESH_S, MAX_REFRESH_S = 0.5, 300.0
+FETCH_PAGE = 1000  # devices per FleetStatus call (the answer is paged)
 WATCH_BACKOFF = Backoff(first_s=1.0, max_s=30.0)  # `fleet watch` while the controller is away
 T = TypeVar("T")
 
@@ -84,9 +85,15 @@ def _fetch(ctx: typer.Context, window: int, selector: list[str]) -> Any:
     try:
         stub = fleet_pb2_grpc.FleetAdminServiceStub(channel)
         request = fleet_pb2.FleetStatusRequest(
-            label_selector=parse_labels(selector), window_seconds=window
+            label_selector=parse_labels(selector), window_seconds=window, page_size=FETCH_PAGE
         )
-        return call(conn, stub.FleetStatus, request)
+        answer = call(conn, stub.FleetStatus, request)
+        while answer.next_page_token:  # page by page: no single answer holds a big fleet
+            request.page_token = answer.next_page_token
+            page = call(conn, stub.FleetStatus, request)
+            answer.devices.extend(page.devices)
+            answer.next_page_token = page.next_page_token
+        return answer
     finally:
         channel.close()
 

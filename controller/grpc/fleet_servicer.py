@@ -10,7 +10,12 @@ import grpc
 from controller.monitoring.estimate import AccuracyEstimate
 from controller.services.audit_rates import AuditRates
 from controller.services.devices import DeviceRegistry
-from controller.services.fleet import DEFAULT_WINDOW_S, DeviceInferenceView, fleet_status
+from controller.services.fleet import (
+    DEFAULT_WINDOW_S,
+    DeviceInferenceView,
+    fleet_page,
+    fleet_status,
+)
 from controller.services.frame_labels import Frame, FrameLabels
 from controller.services.offload import OffloadPairs
 from controller.services.telemetry import TelemetryStore
@@ -18,6 +23,7 @@ from edgefleet.errors import FailedPrecondition, InvalidInput
 from edgefleet.v1 import fleet_pb2, fleet_pb2_grpc
 
 MAX_WINDOW_S = 7 * 86400
+MAX_FLEET_PAGE = 5000  # devices one FleetStatus page may ask for
 MAX_FRAMES_LISTED = 1000
 DEFAULT_FRAMES_LISTED = 100
 
@@ -117,13 +123,21 @@ class FleetAdminServicer(fleet_pb2_grpc.FleetAdminServiceServicer):
         window = request.window_seconds or DEFAULT_WINDOW_S
         if not 0 < window <= MAX_WINDOW_S:
             raise InvalidInput(f"window_seconds must be in 1..{MAX_WINDOW_S}")
-        views = fleet_status(
-            self._registry, self._store, self._pairs, dict(request.label_selector), window
-        )
+        if not 0 <= request.page_size <= MAX_FLEET_PAGE:
+            raise InvalidInput(f"page_size must be in 0..{MAX_FLEET_PAGE}")
+        selector = dict(request.label_selector)
+        next_token = ""
+        if request.page_size:
+            page = fleet_page(self._registry, self._store, self._pairs, selector, window,
+                              after=request.page_token, limit=request.page_size)  # fmt: skip
+            views, next_token = page.views, page.next_after
+        else:
+            views = fleet_status(self._registry, self._store, self._pairs, selector, window)
         return fleet_pb2.FleetStatusResponse(
             devices=[view_to_proto(v, self._fraction(v.device_id)) for v in views],
             window_seconds=window,
             unix_ms=int(time.time() * 1000),
+            next_page_token=next_token,
         )
 
     def _fraction(self, device_id: str) -> float:

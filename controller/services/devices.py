@@ -224,6 +224,14 @@ class DeviceRegistry:
             devices = [_to_device(r) for r in rows]
         return [d for d in devices if d.matches(selector or {})]
 
+    def after(self, name: str, limit: int) -> list[Device]:
+        """Up to ``limit`` devices whose name sorts after ``name``, by name: a keyset page
+        (the unique name index), so reading a big fleet page by page costs what it returns."""
+        self._presence.flush()
+        query = select(DeviceRow).where(DeviceRow.name > name).order_by(DeviceRow.name)
+        with self._db.session() as s:
+            return [_to_device(row) for row in s.scalars(query.limit(limit))]
+
     def page(self, contains: str, offset: int, limit: int) -> tuple[list[Device], int]:
         """One page of the devices whose name or id contains ``contains`` (by name), and how
         many match: the dashboard's overview reads a page, not the fleet."""

@@ -180,3 +180,37 @@ def test_retention_deletes_in_bounded_batches(db: Database, tmp_path: Path) -> N
     with db.session() as s:
         assert [k for k in s.scalars(select(E.kind))] == ["kept"]
     assert log.prune(10**15) == 1  # the store's own retention uses it
+
+
+def test_fleet_status_reads_page_by_page(db: Database, tmp_path: Path) -> None:
+    from controller.services.fleet import SCAN_PAGE, fleet_page, fleet_status
+    from controller.services.telemetry import TelemetryStore
+
+    n = SCAN_PAGE * 2 + 37
+    enrolled_fleet(db, n)
+    reg = registry(db, tmp_path)
+    store = TelemetryStore(db)
+    biggest_in: list[int] = []
+
+    def params(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        if "telemetry" in statement:
+            biggest_in.append(len(parameters or ()))
+
+    event.listen(db.engine, "before_cursor_execute", params)
+    try:
+        views = fleet_status(reg, store)
+        site_a = fleet_status(reg, store, selector={"site": "a"})
+    finally:
+        event.remove(db.engine, "before_cursor_execute", params)
+    assert [v.name for v in views] == sorted(f"cam-dev-{i:06d}" for i in range(n))
+    assert len(site_a) == n // 2 and all(int(v.device_id[-6:]) % 2 for v in site_a)
+    # telemetry asked a page at a time (a bounded IN-list), never for all ids at once
+    assert biggest_in and max(biggest_in) <= SCAN_PAGE + 4, max(biggest_in)
+    pages, after = [], ""
+    while True:  # what the CLI does: pages of a given size, the token from the last answer
+        page = fleet_page(reg, store, selector={"site": "b"}, after=after, limit=300)
+        pages.append(len(page.views))
+        after = page.next_after
+        if not after:
+            break
+    assert sum(pages) == n - n // 2 and max(pages) == 300
