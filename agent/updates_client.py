@@ -42,6 +42,10 @@ class UpdateRefused(AgentError):
     """The controller refused an update call (not found, bad request, revoked device...)."""
 
 
+class UpdatePreconditionFailed(UpdateRefused):
+    """FAILED_PRECONDITION: e.g. no presigned artifact URLs from this controller's store."""
+
+
 class UpdateClient:
     """Every call has a deadline (``timeout_s``, per attempt) and retries transient failures
     (``attempts`` tries, backoff from ``backoff_s`` doubling to 15 s, +-20% jitter)."""
@@ -112,8 +116,8 @@ class UpdateClient:
             raise self._error(f"artifact {ref} at byte {position}", exc) from None
 
     def artifact_url(self, ref: str) -> updates_pb2.GetArtifactUrlResponse:
-        """A presigned URL for artifact ``ref`` (sha256 or target path); ``UpdateRefused``
-        (FAILED_PRECONDITION) when the controller's store gives none, ``NotFound``."""
+        """A presigned URL for artifact ``ref`` (sha256 or target path);
+        ``UpdatePreconditionFailed`` when the controller's store gives none, ``NotFound``."""
         request = (
             updates_pb2.GetArtifactUrlRequest(target_path=ref)
             if "/" in ref
@@ -177,6 +181,8 @@ class UpdateClient:
             )
         if exc.code() == grpc.StatusCode.NOT_FOUND:
             return NotFound(f"{what}: {exc.details()}")
+        if exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+            return UpdatePreconditionFailed(f"{what}: FAILED_PRECONDITION: {exc.details()}")
         return UpdateRefused(f"{what}: {exc.code().name}: {exc.details()}")
 
 

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
@@ -18,7 +19,7 @@ import grpc
 from agent.ota.artifact_urls import BLOCK, UrlDownloader
 from agent.ota.errors import ArtifactUrlFailed
 from agent.ota.machine import TargetInfo
-from agent.updates_client import UpdateClient, UpdateRefused
+from agent.updates_client import UpdateClient, UpdatePreconditionFailed
 from edgefleet.errors import EdgeFleetError, NotFound, Unavailable
 from edgefleet.v1 import rollouts_pb2, rollouts_pb2_grpc
 
@@ -46,6 +47,8 @@ def desired_from_proto(d: rollouts_pb2.DesiredState) -> dict[str, Any]:
 
 def _reason(exc: Exception) -> str:
     """A short, bounded label for the fallback counter (no URL, no digest in it)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "disk_full"
     text = str(exc)
     if m := re.search(r"HTTP (\d{3})", text):
         return f"http_{m.group(1)}"
@@ -135,7 +138,7 @@ class UpdateServiceSource:
             return None
         try:
             answer = self.client.artifact_url(target.path)
-        except UpdateRefused as exc:  # FAILED_PRECONDITION: this store gives no URLs
+        except UpdatePreconditionFailed as exc:  # this store gives no URLs (or they are off)
             self._urls_off_until = self._clock() + self.URLS_OFF_S
             self.url_stats["off"] += 1
             log.info("artifact %s over the controller's stream: %s", target.sha256, exc)

@@ -32,6 +32,7 @@ from agent.enroll import enroll
 from agent.hardware import detect
 from agent.identity import Credentials
 from controller.app import Controller
+from controller.artifacts import ArtifactStoreError
 from controller.artifacts.s3 import S3ArtifactStore
 from edgefleet.v1 import updates_pb2, updates_pb2_grpc
 from tests.fleet import Admin, start_controller
@@ -203,7 +204,11 @@ def _closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/fleet/artifacts/x"  # nothing listens: connection refused
 
 
-@pytest.mark.parametrize("case", ["expired", "bucket_down", "no_urls"])
+def _store_fails(sha256: str, expires_s: int = 3600) -> str:
+    raise ArtifactStoreError("presigning failed: S3 unreachable from the controller")
+
+
+@pytest.mark.parametrize("case", ["expired", "bucket_down", "no_urls", "store_error"])
 def test_a_failing_url_falls_back_to_the_stream(
     fleet: S3Fleet,
     agent: Agent,
@@ -211,9 +216,10 @@ def test_a_failing_url_falls_back_to_the_stream(
     monkeypatch: pytest.MonkeyPatch,
     case: str,
 ) -> None:
-    url = {"expired": expired_url, "bucket_down": _closed_port_url(), "no_urls": None}[case]
+    url = {"expired": expired_url, "bucket_down": _closed_port_url(), "no_urls": None}.get(case)
     # the controller hands out this URL (the servicer calls this very store object)
-    monkeypatch.setattr(fleet.store, "presigned_url", lambda sha256, expires_s=3600: url)
+    presign = _store_fails if case == "store_error" else lambda sha256, expires_s=3600: url
+    monkeypatch.setattr(fleet.store, "presigned_url", presign)
     before = traffic(fleet)
     install(fleet, agent)
     assert_runs_v1(fleet, agent)
@@ -224,6 +230,7 @@ def test_a_failing_url_falls_back_to_the_stream(
         "expired": (1, Counter(fallback=1, **{"fallback:http_403": 1})),
         "bucket_down": (1, Counter(fallback=1, **{"fallback:unreachable": 1})),
         "no_urls": (0, Counter(off=1)),  # FAILED_PRECONDITION: not asked again for a while
+        "store_error": (0, Counter(fallback=1, **{"fallback:no_url": 1})),  # not "off"
     }[case]
     assert (urls, url_stats(agent)) == expected
 
