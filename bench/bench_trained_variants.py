@@ -96,6 +96,11 @@ def main() -> int:
         "--default-build", action="store_true", help="also time a default build's trained variants"
     )
     parser.add_argument("--default-build-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--only",
+        default="",
+        help="these variants only (v1,v2), e.g. --only onnx-channels-25 --epochs 8 --seconds 900",
+    )
     args = parser.parse_args()
 
     from controller.training.data import load_frames
@@ -127,7 +132,9 @@ def main() -> int:
         )
         options = BuildOptions(
             measure=replace(MeasureConfig(), runs=args.runs, rounds=10, thread_counts=(1,)),
-            only=(
+            only=tuple(args.only.split(","))
+            if args.only
+            else (
                 "onnx-int8-static",
                 QAT,
                 *(f"onnx-channels-{p}" for p in CHANNELS),
@@ -177,7 +184,9 @@ def main() -> int:
     ptq_drop = (base - ptq_accuracy) * 100
     print(f"{args.qat_bits}-bit per-channel PTQ (same scheme, no training): drop {ptq_drop:.2f} pp"
           f" ({ptq_seconds:.1f} s)")  # fmt: skip
-    if QAT in rows:
+    if args.only and QAT not in args.only:
+        pass  # a run of some variants only (--only): no QAT goal
+    elif QAT in rows:
         qat_drop = rows[QAT][0].accuracy_drop_pp
         ok &= goal(
             "qat_recovers",
