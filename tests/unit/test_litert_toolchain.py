@@ -213,7 +213,7 @@ def test_bootstrap_skips_litert_when_asked(project: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "LiteRT variants will be skipped" in done.stderr
     assert not (project / ".venv-tflite").exists()
-    assert "install -q -e .[dev]" in (project / "log").read_text()
+    assert "install -q -e .[dev,train]" in (project / "log").read_text()
 
 
 def test_bootstrap_installs_litert_once_then_is_quick(project: Path) -> None:
