@@ -62,6 +62,9 @@ class ControllerConfig:
     # devices fetch artifacts over presigned URLs valid this long (S3 stores only; bytes
     # bypass the controller, DownloadArtifact stays the fallback); 0 = off, at most 7 days
     artifact_url_lifetime_s: int = 300
+    # the S3 endpoint as devices reach it, for presigned URLs ("" = store_endpoint_url), when
+    # the controller reaches the store under an internal name (http://minio:9000)
+    artifact_url_endpoint: str = ""
     onnx2tf_python: str = ""  # Python of the LiteRT toolchain venv; "" = discover (see above)
     grpc_workers: int = 32
     max_message_bytes: int = 8 * 1024 * 1024

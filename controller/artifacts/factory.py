@@ -10,7 +10,10 @@ from controller.artifacts.local import LocalArtifactStore
 
 
 def store_from_url(
-    url: str, endpoint_url: str | None = None, region: str = "us-east-1"
+    url: str,
+    endpoint_url: str | None = None,
+    region: str = "us-east-1",
+    presign_endpoint_url: str | None = None,
 ) -> ArtifactStore:
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
@@ -24,6 +27,10 @@ def store_from_url(
         from controller.artifacts.s3 import S3ArtifactStore
 
         return S3ArtifactStore(
-            parsed.netloc, parsed.path.strip("/"), endpoint_url=endpoint_url, region=region
+            parsed.netloc,
+            parsed.path.strip("/"),
+            endpoint_url=endpoint_url,
+            region=region,
+            presign_endpoint_url=presign_endpoint_url,
         )
     raise ArtifactStoreError(f"unsupported artifact store URL scheme {parsed.scheme!r} in {url!r}")

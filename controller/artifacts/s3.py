@@ -58,21 +58,27 @@ class S3ArtifactStore(PutFileFromStream):
         region: str = "us-east-1",
         client: Any | None = None,
         settings: S3Settings | None = None,
+        presign_endpoint_url: str | None = None,
     ) -> None:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.settings = settings or S3Settings()
         s = self.settings
+        config = Config(
+            connect_timeout=s.connect_timeout_s,
+            read_timeout=s.read_timeout_s,
+            retries={"total_max_attempts": s.max_attempts, "mode": "standard"},
+            signature_version="s3v4",  # presigned URLs too (SigV2 is gone from most regions)
+        )
         self._client = client or boto3.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            config=Config(
-                connect_timeout=s.connect_timeout_s,
-                read_timeout=s.read_timeout_s,
-                retries={"total_max_attempts": s.max_attempts, "mode": "standard"},
-                signature_version="s3v4",  # presigned URLs too (SigV2 is gone from most regions)
-            ),
+            "s3", endpoint_url=endpoint_url, region_name=region, config=config
+        )
+        # SigV4 signs the host: URLs for devices that reach the store under another name are
+        # signed by a client of that endpoint (presigning makes no request)
+        self._presigner = (
+            boto3.client("s3", endpoint_url=presign_endpoint_url, region_name=region, config=config)
+            if presign_endpoint_url and presign_endpoint_url != endpoint_url
+            else self._client
         )
         self._transfer = TransferConfig(
             multipart_threshold=s.multipart_threshold,
@@ -205,7 +211,7 @@ class S3ArtifactStore(PutFileFromStream):
         try:
             return cast(
                 str,
-                self._client.generate_presigned_url(
+                self._presigner.generate_presigned_url(
                     "get_object",
                     Params={"Bucket": self.bucket, "Key": self._key(sha256)},
                     ExpiresIn=expires_s,

@@ -37,7 +37,11 @@ def open_store(config: ControllerConfig) -> ArtifactStore:
     """The configured store; an S3 store must answer now, so a controller with an unreachable
     endpoint or a missing bucket fails at start instead of reporting ready."""
     url = config.store or str(config.data_dir / "artifacts")
-    store = store_from_url(url, endpoint_url=config.store_endpoint_url or None)
+    store = store_from_url(
+        url,
+        endpoint_url=config.store_endpoint_url or None,
+        presign_endpoint_url=config.artifact_url_endpoint or None,
+    )
     if url.startswith("s3://"):
         from controller.artifacts.s3 import S3ArtifactStore
 

@@ -83,3 +83,16 @@ def test_presigned_url_serves_the_artifact(endpoint: str, creds: None) -> None:
     assert url is not None and url.startswith(endpoint)
     with urllib.request.urlopen(url, timeout=5) as resp:
         assert resp.read() == b"signed model"
+
+
+def test_presigned_urls_carry_the_endpoint_devices_reach(endpoint: str, creds: None) -> None:
+    # the controller talks to 127.0.0.1; devices reach the same server as "localhost"
+    public = endpoint.replace("127.0.0.1", "localhost")
+    store = store_from_url(
+        f"s3://{make_bucket(endpoint)}/fleet", endpoint_url=endpoint, presign_endpoint_url=public
+    )
+    ref = store.put_bytes(b"model for devices")
+    url = store.presigned_url(ref.sha256, expires_s=60)
+    assert url is not None and url.startswith(public + "/") and "X-Amz-Signature=" in url
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        assert resp.read() == b"model for devices"
