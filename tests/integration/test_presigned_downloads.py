@@ -270,3 +270,28 @@ def test_no_url_for_an_artifact_the_device_may_not_fetch(fleet: S3Fleet, agent: 
             assert url_refused.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         channel.close()
+
+
+def test_a_revoked_device_gets_no_url(fleet: S3Fleet, agent: Agent) -> None:
+    from agent.identity import Identity
+    from edgefleet.v1 import admin_pb2
+
+    data_dir = agent.service.store.root.parent
+    identity = Identity.load(data_dir)
+    channel = device_channel(identity.controller, Credentials.load(data_dir), 8 << 20)
+    stub = updates_pb2_grpc.UpdateServiceStub(channel)
+    v = variant_of(fleet.ctl, agent, fleet.v1)
+    request = updates_pb2.GetArtifactUrlRequest(target_path=v.target_path)
+    try:
+        assert stub.GetArtifactUrl(request, timeout=10).url
+        fleet.admin.stub.RevokeDevice(
+            admin_pb2.RevokeDeviceRequest(name_or_id=agent.device_id), timeout=10
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.GetArtifactUrl(request, timeout=10)
+        assert refused.value.code() in (
+            grpc.StatusCode.PERMISSION_DENIED,
+            grpc.StatusCode.UNAUTHENTICATED,
+        )
+    finally:
+        channel.close()
