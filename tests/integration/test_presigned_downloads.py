@@ -31,6 +31,7 @@ from agent.controller_client import device_channel
 from agent.enroll import enroll
 from agent.hardware import detect
 from agent.identity import Credentials
+from agent.ota.remote import UpdateServiceSource
 from controller.app import Controller
 from controller.artifacts import ArtifactStoreError
 from controller.artifacts.s3 import S3ArtifactStore
@@ -111,7 +112,8 @@ def agent(fleet: S3Fleet) -> Iterator[Agent]:
 def url_stats(a: Agent) -> Counter[str]:
     """The agent's presigned-URL counters (UpdateServiceSource.url_stats, behind the updater)."""
     source = a.service.updater._fetch_chunks.__self__  # type: ignore[attr-defined]
-    return source.url_stats  # type: ignore[no-any-return]
+    assert isinstance(source, UpdateServiceSource)
+    return source.url_stats
 
 
 def traffic(fleet: S3Fleet) -> tuple[int, int, int]:
