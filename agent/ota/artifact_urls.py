@@ -17,6 +17,7 @@ import re
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -58,16 +59,19 @@ class UrlDownloader:
             _NoRedirects(),
         ).open
 
-    def fetch(self, url: str, target: TargetInfo, dest: Path) -> Path:
-        """``dest`` holding exactly the signed bytes of ``target``; raises ArtifactUrlFailed."""
-        scheme = urlsplit(url).scheme
-        if scheme not in ("http", "https"):
-            raise ArtifactUrlFailed(f"artifact URL scheme {scheme!r} refused (http/https only)")
+    def fetch(
+        self, url: str, target: TargetInfo, dest: Path, renew: Callable[[], str] | None = None
+    ) -> Path:
+        """``dest`` holding exactly the signed bytes of ``target``; raises ArtifactUrlFailed.
+
+        ``renew()`` gives a fresh URL for each resume (the first may have expired meanwhile:
+        S3 checks a presigned URL's expiry when a request starts)."""
+        url = _checked(url)
         digest = StreamDigest(target.length, target.sha256)
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             with dest.open("wb") as out:
-                self._download(url, target, digest, out)
+                self._download(url, target, digest, out, renew)
             digest.finish()  # ArtifactTruncated / ArtifactMismatch
         except VerificationError as exc:
             dest.unlink(missing_ok=True)
@@ -77,7 +81,14 @@ class UrlDownloader:
             raise
         return dest
 
-    def _download(self, url: str, t: TargetInfo, digest: StreamDigest, out: BinaryIO) -> None:
+    def _download(
+        self,
+        url: str,
+        t: TargetInfo,
+        digest: StreamDigest,
+        out: BinaryIO,
+        renew: Callable[[], str] | None,
+    ) -> None:
         error = ""
         for attempt in range(max(1, self.settings.attempts)):
             start = digest.received
@@ -85,6 +96,8 @@ class UrlDownloader:
                 return
             if attempt:
                 log.info("artifact %s: resuming the URL download at byte %d", t.sha256, start)
+                if renew is not None:
+                    url = _checked(renew())
             try:
                 self._get(url, t, digest, out, start)
             except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets
@@ -110,6 +123,13 @@ class UrlDownloader:
                 out.write(block)
             if response.headers.get("Content-Length") is None and (extra := response.read(1)):
                 digest.update(extra)  # a body without a length that goes on: ArtifactTooLong
+
+
+def _checked(url: str) -> str:
+    scheme = urlsplit(url).scheme
+    if scheme not in ("http", "https"):
+        raise ArtifactUrlFailed(f"artifact URL scheme {scheme!r} refused (http/https only)")
+    return url
 
 
 def _check_headers(response: http.client.HTTPResponse, t: TargetInfo, start: int) -> None:

@@ -149,7 +149,10 @@ class UpdateServiceSource:
         for stale in self._staging.glob("*.url"):  # a crash's leftovers: one download at a time
             stale.unlink(missing_ok=True)
         try:
-            staged = self._urls.fetch(answer.url, target, self._staging / f"{target.sha256}.url")
+            staged = self._urls.fetch(
+                answer.url, target, self._staging / f"{target.sha256}.url",
+                renew=lambda: self._renew(target),
+            )  # fmt: skip
         except (ArtifactUrlFailed, OSError) as exc:
             self._fallback(target, _reason(exc), exc)
             return None
@@ -157,6 +160,13 @@ class UpdateServiceSource:
         log.info("artifact %s (%d bytes) fetched over its presigned URL", target.sha256,
                  target.length)  # fmt: skip
         return staged
+
+    def _renew(self, target: TargetInfo) -> str:
+        """A fresh URL to resume with (the first one may have expired meanwhile)."""
+        try:
+            return self.client.artifact_url(target.path).url
+        except EdgeFleetError as exc:
+            raise ArtifactUrlFailed(f"no fresh URL to resume with: {exc}") from exc
 
     def _fallback(self, target: TargetInfo, why: str, exc: Exception) -> None:
         self.url_stats["fallback"] += 1

@@ -35,7 +35,9 @@ class Server:
     """Serves ``body``; ``mode`` picks a misbehaviour. Records the Range headers it got."""
 
     def __init__(self, tls: ssl.SSLContext | None = None) -> None:
-        self.body, self.mode, self.ranges = DATA, "ok", []  # type: ignore[var-annotated]
+        self.body, self.mode = DATA, "ok"
+        self.ranges: list[str | None] = []
+        self.paths: list[str] = []
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -43,6 +45,7 @@ class Server:
 
             def do_GET(self) -> None:
                 outer.ranges.append(self.headers.get("Range"))
+                outer.paths.append(self.path)
                 body, start = outer.body, 0
                 if outer.mode == "redirect":
                     self.send_response(302)
@@ -109,6 +112,21 @@ def test_a_broken_download_resumes_with_range(server: Server, tmp_path: Path) ->
     server.mode = "break"
     assert fetch(server.url, target(), tmp_path).read_bytes() == DATA
     assert server.ranges == [None, f"bytes={len(DATA) // 2}-"]
+
+
+def test_a_resume_asks_for_a_fresh_url(server: Server, tmp_path: Path) -> None:
+    server.mode = "break"
+    renewed: list[str] = []
+
+    def renew() -> str:
+        renewed.append(server.url + "&renewed=1")
+        return renewed[-1]
+
+    out = UrlDownloader(UrlSettings(timeout_s=5.0)).fetch(
+        server.url, target(), tmp_path / "a.url", renew=renew
+    )
+    assert out.read_bytes() == DATA and len(renewed) == 1
+    assert server.paths == ["/bucket/key?sig=1", "/bucket/key?sig=1&renewed=1"]
 
 
 @pytest.mark.parametrize(
