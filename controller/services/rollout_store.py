@@ -190,17 +190,20 @@ class RolloutStore:
             for level, message in events:
                 s.add(RolloutEventRow(rollout_id=rollout_id, at_ms=at, level=level,
                                       message=message))  # fmt: skip
-            for d in desired:
-                written.append(self._write_desired(s, d, at))
+            desired = list(desired)
+            with s.no_autoflush:  # one SELECT per 1,000 devices, not a SELECT + flush each
+                rows = _desired_rows(s, [d.device_id for d in desired])
+                for d in desired:
+                    if d.device_id not in rows:  # (a device twice in a step: one row)
+                        rows[d.device_id] = DesiredStateRow(device_id=d.device_id, revision=0,
+                                                            target={})  # fmt: skip
+                        s.add(rows[d.device_id])
+                    written.append(self._write_desired(d, at, rows[d.device_id]))
         return written
 
     # -- desired state and device reports ---------------------------------------------------
     @staticmethod
-    def _write_desired(s: Any, d: Desired, at: int) -> Desired:
-        row = s.get(DesiredStateRow, d.device_id)
-        if row is None:
-            row = DesiredStateRow(device_id=d.device_id, revision=0, target={})
-            s.add(row)
+    def _write_desired(d: Desired, at: int, row: DesiredStateRow) -> Desired:
         revision = int(row.revision or 0) + 1
         row.model, row.version, row.variant_id = d.model, d.version, d.variant_id
         row.target_path, row.sha256, row.length = d.target_path, d.sha256, d.length
@@ -250,3 +253,13 @@ class RolloutStore:
             if after != before:
                 row.updated_ms = now_ms()
             return after != before
+
+
+def _desired_rows(s: Any, device_ids: list[str]) -> dict[str, DesiredStateRow]:
+    """The stored desired-state rows of these devices, read 1,000 ids a query."""
+    out: dict[str, DesiredStateRow] = {}
+    for i in range(0, len(device_ids), 1000):
+        chunk = device_ids[i : i + 1000]
+        query = select(DesiredStateRow).where(DesiredStateRow.device_id.in_(chunk))
+        out.update((r.device_id, r) for r in s.scalars(query))
+    return out

@@ -214,3 +214,27 @@ def test_fleet_status_reads_page_by_page(db: Database, tmp_path: Path) -> None:
         if not after:
             break
     assert sum(pages) == n - n // 2 and max(pages) == 300
+
+
+def test_a_rollout_step_assigning_a_fleet_reads_desired_rows_in_chunks(db: Database) -> None:
+    from types import SimpleNamespace
+
+    from controller.services.rollouts import RolloutService
+    from tests.integration.test_rollouts_persistence import Variants
+
+    fleet = [
+        SimpleNamespace(device_id=f"d{i:05d}", profile="p", state="enrolled", labels={})
+        for i in range(FLEET * 4)
+    ]
+    svc = RolloutService(db, lambda _selector: fleet, Variants())
+    spec = {"model": "m", "version": 1, "stages": [1.0], "soak_seconds": 60,
+            "max_concurrent_downloads": len(fleet)}  # fmt: skip
+    with statements(db) as seen:
+        rid = svc.start_rollout(spec).rollout_id
+    assert svc.get(rid).state.count("assigned") == len(fleet)
+    # the old step read each device's desired row on its own: a SELECT per assigned device
+    assert seen.count("SELECT") < 30, f"{seen.count('SELECT')} SELECTs for {len(fleet)} devices"
+    revisions = {s.desired.revision for s in svc.store.statuses().values()}
+    assert revisions == {1}
+    svc.command(rid, "abort", "test")  # withdraws every assignment: rows updated, not added
+    assert {s.desired.revision for s in svc.store.statuses().values()} == {2}
