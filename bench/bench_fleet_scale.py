@@ -224,6 +224,11 @@ def main() -> int:
     parser.add_argument("--tick", type=float, default=0.5, help="rollout_tick_s (default 2.0)")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument(
+        "--reload-interval", type=float, default=0.1,
+        help="mqtt_reload_interval_s (default 1.0): an enrollment waits for the broker's reload, "
+        "and every simulated device enrolls from this one address, two at a time",
+    )  # fmt: skip
+    parser.add_argument(
         "--broker-inflight", type=int, default=0,
         help="experiment: the supervised Mosquitto's max_inflight_messages (0 = its default, 20)",
     )  # fmt: skip
@@ -243,15 +248,17 @@ def main() -> int:
     if not postgres_available():
         print("no PostgreSQL at 127.0.0.1:5432 (trust auth): nothing measured", file=sys.stderr)
         return 2
-    print(f"fleet scale: {psutil.cpu_count()} cores; controller on PostgreSQL, rollout tick "
-          f"{args.tick:g} s, soak {args.soak:g} s x {len(STAGES)} stages; simulator in "
-          f"{args.processes} processes on the same machine", flush=True)  # fmt: skip
+    print(f"fleet scale: {psutil.cpu_count()} cores; controller on PostgreSQL, MQTT reload "
+          f"interval {args.reload_interval:g} s, rollout tick {args.tick:g} s, soak "
+          f"{args.soak:g} s x {len(STAGES)} stages; simulator in {args.processes} processes on "
+          f"the same machine", flush=True)  # fmt: skip
     results: dict[int, dict[str, float]] = {}
     ingest: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp, bench_database() as url:
         root = Path(tmp)
         ctl = start_controller(root / "controller", db=url, grpc_workers=64,
-                               rollout_tick_s=args.tick)  # fmt: skip
+                               rollout_tick_s=args.tick,
+                               mqtt_reload_interval_s=args.reload_interval)  # fmt: skip
         admin = Admin(ctl)
         try:
             v1 = add_and_build(admin, root, "tiny", 8)
