@@ -374,7 +374,7 @@ def _assemble(c: Controller, stack: ExitStack) -> None:
     )  # fmt: skip
     c.rollouts = RolloutService(
         c.db,
-        c.registry.list_devices,
+        c.registry.rollout_targets,  # the columns a step reads, enrolled ones only
         c.models,
         metrics=c.telemetry,
         # adds each device's audit fraction, then its drift-aware offload budget
