@@ -43,6 +43,7 @@ from controller.mqtt.coalesce import CoalescedAction  # noqa: E402
 from controller.mqtt.credentials import write_mosquitto_auth  # noqa: E402
 from controller.pki import CertificateAuthority  # noqa: E402
 from controller.rollout.model import DeviceRollout, RolloutState  # noqa: E402
+from controller.services import rollout_store  # noqa: E402
 from controller.services.devices import DeviceRegistry  # noqa: E402
 from controller.services.fleet import fleet_page, fleet_status  # noqa: E402
 from controller.services.rollouts import RolloutService  # noqa: E402
@@ -171,11 +172,21 @@ class FakeVariants:
         return self.selected_variant(model, int(version), profile)
 
 
-def rollout_step(db: Database, reg: DeviceRegistry) -> tuple[float, float]:
+new_desired_rows = rollout_store._desired_rows
+
+
+def old_desired_rows(s: Any, device_ids: list[str]) -> dict[str, Any]:
+    """The old write read each device's desired row on its own (its INSERT/UPDATE then went
+    out one by one with the next read's autoflush: not re-enacted, so old is flattered)."""
+    rows = (s.get(rollout_store.DesiredStateRow, d) for d in device_ids)
+    return {r.device_id: r for r in rows if r is not None}
+
+
+def rollout_step(db: Database, targets: Callable[..., Any]) -> tuple[float, float]:
     """StartRollout's first step assigning every device (one stage, downloads unbounded), then
     a tick with nothing new; the rollout is aborted afterwards (the next one may start)."""
-    svc = RolloutService(db, reg.list_devices, FakeVariants())
-    n = len(reg.list_devices({}))
+    svc = RolloutService(db, targets, FakeVariants())
+    n = len(targets({}))
     spec = {"model": "m", "version": 1 + int(time.time() * 1000) % 10**6, "stages": [1.0],
             "max_concurrent_downloads": n, "soak_seconds": 60}  # fmt: skip
     started = time.perf_counter()
@@ -266,16 +277,22 @@ def measure(n: int, burst: int, workdir: Path) -> dict[str, float]:
         )
 
         # a real rollout step on PostgreSQL assigning every device, then a quiet tick
-        for label, lookup in (("old", old_scan), ("new", RolloutState.device)):
-            RolloutState.device = lookup  # type: ignore[method-assign]
+        for label in ("old", "new"):
+            if label == "old":  # the scan per lookup, a SELECT per desired row, every column
+                RolloutState.device = old_scan  # type: ignore[method-assign]
+                rollout_store._desired_rows = old_desired_rows
             try:
-                first_s, quiet_s = rollout_step(db, uncached)
+                first_s, quiet_s = rollout_step(
+                    db, uncached.list_devices if label == "old" else uncached.rollout_targets
+                )
             finally:
                 RolloutState.device = new_lookup  # type: ignore[method-assign]
+                rollout_store._desired_rows = new_desired_rows
             out |= {f"tick_{label}": first_s, f"quiet_{label}": quiet_s}
         print(
             f"  rollout of {n}: step assigning all old {out['tick_old']:.2f} s, new "
-            f"{out['tick_new']:.2f} s; a quiet tick {out['quiet_new'] * 1000:.0f} ms",
+            f"{out['tick_new']:.2f} s; a quiet tick old {out['quiet_old'] * 1000:.0f} ms, "
+            f"new {out['quiet_new'] * 1000:.0f} ms",
             flush=True,
         )
 
@@ -368,8 +385,9 @@ def main() -> int:
              big["fs_page"] / small["fs_page"], "<=", 2.0, "x")  # fmt: skip
         goal(f"rollout lookups {scale:g}x the devices",
              big["ro_new"] / small["ro_new"], "<=", 2 * scale, "x")  # fmt: skip
-    goal(f"rollout step assigning {n} new vs old", big["tick_new"] / big["tick_old"], "<=", 0.8,
+    goal(f"rollout step assigning {n} new vs old", big["tick_new"] / big["tick_old"], "<=", 0.5,
          "x")  # fmt: skip
+    goal(f"quiet rollout tick at {n}", big["quiet_new"], "<=", 0.5, " s")
     goal(f"passwd rewrites for {args.burst} enrollments at {n}", big["pw_new"], "<=", 5.0)
     goal(f"longest retention statement new/old at {n}",
          big["prune_new"] / max(big["prune_old"], 1e-9), "<=", 0.5, "x")  # fmt: skip

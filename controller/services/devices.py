@@ -59,6 +59,16 @@ class Device:
 
 
 @dataclass(frozen=True)
+class DeviceTarget:
+    """What a rollout step reads of a device."""
+
+    device_id: str
+    profile: str
+    state: str
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class DevicePresence:
     device_id: str
     name: str
@@ -223,6 +233,21 @@ class DeviceRegistry:
             rows = s.scalars(select(DeviceRow).order_by(DeviceRow.name)).all()
             devices = [_to_device(r) for r in rows]
         return [d for d in devices if d.matches(selector or {})]
+
+    def rollout_targets(self, selector: Mapping[str, str] | None = None) -> list[DeviceTarget]:
+        """Enrolled devices with a profile matching ``selector``: only the columns a rollout
+        step reads (no facts to decode), filtered in SQL where it can be."""
+        self._presence.flush()
+        r = DeviceRow
+        query = select(r.device_id, r.profile, r.state, r.labels).where(
+            r.state == "enrolled", r.profile != ""
+        )
+        with self._db.session() as s:
+            rows = s.execute(query.order_by(r.name)).all()
+        targets = [DeviceTarget(d, p, st, dict(labels or {})) for d, p, st, labels in rows]
+        return [
+            t for t in targets if all(t.labels.get(k) == v for k, v in (selector or {}).items())
+        ]
 
     def after(self, name: str, limit: int) -> list[Device]:
         """Up to ``limit`` devices whose name sorts after ``name``, by name: a keyset page

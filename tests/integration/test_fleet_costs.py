@@ -238,3 +238,18 @@ def test_a_rollout_step_assigning_a_fleet_reads_desired_rows_in_chunks(db: Datab
     assert revisions == {1}
     svc.command(rid, "abort", "test")  # withdraws every assignment: rows updated, not added
     assert {s.desired.revision for s in svc.store.statuses().values()} == {2}
+
+
+def test_rollout_targets_are_the_enrolled_devices_a_step_reads(
+    db: Database, tmp_path: Path
+) -> None:
+    ids = enrolled_fleet(db, 6)
+    reg = registry(db, tmp_path)
+    reg.revoke(ids[0])
+    with db.session() as s:
+        s.get(DeviceRow, ids[1]).profile = ""  # type: ignore[union-attr]  # not resolved yet
+    targets = reg.rollout_targets({"site": "a"})
+    assert [t.device_id for t in targets] == [ids[3], ids[5]]
+    assert all(t.state == "enrolled" and t.profile == "cpu" for t in targets)
+    every = [d.device_id for d in reg.list_devices() if d.state == "enrolled" and d.profile]
+    assert [t.device_id for t in reg.rollout_targets()] == every
