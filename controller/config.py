@@ -123,9 +123,10 @@ class ControllerConfig:
     presence_flush_s: float = 1.0
     device_cache_ttl_s: float = 5.0
     db_pool_size: int = 0
-    # Mosquitto's passwd/acl rewritten and the broker signalled at most this often for a burst
-    # of enrollments and revocations (the enrollment reply waits for it)
-    mqtt_reload_interval_s: float = 1.0
+    # Mosquitto's passwd/acl rewrite + broker signal for enrollments and revocations is shared:
+    # callers arriving while one runs share the next (the enrollment reply waits for its run);
+    # > 0 also spaces runs this far apart (fewer reloads, slower enrollments one at a time)
+    mqtt_reload_interval_s: float = 0.0
     # a rollout's concurrent downloads when StartRollout gives none; 0 = what one replica
     # serves: the download streams its gRPC workers allow (a quarter of them, at least 10),
     # or 200 when devices fetch from the bucket over presigned URLs. With several replicas
