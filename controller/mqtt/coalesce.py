@@ -1,10 +1,12 @@
 """One run of an action for however many callers asked within an interval.
 
 Each enrollment or revocation rewrote Mosquitto's password file (every device, O(fleet)) and
-signalled the broker. ``CoalescedAction`` runs the action at once for the first caller, then at
-most once per ``interval_s``: every caller that arrived meanwhile shares the next run. A caller
-waits (at most ``wait_s``) until a run that began after its call has finished, so an enrolled
-device's first MQTT connect still finds its password in the broker's file.
+signalled the broker. ``CoalescedAction`` is a group commit: a caller finding no run in
+progress runs at once; every caller arriving while one runs shares the next run, which starts
+when that one ends (and, with ``interval_s`` > 0, no sooner than that after it). So a burst of
+N enrollments costs a few rewrites, and one enrollment at a time waits for nothing extra. A
+caller waits (at most ``wait_s``) until a run that began after its call has finished, so an
+enrolled device's first MQTT connect still finds its password in the broker's file.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class CoalescedAction:
         self,
         action: Callable[[], None],
         *,
-        interval_s: float = 1.0,
+        interval_s: float = 0.0,
         wait_s: float = 10.0,
         name: str = "coalesced-action",
         clock: Callable[[], float] = time.monotonic,

@@ -57,3 +57,20 @@ def test_a_lone_call_runs_at_once_and_a_failure_does_not_wedge_it() -> None:
     assert calls and calls[0] - started < 0.5  # no interval to wait for the first one
     action()  # the failed run is logged; the next call runs again
     assert len(calls) == 2 and action.runs == 2
+
+
+def test_group_commit_callers_one_at_a_time_wait_for_nothing_a_burst_shares() -> None:
+    def rewrite() -> None:
+        time.sleep(0.03)  # a passwd of a few thousand devices
+
+    action = CoalescedAction(rewrite)  # interval 0: the next run starts when one ends
+    started = time.monotonic()
+    for _ in range(10):  # enrollments one after the other: a run each, no interval between
+        action()
+    assert action.runs == 10 and time.monotonic() - started < 1.5
+    callers = [threading.Thread(target=action) for _ in range(60)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(10)
+    assert action.runs - 10 <= 8, action.runs  # 60 at once: a run in progress + a shared next
