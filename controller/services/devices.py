@@ -7,7 +7,6 @@ import logging
 import secrets
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from controller.monitoring.events import EventListener, FleetEvent, announce
 from controller.pki import CertificateAuthority
+from controller.services.device_labels import check_labels, check_shown_text
 from controller.services.presence import MAX_PENDING, PresenceBuffer, TtlCache
 from controller.store.db import Database
 from controller.store.models import DeviceRow, EnrollmentTokenRow
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TOKEN_TTL_S = 24 * 3600
 MAX_TOKEN_TTL_S = 30 * 24 * 3600
-MAX_LABELS = 64
 
 
 def _now_ms() -> int:
@@ -114,32 +113,6 @@ def _to_device(row: DeviceRow) -> Device:
         cert_fingerprint=row.cert_fingerprint or "",
         agent_version=row.agent_version,
     )
-
-
-def check_shown_text(what: str, text: str) -> None:
-    """InvalidInput when ``text`` holds a character a terminal would not show as itself:
-    control (NUL, ESC ...), format (bidi overrides, zero-width joiners ...), private-use,
-    unassigned or a line/paragraph separator. Names and labels end up on operators' screens."""
-    for i, c in enumerate(text):
-        if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp"):
-            name = unicodedata.name(c, "a control character")
-            raise InvalidInput(
-                f"{what} must not contain U+{ord(c):04X} ({name}, at position {i + 1}):"
-                " use printable characters"
-            )
-
-
-def check_labels(labels: Mapping[str, str], *, characters: bool = True) -> dict[str, str]:
-    if len(labels) > MAX_LABELS:
-        raise InvalidInput(f"at most {MAX_LABELS} labels per device")
-    for key, value in labels.items():
-        if not key or len(key) > 63 or not all(c.isalnum() or c in "-_./" for c in key):
-            raise InvalidInput(f"invalid label key {key!r}: use letters, digits and -_./")
-        if len(value) > 253 or "," in value or "=" in value:
-            raise InvalidInput(f"invalid label value {value!r} for {key!r}")
-        if characters:
-            check_shown_text(f"label {key}", value)
-    return dict(labels)
 
 
 class DeviceRegistry:
