@@ -201,7 +201,7 @@ class DeviceRegistry:
         return Registration(_to_device(row), str(token), expires)
 
     def list_devices(self, selector: Mapping[str, str] | None = None) -> list[Device]:
-        self._presence.flush()
+        self._presence.flush_before_read()
         with self._db.session() as s:
             rows = s.scalars(select(DeviceRow).order_by(DeviceRow.name)).all()
             devices = [_to_device(r) for r in rows]
@@ -210,7 +210,7 @@ class DeviceRegistry:
     def rollout_targets(self, selector: Mapping[str, str] | None = None) -> list[DeviceTarget]:
         """Enrolled devices with a profile matching ``selector``: only the columns a rollout
         step reads (no facts to decode), filtered in SQL where it can be."""
-        self._presence.flush()
+        self._presence.flush_before_read()
         r = DeviceRow
         query = select(r.device_id, r.profile, r.state, r.labels).where(
             r.state == "enrolled", r.profile != ""
@@ -225,7 +225,7 @@ class DeviceRegistry:
     def after(self, name: str, limit: int) -> list[Device]:
         """Up to ``limit`` devices whose name sorts after ``name``, by name: a keyset page
         (the unique name index), so reading a big fleet page by page costs what it returns."""
-        self._presence.flush()
+        self._presence.flush_before_read()
         query = select(DeviceRow).where(DeviceRow.name > name).order_by(DeviceRow.name)
         with self._db.session() as s:
             return [_to_device(row) for row in s.scalars(query.limit(limit))]
@@ -242,7 +242,7 @@ class DeviceRegistry:
             query = query.where(
                 r.name.ilike(pattern, escape="\\") | r.device_id.ilike(pattern, escape="\\")
             )
-        self._presence.flush()
+        self._presence.flush_before_read()
         with self._db.session() as s:
             matching = int(s.scalar(select(func.count()).select_from(query.subquery())) or 0)
             rows = s.scalars(query.order_by(r.name).offset(offset).limit(limit)).all()
@@ -253,14 +253,14 @@ class DeviceRegistry:
         decode: what /metrics reads on every scrape)."""
         r = DeviceRow
         query = select(r.device_id, r.name, r.profile, r.online, r.last_seen_ms).order_by(r.name)
-        self._presence.flush()
+        self._presence.flush_before_read()
         with self._db.session() as s:
             return [DevicePresence(*row) for row in s.execute(query)]
 
     def presence_counts(self) -> dict[str, int]:
         """Devices in all, online, and per state (registered, enrolled, revoked)."""
         r = DeviceRow
-        self._presence.flush()
+        self._presence.flush_before_read()
         with self._db.session() as s:
             total, online = s.execute(
                 select(func.count(), func.sum(case((r.online, 1), else_=0)))
@@ -273,12 +273,13 @@ class DeviceRegistry:
         }
 
     def get(self, name_or_id: str) -> Device:
-        self._presence.flush()
+        self._presence.flush_before_read()
         with self._db.session() as s:
             return _to_device(self._find(s, name_or_id))
 
     def revoke(self, name_or_id: str) -> Device:
-        self._presence.flush()  # a heartbeat that arrived before must not outlive the revocation
+        # heartbeats that arrived before are stored first (after it: refused, not enrolled)
+        self._presence.flush_before_read()
         with self._db.session() as s:
             row = self._find(s, name_or_id)
             row.state = "revoked"
@@ -392,7 +393,7 @@ class DeviceRegistry:
             device_id, online=online, seen_ms=seen, agent_version=agent_version[:64]
         )
         if self.presence_flush_s <= 0 or waiting >= MAX_PENDING:
-            self._presence.flush()
+            self._presence.flush_before_read()
 
     def flush_presence(self) -> int:
         """Store the presence waiting in memory now (one batched UPDATE)."""

@@ -9,6 +9,7 @@ first, so this process always reads what it was told.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from sqlalchemy import bindparam, case, update
 from controller.store.db import Database
 from controller.store.models import DeviceRow
 
+log = logging.getLogger(__name__)
 MAX_PENDING = 100_000  # devices waiting for the next flush; beyond it the caller flushes
 
 _UPDATE = (
@@ -80,9 +82,9 @@ class PresenceBuffer:
                 batch, self._pending = self._pending, {}
             if not batch:
                 return 0
-            params = [
+            params = [  # by id: every writer of many device rows locks them in one order
                 {"b_id": d, "b_online": s.online, "b_seen": s.seen_ms, "b_version": s.agent_version}
-                for d, s in batch.items()
+                for d, s in sorted(batch.items())
             ]
             try:
                 with self._db.session() as session:
@@ -95,6 +97,14 @@ class PresenceBuffer:
             self.flushes += 1
             self.rows_written += len(params)
             return len(params)
+
+    def flush_before_read(self) -> None:
+        """Flush for a reader; a failed flush (a deadlock with another writer of the rows) is
+        logged and left for the next, never the reader's error: its entries are kept."""
+        try:
+            self.flush()
+        except Exception as exc:  # StoreError: the entries went back into the buffer
+            log.warning("presence flush before a read failed (kept for the next): %s", exc)
 
     def run(
         self, stopped: threading.Event, interval_s: float, on_error: Callable[[], None]

@@ -253,3 +253,23 @@ def test_rollout_targets_are_the_enrolled_devices_a_step_reads(
     assert all(t.state == "enrolled" and t.profile == "cpu" for t in targets)
     every = [d.device_id for d in reg.list_devices() if d.state == "enrolled" and d.profile]
     assert [t.device_id for t in reg.rollout_targets()] == every
+
+
+def test_a_failed_flush_keeps_its_heartbeats_and_never_fails_a_read(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controller.errors import StoreError
+    from controller.services import presence
+
+    ids = enrolled_fleet(db, 2)
+    reg = registry(db, tmp_path, presence_flush_s=1.0)
+    reg.record_presence(ids[0], online=True, unix_ms=40)
+    real = presence._UPDATE
+    monkeypatch.setattr(presence, "_UPDATE", "not sql")  # the flush fails (like a deadlock)
+    with pytest.raises(StoreError):
+        reg.flush_presence()
+    assert reg.get(ids[1]).state == "enrolled"  # a read flushes first: its failure is no error
+    monkeypatch.setattr(presence, "_UPDATE", real)
+    reg.record_presence(ids[0], online=True, unix_ms=30)
+    assert reg.flush_presence() == 1  # the kept heartbeat, merged with the newer one
+    assert reg.get(ids[0]).last_seen_ms == 40
