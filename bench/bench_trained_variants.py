@@ -207,7 +207,7 @@ def main() -> int:
     else:
         ok &= goal(
             "channel_pruning_speedup",
-            f"{best[0]:.2f}x at {best[1]:.2f} pp drop ({best[2]})",
+            f"{best[0]:.3f}x at {best[1]:.2f} pp drop ({best[2]})",
             ">= 1.3x at <= 1 pp",
             best[0] >= 1.3 and best[1] <= 1.0,
         )
