@@ -19,16 +19,17 @@ each size, measured here (the old way re-enacted as it was written before the ch
 
 Prints one goal line per measured target.
 
-Measured on this 2-core machine (PostgreSQL 15, other benchmarks running beside it), 5,000
-devices: heartbeats 560-830/s old (2 statements each) vs 35,000-36,000/s new (one batched
-UPDATE: 0.0002 statements each); device lookups 1,250-1,750/s uncached vs > 1,000,000/s
-cached; fleet status 275-291 ms old (every device, one IN-list) vs 262-301 ms paged, one page
-of 100 10-29 ms at 1,000 and at 5,000 alike; a rollout step assigning every device 2.1-3.8 s
-old vs 0.8-1.2 s new, a quiet tick 0.4-1.0 s old vs 0.28-0.42 s new; 100 concurrent
-enrollments: 100 passwd rewrites (0.7-1.6 s) vs 6 (0.19 s); retention of 50,000 events: the
-longest statement old 11-24 ms vs 9-27 ms new in batches of 5,000 (MISSED: PostgreSQL deletes
-50,000 rows in one statement quickly; the batch's IN (SELECT ... LIMIT) costs ~5 us a row vs
-~0.3 us: the bound only pays at far larger backlogs).
+Measured on this 2-core machine (PostgreSQL 15, load average 8-20 from other benchmarks
+beside it: four runs, figures noisy), 5,000 devices: heartbeats 230-830/s old (2 statements
+each) vs 12,000-36,000/s new (0.0002 statements each); device lookups 590-1,750/s uncached vs
+230,000-1,400,000/s cached; fleet status 275-650 ms old vs 260-810 ms paged (all devices), one
+page of 100 10-29 ms at 1,000 and at 5,000 alike; a rollout step assigning every device
+2.1-6.5 s old vs 0.8-3.8 s new (one run new slower), a quiet tick 0.4-1.6 s old vs 0.28-1.1 s
+new (goal 0.5 s MISSED in two of four: list_devices/statuses still read every targeted
+device each tick); 100 concurrent enrollments: 100 passwd rewrites (0.7-3.6 s) vs 2-13
+(0.07-0.25 s); retention of 50,000 events: longest statement old 11-24 ms vs 9-48 ms in
+batches of 5,000 (MISSED: PostgreSQL deletes 50,000 rows in one statement quickly; the batch's
+IN (SELECT ... LIMIT) costs more a row: the bound only pays at far larger backlogs).
 """
 
 from __future__ import annotations
