@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +209,8 @@ def candidates_of(selection: Selection) -> list[str]:
 
 def evaluation_from_dict(data: dict[str, Any]) -> Evaluation:
     """Inverse of ``Evaluation.to_dict`` (latency keys back to ints, derived fields dropped);
-    metrics stored before latency rounds existed load with no interval; the cloud table
-    (controller.services.cloud_tables) stored beside them is not part of it."""
-    return Evaluation.from_dict({k: v for k, v in data.items() if k != "cloud_by_confidence"})
+    metrics stored before latency rounds existed load with no interval; what is stored beside
+    them (the cloud table of controller.services.cloud_tables, a trained variant's training
+    record) is not part of it."""
+    known = {f.name for f in fields(Evaluation)}
+    return Evaluation.from_dict({k: v for k, v in data.items() if k in known})
