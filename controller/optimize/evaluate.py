@@ -315,7 +315,7 @@ def measure_latency(
     )
 
 
-def _validation_inputs(source: SourceModel, meta: VariantMetadata) -> np.ndarray:
+def validation_inputs_for(source: SourceModel, meta: VariantMetadata) -> np.ndarray:
     """The validation frames as the variant takes them: the source's tensor, or the frames
     preprocessed again when the variant's size differs (a reduced-resolution variant), laid
     out as the source's so ``in_layout`` applies to both."""
@@ -336,7 +336,7 @@ def evaluate_variant(
     """Measure one built variant. ``thread_counts`` are the profiles' wanted counts."""
     path = variant_dir / meta.file
     src_layout = source.signature.layout
-    inputs = _validation_inputs(source, meta)
+    inputs = validation_inputs_for(source, meta)
     x = in_layout(inputs[: config.eval_limit], src_layout, meta.preprocessing.layout)
     y = source.validation_y[: config.eval_limit]
     logits = as_logits(open_runner(path, meta.runtime, 1, meta.precision).run(x))

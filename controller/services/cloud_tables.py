@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from controller.monitoring.estimate import CLOUD_TABLE_KEY, CloudTable, table_from_predictions
-from controller.optimize.evaluate import as_logits, in_layout
+from controller.optimize.evaluate import as_logits, in_layout, validation_inputs_for
 from controller.optimize.pipeline import BUILT, VariantResult
 from controller.optimize.runners import open_runner
 from controller.optimize.source import SourceModel
@@ -53,12 +53,12 @@ def measure_tables(
     logged and gets none)."""
     cloud_labels = cloud_answers(cloud, source.validation_x).tolist()
     truth = source.validation_y.tolist()
-    x = source.validation_inputs()
     tables: dict[str, CloudTable] = {}
     for r in results:
         if r.status != BUILT or r.metadata is None:
             continue
         meta = r.metadata
+        x = validation_inputs_for(source, meta)  # a reduced-resolution variant: its own size
         try:
             runner = open_runner(Path(r.directory) / meta.file, meta.runtime, 1)
             logits = as_logits(

@@ -202,3 +202,17 @@ def test_fine_tuning_data_is_the_training_frames_when_given_else_the_calibration
     assert len(own.frames) == len(cal["x"])  # every calibration frame, labels from the source
     with pytest.raises(TrainingUnavailable, match="--train-data"):
         FinetuneData.of(cal["x"].astype(np.float32) / 255, None, max_frames=50)
+
+
+def test_the_cloud_table_is_measured_for_a_resolution_variant_at_its_own_size(
+    report: BuildReport,
+) -> None:
+    from controller.services.cloud_tables import measure_tables
+    from controller.services.model_views import CloudModelInfo
+
+    cloud = CloudModelInfo(
+        "digits-cloud", 1, DIGITS / "cloud.onnx", load_preprocessing(DIGITS / "preprocess.json"),
+        tuple((DIGITS / "labels.txt").read_text().split()),
+    )  # fmt: skip
+    tables = measure_tables(_source(), [report.result("onnx-res-50")], cloud)
+    assert "onnx-res-50" in tables  # it ran on validation frames at its 16 x 16 input
