@@ -279,9 +279,11 @@ class FleetMonitor:
                 log.exception("alert listener failed")
 
     def _move_budgets(self, devices: Sequence[DeviceObservation], found: Sequence[Finding]) -> None:
-        """Drift on a device: raise its budget to half again its frame rate (every frame,
-        as its confidence no longer tells hard from easy, with room for the rate to vary;
-        within the ceiling); the drift's alert ended (no open drift alert): lower it."""
+        """Drift on an online device: raise its budget to half again its frame rate (every
+        frame, as its confidence no longer tells hard from easy, with room for the rate to
+        vary; within the ceiling); the drift's alert ended (no open drift alert) or the device
+        went offline: lower it. A device that stopped still drifts over its window's reports,
+        and a grant to it would hold the fleet's ceiling away from devices that run."""
         assert self.budgets is not None
         drifting = {f.device_id for f in found if f.rule in DRIFT_RULES}
         open_drift = {a.device_id for a in self.alerts.active() if a.rule in DRIFT_RULES}
@@ -289,11 +291,14 @@ class FleetMonitor:
         for device_id in sorted(drifting):
             d = by_id.get(device_id)
             fps = d.metrics.frames_per_s if d is not None and d.metrics is not None else None
-            if fps:
+            if fps and d is not None and d.online:
                 rules = sorted({f.rule for f in found if f.device_id == device_id} & DRIFT_RULES)
                 self.budgets.raise_to(device_id, fps * BUDGET_HEADROOM, "+".join(rules))
         for device_id in self.budgets.raised():
-            if device_id not in open_drift and device_id not in drifting:
+            d = by_id.get(device_id)
+            if d is None or not d.online:
+                self.budgets.lower(device_id, "device offline")
+            elif device_id not in open_drift and device_id not in drifting:
                 self.budgets.lower(device_id, "drift ended")
 
 

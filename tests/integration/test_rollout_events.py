@@ -155,3 +155,33 @@ def test_drift_is_scored_over_the_variant_the_device_runs_now(tmp_path: Path) ->
     assert score.frames == 500 and score.psi == pytest.approx(0.0, abs=1e-6)
     store.stop()
     db.close()
+
+
+def test_offload_grants_go_to_online_drifting_devices_only(tmp_path: Path) -> None:
+    """A stopped device still drifts over its window's reports: granting it budget would hold
+    the fleet's ceiling away from the devices that run, so it gets none and loses what it had."""
+    from dataclasses import replace
+
+    from controller.monitoring.alerts import DeviceObservation, Finding
+    from controller.monitoring.offload_budget import OffloadBudgets
+    from controller.services.telemetry import metrics_of
+    from controller.services.telemetry_math import Totals
+
+    db = Database(f"sqlite:///{tmp_path / 'c.db'}")
+    db.migrate()
+    budgets = OffloadBudgets(None, 30.0, [])
+    monitor = FleetMonitor(
+        MonitorConfig(), devices=lambda: [], telemetry=TelemetryStore(db), rollouts=lambda: [],
+        baselines={}, alerts=AlertLog(db), budgets=budgets,  # type: ignore[arg-type]
+    )  # fmt: skip
+    metrics = replace(metrics_of(Totals(), 1), frames_per_s=20.0)
+
+    def seen(device_id: str, online: bool) -> DeviceObservation:
+        return DeviceObservation(device_id, device_id, True, online, 0, metrics, None)
+
+    drift = [Finding("drift", d, "shifted", device_id=d) for d in ("a-stopped", "b-running")]
+    monitor._move_budgets([seen("a-stopped", False), seen("b-running", True)], drift)
+    assert budgets.budgets() == {"b-running": 30.0}  # 1.5 x 20 frames/s, the whole ceiling
+    monitor._move_budgets([seen("b-running", False)], drift[1:])  # it stops as well
+    assert budgets.budgets() == {}
+    db.close()
