@@ -4,13 +4,13 @@ next edge version. Registered on the `model` sub-app by ``register(app)``."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import typer
 
+from controller.cli.model_training import stream_training
 from edgefleet.cli import OutputFormat, echo, errors_as_exit_codes, print_json
 
 RETRAIN_PHASES = ("hard-examples", "data", "teacher", "train", "export", "register")
@@ -212,47 +212,14 @@ def retrain(
             model=model, since_unix_ms=since_ms, data_sha256=digest, epochs=epochs,
             batch_size=batch_size, max_seconds=max_minutes * 60,
         )  # fmt: skip
-        report = _stream(conn, stub, request, max_minutes * 60, quiet=output is OutputFormat.json)
+        report = stream_training(
+            conn, stub.RetrainModel, request, RETRAIN_PHASES, max_minutes * 60,
+            quiet=output is OutputFormat.json,
+        )  # fmt: skip
         if output is OutputFormat.json:
             print_json(report)
             return
         print_retrain_summary(report)
-
-
-def _stream(conn: Any, stub: Any, request: Any, bound_s: float, quiet: bool) -> dict[str, Any]:
-    """The run's progress as bars (on stderr), its report; Ctrl-C cancels the call."""
-    import grpc
-    from rich.console import Console
-    from rich.progress import Progress
-
-    from controller.training.errors import TrainingCancelled
-    from edgefleet.errors import Unavailable
-    from edgefleet.status import error_for
-
-    call = stub.RetrainModel(request, timeout=bound_s + 120)
-    report: dict[str, Any] = {}
-    try:
-        with Progress(console=Console(stderr=True), transient=False, disable=quiet) as bars:
-            tasks = {p: bars.add_task(p, total=1.0, visible=False) for p in RETRAIN_PHASES}
-            for event in call:
-                if event.HasField("report_json"):
-                    report = json.loads(event.report_json)
-                    continue
-                p = event.progress
-                if p.phase in tasks:
-                    text = f"{p.phase:13s} {p.message}"[:80]
-                    bars.update(
-                        tasks[p.phase], completed=p.fraction, description=text, visible=True
-                    )
-    except KeyboardInterrupt:
-        call.cancel()
-        raise TrainingCancelled("cancelled: nothing was registered") from None
-    except grpc.RpcError as exc:
-        code, details = exc.code(), exc.details()
-        if code == grpc.StatusCode.UNAVAILABLE:
-            raise Unavailable(f"controller at {conn.address}: {details}") from None
-        raise error_for(code)(details) from None
-    return report
 
 
 def print_retrain_summary(r: dict[str, Any]) -> None:

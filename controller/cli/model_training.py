@@ -93,15 +93,21 @@ def distill(
             batch_size=batch_size,
             max_seconds=max_minutes * 60,
         )
-        report = _stream(conn, stub, request, max_minutes * 60, quiet=output is OutputFormat.json)
+        report = stream_training(
+            conn, stub.DistillModel, request, PHASES, max_minutes * 60,
+            quiet=output is OutputFormat.json,
+        )  # fmt: skip
         if output is OutputFormat.json:
             print_json(report)
         else:
             print_summary(report)
 
 
-def _stream(conn: Any, stub: Any, request: Any, bound_s: float, quiet: bool) -> dict[str, Any]:
-    """The run's progress as bars (on stderr), its report; Ctrl-C cancels the call."""
+def stream_training(
+    conn: Any, rpc: Any, request: Any, phases: tuple[str, ...], bound_s: float, quiet: bool
+) -> dict[str, Any]:
+    """A training run's progress as one bar per phase (on stderr), then its report; Ctrl-C
+    cancels the call (the controller registers nothing then). ``rpc``: the stub's method."""
     import grpc
     from rich.console import Console
     from rich.progress import Progress
@@ -110,18 +116,19 @@ def _stream(conn: Any, stub: Any, request: Any, bound_s: float, quiet: bool) -> 
     from edgefleet.errors import Unavailable
     from edgefleet.status import error_for
 
-    call = stub.DistillModel(request, timeout=bound_s + 120)
+    call = rpc(request, timeout=bound_s + 120)
+    width = max(len(p) for p in phases)
     report: dict[str, Any] = {}
     try:
         with Progress(console=Console(stderr=True), transient=False, disable=quiet) as bars:
-            tasks = {p: bars.add_task(p, total=1.0, visible=False) for p in PHASES}
+            tasks = {p: bars.add_task(p, total=1.0, visible=False) for p in phases}
             for event in call:
                 if event.HasField("report_json"):
                     report = json.loads(event.report_json)
                     continue
                 p = event.progress
                 if p.phase in tasks:
-                    text = f"{p.phase:8s} {p.message}"[:80]
+                    text = f"{p.phase:{width}s} {p.message}"[:80]
                     bars.update(
                         tasks[p.phase], completed=p.fraction, description=text, visible=True
                     )
