@@ -3,7 +3,6 @@ the controller ceiling (oldest first), retention, and an index that survives a r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,26 +15,8 @@ from controller.services.offload import LabelledPair
 from controller.store.db import Database
 from controller.store.models_models import ModelRow
 from edgefleet.errors import InvalidInput, NotFound
-from tests.fleet import postgres_available, postgres_database
 
 DEVICES = {"cam-1": {"site": "north"}, "cam-2": {"site": "south"}, "cam-3": {"site": "north"}}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 't.db'}")
-        database.migrate()
-        yield database
-        database.close()
-        return
-    if not postgres_available():
-        pytest.skip("no PostgreSQL server")
-    with postgres_database() as url:
-        database = Database(url)
-        database.migrate()
-        yield database
-        database.close()
 
 
 def _add_model(db: Database, name: str, role: str = "edge") -> None:

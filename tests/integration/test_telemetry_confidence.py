@@ -9,7 +9,6 @@ from controller.services.telemetry_math import INF
 from controller.store.db import Database
 from edgefleet.histograms import CONFIDENCE_BOUNDS
 from edgefleet.v1 import report_pb2
-from tests.integration.test_telemetry_store import db  # noqa: F401  (the fixture)
 
 HOUR_MS = 3_600_000
 
@@ -31,7 +30,7 @@ def report(
     )
 
 
-def test_confidence_histogram_is_decoded_stored_and_rolled_up(db: Database) -> None:  # noqa: F811  (the imported fixture)
+def test_confidence_histogram_is_decoded_stored_and_rolled_up(db: Database) -> None:
     now = 10 * HOUR_MS
     ladder = list(CONFIDENCE_BOUNDS)
     native = [0] * (len(ladder) + 1)

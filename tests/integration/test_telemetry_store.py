@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +17,8 @@ from controller.services.telemetry_math import (
     wilson_interval,
 )
 from controller.store.db import Database
-from tests.fleet import postgres_available, postgres_database
 
 HOUR_MS = 3_600_000
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 't.db'}")
-        database.migrate()
-        yield database
-        database.close()
-        return
-    if not postgres_available():
-        pytest.skip("no PostgreSQL server")
-    with postgres_database() as url:
-        database = Database(url)
-        database.migrate()
-        yield database
-        database.close()
 
 
 def sample(device: str, seq: int, end_ms: int, **counts: Any) -> ReportSample:
