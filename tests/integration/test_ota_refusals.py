@@ -36,6 +36,7 @@ from agent.ota.slots import write_all
 from controller.app import Controller
 from controller.services.rollout_store import Desired, RolloutStore, now_ms
 from controller.services.rollouts import target_of
+from controller.store.models_rollouts import DesiredStateRow
 from tests.fleet import Admin, start_controller
 from tests.rollout_fleet import add_and_build
 
@@ -157,7 +158,11 @@ def assign(ctl: Controller, a: Agent, version: int, **change: Any) -> Desired:
     )  # fmt: skip
     d = Desired(**{**d.__dict__, **change})
     with ctl.db.session() as s:
-        return RolloutStore._write_desired(s, d, now_ms())
+        row = s.get(DesiredStateRow, d.device_id)
+        if row is None:
+            row = DesiredStateRow(device_id=d.device_id, revision=0, target={})
+            s.add(row)
+        return RolloutStore._write_desired(d, now_ms(), row)
 
 
 def reported(ctl: Controller, a: Agent) -> tuple[str, str]:
