@@ -87,31 +87,46 @@ class HardwareProfile:
         )
 
 
+_X86_VNNI = HardwareProfile(
+    name="x86-64-vnni",
+    description="x86-64 with AVX-512 VNNI or AVX-VNNI: fast int8 dot products",
+    arch="x86_64",
+    requires_flags=("avx2",),
+    requires_any_flag=("avx512_vnni", "avx_vnni"),
+    runtimes=("onnxruntime", "litert"),
+    precisions=("fp32", "fp16", "int8"),
+    memory_budget_bytes=2048 * MB,
+    model_size_budget_bytes=200 * MB,
+    threads=2,
+)
+_X86_AVX2 = HardwareProfile(
+    name="x86-64-avx2",
+    description="x86-64 with AVX2 but no VNNI: int8 weights use reduce_range",
+    arch="x86_64",
+    requires_flags=("avx2",),
+    runtimes=("onnxruntime", "litert"),
+    precisions=("fp32", "fp16", "int8"),
+    memory_budget_bytes=2048 * MB,
+    model_size_budget_bytes=200 * MB,
+    threads=2,
+    int8_reduce_range=True,
+)
+
+
+def _with_openvino(base: HardwareProfile) -> HardwareProfile:
+    """``base`` on a device that reports OpenVINO: its variants compete too."""
+    return dataclasses.replace(
+        base,
+        name=f"{base.name}-openvino",
+        description=f"{base.name} with OpenVINO installed: OpenVINO variants compete too",
+        requires_runtimes=("openvino",),
+        runtimes=("openvino", *base.runtimes),
+    )
+
+
 BUILTIN_PROFILES: tuple[HardwareProfile, ...] = (
-    HardwareProfile(
-        name="x86-64-vnni",
-        description="x86-64 with AVX-512 VNNI or AVX-VNNI: fast int8 dot products",
-        arch="x86_64",
-        requires_flags=("avx2",),
-        requires_any_flag=("avx512_vnni", "avx_vnni"),
-        runtimes=("onnxruntime", "litert"),
-        precisions=("fp32", "fp16", "int8"),
-        memory_budget_bytes=2048 * MB,
-        model_size_budget_bytes=200 * MB,
-        threads=2,
-    ),
-    HardwareProfile(
-        name="x86-64-avx2",
-        description="x86-64 with AVX2 but no VNNI: int8 weights use reduce_range",
-        arch="x86_64",
-        requires_flags=("avx2",),
-        runtimes=("onnxruntime", "litert"),
-        precisions=("fp32", "fp16", "int8"),
-        memory_budget_bytes=2048 * MB,
-        model_size_budget_bytes=200 * MB,
-        threads=2,
-        int8_reduce_range=True,
-    ),
+    _X86_VNNI,
+    _X86_AVX2,
     HardwareProfile(
         name="x86-64-bf16-openvino",
         description="x86-64 with AVX-512 BF16 and VNNI and OpenVINO: bf16 variants too",
@@ -124,32 +139,8 @@ BUILTIN_PROFILES: tuple[HardwareProfile, ...] = (
         model_size_budget_bytes=200 * MB,
         threads=2,
     ),
-    HardwareProfile(
-        name="x86-64-vnni-openvino",
-        description="x86-64-vnni with OpenVINO installed: OpenVINO variants compete too",
-        arch="x86_64",
-        requires_flags=("avx2",),
-        requires_any_flag=("avx512_vnni", "avx_vnni"),
-        requires_runtimes=("openvino",),
-        runtimes=("openvino", "onnxruntime", "litert"),
-        precisions=("fp32", "fp16", "int8"),
-        memory_budget_bytes=2048 * MB,
-        model_size_budget_bytes=200 * MB,
-        threads=2,
-    ),
-    HardwareProfile(
-        name="x86-64-avx2-openvino",
-        description="x86-64-avx2 with OpenVINO installed: OpenVINO variants compete too",
-        arch="x86_64",
-        requires_flags=("avx2",),
-        requires_runtimes=("openvino",),
-        runtimes=("openvino", "onnxruntime", "litert"),
-        precisions=("fp32", "fp16", "int8"),
-        memory_budget_bytes=2048 * MB,
-        model_size_budget_bytes=200 * MB,
-        threads=2,
-        int8_reduce_range=True,
-    ),
+    _with_openvino(_X86_VNNI),
+    _with_openvino(_X86_AVX2),
     HardwareProfile(
         name="arm64-dotprod",
         description="ARMv8.2+ cores with the dot-product extension (Cortex-A55/A76, Graviton)",
