@@ -63,14 +63,9 @@ def make_secrets(root: Path) -> Path:
 
 
 @contextmanager
-def shared_mosquitto(root: Path) -> Iterator[SharedBroker]:
-    """The secrets (``make_secrets``) and a Mosquitto reading the passwd/acl files every
-    replica writes into the shared ``root/shared/mosquitto`` (in memory only: a broker restart
-    is not what these tests are about)."""
-    root.mkdir(parents=True, exist_ok=True)
-    make_secrets(root)
-    auth = root / "shared" / "mosquitto"
-    write_mosquitto_auth(auth, "controller-secret", [])
+def mosquitto_on(auth: Path, conf_dir: Path, *extra: str) -> Iterator[SharedBroker]:
+    """A Mosquitto on loopback reading the passwd/acl files in ``auth`` (in memory only: a
+    broker restart is not what these tests are about); ``extra`` config lines."""
     port = free_port()
     lines = [
         f"listener {port} 127.0.0.1",
@@ -78,13 +73,13 @@ def shared_mosquitto(root: Path) -> Iterator[SharedBroker]:
         f"password_file {auth / 'passwd'}",
         f"acl_file {auth / 'acl'}",
         "persistence false",
-        "max_inflight_messages 100",
+        *extra,
         "log_dest stderr",
         "log_type error",
     ]
     if os.geteuid() == 0:
         lines.append("user root")
-    conf = root / "mosquitto.conf"
+    conf = conf_dir / "mosquitto.conf"
     conf.write_text("\n".join(lines) + "\n")
     proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stderr=subprocess.DEVNULL)
     try:
@@ -97,6 +92,18 @@ def shared_mosquitto(root: Path) -> Iterator[SharedBroker]:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+
+
+@contextmanager
+def shared_mosquitto(root: Path) -> Iterator[SharedBroker]:
+    """The secrets (``make_secrets``) and a Mosquitto reading the passwd/acl files every
+    replica writes into the shared ``root/shared/mosquitto``."""
+    root.mkdir(parents=True, exist_ok=True)
+    make_secrets(root)
+    auth = root / "shared" / "mosquitto"
+    write_mosquitto_auth(auth, "controller-secret", [])
+    with mosquitto_on(auth, root, "max_inflight_messages 100") as broker:
+        yield broker
 
 
 @dataclass

@@ -28,3 +28,15 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
         database.migrate()
         yield database
         database.close()
+
+
+@pytest.fixture
+def pg_db() -> Iterator[Database]:
+    """A fresh migrated PostgreSQL database (the tests that use it need one: replicas)."""
+    with postgres_database() as url:
+        database = Database(url)
+        database.migrate()
+        try:
+            yield database
+        finally:
+            database.close()

@@ -5,11 +5,7 @@ it is delivered, and two ingests in one shared subscription split the reports be
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,8 +23,9 @@ from controller.store.db import Database
 from controller.store.models_telemetry import TelemetryReportRow
 from edgefleet import topics
 from edgefleet.v1 import report_pb2, telemetry_pb2
-from tests.conftest import free_port, wait_until
-from tests.fleet import postgres_available, postgres_database
+from tests.conftest import wait_until
+from tests.fleet import postgres_available
+from tests.replicas import mosquitto_on
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 pytestmark = [
@@ -49,46 +46,13 @@ class Broker:
 def broker(tmp_path: Path) -> Iterator[Broker]:
     auth = tmp_path / "auth"
     write_mosquitto_auth(auth, CONTROLLER_PASSWORD, [(DEVICE, hash_password(DEVICE_PASSWORD))])
-    port = free_port()
-    lines = [
-        f"listener {port} 127.0.0.1",
-        "allow_anonymous false",
-        f"password_file {auth / 'passwd'}",
-        f"acl_file {auth / 'acl'}",
-        "persistence false",
-        "log_dest stderr",
-        "log_type error",
-    ]
-    if os.geteuid() == 0:
-        lines.append("user root")
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stderr=subprocess.DEVNULL)
-    try:
-        assert wait_until(lambda: _listening(port), 10), "mosquitto did not start"
-        yield Broker(f"mqtt://127.0.0.1:{port}", port)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+    with mosquitto_on(auth, tmp_path) as shared:
+        yield Broker(f"mqtt://127.0.0.1:{shared.port}", shared.port)
 
 
 @pytest.fixture
-def db() -> Iterator[Database]:
-    with postgres_database() as url:
-        database = Database(url)
-        database.migrate()
-        try:
-            yield database
-        finally:
-            database.close()
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-        return True
-    except OSError:
-        return False
+def db(pg_db: Database) -> Database:
+    return pg_db  # these tests need PostgreSQL: replicas share one
 
 
 class StoreSink:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -27,14 +26,8 @@ LEASE = LeaseConfig(lease_s=1.0)
 
 
 @pytest.fixture
-def db() -> Iterator[Database]:
-    with postgres_database() as url:
-        database = Database(url)
-        database.migrate()
-        try:
-            yield database
-        finally:
-            database.close()
+def db(pg_db: Database) -> Database:
+    return pg_db  # these tests need PostgreSQL: replicas share one
 
 
 def _rollout(store: RolloutStore) -> str:
